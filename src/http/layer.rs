@@ -1,0 +1,160 @@
+//! [`UsagePlanLayer`] and its builder.
+
+use super::extract::KeySource;
+use super::headers::RateLimitHeaders;
+use super::render::{AwsRejection, RenderRejection, Renderer};
+use super::service::UsagePlanService;
+use crate::engine::{CacheSettings, Clock, Engine, SystemClock};
+use crate::model::Stage;
+use crate::store::{DynKeyStore, KeyStore};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_layer::Layer;
+
+/// What every clone of the layer and of its services shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) store: Arc<dyn DynKeyStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) source: KeySource,
+    pub(crate) headers: RateLimitHeaders,
+    pub(crate) renderer: Renderer,
+    pub(crate) fail_open: bool,
+}
+
+impl fmt::Debug for dyn DynKeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyStore")
+    }
+}
+
+/// Enforces usage plans on every request: API key, throttles, quota.
+///
+/// Every clone of the layer, and every service it makes, shares one state: the same buckets and
+/// the same quota counters.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct UsagePlanLayer {
+    shared: Arc<Shared>,
+}
+
+impl UsagePlanLayer {
+    /// A layer with default settings, guarding the stage the store was configured with
+    /// ([`KeyStore::stage`]).
+    pub fn new<K: KeyStore>(store: K) -> Self {
+        Self::builder(store).build()
+    }
+
+    /// A builder to change the defaults.
+    pub fn builder<K: KeyStore>(store: K) -> UsagePlanLayerBuilder {
+        UsagePlanLayerBuilder {
+            stage: store.stage(),
+            store: Arc::new(store),
+            clock: Arc::new(SystemClock::new()),
+            source: KeySource::default(),
+            headers: RateLimitHeaders::default(),
+            renderer: Renderer(Box::new(AwsRejection)),
+            cache: CacheSettings { ttl: Duration::from_secs(60), stale_if_error: Duration::from_secs(300) },
+            fail_open: false,
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl<S> Layer<S> for UsagePlanLayer {
+    type Service = UsagePlanService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        UsagePlanService::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+/// Builds a [`UsagePlanLayer`].
+#[derive(Debug)]
+#[must_use]
+pub struct UsagePlanLayerBuilder {
+    stage: Option<Stage>,
+    store: Arc<dyn DynKeyStore>,
+    clock: Arc<dyn Clock>,
+    source: KeySource,
+    headers: RateLimitHeaders,
+    renderer: Renderer,
+    cache: CacheSettings,
+    fail_open: bool,
+}
+
+impl UsagePlanLayerBuilder {
+    /// The stage this layer guards (replaces the store's). Keys must belong to a plan bound to it.
+    ///
+    /// Without any stage (neither here nor from the store), stage bindings are not checked: a
+    /// key's first plan applies, with the method throttles of that plan's first stage.
+    pub fn stage(mut self, stage: Stage) -> Self {
+        self.stage = Some(stage);
+        self
+    }
+
+    /// Where the key is read from; `x-api-key` by default.
+    pub fn key_source(mut self, source: KeySource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Which rate-limit headers to send; [`RateLimitHeaders::Draft`] by default.
+    pub fn rate_limit_headers(mut self, style: RateLimitHeaders) -> Self {
+        self.headers = style;
+        self
+    }
+
+    /// Renders refused (non-gRPC) requests; API Gateway's JSON by default.
+    pub fn render_rejection(mut self, renderer: impl RenderRejection) -> Self {
+        self.renderer = Renderer(Box::new(renderer));
+        self
+    }
+
+    /// The clock; [`SystemClock`] by default. Use a [`ManualClock`](crate::ManualClock) in tests.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How long a store's answer about a key is used before asking again (60 s by default).
+    /// Changes made in the store take effect within this time.
+    pub fn key_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.cache.ttl = ttl;
+        self
+    }
+
+    /// How long past its TTL a validated key keeps working while the store fails (5 min by
+    /// default). Keys not validated within that window get 503.
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.cache.stale_if_error = window;
+        self
+    }
+
+    /// Forward requests without any limit when the store fails and the key is not cached.
+    /// Off by default (fail closed with 503). Logged at `warn` each time it happens.
+    pub fn fail_open_on_store_error(mut self, fail_open: bool) -> Self {
+        self.fail_open = fail_open;
+        self
+    }
+
+    /// The layer.
+    pub fn build(self) -> UsagePlanLayer {
+        UsagePlanLayer {
+            shared: Arc::new(Shared {
+                engine: Engine::new(self.stage, self.cache),
+                store: self.store,
+                clock: self.clock,
+                source: self.source,
+                headers: self.headers,
+                renderer: self.renderer,
+                fail_open: self.fail_open,
+            }),
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The configuration file (TOML or JSON): raw serde structs, validated once into runtime types.
+
+use crate::error::{ConfigError, ConfigErrorKind};
+use crate::model::plan::push_method;
+use crate::model::{ApiKey, KeySecret, MethodKey, PlanStage, Quota, QuotaPeriod, Stage, Throttle, UsagePlan};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A validated configuration: the stage a layer guards, the plans, and the keys with their secrets.
+///
+/// ```
+/// use tower_usage_plans::Config;
+/// let config = Config::from_toml_str(r#"
+///     [stage]
+///     api = "petstore"
+///     name = "prod"
+///
+///     [[plans]]
+///     id = "free"
+///     throttle = { rate = 1.0, burst = 5 }
+///     stages = [{ api = "petstore", stage = "prod" }]
+///
+///     [[keys]]
+///     id = "k1"
+///     value = "free-0123456789abcdefghij"
+///     plans = ["free"]
+/// "#).unwrap();
+/// assert_eq!(config.plans().len(), 1);
+///
+/// let err = Config::from_toml_str("[stage]\napi = \"a\"\nname = \"b\"\n[[plans]]\nid = \"p\"\nthrottle = { rate = 0.0, burst = 5 }").unwrap_err();
+/// assert_eq!(err.to_string(), "plans[0].throttle.rate: must be a number greater than 0, got 0");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    stage: Stage,
+    plans: Vec<Arc<UsagePlan>>,
+    keys: Vec<(KeySecret, ApiKey)>,
+}
+
+impl Config {
+    /// Assembles a configuration from parts, with the same checks as a file.
+    pub fn new(stage: Stage, plans: Vec<UsagePlan>, keys: Vec<(KeySecret, ApiKey)>) -> Result<Self, ConfigError> {
+        let plans: Vec<Arc<UsagePlan>> = plans.into_iter().map(Arc::new).collect();
+        stage.check_routes().map_err(|e| e.under("stage"))?;
+        for (i, plan) in plans.iter().enumerate() {
+            for (j, ps) in plan.stages().iter().enumerate() {
+                let own = ps.methods().iter().map(|(k, _)| k);
+                let result = if ps.api() == stage.api() && ps.stage_name() == stage.stage_name() {
+                    crate::engine::check_routes(own.chain(stage.methods().iter().map(|(k, _)| k)).chain(stage.public_methods()))
+                } else {
+                    crate::engine::check_routes(own)
+                };
+                result.map_err(|e| ConfigError::new(e.kind(), format!("plans[{i}].stages[{j}].methods"), e.reason()))?;
+            }
+        }
+        check_cross_references(&plans, &keys)?;
+        Ok(Self { stage, plans, keys })
+    }
+
+    /// Parses and validates TOML.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::new(ConfigErrorKind::Syntax, "", e.message().trim()))?;
+        raw.validate()
+    }
+
+    /// Parses and validates JSON (same structure as the TOML form).
+    pub fn from_json_str(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawFile = serde_json::from_str(text).map_err(|e| ConfigError::new(ConfigErrorKind::Syntax, "", e))?;
+        raw.validate()
+    }
+
+    /// Reads a `.toml` or `.json` file (by extension; anything else is read as TOML).
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(ConfigErrorKind::Io, path.display().to_string(), e))?;
+        let parsed = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+            Self::from_json_str(&text)
+        } else {
+            Self::from_toml_str(&text)
+        };
+        parsed.map_err(|e| if e.kind() == ConfigErrorKind::Syntax { e.under(&path.display().to_string()) } else { e })
+    }
+
+    /// The stage the configuration guards.
+    #[must_use]
+    pub fn stage(&self) -> &Stage {
+        &self.stage
+    }
+
+    /// The plans.
+    #[must_use]
+    pub fn plans(&self) -> &[Arc<UsagePlan>] {
+        &self.plans
+    }
+
+    /// The keys with their secrets.
+    #[must_use]
+    pub fn keys(&self) -> &[(KeySecret, ApiKey)] {
+        &self.keys
+    }
+
+    pub(crate) fn into_parts(self) -> (Stage, Vec<Arc<UsagePlan>>, Vec<(KeySecret, ApiKey)>) {
+        (self.stage, self.plans, self.keys)
+    }
+}
+
+fn check_cross_references(plans: &[Arc<UsagePlan>], keys: &[(KeySecret, ApiKey)]) -> Result<(), ConfigError> {
+    let mut plan_index: HashMap<&str, usize> = HashMap::new();
+    for (i, p) in plans.iter().enumerate() {
+        if let Some(first) = plan_index.insert(p.id(), i) {
+            return Err(ConfigError::new(ConfigErrorKind::Duplicate, format!("plans[{i}].id"), format!("{:?} is already the id of plans[{first}]", p.id())));
+        }
+    }
+    let mut key_ids: HashMap<&str, usize> = HashMap::new();
+    let mut values: HashMap<&str, usize> = HashMap::new();
+    for (i, (secret, key)) in keys.iter().enumerate() {
+        if let Some(first) = key_ids.insert(key.id(), i) {
+            return Err(ConfigError::new(ConfigErrorKind::Duplicate, format!("keys[{i}].id"), format!("{:?} is already the id of keys[{first}]", key.id())));
+        }
+        if let Some(first) = values.insert(secret.expose(), i) {
+            return Err(ConfigError::new(ConfigErrorKind::Duplicate, format!("keys[{i}].value"), format!("the same value as keys[{first}]")));
+        }
+        let mut stages: HashMap<(&str, &str), &str> = HashMap::new();
+        for (j, plan_id) in key.plan_ids().iter().enumerate() {
+            let Some(&p) = plan_index.get(&**plan_id) else {
+                return Err(ConfigError::new(ConfigErrorKind::UnknownReference, format!("keys[{i}].plans[{j}]"), format!("no plan has the id {plan_id:?}")));
+            };
+            for s in plans[p].stages() {
+                if let Some(other) = stages.insert((s.api(), s.stage_name()), plan_id) {
+                    if other != &**plan_id {
+                        return Err(ConfigError::new(
+                            ConfigErrorKind::Duplicate,
+                            format!("keys[{i}].plans"),
+                            format!("plans {other:?} and {plan_id:?} both apply to stage {}/{}; a key may belong to at most one plan per stage", s.api(), s.stage_name()),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    stage: RawStage,
+    account: Option<RawAccount>,
+    #[serde(default)]
+    plans: Vec<RawPlan>,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    api: String,
+    name: String,
+    throttle: Option<RawThrottle>,
+    #[serde(default)]
+    methods: BTreeMap<String, RawThrottle>,
+    #[serde(default)]
+    public_methods: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    throttle: Option<RawThrottle>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThrottle {
+    rate: f64,
+    burst: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    limit: i64,
+    period: QuotaPeriod,
+    #[serde(default)]
+    offset: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    id: String,
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    throttle: Option<RawThrottle>,
+    quota: Option<RawQuota>,
+    created: Option<RawTime>,
+    #[serde(default)]
+    stages: Vec<RawPlanStage>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlanStage {
+    api: String,
+    stage: String,
+    #[serde(default)]
+    methods: BTreeMap<String, RawThrottle>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    id: String,
+    name: Option<String>,
+    value: String,
+    #[serde(default)]
+    description: Option<String>,
+    enabled: Option<bool>,
+    #[serde(default)]
+    plans: Vec<String>,
+    customer_id: Option<String>,
+    expires: Option<RawTime>,
+}
+
+/// RFC 3339 timestamps: a string in JSON and TOML, or a bare TOML datetime.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTime {
+    Text(String),
+    Toml(toml::value::Datetime),
+}
+
+impl RawTime {
+    fn parse(&self, field: &str) -> Result<SystemTime, ConfigError> {
+        let text = match self {
+            RawTime::Text(s) => s.clone(),
+            RawTime::Toml(d) => d.to_string(),
+        };
+        let t = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| ConfigError::invalid(field, format!("{text:?} is not an RFC 3339 date-time with an offset ({e})")))?;
+        let nanos = t.unix_timestamp_nanos();
+        Ok(if nanos >= 0 {
+            UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        } else {
+            UNIX_EPOCH - Duration::from_nanos(u64::try_from(-nanos).unwrap_or(u64::MAX))
+        })
+    }
+}
+
+fn nonempty(field: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::invalid(field, "must not be empty"));
+    }
+    Ok(())
+}
+
+impl RawThrottle {
+    fn validate(&self, field: &str) -> Result<Throttle, ConfigError> {
+        let burst = u32::try_from(self.burst).map_err(|_| {
+            ConfigError::invalid("burst", if self.burst < 1 { "must be at least 1".to_owned() } else { format!("must be at most {}", u32::MAX) })
+        });
+        burst.and_then(|b| Throttle::new(self.rate, b)).map_err(|e| e.under(field))
+    }
+}
+
+impl RawQuota {
+    fn validate(&self, field: &str) -> Result<Quota, ConfigError> {
+        let limit = u64::try_from(self.limit).map_err(|_| ConfigError::invalid("limit", "must be at least 1"));
+        let offset = u64::try_from(self.offset).map_err(|_| ConfigError::invalid("offset", "must not be negative"));
+        limit
+            .and_then(|l| Quota::new(l, self.period))
+            .and_then(|q| offset.and_then(|o| q.with_offset(o)))
+            .map_err(|e| e.under(field))
+    }
+}
+
+fn add_methods(field: &str, raw: &BTreeMap<String, RawThrottle>, list: &mut Vec<(MethodKey, Throttle)>) -> Result<(), ConfigError> {
+    for (key, throttle) in raw {
+        let t = throttle.validate(&format!("{field}.{key:?}"))?;
+        push_method(list, key, t).map_err(|e| ConfigError::new(e.kind(), format!("{field}.{key:?}"), e.reason()))?;
+    }
+    Ok(())
+}
+
+impl RawFile {
+    fn validate(self) -> Result<Config, ConfigError> {
+        nonempty("stage.api", &self.stage.api)?;
+        nonempty("stage.name", &self.stage.name)?;
+        let mut stage = Stage::new(self.stage.api, self.stage.name);
+        if let Some(t) = &self.stage.throttle {
+            stage = stage.throttle(t.validate("stage.throttle")?);
+        }
+        add_methods("stage.methods", &self.stage.methods, stage.methods_mut())?;
+        for (i, m) in self.stage.public_methods.iter().enumerate() {
+            stage = stage.public_method(m).map_err(|e| ConfigError::new(e.kind(), format!("stage.public_methods[{i}]"), e.reason()))?;
+        }
+        if let Some(t) = self.account.as_ref().and_then(|a| a.throttle.as_ref()) {
+            stage = stage.account_throttle(t.validate("account.throttle")?);
+        }
+
+        let mut plans = Vec::with_capacity(self.plans.len());
+        for (i, raw) in self.plans.into_iter().enumerate() {
+            let f = format!("plans[{i}]");
+            nonempty(&format!("{f}.id"), &raw.id)?;
+            let _ = raw.description;
+            let mut plan = UsagePlan::new(raw.id.as_str()).name(raw.name.unwrap_or(raw.id));
+            if let Some(t) = &raw.throttle {
+                plan = plan.throttle(t.validate(&format!("{f}.throttle"))?);
+            }
+            if let Some(q) = &raw.quota {
+                plan = plan.quota(q.validate(&format!("{f}.quota"))?);
+            }
+            if let Some(c) = &raw.created {
+                plan = plan.created(c.parse(&format!("{f}.created"))?);
+            }
+            for (j, s) in raw.stages.into_iter().enumerate() {
+                let sf = format!("{f}.stages[{j}]");
+                nonempty(&format!("{sf}.api"), &s.api)?;
+                nonempty(&format!("{sf}.stage"), &s.stage)?;
+                if plan.stage_binding(&s.api, &s.stage).is_some() {
+                    return Err(ConfigError::new(ConfigErrorKind::Duplicate, sf, format!("stage {}/{} is listed twice", s.api, s.stage)));
+                }
+                let mut ps = PlanStage::new(s.api, s.stage);
+                add_methods(&format!("{sf}.methods"), &s.methods, ps.methods_mut())?;
+                plan = plan.stage(ps);
+            }
+            plans.push(plan);
+        }
+
+        let mut keys = Vec::with_capacity(self.keys.len());
+        for (i, raw) in self.keys.into_iter().enumerate() {
+            let f = format!("keys[{i}]");
+            nonempty(&format!("{f}.id"), &raw.id)?;
+            let _ = raw.description;
+            let secret = KeySecret::new(raw.value).map_err(|e| e.under(&f))?;
+            let mut key = ApiKey::new(raw.id.as_str()).name(raw.name.unwrap_or(raw.id)).enabled(raw.enabled.unwrap_or(true));
+            if let Some(c) = raw.customer_id {
+                key = key.customer_id(c);
+            }
+            if let Some(e) = &raw.expires {
+                key = key.expires(e.parse(&format!("{f}.expires"))?);
+            }
+            for p in raw.plans {
+                key = key.plan(p);
+            }
+            keys.push((secret, key));
+        }
+        Config::new(stage, plans, keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[stage]\napi = \"petstore\"\nname = \"prod\"\n";
+
+    fn err(extra: &str) -> String {
+        Config::from_toml_str(&format!("{BASE}{extra}")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn full_example_from_the_issue_parses() {
+        let c = Config::from_toml_str(include_str!("../../examples/plans.toml")).unwrap();
+        assert_eq!(c.stage().api(), "petstore");
+        assert!(!c.plans().is_empty());
+        assert!(!c.keys().is_empty());
+    }
+
+    #[test]
+    fn json_form_has_the_same_structure() {
+        let c = Config::from_json_str(
+            r#"{"stage":{"api":"a","name":"b","throttle":{"rate":10,"burst":5}},
+               "account":{"throttle":{"rate":100,"burst":50}},
+               "plans":[{"id":"p","quota":{"limit":10,"period":"DAY"},"created":"2026-11-01T00:00:00Z",
+                         "stages":[{"api":"a","stage":"b","methods":{"/pets/GET":{"rate":1,"burst":1}}}]}],
+               "keys":[{"id":"k","value":"0123456789abcdefghijk","plans":["p"],"expires":"2027-01-01T00:00:00+01:00"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.stage().account().unwrap().burst(), 50);
+        assert_eq!(c.plans()[0].stages()[0].methods().len(), 1);
+        assert!(c.keys()[0].1.expires_at().is_some());
+    }
+
+    #[test]
+    fn errors_name_the_field_and_reason() {
+        let cases = [
+            ("[[plans]]\nid = \"p\"\nthrottle = { rate = 1.0, burst = 0 }", "plans[0].throttle.burst: must be at least 1"),
+            ("[[plans]]\nid = \"p\"\nquota = { limit = 0, period = \"DAY\" }", "plans[0].quota.limit: must be at least 1"),
+            ("[[plans]]\nid = \"p\"\nquota = { limit = 5, period = \"DAY\", offset = 5 }", "plans[0].quota.offset: must be less than the limit (5), got 5"),
+            ("[[keys]]\nid = \"k\"\nvalue = \"0123456789abcdefghij\"\nplans = [\"nope\"]", "keys[0].plans[0]: no plan has the id \"nope\""),
+            ("[[keys]]\nid = \"k\"\nvalue = \"short\"", "keys[0].value: must be 20 to 128 characters long, got 5"),
+            ("[[plans]]\nid = \"p\"\n[[plans.stages]]\napi = \"a\"\nstage = \"b\"\nmethods = { \"/pets/FETCH\" = { rate = 1.0, burst = 1 } }", "plans[0].stages[0].methods.\"/pets/FETCH\""),
+            ("[[plans]]\nid = \"p\"\ncreated = \"yesterday\"", "plans[0].created: \"yesterday\" is not an RFC 3339"),
+        ];
+        for (extra, want) in cases {
+            let got = err(extra);
+            assert!(got.starts_with(want), "got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn conflicting_routes_are_refused_at_load() {
+        let e = err("[[plans]]\nid = \"p\"\n[[plans.stages]]\napi = \"petstore\"\nstage = \"prod\"\nmethods = { \"/x/{a}/GET\" = { rate = 1.0, burst = 1 }, \"/x/{b+}/GET\" = { rate = 1.0, burst = 1 } }");
+        assert!(e.starts_with("plans[0].stages[0].methods: conflicts"), "{e}");
+    }
+
+    #[test]
+    fn one_plan_per_stage_per_key() {
+        let text = "[[plans]]\nid = \"a\"\nstages = [{ api = \"petstore\", stage = \"prod\" }]\n[[plans]]\nid = \"b\"\nstages = [{ api = \"petstore\", stage = \"prod\" }]\n[[keys]]\nid = \"k\"\nvalue = \"0123456789abcdefghij\"\nplans = [\"a\", \"b\"]";
+        let e = Config::from_toml_str(&format!("{BASE}{text}")).unwrap_err();
+        assert_eq!(e.kind(), ConfigErrorKind::Duplicate);
+        assert_eq!(e.field(), "keys[0].plans");
+    }
+
+    #[test]
+    fn duplicate_values_do_not_leak_the_secret() {
+        let text = "[[keys]]\nid = \"a\"\nvalue = \"0123456789abcdefghij\"\n[[keys]]\nid = \"b\"\nvalue = \"0123456789abcdefghij\"";
+        let e = err(text);
+        assert_eq!(e, "keys[1].value: the same value as keys[0]");
+    }
+
+    #[test]
+    fn unknown_fields_and_missing_stage_are_refused() {
+        assert!(Config::from_toml_str("[stage]\napi = \"a\"\nname = \"b\"\nthrotle = { rate = 1.0, burst = 1 }").is_err());
+        assert_eq!(Config::from_toml_str("[[plans]]\nid = \"p\"").unwrap_err().kind(), ConfigErrorKind::Syntax);
+        assert_eq!(Config::from_path("/nonexistent/plans.toml").unwrap_err().kind(), ConfigErrorKind::Io);
+    }
+
+    #[test]
+    fn bare_toml_datetimes_are_accepted() {
+        let c = Config::from_toml_str(&format!("{BASE}[[plans]]\nid = \"p\"\ncreated = 2026-11-01T00:00:00Z")).unwrap();
+        assert_eq!(c.plans()[0].created_at(), Some(UNIX_EPOCH + Duration::from_secs(1_793_491_200)));
+    }
+}

@@ -1,0 +1,17 @@
+//! Plain data: plans, keys, throttles, quotas, periods and the configuration file format.
+//!
+//! Everything here is validated once, when it is built or loaded; the engine trusts it.
+//! No I/O beyond reading a config file, no async.
+
+mod file;
+mod limits;
+mod period;
+pub(crate) mod plan;
+mod route;
+mod secret;
+
+pub use file::Config;
+pub use limits::{Quota, QuotaPeriod, Throttle, MAX_QUOTA_LIMIT};
+pub use plan::{ApiKey, PlanStage, Stage, UsagePlan};
+pub use route::MethodKey;
+pub use secret::{KeySecret, MAX_KEY_LEN, MIN_KEY_LEN};

@@ -1,0 +1,360 @@
+//! Usage plans, the stages they apply to, API keys and the stage a layer guards.
+
+use crate::error::{ConfigError, ConfigErrorKind};
+use crate::model::{MethodKey, Quota, Throttle};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// A usage plan: how fast (throttle) and how much (quota) each of its keys may call, and on which
+/// API stages.
+///
+/// ```
+/// use tower_usage_plans::{PlanStage, Quota, QuotaPeriod, Throttle, UsagePlan};
+/// let plan = UsagePlan::new("silver")
+///     .name("Silver")
+///     .throttle(Throttle::new(50.0, 100).unwrap())
+///     .quota(Quota::new(5000, QuotaPeriod::Month).unwrap())
+///     .stage(PlanStage::new("petstore", "prod").method_throttle("/pets/{petId}/DELETE", Throttle::new(1.0, 1).unwrap()).unwrap());
+/// assert_eq!(plan.id(), "silver");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct UsagePlan {
+    id: Arc<str>,
+    name: String,
+    throttle: Option<Throttle>,
+    quota: Option<Quota>,
+    created: Option<SystemTime>,
+    stages: Vec<PlanStage>,
+}
+
+impl UsagePlan {
+    /// A plan with no limits and no stages.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        let id = id.into();
+        Self { name: id.to_string(), id, throttle: None, quota: None, created: None, stages: Vec::new() }
+    }
+
+    /// Sets the display name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the per-key throttle.
+    pub fn throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
+    /// Sets the per-key quota.
+    pub fn quota(mut self, quota: Quota) -> Self {
+        self.quota = Some(quota);
+        self
+    }
+
+    /// Sets the creation time; the quota's offset applies to the period that contains it.
+    pub fn created(mut self, created: SystemTime) -> Self {
+        self.created = Some(created);
+        self
+    }
+
+    /// Binds the plan to one more API stage.
+    pub fn stage(mut self, stage: PlanStage) -> Self {
+        self.stages.push(stage);
+        self
+    }
+
+    /// The plan id.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn id_arc(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// The display name.
+    #[must_use]
+    pub fn display_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The per-key throttle, if any.
+    #[must_use]
+    pub fn throttle_limit(&self) -> Option<Throttle> {
+        self.throttle
+    }
+
+    /// The per-key quota, if any.
+    #[must_use]
+    pub fn quota_limit(&self) -> Option<Quota> {
+        self.quota
+    }
+
+    /// The creation time, if known.
+    #[must_use]
+    pub fn created_at(&self) -> Option<SystemTime> {
+        self.created
+    }
+
+    /// The API stages the plan applies to.
+    #[must_use]
+    pub fn stages(&self) -> &[PlanStage] {
+        &self.stages
+    }
+
+    /// The plan's binding to `api`/`stage`, if it has one.
+    #[must_use]
+    pub fn stage_binding(&self, api: &str, stage: &str) -> Option<&PlanStage> {
+        self.stages.iter().find(|s| s.api == api && s.stage == stage)
+    }
+}
+
+/// One API stage a plan applies to, with optional per-key method throttles.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct PlanStage {
+    api: String,
+    stage: String,
+    methods: Vec<(MethodKey, Throttle)>,
+}
+
+impl PlanStage {
+    /// Binds a plan to stage `stage` of API `api`.
+    pub fn new(api: impl Into<String>, stage: impl Into<String>) -> Self {
+        Self { api: api.into(), stage: stage.into(), methods: Vec::new() }
+    }
+
+    /// Adds a per-key throttle for one method, e.g. `"/pets/{petId}/DELETE"`.
+    pub fn method_throttle(mut self, method: &str, throttle: Throttle) -> Result<Self, ConfigError> {
+        push_method(&mut self.methods, method, throttle)?;
+        Ok(self)
+    }
+
+    pub(crate) fn methods_mut(&mut self) -> &mut Vec<(MethodKey, Throttle)> {
+        &mut self.methods
+    }
+
+    /// The API id.
+    #[must_use]
+    pub fn api(&self) -> &str {
+        &self.api
+    }
+
+    /// The stage name.
+    #[must_use]
+    pub fn stage_name(&self) -> &str {
+        &self.stage
+    }
+
+    /// Per-key method throttles.
+    #[must_use]
+    pub fn methods(&self) -> &[(MethodKey, Throttle)] {
+        &self.methods
+    }
+}
+
+/// Parses `method` and adds its throttle; errors name the field `methods."<method>"`.
+pub(crate) fn push_method(list: &mut Vec<(MethodKey, Throttle)>, method: &str, t: Throttle) -> Result<(), ConfigError> {
+    let field = format!("methods.{method:?}");
+    let key: MethodKey = method.parse().map_err(|e: ConfigError| e.under(&field))?;
+    if list.iter().any(|(k, _)| k.normalized_path() == key.normalized_path() && k.method() == key.method()) {
+        return Err(ConfigError::new(ConfigErrorKind::Duplicate, field, "the same method (up to parameter names) is listed twice"));
+    }
+    list.push((key, t));
+    Ok(())
+}
+
+/// An API key's record (everything but its secret value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct ApiKey {
+    id: Arc<str>,
+    name: String,
+    enabled: bool,
+    customer_id: Option<String>,
+    expires: Option<SystemTime>,
+    plans: Vec<Arc<str>>,
+}
+
+impl ApiKey {
+    /// An enabled key with no plans.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        let id = id.into();
+        Self { name: id.to_string(), id, enabled: true, customer_id: None, expires: None, plans: Vec::new() }
+    }
+
+    /// Sets the display name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Enables or disables the key. A disabled key gets 403.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Sets the customer id (AWS Marketplace's customer, or yours).
+    pub fn customer_id(mut self, customer: impl Into<String>) -> Self {
+        self.customer_id = Some(customer.into());
+        self
+    }
+
+    /// Sets the expiry: from this instant on the key gets 403.
+    pub fn expires(mut self, at: SystemTime) -> Self {
+        self.expires = Some(at);
+        self
+    }
+
+    /// Adds the key to a plan.
+    pub fn plan(mut self, plan_id: impl Into<Arc<str>>) -> Self {
+        self.plans.push(plan_id.into());
+        self
+    }
+
+    /// The key id (not secret).
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn id_arc(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// The display name.
+    #[must_use]
+    pub fn display_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the key is enabled.
+    #[must_use]
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The customer id, if any.
+    #[must_use]
+    pub fn customer(&self) -> Option<&str> {
+        self.customer_id.as_deref()
+    }
+
+    /// The expiry, if any.
+    #[must_use]
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires
+    }
+
+    /// Ids of the plans the key belongs to.
+    #[must_use]
+    pub fn plan_ids(&self) -> &[Arc<str>] {
+        &self.plans
+    }
+}
+
+/// The API stage a layer guards, with the throttles that hold for all clients together.
+///
+/// ```
+/// use tower_usage_plans::{Stage, Throttle};
+/// let stage = Stage::new("petstore", "prod")
+///     .throttle(Throttle::new(1000.0, 500).unwrap())
+///     .method_throttle("/pets/GET", Throttle::new(200.0, 100).unwrap()).unwrap()
+///     .public_method("/health/GET").unwrap()
+///     .account_throttle(Throttle::new(10_000.0, 5000).unwrap());
+/// assert_eq!(stage.api(), "petstore");
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct Stage {
+    api: String,
+    name: String,
+    throttle: Option<Throttle>,
+    methods: Vec<(MethodKey, Throttle)>,
+    public_methods: Vec<MethodKey>,
+    account: Option<Throttle>,
+}
+
+impl Stage {
+    /// Stage `name` of API `api`, with no throttles and no public methods.
+    pub fn new(api: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { api: api.into(), name: name.into(), throttle: None, methods: Vec::new(), public_methods: Vec::new(), account: None }
+    }
+
+    /// The stage default throttle, shared by all clients.
+    pub fn throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
+    /// A throttle on one method, shared by all clients.
+    pub fn method_throttle(mut self, method: &str, throttle: Throttle) -> Result<Self, ConfigError> {
+        push_method(&mut self.methods, method, throttle)?;
+        self.check_routes().map_err(|e| ConfigError::new(e.kind(), format!("methods.{method:?}"), e.reason()))?;
+        Ok(self)
+    }
+
+    /// Checks that the stage's method routes can be matched together.
+    pub(crate) fn check_routes(&self) -> Result<(), ConfigError> {
+        crate::engine::check_routes(self.methods.iter().map(|(k, _)| k).chain(&self.public_methods))
+    }
+
+    pub(crate) fn methods_mut(&mut self) -> &mut Vec<(MethodKey, Throttle)> {
+        &mut self.methods
+    }
+
+    /// A method that needs no API key (AWS's `apiKeyRequired = false`). Stage and account
+    /// throttles still apply to it; quotas do not.
+    pub fn public_method(mut self, method: &str) -> Result<Self, ConfigError> {
+        let key: MethodKey = method.parse().map_err(|e: ConfigError| e.under("public_methods"))?;
+        self.public_methods.push(key);
+        self.check_routes().map_err(|e| ConfigError::new(e.kind(), "public_methods", e.reason()))?;
+        Ok(self)
+    }
+
+    /// One limit over everything this layer serves.
+    pub fn account_throttle(mut self, throttle: Throttle) -> Self {
+        self.account = Some(throttle);
+        self
+    }
+
+    /// The API id.
+    #[must_use]
+    pub fn api(&self) -> &str {
+        &self.api
+    }
+
+    /// The stage name.
+    #[must_use]
+    pub fn stage_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The stage default throttle.
+    #[must_use]
+    pub fn default_throttle(&self) -> Option<Throttle> {
+        self.throttle
+    }
+
+    /// Per-method throttles for all clients.
+    #[must_use]
+    pub fn methods(&self) -> &[(MethodKey, Throttle)] {
+        &self.methods
+    }
+
+    /// Methods that need no key.
+    #[must_use]
+    pub fn public_methods(&self) -> &[MethodKey] {
+        &self.public_methods
+    }
+
+    /// The account throttle.
+    #[must_use]
+    pub fn account(&self) -> Option<Throttle> {
+        self.account
+    }
+}

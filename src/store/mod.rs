@@ -1,0 +1,115 @@
+//! Where keys come from: the [`KeyStore`] trait and the in-memory store.
+//!
+//! A store answers one question, asynchronously: *which key record and plans belong to this
+//! presented value?* The layer caches answers (see
+//! [`UsagePlanLayerBuilder::key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)),
+//! so a store is asked about a key at most once per TTL, not on every request.
+
+mod memory;
+
+pub use memory::InMemoryKeyStore;
+
+use crate::model::{ApiKey, Stage, UsagePlan};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A key's record and the plans it belongs to, as a store returns them.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct KeyRecord {
+    key: ApiKey,
+    plans: Vec<Arc<UsagePlan>>,
+}
+
+impl KeyRecord {
+    /// A key with the plans it belongs to.
+    pub fn new(key: ApiKey, plans: Vec<Arc<UsagePlan>>) -> Self {
+        Self { key, plans }
+    }
+
+    /// The key's record.
+    #[must_use]
+    pub fn key(&self) -> &ApiKey {
+        &self.key
+    }
+
+    /// The plans the key belongs to.
+    #[must_use]
+    pub fn plans(&self) -> &[Arc<UsagePlan>] {
+        &self.plans
+    }
+}
+
+/// A store could not answer (database down, timeout, ...). The request gets 503 unless the key
+/// was validated recently (stale-if-error) or the layer is configured to fail open.
+#[derive(Debug, thiserror::Error)]
+#[error("key store unavailable: {source}")]
+pub struct StoreError {
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StoreError {
+    /// Wraps the underlying error. Do not put key values in it: it may be logged.
+    pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { source: source.into() }
+    }
+}
+
+/// Looks up presented API keys. Implement it against your own database.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_usage_plans::{ApiKey, KeyRecord, KeyStore, StoreError, UsagePlan, Throttle, PlanStage};
+///
+/// #[derive(Debug)]
+/// struct OneKey;
+///
+/// impl KeyStore for OneKey {
+///     async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+///         // A real store would query its database, e.g. by a SHA-256 of `presented`.
+///         Ok((presented == "demo-0123456789abcdefghij").then(|| {
+///             let plan = UsagePlan::new("basic").throttle(Throttle::new(10.0, 20).unwrap())
+///                 .stage(PlanStage::new("petstore", "prod"));
+///             KeyRecord::new(ApiKey::new("k1").plan("basic"), vec![Arc::new(plan)])
+///         }))
+///     }
+/// }
+/// ```
+pub trait KeyStore: Send + Sync + 'static {
+    /// The record for the presented key value, `Ok(None)` if there is no such key.
+    ///
+    /// Disabled and expired keys should be returned as they are (the layer refuses them with 403
+    /// and caches that answer), not as `None`.
+    fn lookup(&self, presented: &str) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// The stage (with its stage and account throttles) this store was configured for, if it
+    /// carries one. [`UsagePlanLayer::new`](crate::UsagePlanLayer::new) uses it.
+    fn stage(&self) -> Option<Stage> {
+        None
+    }
+}
+
+impl<T: KeyStore> KeyStore for Arc<T> {
+    fn lookup(&self, presented: &str) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
+        (**self).lookup(presented)
+    }
+
+    fn stage(&self) -> Option<Stage> {
+        (**self).stage()
+    }
+}
+
+pub(crate) type LookupFuture = Pin<Box<dyn Future<Output = Result<Option<KeyRecord>, StoreError>> + Send>>;
+
+/// Object-safe form of [`KeyStore`], so the layer's type does not name the store.
+pub(crate) trait DynKeyStore: Send + Sync + 'static {
+    fn lookup_owned(self: Arc<Self>, presented: Box<str>) -> LookupFuture;
+}
+
+impl<T: KeyStore> DynKeyStore for T {
+    fn lookup_owned(self: Arc<Self>, presented: Box<str>) -> LookupFuture {
+        Box::pin(async move { self.lookup(&presented).await })
+    }
+}
