@@ -94,7 +94,11 @@ impl Rejection {
     }
 
     pub(crate) fn throttled(scope: ThrottleScope, wait_nanos: u64) -> Self {
-        Self { scope: Some(scope), retry_after: Some(Duration::from_nanos(wait_nanos)), ..Self::new(RejectionKind::Throttled) }
+        Self {
+            scope: Some(scope),
+            retry_after: Some(Duration::from_nanos(wait_nanos)),
+            ..Self::new(RejectionKind::Throttled)
+        }
     }
 
     pub(crate) fn quota(resets_in_secs: u64) -> Self {

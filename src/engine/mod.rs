@@ -11,8 +11,8 @@ mod quota;
 mod routes;
 mod state;
 
-pub use clock::{Clock, ManualClock, Now, SystemClock};
 pub(crate) use clock::unix_secs;
+pub use clock::{Clock, ManualClock, Now, SystemClock};
 pub(crate) use gcra::BucketView;
 pub(crate) use state::Limits;
 
@@ -135,20 +135,37 @@ impl Engine {
     pub(crate) fn decide_cached(&self, value: &[u8], req: Req<'_>, slots: Slots, now: Now, views: bool) -> Cached {
         let guard = self.entries.pin();
         match guard.get(value) {
-            Some(entry) if entry.fresh_until > now.mono_nanos => Cached::Decided(self.decide(entry, req, slots, now, views)),
+            Some(entry) if entry.fresh_until > now.mono_nanos => {
+                Cached::Decided(self.decide(entry, req, slots, now, views))
+            }
             _ => Cached::Miss,
         }
     }
 
     /// Decides with a cached entry that is past its TTL but within the stale-if-error window.
-    pub(crate) fn decide_stale(&self, value: &[u8], req: Req<'_>, slots: Slots, now: Now, views: bool) -> Option<Result<Limits, Rejection>> {
+    pub(crate) fn decide_stale(
+        &self,
+        value: &[u8],
+        req: Req<'_>,
+        slots: Slots,
+        now: Now,
+        views: bool,
+    ) -> Option<Result<Limits, Rejection>> {
         let guard = self.entries.pin();
         let entry = guard.get(value)?;
         (entry.stale_until > now.mono_nanos).then(|| self.decide(entry, req, slots, now, views))
     }
 
     /// Records the store's answer for `value` and decides the request with it.
-    pub(crate) fn decide_record(&self, value: &[u8], record: Option<KeyRecord>, req: Req<'_>, slots: Slots, now: Now, views: bool) -> Result<Limits, Rejection> {
+    pub(crate) fn decide_record(
+        &self,
+        value: &[u8],
+        record: Option<KeyRecord>,
+        req: Req<'_>,
+        slots: Slots,
+        now: Now,
+        views: bool,
+    ) -> Result<Limits, Rejection> {
         let Some(record) = record else {
             self.entries.pin().remove(value);
             return Err(Rejection::new(RejectionKind::UnknownKey));
@@ -273,16 +290,18 @@ impl Engine {
                 None
             },
         };
-        let taken = self
-            .acquire_throttles(Some((plan, counters)), slots, now)
-            .map_err(|r| r.with_key(&entry.id).with_limits(limits(plan.quota.map(|q| q.peek(&counters.quota, now.unix_secs)))))?;
+        let taken = self.acquire_throttles(Some((plan, counters)), slots, now).map_err(|r| {
+            r.with_key(&entry.id).with_limits(limits(plan.quota.map(|q| q.peek(&counters.quota, now.unix_secs))))
+        })?;
         let quota = match &plan.quota {
             None => None,
             Some(rule) => match rule.acquire(&counters.quota, now.unix_secs) {
                 Ok((_ticket, view)) => Some(view),
                 Err(view) => {
                     self.release(&taken);
-                    return Err(Rejection::quota(view.resets_in_secs).with_key(&entry.id).with_limits(limits(Some(view))));
+                    return Err(Rejection::quota(view.resets_in_secs)
+                        .with_key(&entry.id)
+                        .with_limits(limits(Some(view))));
                 }
             },
         };

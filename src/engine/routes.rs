@@ -78,9 +78,9 @@ impl RouteTableBuilder {
                     }
                 }
             };
-            router
-                .insert(path, slots)
-                .map_err(|e| ConfigError::invalid(format!("methods.{original:?}"), format!("conflicts with another route: {e}")))?;
+            router.insert(path, slots).map_err(|e| {
+                ConfigError::invalid(format!("methods.{original:?}"), format!("conflicts with another route: {e}"))
+            })?;
         }
         Ok(table)
     }
@@ -157,4 +157,3 @@ mod tests {
         assert!(check_routes(&[key("/x/{a}/GET"), key("/x/lit/GET"), key("/{a+}/GET")]).is_ok());
     }
 }
-

@@ -46,7 +46,11 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) fn new(methods: usize) -> Self {
-        Self { key: AtomicU64::new(0), quota: AtomicU64::new(0), methods: (0..methods).map(|_| AtomicU64::new(0)).collect() }
+        Self {
+            key: AtomicU64::new(0),
+            quota: AtomicU64::new(0),
+            methods: (0..methods).map(|_| AtomicU64::new(0)).collect(),
+        }
     }
 }
 

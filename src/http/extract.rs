@@ -88,7 +88,10 @@ fn from_query<'a>(query: Option<&'a str>, name: &str) -> Result<Cow<'a, [u8]>, R
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             out.push(hex.ok_or(RejectionKind::MalformedKey)?);
             i += 3;
         } else {
@@ -140,7 +143,10 @@ mod tests {
         assert_eq!(s.extract(&req(&[("x-api-key", "abc")], "/")).unwrap().as_ref(), b"abc");
         assert_eq!(s.extract(&req(&[], "/")).unwrap_err(), RejectionKind::MissingKey);
         assert_eq!(s.extract(&req(&[("x-api-key", "")], "/")).unwrap_err(), RejectionKind::MissingKey);
-        assert_eq!(s.extract(&req(&[("x-api-key", "a"), ("x-api-key", "b")], "/")).unwrap_err(), RejectionKind::MalformedKey);
+        assert_eq!(
+            s.extract(&req(&[("x-api-key", "a"), ("x-api-key", "b")], "/")).unwrap_err(),
+            RejectionKind::MalformedKey
+        );
         assert_eq!(s.extract(&req(&[("x-api-key", "a b")], "/")).unwrap_err(), RejectionKind::MalformedKey);
         let long = "k".repeat(MAX_PRESENTED_KEY_LEN + 1);
         assert_eq!(s.extract(&req(&[("x-api-key", &long)], "/")).unwrap_err(), RejectionKind::MalformedKey);

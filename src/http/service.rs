@@ -85,7 +85,9 @@ where
             Err(kind) => return ResponseFuture::reject(shared.render(Rejection::new(kind), is_grpc(&req))),
             Ok(value) => match shared.engine.decide_cached(&value, r, slots, now, views) {
                 Cached::Decided(Ok(limits)) => return ResponseFuture::inner(self.inner.call(req), shared.post(limits)),
-                Cached::Decided(Err(rejection)) => return ResponseFuture::reject(shared.render(rejection, is_grpc(&req))),
+                Cached::Decided(Err(rejection)) => {
+                    return ResponseFuture::reject(shared.render(rejection, is_grpc(&req)))
+                }
                 // Extracted values are visible ASCII, hence UTF-8.
                 Cached::Miss => Box::<str>::from(String::from_utf8_lossy(&value)),
             },

@@ -49,11 +49,14 @@ impl Config {
             for (j, ps) in plan.stages().iter().enumerate() {
                 let own = ps.methods().iter().map(|(k, _)| k);
                 let result = if ps.api() == stage.api() && ps.stage_name() == stage.stage_name() {
-                    crate::engine::check_routes(own.chain(stage.methods().iter().map(|(k, _)| k)).chain(stage.public_methods()))
+                    crate::engine::check_routes(
+                        own.chain(stage.methods().iter().map(|(k, _)| k)).chain(stage.public_methods()),
+                    )
                 } else {
                     crate::engine::check_routes(own)
                 };
-                result.map_err(|e| ConfigError::new(e.kind(), format!("plans[{i}].stages[{j}].methods"), e.reason()))?;
+                result
+                    .map_err(|e| ConfigError::new(e.kind(), format!("plans[{i}].stages[{j}].methods"), e.reason()))?;
             }
         }
         check_cross_references(&plans, &keys)?;
@@ -62,7 +65,8 @@ impl Config {
 
     /// Parses and validates TOML.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::new(ConfigErrorKind::Syntax, "", e.message().trim()))?;
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| ConfigError::new(ConfigErrorKind::Syntax, "", e.message().trim()))?;
         raw.validate()
     }
 
@@ -75,7 +79,8 @@ impl Config {
     /// Reads a `.toml` or `.json` file (by extension; anything else is read as TOML).
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(ConfigErrorKind::Io, path.display().to_string(), e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(ConfigErrorKind::Io, path.display().to_string(), e))?;
         let parsed = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
             Self::from_json_str(&text)
         } else {
@@ -111,22 +116,38 @@ fn check_cross_references(plans: &[Arc<UsagePlan>], keys: &[(KeySecret, ApiKey)]
     let mut plan_index: HashMap<&str, usize> = HashMap::new();
     for (i, p) in plans.iter().enumerate() {
         if let Some(first) = plan_index.insert(p.id(), i) {
-            return Err(ConfigError::new(ConfigErrorKind::Duplicate, format!("plans[{i}].id"), format!("{:?} is already the id of plans[{first}]", p.id())));
+            return Err(ConfigError::new(
+                ConfigErrorKind::Duplicate,
+                format!("plans[{i}].id"),
+                format!("{:?} is already the id of plans[{first}]", p.id()),
+            ));
         }
     }
     let mut key_ids: HashMap<&str, usize> = HashMap::new();
     let mut values: HashMap<&str, usize> = HashMap::new();
     for (i, (secret, key)) in keys.iter().enumerate() {
         if let Some(first) = key_ids.insert(key.id(), i) {
-            return Err(ConfigError::new(ConfigErrorKind::Duplicate, format!("keys[{i}].id"), format!("{:?} is already the id of keys[{first}]", key.id())));
+            return Err(ConfigError::new(
+                ConfigErrorKind::Duplicate,
+                format!("keys[{i}].id"),
+                format!("{:?} is already the id of keys[{first}]", key.id()),
+            ));
         }
         if let Some(first) = values.insert(secret.expose(), i) {
-            return Err(ConfigError::new(ConfigErrorKind::Duplicate, format!("keys[{i}].value"), format!("the same value as keys[{first}]")));
+            return Err(ConfigError::new(
+                ConfigErrorKind::Duplicate,
+                format!("keys[{i}].value"),
+                format!("the same value as keys[{first}]"),
+            ));
         }
         let mut stages: HashMap<(&str, &str), &str> = HashMap::new();
         for (j, plan_id) in key.plan_ids().iter().enumerate() {
             let Some(&p) = plan_index.get(&**plan_id) else {
-                return Err(ConfigError::new(ConfigErrorKind::UnknownReference, format!("keys[{i}].plans[{j}]"), format!("no plan has the id {plan_id:?}")));
+                return Err(ConfigError::new(
+                    ConfigErrorKind::UnknownReference,
+                    format!("keys[{i}].plans[{j}]"),
+                    format!("no plan has the id {plan_id:?}"),
+                ));
             };
             for s in plans[p].stages() {
                 if let Some(other) = stages.insert((s.api(), s.stage_name()), plan_id) {
@@ -241,8 +262,9 @@ impl RawTime {
             RawTime::Text(s) => s.clone(),
             RawTime::Toml(d) => d.to_string(),
         };
-        let t = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| ConfigError::invalid(field, format!("{text:?} is not an RFC 3339 date-time with an offset ({e})")))?;
+        let t = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).map_err(|e| {
+            ConfigError::invalid(field, format!("{text:?} is not an RFC 3339 date-time with an offset ({e})"))
+        })?;
         let nanos = t.unix_timestamp_nanos();
         Ok(if nanos >= 0 {
             UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
@@ -262,7 +284,10 @@ fn nonempty(field: &str, value: &str) -> Result<(), ConfigError> {
 impl RawThrottle {
     fn validate(&self, field: &str) -> Result<Throttle, ConfigError> {
         let burst = u32::try_from(self.burst).map_err(|_| {
-            ConfigError::invalid("burst", if self.burst < 1 { "must be at least 1".to_owned() } else { format!("must be at most {}", u32::MAX) })
+            ConfigError::invalid(
+                "burst",
+                if self.burst < 1 { "must be at least 1".to_owned() } else { format!("must be at most {}", u32::MAX) },
+            )
         });
         burst.and_then(|b| Throttle::new(self.rate, b)).map_err(|e| e.under(field))
     }
@@ -279,7 +304,11 @@ impl RawQuota {
     }
 }
 
-fn add_methods(field: &str, raw: &BTreeMap<String, RawThrottle>, list: &mut Vec<(MethodKey, Throttle)>) -> Result<(), ConfigError> {
+fn add_methods(
+    field: &str,
+    raw: &BTreeMap<String, RawThrottle>,
+    list: &mut Vec<(MethodKey, Throttle)>,
+) -> Result<(), ConfigError> {
     for (key, throttle) in raw {
         let t = throttle.validate(&format!("{field}.{key:?}"))?;
         push_method(list, key, t).map_err(|e| ConfigError::new(e.kind(), format!("{field}.{key:?}"), e.reason()))?;
@@ -297,7 +326,9 @@ impl RawFile {
         }
         add_methods("stage.methods", &self.stage.methods, stage.methods_mut())?;
         for (i, m) in self.stage.public_methods.iter().enumerate() {
-            stage = stage.public_method(m).map_err(|e| ConfigError::new(e.kind(), format!("stage.public_methods[{i}]"), e.reason()))?;
+            stage = stage
+                .public_method(m)
+                .map_err(|e| ConfigError::new(e.kind(), format!("stage.public_methods[{i}]"), e.reason()))?;
         }
         if let Some(t) = self.account.as_ref().and_then(|a| a.throttle.as_ref()) {
             stage = stage.account_throttle(t.validate("account.throttle")?);
@@ -323,7 +354,11 @@ impl RawFile {
                 nonempty(&format!("{sf}.api"), &s.api)?;
                 nonempty(&format!("{sf}.stage"), &s.stage)?;
                 if plan.stage_binding(&s.api, &s.stage).is_some() {
-                    return Err(ConfigError::new(ConfigErrorKind::Duplicate, sf, format!("stage {}/{} is listed twice", s.api, s.stage)));
+                    return Err(ConfigError::new(
+                        ConfigErrorKind::Duplicate,
+                        sf,
+                        format!("stage {}/{} is listed twice", s.api, s.stage),
+                    ));
                 }
                 let mut ps = PlanStage::new(s.api, s.stage);
                 add_methods(&format!("{sf}.methods"), &s.methods, ps.methods_mut())?;
@@ -338,7 +373,8 @@ impl RawFile {
             nonempty(&format!("{f}.id"), &raw.id)?;
             let _ = raw.description;
             let secret = KeySecret::new(raw.value).map_err(|e| e.under(&f))?;
-            let mut key = ApiKey::new(raw.id.as_str()).name(raw.name.unwrap_or(raw.id)).enabled(raw.enabled.unwrap_or(true));
+            let mut key =
+                ApiKey::new(raw.id.as_str()).name(raw.name.unwrap_or(raw.id)).enabled(raw.enabled.unwrap_or(true));
             if let Some(c) = raw.customer_id {
                 key = key.customer_id(c);
             }
@@ -427,7 +463,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_missing_stage_are_refused() {
-        assert!(Config::from_toml_str("[stage]\napi = \"a\"\nname = \"b\"\nthrotle = { rate = 1.0, burst = 1 }").is_err());
+        assert!(
+            Config::from_toml_str("[stage]\napi = \"a\"\nname = \"b\"\nthrotle = { rate = 1.0, burst = 1 }").is_err()
+        );
         assert_eq!(Config::from_toml_str("[[plans]]\nid = \"p\"").unwrap_err().kind(), ConfigErrorKind::Syntax);
         assert_eq!(Config::from_path("/nonexistent/plans.toml").unwrap_err().kind(), ConfigErrorKind::Io);
     }

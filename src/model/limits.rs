@@ -151,7 +151,10 @@ impl Quota {
     /// Takes `offset` requests off the initial period. Errors unless `offset < limit`.
     pub fn with_offset(mut self, offset: u64) -> Result<Self, ConfigError> {
         if offset >= self.limit {
-            return Err(ConfigError::invalid("offset", format!("must be less than the limit ({}), got {offset}", self.limit)));
+            return Err(ConfigError::invalid(
+                "offset",
+                format!("must be less than the limit ({}), got {offset}", self.limit),
+            ));
         }
         self.offset = offset;
         Ok(self)

@@ -66,9 +66,15 @@ mod tests {
     #[test]
     fn day_boundaries() {
         let p = QuotaPeriod::Day;
-        assert_eq!(p.bounds(ts(datetime!(2026-11-23 18:00 UTC))), (ts(datetime!(2026-11-23 0:00 UTC)), ts(datetime!(2026-11-24 0:00 UTC))));
+        assert_eq!(
+            p.bounds(ts(datetime!(2026-11-23 18:00 UTC))),
+            (ts(datetime!(2026-11-23 0:00 UTC)), ts(datetime!(2026-11-24 0:00 UTC)))
+        );
         // The last second of a day and the first of the next are in different periods.
-        assert_eq!(p.index_of(ts(datetime!(2026-11-23 23:59:59 UTC))) + 1, p.index_of(ts(datetime!(2026-11-24 0:00 UTC))));
+        assert_eq!(
+            p.index_of(ts(datetime!(2026-11-23 23:59:59 UTC))) + 1,
+            p.index_of(ts(datetime!(2026-11-24 0:00 UTC)))
+        );
         // Before the epoch.
         assert_eq!(p.bounds(-1), (-DAY, 0));
     }

@@ -161,7 +161,11 @@ pub(crate) fn push_method(list: &mut Vec<(MethodKey, Throttle)>, method: &str, t
     let field = format!("methods.{method:?}");
     let key: MethodKey = method.parse().map_err(|e: ConfigError| e.under(&field))?;
     if list.iter().any(|(k, _)| k.normalized_path() == key.normalized_path() && k.method() == key.method()) {
-        return Err(ConfigError::new(ConfigErrorKind::Duplicate, field, "the same method (up to parameter names) is listed twice"));
+        return Err(ConfigError::new(
+            ConfigErrorKind::Duplicate,
+            field,
+            "the same method (up to parameter names) is listed twice",
+        ));
     }
     list.push((key, t));
     Ok(())
@@ -282,7 +286,14 @@ pub struct Stage {
 impl Stage {
     /// Stage `name` of API `api`, with no throttles and no public methods.
     pub fn new(api: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { api: api.into(), name: name.into(), throttle: None, methods: Vec::new(), public_methods: Vec::new(), account: None }
+        Self {
+            api: api.into(),
+            name: name.into(),
+            throttle: None,
+            methods: Vec::new(),
+            public_methods: Vec::new(),
+            account: None,
+        }
     }
 
     /// The stage default throttle, shared by all clients.

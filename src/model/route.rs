@@ -29,7 +29,9 @@ impl std::str::FromStr for MethodKey {
     type Err = ConfigError;
 
     fn from_str(s: &str) -> Result<Self, ConfigError> {
-        let bad = |reason: &str| ConfigError::invalid("", format!("{s:?} is not a method key of the form \"/path/METHOD\": {reason}"));
+        let bad = |reason: &str| {
+            ConfigError::invalid("", format!("{s:?} is not a method key of the form \"/path/METHOD\": {reason}"))
+        };
         let Some(cut) = s.rfind('/') else { return Err(bad("no '/'")) };
         let (path, method) = (&s[..cut], &s[cut + 1..]);
         if !METHODS.contains(&method) {
@@ -57,7 +59,9 @@ impl std::str::FromStr for MethodKey {
                         Some(n) => (n, true),
                         None => (inner, false),
                     };
-                    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
+                    if name.is_empty()
+                        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+                    {
                         return Err(bad(&format!("bad parameter name in segment {seg:?}")));
                     }
                     if greedy {
@@ -68,7 +72,8 @@ impl std::str::FromStr for MethodKey {
                     } else {
                         normalized.push_str(&format!("{{p{i}}}"));
                     }
-                } else if seg.bytes().all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}' && b != b'?' && b != b'#') {
+                } else if seg.bytes().all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}' && b != b'?' && b != b'#')
+                {
                     normalized.push_str(seg);
                 } else {
                     return Err(bad(&format!("segment {seg:?} must be a literal or a {{param}}")));
@@ -124,7 +129,19 @@ mod tests {
 
     #[test]
     fn rejects_malformed_keys() {
-        for bad in ["", "GET", "/GET", "pets/GET", "/pets/get", "/pets/FETCH", "/pets//GET", "/{proxy+}/x/GET", "/{}/GET", "/a b/GET", "/{a/GET"] {
+        for bad in [
+            "",
+            "GET",
+            "/GET",
+            "pets/GET",
+            "/pets/get",
+            "/pets/FETCH",
+            "/pets//GET",
+            "/{proxy+}/x/GET",
+            "/{}/GET",
+            "/a b/GET",
+            "/{a/GET",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -26,7 +26,10 @@ pub struct InMemoryKeyStore {
 
 impl fmt::Debug for InMemoryKeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InMemoryKeyStore").field("stage", &self.stage).field("keys", &self.by_value.len()).finish_non_exhaustive()
+        f.debug_struct("InMemoryKeyStore")
+            .field("stage", &self.stage)
+            .field("keys", &self.by_value.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -39,7 +42,8 @@ impl InMemoryKeyStore {
         let by_value = keys
             .into_iter()
             .map(|(secret, key): (_, ApiKey)| {
-                let key_plans = key.plan_ids().iter().filter_map(|id| plans.get(&**id).map(|p| Arc::clone(p))).collect();
+                let key_plans =
+                    key.plan_ids().iter().filter_map(|id| plans.get(&**id).map(|p| Arc::clone(p))).collect();
                 (secret.expose().into(), KeyRecord::new(key, key_plans))
             })
             .collect();

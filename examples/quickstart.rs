@@ -1,0 +1,179 @@
+//! A petstore API behind usage plans.
+//!
+//! ```text
+//! cargo run --example quickstart                      # built-in demo config, prints keys and curl lines
+//! cargo run --example quickstart -- --config plans.toml --addr 127.0.0.1:8080
+//! ```
+
+use axum::extract::{Path, State};
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+use tower_usage_plans::{InMemoryKeyStore, UsagePlanLayer};
+
+const DEMO_CONFIG: &str = include_str!("plans.toml");
+const TRIAL_KEY: &str = "trial-0123456789abcdefghij";
+const GOLD_KEY: &str = "acme-0123456789abcdefghij";
+const FREE_KEY: &str = "free-0123456789abcdefghij";
+const STAGING_KEY: &str = "staging-0123456789abcdefghij";
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Pet {
+    id: u64,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct NewPet {
+    name: String,
+}
+
+type Pets = Arc<Mutex<BTreeMap<u64, Pet>>>;
+
+fn app(pets: Pets) -> Router {
+    Router::new()
+        .route("/", get(|| async { Json(serde_json::json!({ "service": "petstore", "stage": "prod" })) }))
+        .route("/health", get(|| async { "ok" }))
+        .route(
+            "/pets",
+            get(|State(pets): State<Pets>| async move { Json(pets.lock().unwrap().values().cloned().collect::<Vec<_>>()) }).post(
+                |State(pets): State<Pets>, Json(new): Json<NewPet>| async move {
+                    let mut pets = pets.lock().unwrap();
+                    let id = pets.keys().next_back().map_or(1, |k| k + 1);
+                    let pet = Pet { id, name: new.name };
+                    pets.insert(id, pet.clone());
+                    (StatusCode::CREATED, Json(pet))
+                },
+            ),
+        )
+        .route(
+            "/pets/{petId}",
+            get(|State(pets): State<Pets>, Path(id): Path<u64>| async move {
+                pets.lock().unwrap().get(&id).cloned().map(Json).ok_or(StatusCode::NOT_FOUND)
+            })
+            .delete(|State(pets): State<Pets>, Path(id): Path<u64>| async move {
+                match pets.lock().unwrap().remove(&id) {
+                    Some(_) => StatusCode::NO_CONTENT,
+                    None => StatusCode::NOT_FOUND,
+                }
+            }),
+        )
+        .with_state(pets)
+}
+
+struct Args {
+    config: Option<String>,
+    addr: SocketAddr,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args { config: None, addr: SocketAddr::from(([127, 0, 0, 1], 3000)) };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--config" => args.config = Some(value("--config")?),
+            "--addr" => {
+                let v = value("--addr")?;
+                args.addr =
+                    v.parse().map_err(|e| format!("--addr {v:?}: {e} (expected HOST:PORT, e.g. 127.0.0.1:3000)"))?;
+            }
+            "-h" | "--help" => {
+                println!("usage: quickstart [--config PATH.toml|PATH.json] [--addr HOST:PORT]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(args)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let store = match &args.config {
+        Some(path) => InMemoryKeyStore::from_path(path),
+        None => InMemoryKeyStore::from_toml_str(DEMO_CONFIG),
+    };
+    let store = match store {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: config: {e}");
+            std::process::exit(2);
+        }
+    };
+    let app = app(Pets::default()).layer(UsagePlanLayer::new(store));
+
+    let listener = match tokio::net::TcpListener::bind(args.addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.addr);
+            std::process::exit(1);
+        }
+    };
+    let addr = listener.local_addr().expect("bound socket has an address");
+
+    if args.config.is_none() {
+        // The trial plan allows one request a day: spend it now, so the 429 line below answers
+        // 429 from the first try.
+        for _ in 0..2 {
+            let req = Request::get("/pets").header("x-api-key", TRIAL_KEY).body(axum::body::Body::empty()).unwrap();
+            let _ = app.clone().oneshot(req).await;
+        }
+        let base = format!("http://{addr}");
+        println!("Demo usage plans for stage petstore/prod (see examples/plans.toml):");
+        println!("  acme     (silver: 50 req/s, burst 100, 5000/month)  x-api-key: {GOLD_KEY}");
+        println!("  free     (free: 1 req/s, burst 3, 100/day)           x-api-key: {FREE_KEY}");
+        println!("  trial    (trial: 1 request/day, already used)        x-api-key: {TRIAL_KEY}");
+        println!("  staging  (bound to petstore/staging only)            x-api-key: {STAGING_KEY}");
+        println!();
+        println!("Try:");
+        println!("  # 200 OK");
+        println!("  curl -i -H 'x-api-key: {GOLD_KEY}' {base}/pets");
+        println!("  # 403 Forbidden: no API key");
+        println!("  curl -i {base}/pets");
+        println!("  # 429 Limit Exceeded: the trial key's daily quota is used up");
+        println!("  curl -i -H 'x-api-key: {TRIAL_KEY}' {base}/pets");
+        println!("  # 429 Too Many Requests after the free plan's burst of 3");
+        println!("  for i in 1 2 3 4 5; do curl -s -o /dev/null -w '%{{http_code}}\\n' -H 'x-api-key: {FREE_KEY}' {base}/pets; done");
+        println!("  # 403: key bound to another stage; 200 without a key on the public health check");
+        println!("  curl -i -H 'x-api-key: {STAGING_KEY}' {base}/pets");
+        println!("  curl -i {base}/health");
+        println!();
+    }
+    println!("listening on http://{addr}");
+
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
+        eprintln!("error: server: {e}");
+        std::process::exit(1);
+    }
+}
