@@ -207,22 +207,20 @@ impl Engine {
         }))
     }
 
-    /// The key's counters; kept across revalidations and plan changes (method buckets start full
-    /// again when the number of method throttles changes).
+    /// The key's counters; kept across revalidations and plan changes. Two first lookups of one
+    /// key racing each other get the same counters. When a plan change alters the number of
+    /// method throttles, the method buckets start full again and the key bucket and quota count
+    /// are carried over.
     fn counters_for(&self, id: &Arc<str>, methods: usize) -> Arc<Counters> {
         let map = self.counters.pin();
-        let existing = map.get(id);
-        if let Some(c) = existing {
-            if c.methods.len() == methods {
-                return Arc::clone(c);
-            }
+        let current = map.get_or_insert_with(Arc::clone(id), || Arc::new(Counters::new(methods)));
+        if current.methods.len() == methods {
+            return Arc::clone(current);
         }
+        use std::sync::atomic::Ordering::{Acquire, Release};
         let fresh = Counters::new(methods);
-        if let Some(old) = existing {
-            use std::sync::atomic::Ordering::{Acquire, Release};
-            fresh.key.store(old.key.load(Acquire), Release);
-            fresh.quota.store(old.quota.load(Acquire), Release);
-        }
+        fresh.key.store(current.key.load(Acquire), Release);
+        fresh.quota.store(current.quota.load(Acquire), Release);
         let fresh = Arc::new(fresh);
         map.insert(Arc::clone(id), Arc::clone(&fresh));
         fresh

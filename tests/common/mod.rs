@@ -29,12 +29,12 @@ pub fn builder(extra: &str, clock: &ManualClock) -> UsagePlanLayerBuilder {
     UsagePlanLayer::builder(store(extra)).clock(clock.clone())
 }
 
-pub type Svc = tower::util::BoxCloneService<Request<String>, Response<UsagePlanBody<String>>, Infallible>;
+pub type Svc = tower::util::BoxCloneSyncService<Request<String>, Response<UsagePlanBody<String>>, Infallible>;
 
 /// The layer around a service that answers 200 "ok".
 pub fn service(layer: &UsagePlanLayer) -> Svc {
     let inner = service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::from("ok"))) });
-    tower::util::BoxCloneService::new(layer.layer(inner))
+    tower::util::BoxCloneSyncService::new(layer.layer(inner))
 }
 
 pub struct Reply {

@@ -1,0 +1,175 @@
+//! Key stores seen from the layer: caching, concurrent first lookups, store failures.
+
+mod common;
+
+use common::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tower_usage_plans::{
+    ApiKey, InMemoryKeyStore, KeyRecord, KeyStore, PlanStage, RejectionKind, Stage, StoreError, Throttle, UsagePlan,
+    UsagePlanLayer,
+};
+
+/// Wraps the in-memory store: counts lookups, yields before answering, can be made to fail.
+#[derive(Debug)]
+struct TestStore {
+    inner: InMemoryKeyStore,
+    lookups: AtomicUsize,
+    failing: AtomicBool,
+}
+
+impl KeyStore for TestStore {
+    async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::new("connection refused"));
+        }
+        self.inner.lookup(presented).await
+    }
+
+    fn stage(&self) -> Option<Stage> {
+        self.inner.stage()
+    }
+}
+
+const TEXT: &str = r#"
+[[plans]]
+id = "p"
+throttle = { rate = 0.001, burst = 20 }
+stages = [{ api = "petstore", stage = "prod" }]
+[[keys]]
+id = "a"
+value = "a-0123456789abcdefghij"
+plans = ["p"]
+[[keys]]
+id = "b"
+value = "b-0123456789abcdefghij"
+plans = ["p"]
+"#;
+
+fn test_store() -> Arc<TestStore> {
+    Arc::new(TestStore { inner: store(TEXT), lookups: AtomicUsize::new(0), failing: AtomicBool::new(false) })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_first_lookups_share_one_set_of_counters() {
+    let clock = clock();
+    let store = test_store();
+    let svc = service(&UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).build());
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let (svc, ok) = (svc.clone(), ok.clone());
+        handles.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                if get(&svc, "/", Some(&key("a"))).await.status == 200 {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    assert_eq!(ok.load(Ordering::SeqCst), 20);
+}
+
+#[tokio::test]
+async fn answers_are_cached_for_the_ttl() {
+    let clock = clock();
+    let store = test_store();
+    let svc =
+        service(&UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).key_cache_ttl(Duration::from_secs(30)).build());
+    for _ in 0..5 {
+        assert_eq!(get(&svc, "/", Some(&key("a"))).await.status, 200);
+    }
+    assert_eq!(store.lookups.load(Ordering::SeqCst), 1);
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(get(&svc, "/", Some(&key("a"))).await.status, 200);
+    assert_eq!(store.lookups.load(Ordering::SeqCst), 2);
+    // Revalidation keeps the counts: 6 of 20 used.
+    assert_eq!(statuses(&svc, "GET", "/", Some(&key("a")), 15).await.iter().filter(|&&s| s == 200).count(), 14);
+}
+
+#[tokio::test]
+async fn stale_if_error_then_503_then_recovery() {
+    let clock = clock();
+    let store = test_store();
+    let svc = service(
+        &UsagePlanLayer::builder(Arc::clone(&store))
+            .clock(clock.clone())
+            .key_cache_ttl(Duration::from_secs(10))
+            .stale_if_error(Duration::from_secs(60))
+            .build(),
+    );
+    assert_eq!(get(&svc, "/", Some(&key("a"))).await.status, 200);
+    store.failing.store(true, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(30));
+    // Past the TTL, within the stale window: still served, still counted.
+    assert_eq!(get(&svc, "/", Some(&key("a"))).await.status, 200);
+    // Never validated: 503 with a JSON body.
+    let r = get(&svc, "/", Some(&key("b"))).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body, r#"{"message":"Service Unavailable"}"#);
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.extensions.get::<tower_usage_plans::Rejection>().unwrap().kind(), RejectionKind::StoreUnavailable);
+    clock.advance(Duration::from_secs(41));
+    assert_eq!(get(&svc, "/", Some(&key("a"))).await.status, 503, "stale window over");
+    store.failing.store(false, Ordering::SeqCst);
+    assert_eq!(get(&svc, "/", Some(&key("a"))).await.status, 200);
+    assert_eq!(get(&svc, "/", Some(&key("b"))).await.status, 200);
+    // a: 3 forwarded of 20 so far (the 503 took nothing).
+    let got = statuses(&svc, "GET", "/", Some(&key("a")), 20).await;
+    assert_eq!(count(&got, 200), 17);
+}
+
+#[tokio::test]
+async fn fail_open_is_explicit() {
+    let clock = clock();
+    let store = test_store();
+    store.failing.store(true, Ordering::SeqCst);
+    let closed = service(&UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).build());
+    assert_eq!(get(&closed, "/", Some(&key("a"))).await.status, 503);
+    let open = service(&UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).fail_open_on_store_error(true).build());
+    assert_eq!(get(&open, "/", Some(&key("a"))).await.status, 200);
+    // Fail-open still refuses requests without any key: the store is not asked for those.
+    assert_eq!(get(&open, "/", None).await.status, 403);
+}
+
+/// A store of the user's own, with no stage: a key's first plan applies.
+#[derive(Debug)]
+struct OwnStore;
+
+impl KeyStore for OwnStore {
+    async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        Ok((presented == "own-0123456789abcdefghij").then(|| {
+            let plan = UsagePlan::new("basic")
+                .throttle(Throttle::new(0.001, 2).unwrap())
+                .stage(PlanStage::new("any", "any").method_throttle("/slow/GET", Throttle::new(0.001, 1).unwrap()).unwrap());
+            KeyRecord::new(ApiKey::new("own").plan("basic"), vec![Arc::new(plan)])
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_store_without_stage_applies_the_first_plan() {
+    let clock = clock();
+    let svc = service(&UsagePlanLayer::builder(OwnStore).clock(clock.clone()).build());
+    let k = "own-0123456789abcdefghij";
+    assert_eq!(statuses(&svc, "GET", "/slow", Some(k), 2).await, [200, 429]);
+    assert_eq!(statuses(&svc, "GET", "/fast", Some(k), 2).await, [200, 429]);
+    forbidden(&get(&svc, "/fast", Some("other-0123456789abcdefghij")).await);
+}
+
+#[tokio::test]
+async fn the_builder_stage_replaces_the_stores() {
+    let clock = clock();
+    let svc = service(&UsagePlanLayer::builder(store(TEXT)).stage(Stage::new("petstore", "beta")).clock(clock).build());
+    let r = get(&svc, "/", Some(&key("a"))).await;
+    forbidden(&r);
+    assert_eq!(r.extensions.get::<tower_usage_plans::Rejection>().unwrap().kind(), RejectionKind::WrongStage);
+}
