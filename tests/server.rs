@@ -1,0 +1,137 @@
+//! A real axum server on a loopback port, driven by a real HTTP client; and the quickstart
+//! example itself, driven by the curl lines it prints.
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tower_usage_plans::{InMemoryKeyStore, UsagePlanLayer};
+
+const CONFIG: &str = r#"
+[stage]
+api = "petstore"
+name = "prod"
+public_methods = ["/health/GET"]
+
+[[plans]]
+id = "p"
+throttle = { rate = 0.01, burst = 3 }
+quota = { limit = 1000, period = "MONTH" }
+stages = [{ api = "petstore", stage = "prod" }]
+
+[[keys]]
+id = "k"
+value = "k-0123456789abcdefghij"
+plans = ["p"]
+"#;
+
+async fn fetch(url: &str, key: Option<&str>) -> (u16, http::HeaderMap, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let mut req = http::Request::get(url);
+    if let Some(k) = key {
+        req = req.header("x-api-key", k);
+    }
+    let resp = client.request(req.body(Empty::new()).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn axum_server_on_loopback() {
+    let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
+    let app = axum::Router::new()
+        .route("/pets", axum::routing::get(|| async { "[]" }))
+        .route("/health", axum::routing::get(|| async { "ok" }))
+        .layer(UsagePlanLayer::new(store));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{addr}");
+    let k = Some("k-0123456789abcdefghij");
+
+    let (status, headers, body) = fetch(&format!("{base}/pets"), k).await;
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    assert!(headers.contains_key("ratelimit-policy"));
+    let (status, headers, body) = fetch(&format!("{base}/pets"), None).await;
+    assert_eq!((status, body.as_str()), (403, r#"{"message":"Forbidden"}"#));
+    assert_eq!(headers["x-amzn-errortype"], "ForbiddenException");
+    assert_eq!(fetch(&format!("{base}/health"), None).await.0, 200);
+    assert_eq!(fetch(&format!("{base}/pets"), k).await.0, 200);
+    assert_eq!(fetch(&format!("{base}/pets"), k).await.0, 200);
+    let (status, headers, body) = fetch(&format!("{base}/pets"), k).await;
+    assert_eq!((status, body.as_str()), (429, r#"{"message":"Too Many Requests"}"#));
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=100).contains(&retry), "{retry}");
+    server.abort();
+}
+
+/// The example binary cargo built next to this test (`cargo test` builds examples).
+fn quickstart_binary() -> std::path::PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("examples").join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn have_curl() -> bool {
+    Command::new("curl").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+#[test]
+fn quickstart_prints_curl_lines_that_answer_as_printed() {
+    let bin = quickstart_binary();
+    if !bin.exists() || !have_curl() {
+        let why = if bin.exists() { "curl is not installed".to_owned() } else { format!("{} was not built", bin.display()) };
+        assert!(std::env::var("USAGE_PLANS_REQUIRE_SERVICES").as_deref() != Ok("1"), "required but {why}");
+        eprintln!("SKIPPED quickstart_prints_curl_lines_that_answer_as_printed: {why}");
+        return;
+    }
+    let child = Command::new(&bin).args(["--addr", "127.0.0.1:0"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Killed(child);
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.0.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "quickstart exited early; printed {lines:?}");
+        if line.starts_with("listening on http://") {
+            break;
+        }
+        lines.push(line.trim().to_owned());
+        assert!(Instant::now() < deadline);
+    }
+    // Each "# <status> ..." comment is followed by the command(s) that produce it.
+    let mut checked = Vec::new();
+    for pair in lines.windows(2) {
+        let (comment, cmd) = (&pair[0], &pair[1]);
+        let Some(expect) = comment.strip_prefix("# ").and_then(|c| c.get(..3)) else { continue };
+        if !cmd.starts_with("curl ") {
+            continue;
+        }
+        let out = Command::new("sh").arg("-c").arg(format!("{cmd} -s -o /dev/null -w '%{{http_code}}'")).output().unwrap();
+        let got = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(got, expect, "{cmd}");
+        checked.push(expect.to_owned());
+    }
+    assert!(checked.contains(&"200".to_owned()) && checked.contains(&"403".to_owned()) && checked.contains(&"429".to_owned()), "{checked:?}");
+    // The throttle loop: burst 3, then 429.
+    let looped = lines.iter().find(|l| l.starts_with("for i in")).expect("a loop line");
+    let out = Command::new("sh").arg("-c").arg(looped).output().unwrap();
+    let codes: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(codes, ["200", "200", "200", "429", "429"]);
+}
