@@ -62,7 +62,7 @@ pub struct Rejection {
     scope: Option<ThrottleScope>,
     retry_after: Option<Duration>,
     key_id: Option<Arc<str>>,
-    pub(crate) limits: Limits,
+    limits: Option<Box<Limits>>,
 }
 
 impl fmt::Debug for Rejection {
@@ -90,7 +90,7 @@ impl std::error::Error for Rejection {}
 
 impl Rejection {
     pub(crate) fn new(kind: RejectionKind) -> Self {
-        Self { kind, scope: None, retry_after: None, key_id: None, limits: Limits::default() }
+        Self { kind, scope: None, retry_after: None, key_id: None, limits: None }
     }
 
     pub(crate) fn throttled(scope: ThrottleScope, wait_nanos: u64) -> Self {
@@ -111,8 +111,12 @@ impl Rejection {
     }
 
     pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.limits = Some(Box::new(limits));
         self
+    }
+
+    pub(crate) fn limits(&self) -> Option<&Limits> {
+        self.limits.as_deref()
     }
 
     /// What went wrong.

@@ -74,7 +74,8 @@ async fn custom_renderer_builds_the_body_and_the_layer_adds_retry_after() {
     let clock = clock();
     let layer = builder(TEXT, &clock)
         .render_rejection(|r: &Rejection| {
-            let body = format!(r#"{{"title":"{}","status":{},"kind":"{:?}"}}"#, r.message(), r.status().as_u16(), r.kind());
+            let body =
+                format!(r#"{{"title":"{}","status":{},"kind":"{:?}"}}"#, r.message(), r.status().as_u16(), r.kind());
             Response::builder()
                 .status(r.status())
                 .header("content-type", "application/problem+json")
@@ -157,7 +158,8 @@ async fn odd_requests_do_not_panic() {
             assert!(r.status == 200 || r.status == 429, "{path}: {}", r.status);
         }
     }
-    let req = Request::get("/").header("x-api-key", http::HeaderValue::from_bytes(b"\xff\xfe-0123456789abcdefghij").unwrap());
+    let req =
+        Request::get("/").header("x-api-key", http::HeaderValue::from_bytes(b"\xff\xfe-0123456789abcdefghij").unwrap());
     forbidden(&send_req(&svc, req.body(String::new()).unwrap()).await);
 }
 

@@ -337,3 +337,41 @@ async fn clones_of_the_layer_and_service_share_one_state() {
     }
     assert_eq!(got, [200, 200, 200, 200, 200, 429]);
 }
+
+#[tokio::test]
+async fn every_forwarded_request_counts_unless_a_refund_policy_says_otherwise() {
+    use http::{Request, Response, StatusCode};
+    use std::convert::Infallible;
+    use tower::Layer;
+    let text = r#"
+[[plans]]
+id = "p"
+quota = { limit = 3, period = "DAY" }
+stages = [{ api = "petstore", stage = "prod" }]
+[[keys]]
+id = "k"
+value = "k-0123456789abcdefghij"
+plans = ["p"]
+"#;
+    // The inner service fails with 500 on /broken.
+    let inner = tower::service_fn(|req: Request<String>| async move {
+        let status = if req.uri().path() == "/broken" { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
+        Ok::<_, Infallible>(Response::builder().status(status).body(String::new()).unwrap())
+    });
+    let k = key("k");
+    for (refund, want) in [(false, vec![500, 500, 500, 429]), (true, vec![500, 500, 500, 500, 500, 200, 200, 200, 429])]
+    {
+        let clock = clock();
+        let mut b = builder(text, &clock);
+        if refund {
+            b = b.refund_quota_when(|s: StatusCode| s.is_server_error());
+        }
+        let svc: Svc = tower::util::BoxCloneSyncService::new(b.build().layer(inner));
+        let mut got = Vec::new();
+        for i in 0..want.len() {
+            let path = if !refund || i < 5 { "/broken" } else { "/ok" };
+            got.push(get(&svc, path, Some(&k)).await.status.as_u16());
+        }
+        assert_eq!(got, want, "refund policy {refund}");
+    }
+}

@@ -96,7 +96,8 @@ fn have_curl() -> bool {
 fn quickstart_prints_curl_lines_that_answer_as_printed() {
     let bin = quickstart_binary();
     if !bin.exists() || !have_curl() {
-        let why = if bin.exists() { "curl is not installed".to_owned() } else { format!("{} was not built", bin.display()) };
+        let why =
+            if bin.exists() { "curl is not installed".to_owned() } else { format!("{} was not built", bin.display()) };
         assert!(std::env::var("USAGE_PLANS_REQUIRE_SERVICES").as_deref() != Ok("1"), "required but {why}");
         eprintln!("SKIPPED quickstart_prints_curl_lines_that_answer_as_printed: {why}");
         return;
@@ -123,12 +124,18 @@ fn quickstart_prints_curl_lines_that_answer_as_printed() {
         if !cmd.starts_with("curl ") {
             continue;
         }
-        let out = Command::new("sh").arg("-c").arg(format!("{cmd} -s -o /dev/null -w '%{{http_code}}'")).output().unwrap();
+        let out =
+            Command::new("sh").arg("-c").arg(format!("{cmd} -s -o /dev/null -w '%{{http_code}}'")).output().unwrap();
         let got = String::from_utf8_lossy(&out.stdout).into_owned();
         assert_eq!(got, expect, "{cmd}");
         checked.push(expect.to_owned());
     }
-    assert!(checked.contains(&"200".to_owned()) && checked.contains(&"403".to_owned()) && checked.contains(&"429".to_owned()), "{checked:?}");
+    assert!(
+        checked.contains(&"200".to_owned())
+            && checked.contains(&"403".to_owned())
+            && checked.contains(&"429".to_owned()),
+        "{checked:?}"
+    );
     // The throttle loop: burst 3, then 429.
     let looped = lines.iter().find(|l| l.starts_with("for i in")).expect("a loop line");
     let out = Command::new("sh").arg("-c").arg(looped).output().unwrap();

@@ -82,8 +82,12 @@ async fn racing_first_lookups_share_one_set_of_counters() {
 async fn answers_are_cached_for_the_ttl() {
     let clock = clock();
     let store = test_store();
-    let svc =
-        service(&UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).key_cache_ttl(Duration::from_secs(30)).build());
+    let svc = service(
+        &UsagePlanLayer::builder(Arc::clone(&store))
+            .clock(clock.clone())
+            .key_cache_ttl(Duration::from_secs(30))
+            .build(),
+    );
     for _ in 0..5 {
         assert_eq!(get(&svc, "/", Some(&key("a"))).await.status, 200);
     }
@@ -134,7 +138,9 @@ async fn fail_open_is_explicit() {
     store.failing.store(true, Ordering::SeqCst);
     let closed = service(&UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).build());
     assert_eq!(get(&closed, "/", Some(&key("a"))).await.status, 503);
-    let open = service(&UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).fail_open_on_store_error(true).build());
+    let open = service(
+        &UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).fail_open_on_store_error(true).build(),
+    );
     assert_eq!(get(&open, "/", Some(&key("a"))).await.status, 200);
     // Fail-open still refuses requests without any key: the store is not asked for those.
     assert_eq!(get(&open, "/", None).await.status, 403);
@@ -147,9 +153,9 @@ struct OwnStore;
 impl KeyStore for OwnStore {
     async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
         Ok((presented == "own-0123456789abcdefghij").then(|| {
-            let plan = UsagePlan::new("basic")
-                .throttle(Throttle::new(0.001, 2).unwrap())
-                .stage(PlanStage::new("any", "any").method_throttle("/slow/GET", Throttle::new(0.001, 1).unwrap()).unwrap());
+            let plan = UsagePlan::new("basic").throttle(Throttle::new(0.001, 2).unwrap()).stage(
+                PlanStage::new("any", "any").method_throttle("/slow/GET", Throttle::new(0.001, 1).unwrap()).unwrap(),
+            );
             KeyRecord::new(ApiKey::new("own").plan("basic"), vec![Arc::new(plan)])
         }))
     }

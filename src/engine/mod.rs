@@ -41,6 +41,35 @@ pub(crate) struct CacheSettings {
     pub(crate) stale_if_error: Duration,
 }
 
+/// What the caller wants back besides the decision.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Want {
+    /// Per-key limit views, for rate-limit headers.
+    pub(crate) views: bool,
+    /// A handle to give the quota count back (refund policy).
+    pub(crate) refund: bool,
+}
+
+/// An admitted request.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub(crate) limits: Limits,
+    pub(crate) refund: Option<QuotaRefund>,
+}
+
+/// Gives one counted request back to the key's quota, if its period is still current.
+#[derive(Debug)]
+pub(crate) struct QuotaRefund {
+    counters: Arc<Counters>,
+    ticket: quota::Ticket,
+}
+
+impl QuotaRefund {
+    pub(crate) fn apply(&self) {
+        QuotaRule::refund(&self.counters.quota, self.ticket);
+    }
+}
+
 /// The request as the engine needs it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Req<'a> {
@@ -52,7 +81,7 @@ pub(crate) struct Req<'a> {
 #[derive(Debug)]
 pub(crate) enum Cached {
     /// Decided from a fresh cache entry.
-    Decided(Result<Limits, Rejection>),
+    Decided(Result<Admitted, Rejection>),
     /// Not cached, or cached but due for revalidation.
     Miss,
 }
@@ -113,10 +142,6 @@ impl Engine {
         }
     }
 
-    pub(crate) fn stage(&self) -> Option<&Stage> {
-        self.stage.as_ref()
-    }
-
     /// Stage routing for a request (which stage method, public or not).
     pub(crate) fn route(&self, req: Req<'_>) -> Slots {
         if self.stage_routes.is_empty() {
@@ -132,11 +157,11 @@ impl Engine {
     }
 
     /// Decides a keyed request from the cache, if the key's entry is fresh.
-    pub(crate) fn decide_cached(&self, value: &[u8], req: Req<'_>, slots: Slots, now: Now, views: bool) -> Cached {
+    pub(crate) fn decide_cached(&self, value: &[u8], req: Req<'_>, slots: Slots, now: Now, want: Want) -> Cached {
         let guard = self.entries.pin();
         match guard.get(value) {
             Some(entry) if entry.fresh_until > now.mono_nanos => {
-                Cached::Decided(self.decide(entry, req, slots, now, views))
+                Cached::Decided(self.decide(entry, req, slots, now, want))
             }
             _ => Cached::Miss,
         }
@@ -149,11 +174,11 @@ impl Engine {
         req: Req<'_>,
         slots: Slots,
         now: Now,
-        views: bool,
-    ) -> Option<Result<Limits, Rejection>> {
+        want: Want,
+    ) -> Option<Result<Admitted, Rejection>> {
         let guard = self.entries.pin();
         let entry = guard.get(value)?;
-        (entry.stale_until > now.mono_nanos).then(|| self.decide(entry, req, slots, now, views))
+        (entry.stale_until > now.mono_nanos).then(|| self.decide(entry, req, slots, now, want))
     }
 
     /// Records the store's answer for `value` and decides the request with it.
@@ -164,8 +189,8 @@ impl Engine {
         req: Req<'_>,
         slots: Slots,
         now: Now,
-        views: bool,
-    ) -> Result<Limits, Rejection> {
+        want: Want,
+    ) -> Result<Admitted, Rejection> {
         let Some(record) = record else {
             self.entries.pin().remove(value);
             return Err(Rejection::new(RejectionKind::UnknownKey));
@@ -177,7 +202,7 @@ impl Engine {
                 return Err(Rejection::new(RejectionKind::StoreUnavailable));
             }
         };
-        let result = self.decide(&entry, req, slots, now, views);
+        let result = self.decide(&entry, req, slots, now, want);
         self.entries.pin().insert(value.into(), entry);
         result
     }
@@ -266,7 +291,14 @@ impl Engine {
         Ok(compiled)
     }
 
-    fn decide(&self, entry: &KeyEntry, req: Req<'_>, slots: Slots, now: Now, views: bool) -> Result<Limits, Rejection> {
+    fn decide(
+        &self,
+        entry: &KeyEntry,
+        req: Req<'_>,
+        slots: Slots,
+        now: Now,
+        want: Want,
+    ) -> Result<Admitted, Rejection> {
         let (plan, counters) = match &entry.grant {
             Grant::Plan(p, c) => (p, c),
             Grant::Disabled => return Err(Rejection::new(RejectionKind::DisabledKey).with_key(&entry.id)),
@@ -281,29 +313,34 @@ impl Engine {
         };
         let limits = |quota| Limits {
             quota,
-            key: if views { plan.throttle.map(|g| g.view(&counters.key, now.mono_nanos)) } else { None },
-            method: if views && slots.plan != NONE {
+            key: if want.views { plan.throttle.map(|g| g.view(&counters.key, now.mono_nanos)) } else { None },
+            method: if want.views && slots.plan != NONE {
                 Some(plan.methods[slots.plan as usize].view(&counters.methods[slots.plan as usize], now.mono_nanos))
             } else {
                 None
             },
         };
         let taken = self.acquire_throttles(Some((plan, counters)), slots, now).map_err(|r| {
-            r.with_key(&entry.id).with_limits(limits(plan.quota.map(|q| q.peek(&counters.quota, now.unix_secs))))
+            r.with_key(&entry.id)
+                .with_limits(limits(plan.quota.as_ref().map(|q| q.peek(&counters.quota, now.unix_secs))))
         })?;
-        let quota = match &plan.quota {
-            None => None,
+        let (quota, refund) = match &plan.quota {
+            None => (None, None),
             Some(rule) => match rule.acquire(&counters.quota, now.unix_secs) {
-                Ok((_ticket, view)) => Some(view),
-                Err(view) => {
+                Ok(counted) => (
+                    want.views.then(|| rule.view_of(&counted, now.unix_secs)),
+                    want.refund.then(|| QuotaRefund { counters: Arc::clone(counters), ticket: counted.ticket }),
+                ),
+                Err(counted) => {
                     self.release(&taken);
+                    let view = rule.view_of(&counted, now.unix_secs);
                     return Err(Rejection::quota(view.resets_in_secs)
                         .with_key(&entry.id)
                         .with_limits(limits(Some(view))));
                 }
             },
         };
-        Ok(limits(quota))
+        Ok(Admitted { limits: limits(quota), refund })
     }
 
     /// Takes a token from every bucket that applies, most specific first, or none at all.

@@ -12,11 +12,30 @@ const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 const MAX_TAG: i64 = (1 << (64 - COUNT_BITS)) - 1;
 
 /// A plan's quota, ready for counting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct QuotaRule {
     quota: Quota,
     /// Index of the period the plan was created in (the one `offset` applies to).
     initial: Option<i64>,
+    /// The current period, so calendar math runs once per period, not per request:
+    /// `index` (24 bits) | first day since the epoch (24 bits) | length in days (16 bits); 0 = unset.
+    current: AtomicU64,
+}
+
+/// One period: its index and `[start, end)` in Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Period {
+    index: i64,
+    start: i64,
+    end: i64,
+}
+
+/// The result of counting (or refusing) one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counted {
+    pub(crate) ticket: Ticket,
+    period: Period,
+    used: u64,
 }
 
 /// The quota as a client sees it right after a decision.
@@ -41,7 +60,29 @@ fn tag(index: i64) -> u64 {
 
 impl QuotaRule {
     pub(crate) fn new(quota: Quota, created_unix: Option<i64>) -> Self {
-        Self { quota, initial: created_unix.map(|c| quota.period().index_of(c)) }
+        Self { quota, initial: created_unix.map(|c| quota.period().index_of(c)), current: AtomicU64::new(0) }
+    }
+
+    /// The period containing `unix`, from the one-atomic cache when it is the current one.
+    fn period_at(&self, unix: i64) -> Period {
+        const DAY: i64 = 86_400;
+        let day = unix.div_euclid(DAY);
+        let packed = self.current.load(Ordering::Relaxed);
+        if packed != 0 {
+            let (index, start, len) =
+                ((packed >> 40) as i64, ((packed >> 16) & 0xFF_FFFF) as i64, (packed & 0xFFFF) as i64);
+            if (start..start + len).contains(&day) {
+                return Period { index, start: start * DAY, end: (start + len) * DAY };
+            }
+        }
+        let p = self.period();
+        let index = p.index_of(unix);
+        let period = Period { index, start: p.start_of_index(index), end: p.start_of_index(index + 1) };
+        let (start_day, len) = (period.start / DAY, (period.end - period.start) / DAY);
+        if (0..1 << 24).contains(&index) && (0..1 << 24).contains(&start_day) && (1..1 << 16).contains(&len) {
+            self.current.store(((index as u64) << 40) | ((start_day as u64) << 16) | len as u64, Ordering::Relaxed);
+        }
+        period
     }
 
     pub(crate) fn period(&self) -> QuotaPeriod {
@@ -56,34 +97,43 @@ impl QuotaRule {
         }
     }
 
-    fn view(&self, index: i64, unix: i64, used: u64) -> QuotaView {
-        let p = self.quota.period();
-        let (start, end) = (p.start_of_index(index), p.start_of_index(index + 1));
-        let limit = self.limit_for(index);
+    fn view(&self, period: Period, unix: i64, used: u64) -> QuotaView {
+        let limit = self.limit_for(period.index);
         QuotaView {
             limit,
             remaining: limit.saturating_sub(used),
-            resets_in_secs: u64::try_from(end - unix).unwrap_or(0).max(1),
-            window_secs: u64::try_from(end - start).unwrap_or(0),
+            resets_in_secs: u64::try_from(period.end - unix).unwrap_or(0).max(1),
+            window_secs: u64::try_from(period.end - period.start).unwrap_or(0),
         }
     }
 
-    /// Counts one request at `unix` if the period has room. `Err` carries the view (remaining 0).
-    pub(crate) fn acquire(&self, state: &AtomicU64, unix: i64) -> Result<(Ticket, QuotaView), QuotaView> {
-        let index = self.period().index_of(unix);
+    /// What a client sees after `counted`.
+    pub(crate) fn view_of(&self, counted: &Counted, unix: i64) -> QuotaView {
+        self.view(counted.period, unix, counted.used)
+    }
+
+    /// Counts one request at `unix` if the period has room; `Err` when it has none.
+    pub(crate) fn acquire(&self, state: &AtomicU64, unix: i64) -> Result<Counted, Counted> {
+        let now = self.period_at(unix);
         let mut cur = state.load(Ordering::Acquire);
         loop {
             let (stored_tag, count) = (cur >> COUNT_BITS, cur & COUNT_MASK);
             // A new period starts from zero; if wall time stepped back, keep counting the newer one.
-            let (t, used) = if stored_tag < tag(index) { (tag(index), 0) } else { (stored_tag, count) };
-            let idx = t as i64 - 1;
-            let limit = self.limit_for(idx);
-            if used >= limit {
-                return Err(self.view(idx, unix, used));
+            let (t, used, period) = if stored_tag < tag(now.index) {
+                (tag(now.index), 0, now)
+            } else if stored_tag == tag(now.index) {
+                (stored_tag, count, now)
+            } else {
+                let p = self.period();
+                let index = stored_tag as i64 - 1;
+                (stored_tag, count, Period { index, start: p.start_of_index(index), end: p.start_of_index(index + 1) })
+            };
+            if used >= self.limit_for(period.index) {
+                return Err(Counted { ticket: Ticket(t), period, used });
             }
             let next = (t << COUNT_BITS) | (used + 1);
             match state.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok((Ticket(t), self.view(idx, unix, used + 1))),
+                Ok(_) => return Ok(Counted { ticket: Ticket(t), period, used: used + 1 }),
                 Err(actual) => cur = actual,
             }
         }
@@ -98,13 +148,13 @@ impl QuotaRule {
 
     /// The quota at `unix` (read only).
     pub(crate) fn peek(&self, state: &AtomicU64, unix: i64) -> QuotaView {
-        let index = self.period().index_of(unix);
+        let now = self.period_at(unix);
         let cur = state.load(Ordering::Acquire);
         let (stored_tag, count) = (cur >> COUNT_BITS, cur & COUNT_MASK);
-        if stored_tag < tag(index) {
-            self.view(index, unix, 0)
+        if stored_tag == tag(now.index) {
+            self.view(now, unix, count)
         } else {
-            self.view(stored_tag as i64 - 1, unix, count)
+            self.view(now, unix, 0)
         }
     }
 }
@@ -124,13 +174,13 @@ mod tests {
         let s = AtomicU64::new(0);
         let noon = datetime!(2026-11-23 12:00 UTC).unix_timestamp();
         for left in [2, 1, 0] {
-            assert_eq!(r.acquire(&s, noon).unwrap().1.remaining, left);
+            assert_eq!(r.view_of(&r.acquire(&s, noon).unwrap(), noon).remaining, left);
         }
-        let refused = r.acquire(&s, noon).unwrap_err();
+        let refused = r.view_of(&r.acquire(&s, noon).unwrap_err(), noon);
         assert_eq!((refused.remaining, refused.resets_in_secs, refused.window_secs), (0, 12 * 3600, 86_400));
         // Midnight: a fresh period.
         let midnight = datetime!(2026-11-24 0:00 UTC).unix_timestamp();
-        assert_eq!(r.acquire(&s, midnight).unwrap().1.remaining, 2);
+        assert_eq!(r.view_of(&r.acquire(&s, midnight).unwrap(), midnight).remaining, 2);
     }
 
     #[test]
@@ -139,24 +189,42 @@ mod tests {
         let r = rule(10, QuotaPeriod::Month, 4, Some(created));
         let s = AtomicU64::new(0);
         let nov = datetime!(2026-11-20 0:00 UTC).unix_timestamp();
-        assert_eq!(r.acquire(&s, nov).unwrap().1.limit, 6);
+        assert_eq!(r.view_of(&r.acquire(&s, nov).unwrap(), nov).limit, 6);
         let admitted = 1 + (0..20).filter(|_| r.acquire(&s, nov).is_ok()).count();
         assert_eq!(admitted, 6);
         let dec = datetime!(2026-12-01 0:00 UTC).unix_timestamp();
-        assert_eq!(r.acquire(&s, dec).unwrap().1.limit, 10);
+        assert_eq!(r.view_of(&r.acquire(&s, dec).unwrap(), dec).limit, 10);
     }
 
     #[test]
     fn refund_only_in_the_same_period() {
         let r = rule(1, QuotaPeriod::Day, 0, None);
         let s = AtomicU64::new(0);
-        let (ticket, _) = r.acquire(&s, 100).unwrap();
+        let ticket = r.acquire(&s, 100).unwrap().ticket;
         QuotaRule::refund(&s, ticket);
-        let (ticket, _) = r.acquire(&s, 100).unwrap();
+        let ticket = r.acquire(&s, 100).unwrap().ticket;
         assert!(r.acquire(&s, 200).is_err());
         r.acquire(&s, 86_400 + 5).unwrap();
         QuotaRule::refund(&s, ticket); // stale ticket: ignored
         assert!(r.acquire(&s, 86_400 + 6).is_err());
+    }
+
+    #[test]
+    fn the_period_cache_follows_the_calendar() {
+        let r = rule(1_000_000, QuotaPeriod::Month, 0, None);
+        let s = AtomicU64::new(0);
+        for (at, start, end) in [
+            (datetime!(2024-02-10 0:00 UTC), datetime!(2024-02-01 0:00 UTC), datetime!(2024-03-01 0:00 UTC)),
+            (datetime!(2024-02-29 23:59:59 UTC), datetime!(2024-02-01 0:00 UTC), datetime!(2024-03-01 0:00 UTC)),
+            (datetime!(2024-03-01 0:00 UTC), datetime!(2024-03-01 0:00 UTC), datetime!(2024-04-01 0:00 UTC)),
+            (datetime!(2024-01-31 12:00 UTC), datetime!(2024-01-01 0:00 UTC), datetime!(2024-02-01 0:00 UTC)),
+        ] {
+            let p = r.period_at(at.unix_timestamp());
+            assert_eq!((p.start, p.end), (start.unix_timestamp(), end.unix_timestamp()), "{at}");
+            assert_eq!(p, r.period_at(at.unix_timestamp()), "cached answer for {at}");
+            let v = r.view_of(&r.acquire(&s, at.unix_timestamp()).unwrap(), at.unix_timestamp());
+            assert_eq!(v.window_secs as i64, end.unix_timestamp() - start.unix_timestamp());
+        }
     }
 
     #[test]

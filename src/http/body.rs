@@ -3,29 +3,43 @@
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pin_project! {
     /// Response body of [`UsagePlanService`](crate::UsagePlanService): the inner body for
     /// forwarded requests, a small fixed body for rejections.
-    #[project = BodyProj]
-    #[derive(Debug)]
-    pub enum UsagePlanBody<B> {
-        /// The inner service's body.
+    pub struct UsagePlanBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
         Inner { #[pin] body: B },
-        /// A rejection body.
         Full { data: Option<Bytes> },
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for UsagePlanBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Inner { body } => f.debug_tuple("UsagePlanBody::Inner").field(body).finish(),
+            Kind::Full { data } => f.debug_tuple("UsagePlanBody::Full").field(data).finish(),
+        }
     }
 }
 
 impl<B> UsagePlanBody<B> {
     pub(crate) fn inner(body: B) -> Self {
-        UsagePlanBody::Inner { body }
+        Self { kind: Kind::Inner { body } }
     }
 
     pub(crate) fn full(data: Bytes) -> Self {
-        UsagePlanBody::Full { data: (!data.is_empty()).then_some(data) }
+        Self { kind: Kind::Full { data: (!data.is_empty()).then_some(data) } }
     }
 }
 
@@ -38,23 +52,23 @@ where
     type Error = B::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        match self.project() {
-            BodyProj::Inner { body } => body.poll_frame(cx),
-            BodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d.into())))),
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d.into())))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            UsagePlanBody::Inner { body } => body.is_end_stream(),
-            UsagePlanBody::Full { data } => data.is_none(),
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Full { data } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            UsagePlanBody::Inner { body } => body.size_hint(),
-            UsagePlanBody::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
         }
     }
 }

@@ -2,25 +2,29 @@
 
 use super::body::UsagePlanBody;
 use super::headers::RateLimitHeaders;
-use crate::engine::Limits;
+use super::layer::Shared;
+use crate::engine::{Limits, QuotaRefund};
 use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-/// What to add to a forwarded request's response.
-#[derive(Debug, Clone, Copy)]
+/// What to do when a forwarded request's response arrives: add rate-limit headers, and give the
+/// quota count back if the refund policy says so. Boxed, and only made when either is on.
+#[derive(Debug)]
 pub(crate) struct Post {
     pub(crate) headers: RateLimitHeaders,
     pub(crate) limits: Limits,
+    pub(crate) refund: Option<(QuotaRefund, Arc<Shared>)>,
 }
 
 /// The outcome of a key lookup: forward (with the inner future already started) or refuse.
 pub(crate) enum Step<F> {
-    Forward(F, Option<Post>),
+    Forward(F, Option<Box<Post>>),
     Reject(Response<Bytes>),
 }
 
@@ -37,7 +41,7 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Inner { #[pin] fut: F, post: Option<Post> },
+        Inner { #[pin] fut: F, post: Option<Box<Post>> },
         Lookup { fut: Lookup<F> },
         Reject { resp: Option<Response<Bytes>> },
     }
@@ -55,7 +59,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn inner(fut: F, post: Option<Post>) -> Self {
+    pub(crate) fn inner(fut: F, post: Option<Box<Post>>) -> Self {
         Self { state: State::Inner { fut, post } }
     }
 
@@ -80,6 +84,11 @@ where
                 StateProj::Inner { fut, post } => {
                     let mut resp = ready!(fut.poll(cx))?;
                     if let Some(post) = post {
+                        if let Some((refund, shared)) = &post.refund {
+                            if shared.refund_applies(resp.status()) {
+                                refund.apply();
+                            }
+                        }
                         post.headers.apply(&post.limits, resp.headers_mut());
                     }
                     return Poll::Ready(Ok(resp.map(UsagePlanBody::inner)));

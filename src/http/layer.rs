@@ -7,6 +7,7 @@ use super::service::UsagePlanService;
 use crate::engine::{CacheSettings, Clock, Engine, SystemClock};
 use crate::model::Stage;
 use crate::store::{DynKeyStore, KeyStore};
+use http::StatusCode;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,22 @@ pub(crate) struct Shared {
     pub(crate) headers: RateLimitHeaders,
     pub(crate) renderer: Renderer,
     pub(crate) fail_open: bool,
+    pub(crate) refund: Option<RefundPolicy>,
+}
+
+impl Shared {
+    pub(crate) fn refund_applies(&self, status: StatusCode) -> bool {
+        self.refund.as_ref().is_some_and(|p| (p.0)(status))
+    }
+}
+
+/// Which response statuses give the quota count back.
+pub(crate) struct RefundPolicy(Box<dyn Fn(StatusCode) -> bool + Send + Sync>);
+
+impl fmt::Debug for RefundPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RefundPolicy(..)")
+    }
 }
 
 impl fmt::Debug for dyn DynKeyStore {
@@ -58,11 +75,8 @@ impl UsagePlanLayer {
             renderer: Renderer(Box::new(AwsRejection)),
             cache: CacheSettings { ttl: Duration::from_secs(60), stale_if_error: Duration::from_secs(300) },
             fail_open: false,
+            refund: None,
         }
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
     }
 }
 
@@ -86,6 +100,7 @@ pub struct UsagePlanLayerBuilder {
     renderer: Renderer,
     cache: CacheSettings,
     fail_open: bool,
+    refund: Option<RefundPolicy>,
 }
 
 impl UsagePlanLayerBuilder {
@@ -143,6 +158,15 @@ impl UsagePlanLayerBuilder {
         self
     }
 
+    /// Gives a forwarded request's quota count back when its response status matches, e.g.
+    /// `|s| s.is_server_error()` so that a customer is not billed for your outages. Off by default:
+    /// as in API Gateway, every forwarded request counts, whatever its status. Throttle tokens are
+    /// not given back.
+    pub fn refund_quota_when(mut self, policy: impl Fn(StatusCode) -> bool + Send + Sync + 'static) -> Self {
+        self.refund = Some(RefundPolicy(Box::new(policy)));
+        self
+    }
+
     /// The layer.
     pub fn build(self) -> UsagePlanLayer {
         UsagePlanLayer {
@@ -154,6 +178,7 @@ impl UsagePlanLayerBuilder {
                 headers: self.headers,
                 renderer: self.renderer,
                 fail_open: self.fail_open,
+                refund: self.refund,
             }),
         }
     }

@@ -3,7 +3,7 @@
 use super::future::{Post, ResponseFuture, Step};
 use super::layer::Shared;
 use super::render;
-use crate::engine::{Cached, Limits, Req};
+use crate::engine::{Admitted, Cached, Req, Want};
 use crate::rejection::{Rejection, RejectionKind};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -38,8 +38,16 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
 }
 
 impl Shared {
-    fn post(&self, limits: Limits) -> Option<Post> {
-        (self.headers != super::RateLimitHeaders::Off).then_some(Post { headers: self.headers, limits })
+    fn want(&self) -> Want {
+        Want { views: self.headers != super::RateLimitHeaders::Off, refund: self.refund.is_some() }
+    }
+
+    fn post(self: &Arc<Self>, admitted: Admitted) -> Option<Box<Post>> {
+        let Admitted { limits, refund } = admitted;
+        if self.headers == super::RateLimitHeaders::Off && refund.is_none() {
+            return None;
+        }
+        Some(Box::new(Post { headers: self.headers, limits, refund: refund.map(|r| (r, Arc::clone(self))) }))
     }
 
     fn render(&self, rejection: Rejection, grpc: bool) -> Response<Bytes> {
@@ -47,7 +55,9 @@ impl Shared {
         if !grpc {
             render::add_retry_after(&rejection, &mut resp);
             if rejection.key_id().is_some() {
-                self.headers.apply(&rejection.limits, resp.headers_mut());
+                if let Some(limits) = rejection.limits() {
+                    self.headers.apply(limits, resp.headers_mut());
+                }
             }
         }
         resp.extensions_mut().insert(rejection);
@@ -80,11 +90,13 @@ where
                 Err(rejection) => ResponseFuture::reject(shared.render(rejection, is_grpc(&req))),
             };
         }
-        let views = shared.headers != super::RateLimitHeaders::Off;
+        let want = shared.want();
         let value = match shared.source.extract(&req) {
             Err(kind) => return ResponseFuture::reject(shared.render(Rejection::new(kind), is_grpc(&req))),
-            Ok(value) => match shared.engine.decide_cached(&value, r, slots, now, views) {
-                Cached::Decided(Ok(limits)) => return ResponseFuture::inner(self.inner.call(req), shared.post(limits)),
+            Ok(value) => match shared.engine.decide_cached(&value, r, slots, now, want) {
+                Cached::Decided(Ok(admitted)) => {
+                    return ResponseFuture::inner(self.inner.call(req), shared.post(admitted))
+                }
                 Cached::Decided(Err(rejection)) => {
                     return ResponseFuture::reject(shared.render(rejection, is_grpc(&req)))
                 }
@@ -101,10 +113,10 @@ where
             let now = shared.clock.now();
             let r = Req { method: req.method(), path: req.uri().path() };
             let decided = match looked_up {
-                Ok(record) => shared.engine.decide_record(value.as_bytes(), record, r, slots, now, views),
+                Ok(record) => shared.engine.decide_record(value.as_bytes(), record, r, slots, now, want),
                 Err(error) => {
                     tracing::warn!(%error, "API key lookup failed");
-                    match shared.engine.decide_stale(value.as_bytes(), r, slots, now, views) {
+                    match shared.engine.decide_stale(value.as_bytes(), r, slots, now, want) {
                         Some(d) => d,
                         None if shared.fail_open => {
                             tracing::warn!("key store failed: forwarding without limits (fail-open)");
@@ -115,7 +127,7 @@ where
                 }
             };
             match decided {
-                Ok(limits) => Step::Forward(inner.call(req), shared.post(limits)),
+                Ok(admitted) => Step::Forward(inner.call(req), shared.post(admitted)),
                 Err(rejection) => Step::Reject(shared.render(rejection, grpc)),
             }
         }))

@@ -90,7 +90,6 @@ impl Config {
     }
 
     /// The stage the configuration guards.
-    #[must_use]
     pub fn stage(&self) -> &Stage {
         &self.stage
     }
@@ -102,7 +101,6 @@ impl Config {
     }
 
     /// The keys with their secrets.
-    #[must_use]
     pub fn keys(&self) -> &[(KeySecret, ApiKey)] {
         &self.keys
     }

@@ -48,6 +48,7 @@ impl QuotaPeriod {
     }
 
     /// `[start, end)` of the period that contains `unix`, in Unix seconds.
+    #[cfg(test)]
     pub(crate) fn bounds(self, unix: i64) -> (i64, i64) {
         let index = self.index_of(unix);
         (self.start_of_index(index), self.start_of_index(index + 1))

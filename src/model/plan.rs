@@ -100,7 +100,6 @@ impl UsagePlan {
     }
 
     /// The API stages the plan applies to.
-    #[must_use]
     pub fn stages(&self) -> &[PlanStage] {
         &self.stages
     }

@@ -29,7 +29,6 @@ impl KeyRecord {
     }
 
     /// The key's record.
-    #[must_use]
     pub fn key(&self) -> &ApiKey {
         &self.key
     }
