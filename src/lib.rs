@@ -82,6 +82,10 @@
 //!
 //! [tower]: https://docs.rs/tower
 
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod engine;
 mod error;
 mod http;

@@ -23,17 +23,33 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now(&self) -> Now;
 }
 
-/// The real clock: [`Instant`] for buckets, [`SystemTime`] for periods.
-#[derive(Debug, Clone, Copy)]
+/// The real clock: [`Instant`] for buckets; wall time derived from it and re-read from
+/// [`SystemTime`] at most once a second, so a request costs one clock read. A step of the system
+/// clock (NTP, an operator) is seen within a second.
+#[derive(Debug)]
 pub struct SystemClock {
     origin: Instant,
+    /// Unix nanoseconds minus monotonic nanoseconds, as of the last sync.
+    offset: AtomicI64,
+    /// Monotonic nanoseconds at which to read the wall clock again.
+    next_sync: AtomicU64,
 }
+
+const SYNC_EVERY_NANOS: u64 = 1_000_000_000;
 
 impl SystemClock {
     /// A clock whose monotonic origin is now.
     #[must_use]
     pub fn new() -> Self {
-        Self { origin: Instant::now() }
+        let clock = Self { origin: Instant::now(), offset: AtomicI64::new(0), next_sync: AtomicU64::new(0) };
+        clock.sync(0);
+        clock
+    }
+
+    fn sync(&self, mono: u64) {
+        let wall = unix_nanos(SystemTime::now());
+        self.offset.store(wall.saturating_sub(i64::try_from(mono).unwrap_or(i64::MAX)), Ordering::Relaxed);
+        self.next_sync.store(mono.saturating_add(SYNC_EVERY_NANOS), Ordering::Relaxed);
     }
 }
 
@@ -46,7 +62,18 @@ impl Default for SystemClock {
 impl Clock for SystemClock {
     fn now(&self) -> Now {
         let mono_nanos = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        Now { mono_nanos, unix_secs: unix_secs(SystemTime::now()) }
+        if mono_nanos >= self.next_sync.load(Ordering::Relaxed) {
+            self.sync(mono_nanos);
+        }
+        let wall = self.offset.load(Ordering::Relaxed).saturating_add(i64::try_from(mono_nanos).unwrap_or(i64::MAX));
+        Now { mono_nanos, unix_secs: wall.div_euclid(1_000_000_000) }
+    }
+}
+
+fn unix_nanos(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
     }
 }
 
@@ -87,11 +114,7 @@ impl ManualClock {
     /// A clock at monotonic 0 and wall time `start`.
     #[must_use]
     pub fn new(start: SystemTime) -> Self {
-        let nanos = match start.duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-            Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
-        };
-        Self { inner: Arc::new(ManualInner { mono: AtomicU64::new(0), wall: AtomicI64::new(nanos) }) }
+        Self { inner: Arc::new(ManualInner { mono: AtomicU64::new(0), wall: AtomicI64::new(unix_nanos(start)) }) }
     }
 
     /// Moves both time scales forward by `d`.
@@ -103,11 +126,7 @@ impl ManualClock {
 
     /// Sets the wall time only (as if NTP stepped the clock); monotonic time is unchanged.
     pub fn set_wall(&self, t: SystemTime) {
-        let nanos = match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-            Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
-        };
-        self.inner.wall.store(nanos, Ordering::SeqCst);
+        self.inner.wall.store(unix_nanos(t), Ordering::SeqCst);
     }
 }
 
@@ -137,11 +156,15 @@ mod tests {
     }
 
     #[test]
-    fn system_clock_is_monotonic() {
+    fn system_clock_is_monotonic_and_tracks_wall_time() {
         let c = SystemClock::new();
         let a = c.now();
         let b = c.now();
         assert!(b.mono_nanos >= a.mono_nanos);
-        assert!(a.unix_secs > 1_700_000_000);
+        let wall = unix_secs(SystemTime::now());
+        assert!((a.unix_secs - wall).abs() <= 1, "{} vs {wall}", a.unix_secs);
+        // Past the sync interval the wall clock is read again.
+        c.next_sync.store(0, Ordering::Relaxed);
+        assert!((c.now().unix_secs - unix_secs(SystemTime::now())).abs() <= 1);
     }
 }
