@@ -375,3 +375,23 @@ plans = ["p"]
         assert_eq!(got, want, "refund policy {refund}");
     }
 }
+
+#[tokio::test]
+async fn without_created_the_offset_applies_to_the_period_of_first_use() {
+    let clock = clock();
+    let text = r#"
+[[plans]]
+id = "p"
+quota = { limit = 5, period = "DAY", offset = 2 }
+stages = [{ api = "petstore", stage = "prod" }]
+[[keys]]
+id = "k"
+value = "k-0123456789abcdefghij"
+plans = ["p"]
+"#;
+    let svc = service(&builder(text, &clock).build());
+    let k = key("k");
+    assert_eq!(statuses(&svc, "GET", "/", Some(&k), 4).await, [200, 200, 200, 429]);
+    clock.advance(Duration::from_secs(12 * 3600));
+    assert_eq!(statuses(&svc, "GET", "/", Some(&k), 6).await, [200, 200, 200, 200, 200, 429]);
+}

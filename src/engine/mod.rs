@@ -217,7 +217,7 @@ impl Engine {
             _ if !key.is_enabled() => Grant::Disabled,
             None => Grant::WrongStage,
             Some(plan) => {
-                let compiled = self.compile(plan)?;
+                let compiled = self.compile(plan, now)?;
                 let counters = self.counters_for(key.id_arc(), compiled.methods.len());
                 Grant::Plan(compiled, counters)
             }
@@ -251,11 +251,18 @@ impl Engine {
         fresh
     }
 
-    fn compile(&self, plan: &Arc<UsagePlan>) -> Result<Arc<CompiledPlan>, ConfigError> {
+    /// The plan as this stage applies it. A plan without a `created` time counts as created when
+    /// this layer first used it (so a quota `offset` applies to that period), and keeps that
+    /// time when the plan changes.
+    fn compile(&self, plan: &Arc<UsagePlan>, now: Now) -> Result<Arc<CompiledPlan>, ConfigError> {
         let mut cache = self.plans.lock();
+        let mut created = plan.created_at().map(unix_secs).unwrap_or(now.unix_secs);
         if let Some(c) = cache.get(plan.id()) {
             if Arc::ptr_eq(&c.plan, plan) || *c.plan == **plan {
                 return Ok(Arc::clone(c));
+            }
+            if plan.created_at().is_none() {
+                created = c.created;
             }
         }
         let binding = match &self.stage {
@@ -285,7 +292,8 @@ impl Engine {
             routes,
             throttle: plan.throttle_limit().map(Gcra::new),
             methods: methods.iter().map(|(_, t)| Gcra::new(*t)).collect(),
-            quota: plan.quota_limit().map(|q| QuotaRule::new(q, plan.created_at().map(unix_secs))),
+            quota: plan.quota_limit().map(|q| QuotaRule::new(q, Some(created))),
+            created,
         });
         cache.insert(Arc::clone(plan.id_arc()), Arc::clone(&compiled));
         Ok(compiled)

@@ -59,6 +59,7 @@ fn tag(index: i64) -> u64 {
 }
 
 impl QuotaRule {
+    /// `created_unix`: when the plan was created; `offset` applies to that period (none if `None`).
     pub(crate) fn new(quota: Quota, created_unix: Option<i64>) -> Self {
         Self { quota, initial: created_unix.map(|c| quota.period().index_of(c)), current: AtomicU64::new(0) }
     }

@@ -34,6 +34,8 @@ pub(crate) struct CompiledPlan {
     pub(crate) throttle: Option<Gcra>,
     pub(crate) methods: Box<[Gcra]>,
     pub(crate) quota: Option<QuotaRule>,
+    /// Unix seconds the plan counts as created at (for the quota offset).
+    pub(crate) created: i64,
 }
 
 /// Token bucket and quota state of one key.
