@@ -1,0 +1,89 @@
+//! The allowed path makes no heap allocation with rate-limit headers off (DESIGN.md,
+//! "Performance goals"). A counting global allocator counts what one request allocates.
+
+use http::{HeaderValue, Request, Response};
+use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
+use std::convert::Infallible;
+use std::future::{ready, Future};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use tower::{service_fn, Layer, Service};
+use tower_usage_plans::{InMemoryKeyStore, RateLimitHeaders, UsagePlanLayer};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Allocations (and reallocations) so far, all threads; this binary runs one test.
+fn allocations() -> usize {
+    let s = GLOBAL.stats();
+    s.allocations + s.reallocations
+}
+
+fn poll_now<F: Future>(fut: F) -> F::Output {
+    match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("not ready"),
+    }
+}
+
+const CONFIG: &str = r#"
+[stage]
+api = "petstore"
+name = "prod"
+throttle = { rate = 1000000.0, burst = 1000000 }
+methods = { "/pets/GET" = { rate = 1000000.0, burst = 1000000 } }
+[account]
+throttle = { rate = 1000000.0, burst = 1000000 }
+[[plans]]
+id = "p"
+throttle = { rate = 1000000.0, burst = 1000000 }
+quota = { limit = 100000000, period = "MONTH" }
+[[plans.stages]]
+api = "petstore"
+stage = "prod"
+methods = { "/pets/{petId}/GET" = { rate = 1000000.0, burst = 1000000 } }
+[[keys]]
+id = "k"
+value = "k-0123456789abcdefghij"
+plans = ["p"]
+"#;
+
+/// Allocations made by the layer for one allowed request: the request is built before counting
+/// and the response dropped after.
+fn per_request(style: RateLimitHeaders, path: &str) -> usize {
+    let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
+    let inner = service_fn(|_req: Request<()>| ready(Ok::<_, Infallible>(Response::new(()))));
+    let mut svc = UsagePlanLayer::builder(store).rate_limit_headers(style).build().layer(inner);
+    let key = HeaderValue::from_static("k-0123456789abcdefghij");
+    let request = || {
+        let mut req = Request::get(path).body(()).unwrap();
+        req.headers_mut().insert("x-api-key", key.clone());
+        req
+    };
+    // The first request looks the key up in the store (allocates the cache entry).
+    assert_eq!(poll_now(svc.call(request())).unwrap().status(), 200);
+    let mut counts = Vec::new();
+    for _ in 0..100 {
+        let req = request();
+        let before = allocations();
+        let resp = poll_now(svc.call(req)).unwrap();
+        counts.push(allocations() - before);
+        assert_eq!(resp.status(), 200);
+        drop(resp);
+    }
+    counts.sort_unstable();
+    counts[counts.len() / 2]
+}
+
+#[test]
+fn allowed_path_allocates_nothing_with_headers_off() {
+    // Per-key method throttle, per-key throttle, stage method throttle, stage default, account,
+    // quota: every check runs.
+    assert_eq!(per_request(RateLimitHeaders::Off, "/pets/42"), 0);
+    assert_eq!(per_request(RateLimitHeaders::Off, "/pets"), 0);
+    let draft = per_request(RateLimitHeaders::Draft, "/pets/42");
+    let legacy = per_request(RateLimitHeaders::Legacy, "/pets/42");
+    eprintln!("allocations per allowed request: headers off 0, draft {draft}, legacy {legacy}");
+    assert!(draft > 0 && legacy > 0, "headers on must actually add headers");
+}
