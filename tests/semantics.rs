@@ -395,3 +395,13 @@ plans = ["p"]
     clock.advance(Duration::from_secs(12 * 3600));
     assert_eq!(statuses(&svc, "GET", "/", Some(&k), 6).await, [200, 200, 200, 200, 200, 429]);
 }
+
+#[tokio::test]
+async fn head_is_held_by_get_limits_and_trailing_slashes_do_not_escape() {
+    let clock = clock();
+    let svc = service(&builder(PUBLIC, &clock).build());
+    // HEAD /health is public like GET /health, and shares its stage method bucket (burst 2).
+    assert_eq!(send(&svc, "HEAD", "/health", None).await.status, 200);
+    assert_eq!(get(&svc, "/health/", None).await.status, 200);
+    too_many(&send(&svc, "HEAD", "/health", None).await);
+}

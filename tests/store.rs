@@ -179,3 +179,15 @@ async fn the_builder_stage_replaces_the_stores() {
     forbidden(&r);
     assert_eq!(r.extensions.get::<tower_usage_plans::Rejection>().unwrap().kind(), RejectionKind::WrongStage);
 }
+
+#[tokio::test]
+async fn fail_open_still_applies_stage_and_account_throttles() {
+    let clock = clock();
+    let store = test_store();
+    store.failing.store(true, Ordering::SeqCst);
+    let stage = Stage::new("petstore", "prod").account_throttle(Throttle::new(0.001, 2).unwrap());
+    let svc = service(
+        &UsagePlanLayer::builder(Arc::clone(&store)).stage(stage).clock(clock).fail_open_on_store_error(true).build(),
+    );
+    assert_eq!(statuses(&svc, "GET", "/", Some(&key("a")), 4).await, [200, 200, 429, 429]);
+}

@@ -22,6 +22,13 @@ pub(crate) struct Gcra {
     burst: u32,
 }
 
+/// What [`Gcra::acquire`] changed, to undo it exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Undo {
+    before: u64,
+    after: u64,
+}
+
 /// The bucket as a client sees it right after a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct BucketView {
@@ -51,22 +58,25 @@ impl Gcra {
         }
     }
 
-    /// Takes one token, atomically. `Err` carries the nanoseconds until one is available.
-    pub(crate) fn acquire(&self, state: &AtomicU64, now: u64) -> Result<(), u64> {
+    /// Takes one token, atomically. `Ok` carries the undo record for [`undo`](Self::undo);
+    /// `Err` the nanoseconds until a token is available.
+    pub(crate) fn acquire(&self, state: &AtomicU64, now: u64) -> Result<Undo, u64> {
         let mut cur = state.load(Ordering::Acquire);
         loop {
             let next = self.step(cur, now)?;
             match state.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(Undo { before: cur, after: next }),
                 Err(actual) => cur = actual,
             }
         }
     }
 
-    /// Gives back a token taken by [`acquire`](Self::acquire) for a request that was then refused
-    /// by a later check. Exact: GCRA's state is additive in `T`.
-    pub(crate) fn refund(&self, state: &AtomicU64) {
-        let _ = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |tat| Some(tat.saturating_sub(self.t)));
+    /// Gives back a token taken by [`acquire`](Self::acquire) for a request that a later check
+    /// refused, if no other request has changed the bucket since. If one has, the token stays
+    /// spent: giving back `T` after another request moved `TAT` forward from `now` could admit
+    /// more than `burst` at once, and a lost token can only under-admit.
+    pub(crate) fn undo(state: &AtomicU64, undo: Undo) {
+        let _ = state.compare_exchange(undo.after, undo.before, Ordering::AcqRel, Ordering::Relaxed);
     }
 
     /// What the bucket looks like at `now` (read only).
@@ -102,15 +112,27 @@ mod tests {
     }
 
     #[test]
-    fn refund_restores_a_token_and_never_overfills() {
+    fn undo_restores_the_token_only_if_nobody_moved_the_bucket() {
         let g = gcra(1.0, 2);
         let s = AtomicU64::new(0);
         let now = 5_000_000_000;
-        g.acquire(&s, now).unwrap();
-        g.refund(&s);
+        let u = g.acquire(&s, now).unwrap();
+        Gcra::undo(&s, u);
         assert_eq!(g.view(&s, now).remaining, 2);
-        g.refund(&s);
-        assert_eq!(g.view(&s, now).remaining, 2, "a full bucket stays at burst");
+        Gcra::undo(&s, u);
+        assert_eq!(g.view(&s, now).remaining, 2, "a second undo changes nothing");
+    }
+
+    #[test]
+    fn undo_after_a_later_acquire_cannot_overfill() {
+        // burst 1, T = 10 ns. A takes the token at 100; B takes the next one at 115; A's undo
+        // must not hand B's successor a token at 115 (two admitted at one instant with burst 1).
+        let g = Gcra { t: 10, tau: 0, burst: 1 };
+        let s = AtomicU64::new(50);
+        let a = g.acquire(&s, 100).unwrap();
+        g.acquire(&s, 115).unwrap();
+        Gcra::undo(&s, a);
+        assert!(g.acquire(&s, 115).is_err());
     }
 
     #[test]
@@ -142,7 +164,8 @@ mod tests {
     }
 
     proptest! {
-        /// Never more than `burst + floor(rate * t)` admitted, whatever the arrival times.
+        /// Never more than `burst + floor(rate * t)` admitted, whatever the arrival times, with
+        /// `rate` the configured (real-valued) rate, not the rounded interval.
         #[test]
         fn flood_admits_burst_plus_rate_times_t(rate in 0.5f64..2000.0, burst in 1u32..200, steps in proptest::collection::vec(0u64..50_000_000, 1..300)) {
             let g = gcra(rate, burst);
@@ -158,9 +181,8 @@ mod tests {
                 while g.acquire(&s, now).is_ok() {
                     admitted += 1;
                 }
-                let t = g.t;
-                let bound = u64::from(burst) + (now - t0) / t;
-                prop_assert!(admitted <= bound, "{} admitted > bound {}", admitted, bound);
+                let exact = u64::from(burst) + (rate * (now - t0) as f64 / 1e9 + 1e-9).floor() as u64;
+                prop_assert!(admitted <= exact, "{} admitted > burst + floor(rate * t) = {}", admitted, exact);
             }
         }
 

@@ -372,26 +372,28 @@ impl Engine {
         }
         buckets[3] = self.stage_default.as_ref().map(|b| (&b.gcra, &b.state, ThrottleScope::Stage));
         buckets[4] = self.account.as_ref().map(|b| (&b.gcra, &b.state, ThrottleScope::Account));
-        for i in 0..buckets.len() {
-            if let Some((gcra, state, scope)) = buckets[i] {
-                if let Err(wait) = gcra.acquire(state, now.mono_nanos) {
-                    let mut earlier = [None; 5];
-                    earlier[..i].copy_from_slice(&buckets[..i]);
-                    self.release(&Taken(earlier));
-                    return Err(Rejection::throttled(scope, wait));
+        let mut taken = Taken([None; 5]);
+        for (i, bucket) in buckets.iter().enumerate() {
+            if let Some((gcra, state, scope)) = bucket {
+                match gcra.acquire(state, now.mono_nanos) {
+                    Ok(undo) => taken.0[i] = Some((*state, undo)),
+                    Err(wait) => {
+                        self.release(&taken);
+                        return Err(Rejection::throttled(*scope, wait));
+                    }
                 }
             }
         }
-        Ok(Taken(buckets))
+        Ok(taken)
     }
 
     fn release(&self, taken: &Taken<'_>) {
-        for (gcra, state, _) in taken.0.iter().flatten() {
-            gcra.refund(state);
+        for (state, undo) in taken.0.iter().flatten() {
+            Gcra::undo(state, *undo);
         }
     }
 }
 
-/// Buckets a request took a token from.
+/// Buckets a request took a token from, with what to undo.
 #[derive(Debug)]
-pub(crate) struct Taken<'a>([Option<(&'a Gcra, &'a AtomicU64, ThrottleScope)>; 5]);
+pub(crate) struct Taken<'a>([Option<(&'a AtomicU64, gcra::Undo)>; 5]);

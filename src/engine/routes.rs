@@ -109,10 +109,24 @@ impl RouteTable {
     }
 
     /// The slots of the route `method path` matches, or the defaults when none does.
+    ///
+    /// `HEAD` falls back to the `GET` routes (servers answer `HEAD` with the `GET` handler, so a
+    /// `GET` limit must hold it too), and one trailing slash is ignored (`/pets/` is `/pets`), as
+    /// API Gateway does.
     pub(crate) fn lookup(&self, method: &Method, path: &str) -> Slots {
-        if let Some((_, router)) = self.by_method.iter().find(|(m, _)| m == method) {
-            if let Ok(found) = router.at(path) {
-                return *found.value;
+        let path = match path.strip_suffix('/') {
+            Some(trimmed) if !trimmed.is_empty() => trimmed,
+            _ => path,
+        };
+        let by = |m: &Method| {
+            self.by_method.iter().find(|(mm, _)| mm == m).and_then(|(_, r)| r.at(path).ok()).map(|f| *f.value)
+        };
+        if let Some(found) = by(method) {
+            return found;
+        }
+        if method == Method::HEAD {
+            if let Some(found) = by(&Method::GET) {
+                return found;
             }
         }
         match &self.any {
@@ -147,6 +161,11 @@ mod tests {
         assert!(t.lookup(&Method::GET, "/").public);
         assert_eq!(t.lookup(&Method::PUT, "/files/a/b/c").stage, 3);
         assert_eq!(t.lookup(&Method::GET, "/files/a/b"), Slots { stage: 3, plan: 4, public: false });
+        // HEAD is held by GET limits; a trailing slash is ignored.
+        assert_eq!(t.lookup(&Method::HEAD, "/pets").stage, 0);
+        assert!(t.lookup(&Method::HEAD, "/").public);
+        assert_eq!(t.lookup(&Method::GET, "/pets/").stage, 0);
+        assert_eq!(t.lookup(&Method::DELETE, "/pets/42/").plan, 1);
     }
 
     #[test]

@@ -151,8 +151,9 @@ impl UsagePlanLayerBuilder {
         self
     }
 
-    /// Forward requests without any limit when the store fails and the key is not cached.
-    /// Off by default (fail closed with 503). Logged at `warn` each time it happens.
+    /// Forward requests when the store fails and the key is not cached, held only to the stage
+    /// and account throttles (no per-key limit, no quota). Off by default (fail closed with 503).
+    /// Logged at `warn` each time it happens.
     pub fn fail_open_on_store_error(mut self, fail_open: bool) -> Self {
         self.fail_open = fail_open;
         self

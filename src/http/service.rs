@@ -119,8 +119,13 @@ where
                     match shared.engine.decide_stale(value.as_bytes(), r, slots, now, want) {
                         Some(d) => d,
                         None if shared.fail_open => {
-                            tracing::warn!("key store failed: forwarding without limits (fail-open)");
-                            return Step::Forward(inner.call(req), None);
+                            // Fail-open skips the key's own limits, never the stage and account
+                            // throttles that protect the backend.
+                            tracing::warn!("key store failed: forwarding without per-key limits (fail-open)");
+                            return match shared.engine.decide_public(slots, now) {
+                                Ok(()) => Step::Forward(inner.call(req), None),
+                                Err(rejection) => Step::Reject(shared.render(rejection, grpc)),
+                            };
                         }
                         None => Err(Rejection::new(RejectionKind::StoreUnavailable)),
                     }

@@ -78,10 +78,17 @@ impl Throttle {
         self.burst
     }
 
-    /// Nanoseconds between two tokens (`1e9 / rate`, rounded to the nearest nanosecond, at least 1).
+    /// Nanoseconds between two tokens: `1e9 / rate`, rounded **up** to a whole nanosecond (at
+    /// least 1), so a bucket never admits earlier than the exact schedule. Where `1e9 / rate` is
+    /// a whole number (rates such as 0.5, 1, 2, 4, 5, 10, 1000) the schedule is exact; otherwise
+    /// the k-th refilled token arrives at most k nanoseconds late.
     #[must_use]
     pub fn emission_interval_nanos(&self) -> u64 {
-        ((1e9 / self.rate).round() as u64).max(1)
+        let exact = 1e9 / self.rate;
+        let nearest = exact.round();
+        // Absorb floating-point noise around whole numbers (1e9 / 1e3 must give 1e6, not 1e6 + 1).
+        let t = if (exact - nearest).abs() <= nearest * 1e-12 { nearest } else { exact.ceil() };
+        (t as u64).max(1)
     }
 }
 
@@ -190,7 +197,10 @@ mod tests {
         assert_eq!(Throttle::new(1.0, 0).unwrap_err().field(), "burst");
         assert!(Throttle::new(1e-12, u32::MAX).is_err());
         assert_eq!(Throttle::new(1000.0, 1).unwrap().emission_interval_nanos(), 1_000_000);
-        assert_eq!(Throttle::new(3.0, 1).unwrap().emission_interval_nanos(), 333_333_333);
+        assert_eq!(Throttle::new(3.0, 1).unwrap().emission_interval_nanos(), 333_333_334);
+        assert_eq!(Throttle::new(7.0, 1).unwrap().emission_interval_nanos(), 142_857_143);
+        assert_eq!(Throttle::new(0.5, 1).unwrap().emission_interval_nanos(), 2_000_000_000);
+        assert_eq!(Throttle::new(1e9, 1).unwrap().emission_interval_nanos(), 1);
     }
 
     #[test]
