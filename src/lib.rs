@@ -86,6 +86,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod backend;
 mod engine;
 mod error;
 mod http;

@@ -13,22 +13,24 @@ mod state;
 
 pub(crate) use clock::unix_secs;
 pub use clock::{Clock, ManualClock, Now, SystemClock};
-pub(crate) use gcra::BucketView;
-pub(crate) use state::Limits;
+pub(crate) use gcra::{BucketView, Gcra, Undo};
+pub(crate) use quota::{QuotaRule, QuotaView};
+pub(crate) use routes::check_routes;
+pub(crate) use state::{CompiledPlan, Limits};
 
+use crate::backend::{BucketRef, BucketSlot, Check, CounterBackend, KeyCheck, Outcome, Refund, Refused, Verdict};
 use crate::error::ConfigError;
 use crate::model::{Stage, UsagePlan};
 use crate::rejection::{Rejection, RejectionKind, ThrottleScope};
 use crate::store::KeyRecord;
-use gcra::Gcra;
 use http::Method;
-use quota::QuotaRule;
-pub(crate) use routes::check_routes;
-use routes::{RouteTable, RouteTableBuilder, Slots, NONE};
-use state::{Bucket, CompiledPlan, Counters, Grant, KeyEntry};
+pub(crate) use routes::Slots;
+use routes::{RouteTable, RouteTableBuilder, NONE};
+use state::{Grant, KeyEntry};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,22 +53,54 @@ pub(crate) struct Want {
 }
 
 /// An admitted request.
-#[derive(Debug)]
 pub(crate) struct Admitted {
     pub(crate) limits: Limits,
-    pub(crate) refund: Option<QuotaRefund>,
+    /// Gives the quota count back (only when the refund policy is on).
+    pub(crate) refund: Option<Refund>,
 }
 
-/// Gives one counted request back to the key's quota, if its period is still current.
-#[derive(Debug)]
-pub(crate) struct QuotaRefund {
-    counters: Arc<Counters>,
-    ticket: quota::Ticket,
+impl fmt::Debug for Admitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admitted").field("limits", &self.limits).field("refund", &self.refund.is_some()).finish()
+    }
 }
 
-impl QuotaRefund {
-    pub(crate) fn apply(&self) {
-        QuotaRule::refund(&self.counters.quota, self.ticket);
+/// A decision, now or (with a distributed backend) later.
+pub(crate) enum Decision {
+    Ready(Result<Admitted, Rejection>),
+    Pending(Pin<Box<dyn Future<Output = Result<Admitted, Rejection>> + Send>>),
+}
+
+impl fmt::Debug for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Ready(r) => f.debug_tuple("Ready").field(r).finish(),
+            Decision::Pending(_) => f.write_str("Pending"),
+        }
+    }
+}
+
+/// Turns a backend's outcome into the request's answer.
+fn conclude(outcome: Outcome, key: Option<&Arc<str>>) -> Result<Admitted, Rejection> {
+    let Outcome { result, limits } = outcome;
+    let rejection = match result {
+        Ok(refund) => return Ok(Admitted { limits, refund }),
+        Err(Refused::Throttled { scope, wait_nanos }) => Rejection::throttled(scope, wait_nanos),
+        Err(Refused::Quota(view)) => Rejection::quota(view.resets_in_secs),
+    };
+    Err(match key {
+        Some(id) => rejection.with_key(id).with_limits(limits),
+        None => rejection,
+    })
+}
+
+fn decision(verdict: Verdict, key: Option<&Arc<str>>) -> Decision {
+    match verdict {
+        Verdict::Ready(outcome) => Decision::Ready(conclude(outcome, key)),
+        Verdict::Pending(fut) => {
+            let key = key.cloned();
+            Decision::Pending(Box::pin(async move { conclude(fut.await, key.as_ref()) }))
+        }
     }
 }
 
@@ -81,22 +115,23 @@ pub(crate) struct Req<'a> {
 #[derive(Debug)]
 pub(crate) enum Cached {
     /// Decided from a fresh cache entry.
-    Decided(Result<Admitted, Rejection>),
+    Decided(Decision),
     /// Not cached, or cached but due for revalidation.
     Miss,
 }
 
-/// All state of one layer: stage buckets, per-key entries and counters, compiled plans.
+/// One layer's decision maker: stage routing and limits, the key cache, compiled plans, and the
+/// counter backend that holds the buckets and quotas.
 pub(crate) struct Engine {
     stage: Option<Stage>,
     stage_routes: RouteTable,
-    stage_methods: Box<[Bucket]>,
-    stage_default: Option<Bucket>,
-    account: Option<Bucket>,
+    stage_methods: Box<[Gcra]>,
+    stage_default: Option<Gcra>,
+    account: Option<Gcra>,
     entries: Map<Box<[u8]>, Arc<KeyEntry>>,
-    counters: Map<Arc<str>, Arc<Counters>>,
     plans: parking_lot::Mutex<HashMap<Arc<str>, Arc<CompiledPlan>>>,
     cache: CacheSettings,
+    backend: Arc<dyn CounterBackend>,
 }
 
 impl fmt::Debug for Engine {
@@ -110,19 +145,21 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl Engine {
-    pub(crate) fn new(stage: Option<Stage>, cache: CacheSettings) -> Self {
+    /// An engine for `stage`; `backend` defaults to counters in this process.
+    pub(crate) fn new(stage: Option<Stage>, cache: CacheSettings, backend: Option<Arc<dyn CounterBackend>>) -> Self {
+        let backend = backend.unwrap_or_else(|| Arc::new(crate::backend::InProcess::new(stage.as_ref())));
         let mut routes = RouteTableBuilder::default();
         let (mut stage_methods, mut stage_default, mut account) = (Vec::new(), None, None);
         if let Some(s) = &stage {
             for (i, (key, t)) in s.methods().iter().enumerate() {
                 routes.add(key, |slots| slots.stage = i as u16);
-                stage_methods.push(Bucket::new(Gcra::new(*t)));
+                stage_methods.push(Gcra::new(*t));
             }
             for key in s.public_methods() {
                 routes.add(key, |slots| slots.public = true);
             }
-            stage_default = s.default_throttle().map(|t| Bucket::new(Gcra::new(t)));
-            account = s.account().map(|t| Bucket::new(Gcra::new(t)));
+            stage_default = s.default_throttle().map(Gcra::new);
+            account = s.account().map(Gcra::new);
         }
         let stage_routes = routes.build().unwrap_or_else(|e| {
             // A `Stage` checks its routes as it is built, so this is unreachable in practice.
@@ -136,9 +173,9 @@ impl Engine {
             stage_default,
             account,
             entries: Map::with_hasher(foldhash::fast::RandomState::default()),
-            counters: Map::with_hasher(foldhash::fast::RandomState::default()),
             plans: parking_lot::Mutex::new(HashMap::new()),
             cache,
+            backend,
         }
     }
 
@@ -152,8 +189,10 @@ impl Engine {
     }
 
     /// Decides a request to a public method (no key, no quota): stage and account throttles only.
-    pub(crate) fn decide_public(&self, slots: Slots, now: Now) -> Result<(), Rejection> {
-        self.acquire_throttles(None, slots, now).map(|_| ())
+    pub(crate) fn decide_public(&self, slots: Slots, now: Now) -> Decision {
+        let check =
+            Check { key: None, buckets: self.buckets(None, slots), quota: None, now, views: false, refund: false };
+        decision(self.backend.check(&check), None)
     }
 
     /// Decides a keyed request from the cache, if the key's entry is fresh.
@@ -175,7 +214,7 @@ impl Engine {
         slots: Slots,
         now: Now,
         want: Want,
-    ) -> Option<Result<Admitted, Rejection>> {
+    ) -> Option<Decision> {
         let guard = self.entries.pin();
         let entry = guard.get(value)?;
         (entry.stale_until > now.mono_nanos).then(|| self.decide(entry, req, slots, now, want))
@@ -190,16 +229,16 @@ impl Engine {
         slots: Slots,
         now: Now,
         want: Want,
-    ) -> Result<Admitted, Rejection> {
+    ) -> Decision {
         let Some(record) = record else {
             self.entries.pin().remove(value);
-            return Err(Rejection::new(RejectionKind::UnknownKey));
+            return Decision::Ready(Err(Rejection::new(RejectionKind::UnknownKey)));
         };
         let entry = match self.entry_for(record, now) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "usage plan cannot be applied to this stage");
-                return Err(Rejection::new(RejectionKind::StoreUnavailable));
+                return Decision::Ready(Err(Rejection::new(RejectionKind::StoreUnavailable)));
             }
         };
         let result = self.decide(&entry, req, slots, now, want);
@@ -218,8 +257,8 @@ impl Engine {
             None => Grant::WrongStage,
             Some(plan) => {
                 let compiled = self.compile(plan, now)?;
-                let counters = self.counters_for(key.id_arc(), compiled.methods.len());
-                Grant::Plan(compiled, counters)
+                let state = self.backend.key_state(key.id_arc(), &compiled);
+                Grant::Plan(compiled, state)
             }
         };
         let fresh_until = now.mono_nanos.saturating_add(nanos(self.cache.ttl));
@@ -230,25 +269,6 @@ impl Engine {
             fresh_until,
             stale_until: fresh_until.saturating_add(nanos(self.cache.stale_if_error)),
         }))
-    }
-
-    /// The key's counters; kept across revalidations and plan changes. Two first lookups of one
-    /// key racing each other get the same counters. When a plan change alters the number of
-    /// method throttles, the method buckets start full again and the key bucket and quota count
-    /// are carried over.
-    fn counters_for(&self, id: &Arc<str>, methods: usize) -> Arc<Counters> {
-        let map = self.counters.pin();
-        let current = map.get_or_insert_with(Arc::clone(id), || Arc::new(Counters::new(methods)));
-        if current.methods.len() == methods {
-            return Arc::clone(current);
-        }
-        use std::sync::atomic::Ordering::{Acquire, Release};
-        let fresh = Counters::new(methods);
-        fresh.key.store(current.key.load(Acquire), Release);
-        fresh.quota.store(current.quota.load(Acquire), Release);
-        let fresh = Arc::new(fresh);
-        map.insert(Arc::clone(id), Arc::clone(&fresh));
-        fresh
     }
 
     /// The plan as this stage applies it. A plan without a `created` time counts as created when
@@ -292,6 +312,7 @@ impl Engine {
             routes,
             throttle: plan.throttle_limit().map(Gcra::new),
             methods: methods.iter().map(|(_, t)| Gcra::new(*t)).collect(),
+            method_keys: methods.iter().map(|(k, _)| k.clone()).collect(),
             quota: plan.quota_limit().map(|q| QuotaRule::new(q, Some(created))),
             created,
         });
@@ -299,101 +320,56 @@ impl Engine {
         Ok(compiled)
     }
 
-    fn decide(
-        &self,
-        entry: &KeyEntry,
-        req: Req<'_>,
-        slots: Slots,
-        now: Now,
-        want: Want,
-    ) -> Result<Admitted, Rejection> {
-        let (plan, counters) = match &entry.grant {
-            Grant::Plan(p, c) => (p, c),
-            Grant::Disabled => return Err(Rejection::new(RejectionKind::DisabledKey).with_key(&entry.id)),
-            Grant::WrongStage => return Err(Rejection::new(RejectionKind::WrongStage).with_key(&entry.id)),
+    fn decide(&self, entry: &KeyEntry, req: Req<'_>, slots: Slots, now: Now, want: Want) -> Decision {
+        let (plan, state) = match &entry.grant {
+            Grant::Plan(p, s) => (p, s),
+            Grant::Disabled => {
+                return Decision::Ready(Err(Rejection::new(RejectionKind::DisabledKey).with_key(&entry.id)))
+            }
+            Grant::WrongStage => {
+                return Decision::Ready(Err(Rejection::new(RejectionKind::WrongStage).with_key(&entry.id)))
+            }
         };
         if entry.expires.is_some_and(|at| now.unix_secs >= at) {
-            return Err(Rejection::new(RejectionKind::ExpiredKey).with_key(&entry.id));
+            return Decision::Ready(Err(Rejection::new(RejectionKind::ExpiredKey).with_key(&entry.id)));
         }
         let slots = match &plan.routes {
             Some(routes) => routes.lookup(req.method, req.path),
             None => slots,
         };
-        let limits = |quota| Limits {
-            quota,
-            key: if want.views { plan.throttle.map(|g| g.view(&counters.key, now.mono_nanos)) } else { None },
-            method: if want.views && slots.plan != NONE {
-                Some(plan.methods[slots.plan as usize].view(&counters.methods[slots.plan as usize], now.mono_nanos))
-            } else {
-                None
-            },
+        let check = Check {
+            key: Some(KeyCheck { id: &entry.id, plan, state }),
+            buckets: self.buckets(Some(plan), slots),
+            quota: plan.quota.as_ref(),
+            now,
+            views: want.views,
+            refund: want.refund,
         };
-        let taken = self.acquire_throttles(Some((plan, counters)), slots, now).map_err(|r| {
-            r.with_key(&entry.id)
-                .with_limits(limits(plan.quota.as_ref().map(|q| q.peek(&counters.quota, now.unix_secs))))
-        })?;
-        let (quota, refund) = match &plan.quota {
-            None => (None, None),
-            Some(rule) => match rule.acquire(&counters.quota, now.unix_secs) {
-                Ok(counted) => (
-                    want.views.then(|| rule.view_of(&counted, now.unix_secs)),
-                    want.refund.then(|| QuotaRefund { counters: Arc::clone(counters), ticket: counted.ticket }),
-                ),
-                Err(counted) => {
-                    self.release(&taken);
-                    let view = rule.view_of(&counted, now.unix_secs);
-                    return Err(Rejection::quota(view.resets_in_secs)
-                        .with_key(&entry.id)
-                        .with_limits(limits(Some(view))));
-                }
-            },
-        };
-        Ok(Admitted { limits: limits(quota), refund })
+        decision(self.backend.check(&check), Some(&entry.id))
     }
 
-    /// Takes a token from every bucket that applies, most specific first, or none at all.
-    fn acquire_throttles<'a>(
-        &'a self,
-        key: Option<(&'a CompiledPlan, &'a Counters)>,
-        slots: Slots,
-        now: Now,
-    ) -> Result<Taken<'a>, Rejection> {
-        let mut buckets: [Option<(&Gcra, &AtomicU64, ThrottleScope)>; 5] = [None; 5];
-        if let Some((plan, counters)) = key {
+    /// The buckets a request must pass, most specific first: per-key method, per-key plan,
+    /// stage method, stage default, account.
+    fn buckets<'a>(&'a self, plan: Option<&'a CompiledPlan>, slots: Slots) -> [Option<BucketRef<'a>>; 5] {
+        let bucket = |slot, scope, gcra| Some(BucketRef { slot, scope, gcra });
+        let mut out = [None; 5];
+        if let Some(plan) = plan {
             if slots.plan != NONE {
-                let i = slots.plan as usize;
-                buckets[0] = Some((&plan.methods[i], &counters.methods[i], ThrottleScope::KeyMethod));
+                out[0] = plan
+                    .methods
+                    .get(usize::from(slots.plan))
+                    .and_then(|g| bucket(BucketSlot::KeyMethod(slots.plan), ThrottleScope::KeyMethod, g));
             }
-            buckets[1] = plan.throttle.as_ref().map(|g| (g, &counters.key, ThrottleScope::Key));
+            out[1] = plan.throttle.as_ref().and_then(|g| bucket(BucketSlot::Key, ThrottleScope::Key, g));
         }
         if slots.stage != NONE {
-            let b = &self.stage_methods[slots.stage as usize];
-            buckets[2] = Some((&b.gcra, &b.state, ThrottleScope::StageMethod));
+            out[2] = self
+                .stage_methods
+                .get(usize::from(slots.stage))
+                .and_then(|g| bucket(BucketSlot::StageMethod(slots.stage), ThrottleScope::StageMethod, g));
         }
-        buckets[3] = self.stage_default.as_ref().map(|b| (&b.gcra, &b.state, ThrottleScope::Stage));
-        buckets[4] = self.account.as_ref().map(|b| (&b.gcra, &b.state, ThrottleScope::Account));
-        let mut taken = Taken([None; 5]);
-        for (i, bucket) in buckets.iter().enumerate() {
-            if let Some((gcra, state, scope)) = bucket {
-                match gcra.acquire(state, now.mono_nanos) {
-                    Ok(undo) => taken.0[i] = Some((*state, undo)),
-                    Err(wait) => {
-                        self.release(&taken);
-                        return Err(Rejection::throttled(*scope, wait));
-                    }
-                }
-            }
-        }
-        Ok(taken)
-    }
-
-    fn release(&self, taken: &Taken<'_>) {
-        for (state, undo) in taken.0.iter().flatten() {
-            Gcra::undo(state, *undo);
-        }
+        out[3] = self.stage_default.as_ref().and_then(|g| bucket(BucketSlot::Stage, ThrottleScope::Stage, g));
+        out[4] = self.account.as_ref().and_then(|g| bucket(BucketSlot::Account, ThrottleScope::Account, g));
+        out
     }
 }
-
-/// Buckets a request took a token from, with what to undo.
-#[derive(Debug)]
-pub(crate) struct Taken<'a>([Option<(&'a AtomicU64, gcra::Undo)>; 5]);

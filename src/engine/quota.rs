@@ -1,7 +1,9 @@
 //! Exact quota counting on one `AtomicU64`: the period the count belongs to, and the count.
 //!
-//! Layout: high 24 bits hold `period index + 1` (0 = never used), low 40 bits the count of
-//! forwarded requests in that period. Every change is one CAS, so no request is admitted over
+//! Layout: high 24 bits are the period's tag — its kind (DAY, WEEK, MONTH: 2 bits) and
+//! `index + 1` (22 bits; 0 = never used) — and the low 40 bits the count of forwarded requests
+//! in that period. A count made under another kind of period (a plan changed from DAY to MONTH)
+//! is not comparable and starts over. Every change is one CAS, so no request is admitted over
 //! the limit under any concurrency, and a new period starts from zero without a reset job.
 
 use crate::model::{Quota, QuotaPeriod};
@@ -9,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 const COUNT_BITS: u32 = 40;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-const MAX_TAG: i64 = (1 << (64 - COUNT_BITS)) - 1;
+const INDEX_BITS: u32 = 64 - COUNT_BITS - 2;
+const MAX_INDEX: i64 = (1 << INDEX_BITS) - 2;
 
 /// A plan's quota, ready for counting.
 #[derive(Debug)]
@@ -54,8 +57,21 @@ pub(crate) struct QuotaView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Ticket(u64);
 
-fn tag(index: i64) -> u64 {
-    (index.clamp(0, MAX_TAG - 1) + 1) as u64
+fn kind_bits(period: QuotaPeriod) -> u64 {
+    match period {
+        QuotaPeriod::Day => 1,
+        QuotaPeriod::Week => 2,
+        QuotaPeriod::Month => 3,
+    }
+}
+
+/// The tag of period `index` of kind `period`.
+fn tag(period: QuotaPeriod, index: i64) -> u64 {
+    (kind_bits(period) << INDEX_BITS) | (index.clamp(0, MAX_INDEX) + 1) as u64
+}
+
+fn index_of_tag(tag: u64) -> i64 {
+    (tag & ((1 << INDEX_BITS) - 1)) as i64 - 1
 }
 
 impl QuotaRule {
@@ -120,13 +136,15 @@ impl QuotaRule {
         loop {
             let (stored_tag, count) = (cur >> COUNT_BITS, cur & COUNT_MASK);
             // A new period starts from zero; if wall time stepped back, keep counting the newer one.
-            let (t, used, period) = if stored_tag < tag(now.index) {
-                (tag(now.index), 0, now)
-            } else if stored_tag == tag(now.index) {
+            let current = tag(self.period(), now.index);
+            let same_kind = stored_tag >> INDEX_BITS == current >> INDEX_BITS;
+            let (t, used, period) = if !same_kind || stored_tag < current {
+                (current, 0, now)
+            } else if stored_tag == current {
                 (stored_tag, count, now)
             } else {
                 let p = self.period();
-                let index = stored_tag as i64 - 1;
+                let index = index_of_tag(stored_tag);
                 (stored_tag, count, Period { index, start: p.start_of_index(index), end: p.start_of_index(index + 1) })
             };
             if used >= self.limit_for(period.index) {
@@ -152,7 +170,7 @@ impl QuotaRule {
         let now = self.period_at(unix);
         let cur = state.load(Ordering::Acquire);
         let (stored_tag, count) = (cur >> COUNT_BITS, cur & COUNT_MASK);
-        if stored_tag == tag(now.index) {
+        if stored_tag == tag(self.period(), now.index) {
             self.view(now, unix, count)
         } else {
             self.view(now, unix, 0)
@@ -226,6 +244,23 @@ mod tests {
             let v = r.view_of(&r.acquire(&s, at.unix_timestamp()).unwrap(), at.unix_timestamp());
             assert_eq!(v.window_secs as i64, end.unix_timestamp() - start.unix_timestamp());
         }
+    }
+
+    #[test]
+    fn a_count_from_another_kind_of_period_starts_over() {
+        let s = AtomicU64::new(0);
+        let noon = datetime!(2026-11-23 12:00 UTC).unix_timestamp();
+        let daily = rule(2, QuotaPeriod::Day, 0, None);
+        daily.acquire(&s, noon).unwrap();
+        daily.acquire(&s, noon).unwrap();
+        assert!(daily.acquire(&s, noon).is_err());
+        // The same counter under a monthly plan (an upgrade): a fresh count, and it resets at the
+        // end of the month, not in some far-off "period".
+        let monthly = rule(1000, QuotaPeriod::Month, 0, None);
+        let v = monthly.view_of(&monthly.acquire(&s, noon).unwrap(), noon);
+        assert_eq!((v.remaining, v.resets_in_secs), (999, 7 * 86_400 + 12 * 3600));
+        // And back to daily: the monthly count is not a daily one.
+        assert!(daily.acquire(&s, noon).is_ok());
     }
 
     #[test]

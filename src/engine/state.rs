@@ -1,28 +1,16 @@
 //! Per-key state and compiled plans.
 //!
 //! A presented key value maps to one [`KeyEntry`]: the store's answer (cached until
-//! `fresh_until`) and, for a key allowed on this stage, its counters. Counters belong to the key
-//! id, not to the entry, so revalidating a key or changing its plan never loses a count.
+//! `fresh_until`) and, for a key allowed on this stage, the counter backend's state for it. That
+//! state belongs to the key and plan, not to the entry, so revalidating a key loses no count.
 
 use super::gcra::{BucketView, Gcra};
 use super::quota::{QuotaRule, QuotaView};
 use super::routes::RouteTable;
-use crate::model::UsagePlan;
-use std::sync::atomic::AtomicU64;
+use crate::backend::KeyState;
+use crate::model::{MethodKey, UsagePlan};
+use std::fmt;
 use std::sync::Arc;
-
-/// A shared bucket (stage, stage method or account).
-#[derive(Debug)]
-pub(crate) struct Bucket {
-    pub(crate) gcra: Gcra,
-    pub(crate) state: AtomicU64,
-}
-
-impl Bucket {
-    pub(crate) fn new(gcra: Gcra) -> Self {
-        Self { gcra, state: AtomicU64::new(0) }
-    }
-}
 
 /// A plan as this stage applies it.
 #[derive(Debug)]
@@ -33,35 +21,28 @@ pub(crate) struct CompiledPlan {
     pub(crate) routes: Option<RouteTable>,
     pub(crate) throttle: Option<Gcra>,
     pub(crate) methods: Box<[Gcra]>,
+    /// The method key of each entry of `methods`.
+    pub(crate) method_keys: Box<[MethodKey]>,
     pub(crate) quota: Option<QuotaRule>,
     /// Unix seconds the plan counts as created at (for the quota offset).
     pub(crate) created: i64,
 }
 
-/// Token bucket and quota state of one key.
-#[derive(Debug)]
-pub(crate) struct Counters {
-    pub(crate) key: AtomicU64,
-    pub(crate) quota: AtomicU64,
-    pub(crate) methods: Box<[AtomicU64]>,
-}
-
-impl Counters {
-    pub(crate) fn new(methods: usize) -> Self {
-        Self {
-            key: AtomicU64::new(0),
-            quota: AtomicU64::new(0),
-            methods: (0..methods).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-}
-
 /// What the store said about a key, as this stage sees it.
-#[derive(Debug)]
 pub(crate) enum Grant {
-    Plan(Arc<CompiledPlan>, Arc<Counters>),
+    Plan(Arc<CompiledPlan>, KeyState),
     Disabled,
     WrongStage,
+}
+
+impl fmt::Debug for Grant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Grant::Plan(p, _) => f.debug_tuple("Plan").field(&p.plan.id()).finish(),
+            Grant::Disabled => f.write_str("Disabled"),
+            Grant::WrongStage => f.write_str("WrongStage"),
+        }
+    }
 }
 
 /// One cached key.

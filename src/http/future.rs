@@ -3,7 +3,8 @@
 use super::body::UsagePlanBody;
 use super::headers::RateLimitHeaders;
 use super::layer::Shared;
-use crate::engine::{Limits, QuotaRefund};
+use crate::backend::Refund;
+use crate::engine::Limits;
 use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
@@ -15,11 +16,16 @@ use std::task::{ready, Context, Poll};
 
 /// What to do when a forwarded request's response arrives: add rate-limit headers, and give the
 /// quota count back if the refund policy says so. Boxed, and only made when either is on.
-#[derive(Debug)]
 pub(crate) struct Post {
     pub(crate) headers: RateLimitHeaders,
     pub(crate) limits: Limits,
-    pub(crate) refund: Option<(QuotaRefund, Arc<Shared>)>,
+    pub(crate) refund: Option<(Refund, Arc<Shared>)>,
+}
+
+impl fmt::Debug for Post {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Post").field("headers", &self.headers).field("limits", &self.limits).finish_non_exhaustive()
+    }
 }
 
 /// The outcome of a key lookup: forward (with the inner future already started) or refuse.
@@ -84,9 +90,9 @@ where
                 StateProj::Inner { fut, post } => {
                     let mut resp = ready!(fut.poll(cx))?;
                     if let Some(post) = post {
-                        if let Some((refund, shared)) = &post.refund {
+                        if let Some((refund, shared)) = post.refund.take() {
                             if shared.refund_applies(resp.status()) {
-                                refund.apply();
+                                refund();
                             }
                         }
                         post.headers.apply(&post.limits, resp.headers_mut());

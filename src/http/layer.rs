@@ -4,6 +4,7 @@ use super::extract::KeySource;
 use super::headers::RateLimitHeaders;
 use super::render::{AwsRejection, RenderRejection, Renderer};
 use super::service::UsagePlanService;
+use crate::backend::CounterBackend;
 use crate::engine::{CacheSettings, Clock, Engine, SystemClock};
 use crate::model::Stage;
 use crate::store::{DynKeyStore, KeyStore};
@@ -76,6 +77,7 @@ impl UsagePlanLayer {
             cache: CacheSettings { ttl: Duration::from_secs(60), stale_if_error: Duration::from_secs(300) },
             fail_open: false,
             refund: None,
+            backend: None,
         }
     }
 }
@@ -101,9 +103,17 @@ pub struct UsagePlanLayerBuilder {
     cache: CacheSettings,
     fail_open: bool,
     refund: Option<RefundPolicy>,
+    backend: Option<Arc<dyn CounterBackend>>,
 }
 
 impl UsagePlanLayerBuilder {
+    /// Where counters live (in this process by default).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn backend(mut self, backend: Arc<dyn CounterBackend>) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
     /// The stage this layer guards (replaces the store's). Keys must belong to a plan bound to it.
     ///
     /// Without any stage (neither here nor from the store), stage bindings are not checked: a
@@ -172,7 +182,7 @@ impl UsagePlanLayerBuilder {
     pub fn build(self) -> UsagePlanLayer {
         UsagePlanLayer {
             shared: Arc::new(Shared {
-                engine: Engine::new(self.stage, self.cache),
+                engine: Engine::new(self.stage, self.cache, self.backend),
                 store: self.store,
                 clock: self.clock,
                 source: self.source,

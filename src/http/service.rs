@@ -3,11 +3,13 @@
 use super::future::{Post, ResponseFuture, Step};
 use super::layer::Shared;
 use super::render;
-use crate::engine::{Admitted, Cached, Req, Want};
+use crate::engine::{Admitted, Cached, Decision, Req, Slots, Want};
 use crate::rejection::{Rejection, RejectionKind};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{Request, Response};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
@@ -84,57 +86,108 @@ where
         let now = shared.clock.now();
         let r = Req { method: req.method(), path: req.uri().path() };
         let slots = shared.engine.route(r);
-        if slots.public {
-            return match shared.engine.decide_public(slots, now) {
-                Ok(()) => ResponseFuture::inner(self.inner.call(req), None),
-                Err(rejection) => ResponseFuture::reject(shared.render(rejection, is_grpc(&req))),
-            };
-        }
-        let want = shared.want();
-        let value = match shared.source.extract(&req) {
-            Err(kind) => return ResponseFuture::reject(shared.render(Rejection::new(kind), is_grpc(&req))),
-            Ok(value) => match shared.engine.decide_cached(&value, r, slots, now, want) {
-                Cached::Decided(Ok(admitted)) => {
-                    return ResponseFuture::inner(self.inner.call(req), shared.post(admitted))
-                }
-                Cached::Decided(Err(rejection)) => {
-                    return ResponseFuture::reject(shared.render(rejection, is_grpc(&req)))
-                }
-                // Extracted values are visible ASCII, hence UTF-8.
-                Cached::Miss => Box::<str>::from(String::from_utf8_lossy(&value)),
-            },
+        let first = if slots.public {
+            First::Public(shared.engine.decide_public(slots, now))
+        } else {
+            match shared.source.extract(&req) {
+                Err(kind) => First::Keyed(Decision::Ready(Err(Rejection::new(kind)))),
+                Ok(value) => match shared.engine.decide_cached(&value, r, slots, now, shared.want()) {
+                    Cached::Decided(d) => First::Keyed(d),
+                    // Extracted values are visible ASCII, hence UTF-8.
+                    Cached::Miss => First::Lookup(Box::<str>::from(String::from_utf8_lossy(&value))),
+                },
+            }
         };
+        // The hot path: decided now.
+        let pending = match first {
+            First::Public(Decision::Ready(Ok(_))) => return ResponseFuture::inner(self.inner.call(req), None),
+            First::Keyed(Decision::Ready(Ok(admitted))) => {
+                return ResponseFuture::inner(self.inner.call(req), shared.post(admitted))
+            }
+            First::Public(Decision::Ready(Err(rejection))) | First::Keyed(Decision::Ready(Err(rejection))) => {
+                return ResponseFuture::reject(shared.render(rejection, is_grpc(&req)))
+            }
+            First::Public(Decision::Pending(fut)) => Pending::Public(fut),
+            First::Keyed(Decision::Pending(fut)) => Pending::Keyed(fut),
+            First::Lookup(value) => Pending::Lookup(value, slots),
+        };
+        // Waiting for the key store or the counter backend: move the ready inner service into
+        // the future and leave a clone in its place.
         let shared = Arc::clone(&self.shared);
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::lookup(Box::pin(async move {
             let grpc = is_grpc(&req);
-            let looked_up = Arc::clone(&shared.store).lookup_owned(value.clone()).await;
-            let now = shared.clock.now();
-            let r = Req { method: req.method(), path: req.uri().path() };
-            let decided = match looked_up {
-                Ok(record) => shared.engine.decide_record(value.as_bytes(), record, r, slots, now, want),
-                Err(error) => {
-                    tracing::warn!(%error, "API key lookup failed");
-                    match shared.engine.decide_stale(value.as_bytes(), r, slots, now, want) {
-                        Some(d) => d,
-                        None if shared.fail_open => {
-                            // Fail-open skips the key's own limits, never the stage and account
-                            // throttles that protect the backend.
-                            tracing::warn!("key store failed: forwarding without per-key limits (fail-open)");
-                            return match shared.engine.decide_public(slots, now) {
-                                Ok(()) => Step::Forward(inner.call(req), None),
-                                Err(rejection) => Step::Reject(shared.render(rejection, grpc)),
-                            };
-                        }
-                        None => Err(Rejection::new(RejectionKind::StoreUnavailable)),
+            let (decided, public) = match pending {
+                Pending::Public(fut) => (fut.await, true),
+                Pending::Keyed(fut) => (fut.await, false),
+                Pending::Lookup(value, slots) => {
+                    match shared.look_up(&req.method().clone(), req.uri().path().into(), value, slots).await {
+                        Ok(decided) => (decided, false),
+                        Err(fail_open) => (settle(fail_open).await, true),
                     }
                 }
             };
             match decided {
+                Ok(_) if public => Step::Forward(inner.call(req), None),
                 Ok(admitted) => Step::Forward(inner.call(req), shared.post(admitted)),
                 Err(rejection) => Step::Reject(shared.render(rejection, grpc)),
             }
         }))
+    }
+}
+
+/// What `call` knows before any await.
+enum First {
+    Public(Decision),
+    Keyed(Decision),
+    Lookup(Box<str>),
+}
+
+/// What the slow path waits for.
+enum Pending {
+    Public(Pin<Box<dyn Future<Output = Result<Admitted, Rejection>> + Send>>),
+    Keyed(Pin<Box<dyn Future<Output = Result<Admitted, Rejection>> + Send>>),
+    Lookup(Box<str>, Slots),
+}
+
+async fn settle(decision: Decision) -> Result<Admitted, Rejection> {
+    match decision {
+        Decision::Ready(d) => d,
+        Decision::Pending(fut) => fut.await,
+    }
+}
+
+impl Shared {
+    /// Asks the store about `value` and decides. `Err` carries a fail-open decision (stage and
+    /// account throttles only) when the store failed, the key is not cached and fail-open is on.
+    async fn look_up(
+        &self,
+        method: &http::Method,
+        path: Box<str>,
+        value: Box<str>,
+        slots: Slots,
+    ) -> Result<Result<Admitted, Rejection>, Decision> {
+        let looked_up = Arc::clone(&self.store).lookup_owned(value.clone()).await;
+        let now = self.clock.now();
+        let r = Req { method, path: &path };
+        let want = self.want();
+        let decision = match looked_up {
+            Ok(record) => self.engine.decide_record(value.as_bytes(), record, r, slots, now, want),
+            Err(error) => {
+                tracing::warn!(%error, "API key lookup failed");
+                match self.engine.decide_stale(value.as_bytes(), r, slots, now, want) {
+                    Some(d) => d,
+                    None if self.fail_open => {
+                        // Fail-open skips the key's own limits, never the stage and account
+                        // throttles that protect the backend.
+                        tracing::warn!("key store failed: forwarding without per-key limits (fail-open)");
+                        return Err(self.engine.decide_public(slots, now));
+                    }
+                    None => Decision::Ready(Err(Rejection::new(RejectionKind::StoreUnavailable))),
+                }
+            }
+        };
+        Ok(settle(decision).await)
     }
 }
