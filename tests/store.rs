@@ -191,3 +191,51 @@ async fn fail_open_still_applies_stage_and_account_throttles() {
     );
     assert_eq!(statuses(&svc, "GET", "/", Some(&key("a")), 4).await, [200, 200, 429, 429]);
 }
+
+/// A store whose single key can be moved to another plan.
+#[derive(Debug)]
+struct SwitchStore {
+    plan: parking_lot::Mutex<Arc<UsagePlan>>,
+}
+
+impl KeyStore for SwitchStore {
+    async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let plan = Arc::clone(&self.plan.lock());
+        Ok((presented == "sw-0123456789abcdefghij")
+            .then(|| KeyRecord::new(ApiKey::new("sw").plan(plan.id().to_owned()), vec![plan])))
+    }
+}
+
+fn plan(id: &str, limit: u64, period: tower_usage_plans::QuotaPeriod) -> Arc<UsagePlan> {
+    Arc::new(
+        UsagePlan::new(id)
+            .quota(tower_usage_plans::Quota::new(limit, period).unwrap())
+            .stage(PlanStage::new("petstore", "prod")),
+    )
+}
+
+#[tokio::test]
+async fn moving_a_key_to_another_plan_starts_its_quota_under_that_plan() {
+    use tower_usage_plans::QuotaPeriod::{Day, Month};
+    let clock = clock();
+    let store = Arc::new(SwitchStore { plan: parking_lot::Mutex::new(plan("free", 2, Day)) });
+    let svc = service(
+        &UsagePlanLayer::builder(Arc::clone(&store))
+            .stage(Stage::new("petstore", "prod"))
+            .clock(clock.clone())
+            .key_cache_ttl(Duration::from_secs(1))
+            .build(),
+    );
+    let k = "sw-0123456789abcdefghij";
+    assert_eq!(statuses(&svc, "GET", "/", Some(k), 3).await, [200, 200, 429]);
+    // Upgrade to a monthly plan: its own count, reset at the end of the month.
+    *store.plan.lock() = plan("gold", 3, Month);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(statuses(&svc, "GET", "/", Some(k), 4).await, [200, 200, 200, 429]);
+    let r = get(&svc, "/", Some(k)).await;
+    // 2026-11-23 12:00:01 to 2026-12-01 00:00.
+    assert_eq!(r.headers["retry-after"], (7 * 86_400 + 12 * 3600 - 1).to_string());
+    // Next month the gold quota is whole again.
+    clock.advance(Duration::from_secs(8 * 86_400));
+    assert_eq!(statuses(&svc, "GET", "/", Some(k), 4).await, [200, 200, 200, 429]);
+}

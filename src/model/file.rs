@@ -263,11 +263,11 @@ impl RawTime {
         let t = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).map_err(|e| {
             ConfigError::invalid(field, format!("{text:?} is not an RFC 3339 date-time with an offset ({e})"))
         })?;
-        let nanos = t.unix_timestamp_nanos();
-        Ok(if nanos >= 0 {
-            UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-        } else {
-            UNIX_EPOCH - Duration::from_nanos(u64::try_from(-nanos).unwrap_or(u64::MAX))
+        let (secs, nanos) = (t.unix_timestamp(), t.nanosecond());
+        let offset = Duration::new(secs.unsigned_abs(), 0);
+        let at = if secs >= 0 { UNIX_EPOCH.checked_add(offset) } else { UNIX_EPOCH.checked_sub(offset) };
+        at.and_then(|at| at.checked_add(Duration::from_nanos(u64::from(nanos)))).ok_or_else(|| {
+            ConfigError::invalid(field, format!("{text:?} is out of the range this system can represent"))
         })
     }
 }
@@ -466,6 +466,17 @@ mod tests {
         );
         assert_eq!(Config::from_toml_str("[[plans]]\nid = \"p\"").unwrap_err().kind(), ConfigErrorKind::Syntax);
         assert_eq!(Config::from_path("/nonexistent/plans.toml").unwrap_err().kind(), ConfigErrorKind::Io);
+    }
+
+    #[test]
+    fn far_dates_are_exact_or_refused() {
+        let c = Config::from_toml_str(&format!("{BASE}[[plans]]\nid = \"p\"\ncreated = \"9999-12-31T23:59:59.5Z\""))
+            .unwrap();
+        let at = c.plans()[0].created_at().unwrap().duration_since(UNIX_EPOCH).unwrap();
+        assert_eq!(at, Duration::new(253_402_300_799, 500_000_000));
+        let c =
+            Config::from_toml_str(&format!("{BASE}[[plans]]\nid = \"p\"\ncreated = \"1200-01-01T00:00:00Z\"")).unwrap();
+        assert!(c.plans()[0].created_at().unwrap() < UNIX_EPOCH);
     }
 
     #[test]
