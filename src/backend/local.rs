@@ -8,24 +8,26 @@ use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-type Map<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;
-
-/// The key bucket and quota count of one key under one plan. Shared by every version of the
-/// plan, so a plan change never loses a count.
-#[derive(Debug, Default)]
-struct Core {
-    key: AtomicU64,
-    quota: AtomicU64,
-}
-
-/// One key's state under one version of a plan.
+/// One key's state under one version of a plan: its plan bucket and quota count inline (one
+/// cache line to touch), and one bucket per method throttle.
 #[derive(Debug)]
 struct LocalKey {
-    core: Arc<Core>,
+    key: AtomicU64,
+    quota: AtomicU64,
+    /// When a plan change replaced the method list, the first state of this key and plan: its
+    /// `key` and `quota` are the ones that count, so a plan change never loses a count.
+    origin: Option<Arc<LocalKey>>,
     /// One bucket per method throttle of the plan, in the plan's order.
     methods: Box<[AtomicU64]>,
     /// `METHOD normalized-path` of each method throttle, to carry buckets over plan changes.
     method_keys: Box<[String]>,
+}
+
+impl LocalKey {
+    /// The state holding the plan bucket and the quota count.
+    fn core(&self) -> &LocalKey {
+        self.origin.as_deref().unwrap_or(self)
+    }
 }
 
 /// Counters in this process.
@@ -33,7 +35,7 @@ pub(crate) struct InProcess {
     stage_methods: Box<[AtomicU64]>,
     stage_default: AtomicU64,
     account: AtomicU64,
-    keys: Map<(Arc<str>, Arc<str>), Arc<LocalKey>>,
+    keys: crate::engine::Map<(Arc<str>, Arc<str>), Arc<LocalKey>>,
 }
 
 impl fmt::Debug for InProcess {
@@ -52,14 +54,14 @@ impl InProcess {
             stage_methods: (0..stage.map_or(0, |s| s.methods().len())).map(|_| AtomicU64::new(0)).collect(),
             stage_default: AtomicU64::new(0),
             account: AtomicU64::new(0),
-            keys: Map::with_hasher(foldhash::fast::RandomState::default()),
+            keys: crate::engine::read_mostly_map(),
         }
     }
 
     fn bucket<'a>(&'a self, local: Option<&'a LocalKey>, slot: BucketSlot) -> Option<&'a AtomicU64> {
         match slot {
             BucketSlot::KeyMethod(i) => local.and_then(|l| l.methods.get(usize::from(i))),
-            BucketSlot::Key => local.map(|l| &l.core.key),
+            BucketSlot::Key => local.map(|l| &l.core().key),
             BucketSlot::StageMethod(i) => self.stage_methods.get(usize::from(i)),
             BucketSlot::Stage => Some(&self.stage_default),
             BucketSlot::Account => Some(&self.account),
@@ -76,8 +78,8 @@ impl InProcess {
             _ => None,
         });
         Limits {
-            quota: quota.or_else(|| key.plan.quota.as_ref().map(|q| q.peek(&local.core.quota, check.now.unix_secs))),
-            key: bucket_view(true, key.plan.throttle.as_ref(), &local.core.key, check.now),
+            quota: quota.or_else(|| key.plan.quota.as_ref().map(|q| q.peek(&local.core().quota, check.now.unix_secs))),
+            key: bucket_view(true, key.plan.throttle.as_ref(), &local.core().key, check.now),
             method,
         }
     }
@@ -93,7 +95,7 @@ impl CounterBackend for InProcess {
     fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>) -> KeyState {
         let map = self.keys.pin();
         let wanted = method_keys(plan);
-        let make = |core: Arc<Core>, old: Option<&LocalKey>| {
+        let make = |origin: Option<Arc<LocalKey>>, old: Option<&LocalKey>| {
             let methods = wanted
                 .iter()
                 .map(|k| {
@@ -103,14 +105,21 @@ impl CounterBackend for InProcess {
                     AtomicU64::new(carried.map_or(0, |s| s.load(std::sync::atomic::Ordering::Acquire)))
                 })
                 .collect();
-            Arc::new(LocalKey { core, methods, method_keys: wanted.clone() })
+            Arc::new(LocalKey {
+                key: AtomicU64::new(0),
+                quota: AtomicU64::new(0),
+                origin,
+                methods,
+                method_keys: wanted.clone(),
+            })
         };
         let key = (Arc::clone(id), Arc::clone(plan.plan.id_arc()));
-        let current = map.get_or_insert_with(key.clone(), || make(Arc::new(Core::default()), None));
+        let current = map.get_or_insert_with(key.clone(), || make(None, None));
         if current.method_keys == wanted {
             return Arc::clone(current) as KeyState;
         }
-        let fresh = make(Arc::clone(&current.core), Some(current));
+        let origin = current.origin.clone().unwrap_or_else(|| Arc::clone(current));
+        let fresh = make(Some(origin), Some(current));
         map.insert(key, Arc::clone(&fresh));
         fresh
     }
@@ -134,16 +143,20 @@ impl CounterBackend for InProcess {
         }
         let mut quota_view = None;
         let mut refund = None;
-        if let (Some(rule), Some(local)) = (check.quota, local) {
-            match rule.acquire(&local.core.quota, check.now.unix_secs) {
+        if let (Some(rule), Some(key), Some(local)) = (check.quota, check.key, local) {
+            match rule.acquire(&local.core().quota, check.now.unix_secs) {
                 Ok(counted) => {
                     if check.views {
                         quota_view = Some(rule.view_of(&counted, check.now.unix_secs));
                     }
                     if check.refund {
-                        let core = Arc::clone(&local.core);
+                        let state = Arc::clone(key.state);
                         let ticket = counted.ticket;
-                        refund = Some(Box::new(move || QuotaRule::refund(&core.quota, ticket)) as super::Refund);
+                        refund = Some(Box::new(move || {
+                            if let Some(local) = state.downcast_ref::<LocalKey>() {
+                                QuotaRule::refund(&local.core().quota, ticket);
+                            }
+                        }) as super::Refund);
                     }
                 }
                 Err(counted) => {

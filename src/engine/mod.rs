@@ -26,7 +26,7 @@ use crate::store::KeyRecord;
 use http::Method;
 pub(crate) use routes::Slots;
 use routes::{RouteTable, RouteTableBuilder, NONE};
-use state::{Grant, KeyEntry};
+use state::{Grant, KeyBytes, KeyEntry};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -34,7 +34,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-type Map<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type Map<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A concurrent map tuned for read-mostly use: inserts happen only when a key is (re)validated,
+/// so resizes block the inserting thread instead of leaving a half-moved table that every
+/// lookup must search twice (papaya's incremental default).
+pub(crate) fn read_mostly_map<K: std::hash::Hash + Eq, V>() -> Map<K, V> {
+    papaya::HashMap::builder()
+        .hasher(foldhash::fast::RandomState::default())
+        .resize_mode(papaya::ResizeMode::Blocking)
+        .build()
+}
 
 /// How long answers from the key store are trusted.
 #[derive(Debug, Clone, Copy)]
@@ -128,7 +138,7 @@ pub(crate) struct Engine {
     stage_methods: Box<[Gcra]>,
     stage_default: Option<Gcra>,
     account: Option<Gcra>,
-    entries: Map<Box<[u8]>, Arc<KeyEntry>>,
+    entries: Map<KeyBytes, KeyEntry>,
     plans: parking_lot::Mutex<HashMap<Arc<str>, Arc<CompiledPlan>>>,
     cache: CacheSettings,
     backend: Arc<dyn CounterBackend>,
@@ -172,7 +182,7 @@ impl Engine {
             stage_methods: stage_methods.into(),
             stage_default,
             account,
-            entries: Map::with_hasher(foldhash::fast::RandomState::default()),
+            entries: read_mostly_map(),
             plans: parking_lot::Mutex::new(HashMap::new()),
             cache,
             backend,
@@ -242,11 +252,11 @@ impl Engine {
             }
         };
         let result = self.decide(&entry, req, slots, now, want);
-        self.entries.pin().insert(value.into(), entry);
+        self.entries.pin().insert(KeyBytes::new(value), entry);
         result
     }
 
-    fn entry_for(&self, record: KeyRecord, now: Now) -> Result<Arc<KeyEntry>, ConfigError> {
+    fn entry_for(&self, record: KeyRecord, now: Now) -> Result<KeyEntry, ConfigError> {
         let key = record.key();
         let plan = match &self.stage {
             Some(s) => record.plans().iter().find(|p| p.stage_binding(s.api(), s.stage_name()).is_some()),
@@ -262,13 +272,13 @@ impl Engine {
             }
         };
         let fresh_until = now.mono_nanos.saturating_add(nanos(self.cache.ttl));
-        Ok(Arc::new(KeyEntry {
+        Ok(KeyEntry {
             id: Arc::clone(key.id_arc()),
             grant,
             expires: key.expires_at().map(unix_secs),
             fresh_until,
             stale_until: fresh_until.saturating_add(nanos(self.cache.stale_if_error)),
-        }))
+        })
     }
 
     /// The plan as this stage applies it. A plan without a `created` time counts as created when
