@@ -73,6 +73,10 @@
 //! - `model`: plans, keys, throttles, quotas and the configuration file ([`Config`]), validated once.
 //! - `engine`: the decision, pure and synchronous with time passed in through a [`Clock`]: token
 //!   buckets (GCRA on one atomic each), exact quota counters, UTC period math, route matching.
+//! - `backend`: where counters live. The engine says which buckets and which quota a request
+//!   must pass; the counter backend holds their state and answers all-or-nothing. In-process
+//!   atomics by default; a distributed backend (Redis) plugs in here and may answer later, which
+//!   the service awaits without other changes.
 //! - `store`: the [`KeyStore`] trait and [`InMemoryKeyStore`].
 //! - `http`: [`UsagePlanLayer`], [`UsagePlanService`], [`ResponseFuture`], key extraction
 //!   ([`KeySource`]), rejection rendering ([`RenderRejection`]) and rate-limit headers.
