@@ -36,16 +36,13 @@ async fn hammer(svc: Svc, k: String, tasks: usize, per_task: usize) -> (usize, u
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_tasks_never_get_more_than_burst() {
     let clock = clock();
-    let text = r#"
-[[plans]]
-id = "p"
+    let text = &one_key(
+        r#"
+"#,
+        r#"
 throttle = { rate = 0.5, burst = 37 }
-stages = [{ api = "petstore", stage = "prod" }]
-[[keys]]
-id = "k"
-value = "k-0123456789abcdefghij"
-plans = ["p"]
-"#;
+"#,
+    );
     let svc = service(&builder(text, &clock).build());
     let (ok, throttled, quota) = hammer(svc.clone(), key("k"), 8, 250).await;
     assert_eq!((ok, throttled, quota), (37, 8 * 250 - 37, 0));
@@ -58,17 +55,14 @@ plans = ["p"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_tasks_never_get_more_than_the_quota() {
     let clock = clock();
-    let text = r#"
-[[plans]]
-id = "p"
+    let text = &one_key(
+        r#"
+"#,
+        r#"
 throttle = { rate = 1000.0, burst = 10000 }
 quota = { limit = 523, period = "MONTH" }
-stages = [{ api = "petstore", stage = "prod" }]
-[[keys]]
-id = "k"
-value = "k-0123456789abcdefghij"
-plans = ["p"]
-"#;
+"#,
+    );
     let svc = service(&builder(text, &clock).build());
     let (ok, throttled, quota) = hammer(svc, key("k"), 8, 200).await;
     assert_eq!((ok, throttled, quota), (523, 0, 8 * 200 - 523));
@@ -80,17 +74,14 @@ async fn all_or_nothing_buckets_under_contention() {
     // the key bucket admitted; those must give their key token back, so that after the stage
     // refills, the key still has exactly 50 - 30 = 20 tokens.
     let clock = clock();
-    let text = r#"
+    let text = &one_key(
+        r#"
 throttle = { rate = 0.001, burst = 30 }
-[[plans]]
-id = "p"
+"#,
+        r#"
 throttle = { rate = 0.001, burst = 50 }
-stages = [{ api = "petstore", stage = "prod" }]
-[[keys]]
-id = "k"
-value = "k-0123456789abcdefghij"
-plans = ["p"]
-"#;
+"#,
+    );
     let svc = service(&builder(text, &clock).build());
     let (ok, _, _) = hammer(svc.clone(), key("k"), 8, 100).await;
     assert_eq!(ok, 30);

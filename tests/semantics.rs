@@ -113,17 +113,14 @@ async fn throttled_requests_do_not_use_quota() {
     let clock = clock();
     let svc = service(
         &builder(
-            r#"
-[[plans]]
-id = "p"
+            &one_key(
+                r#"
+"#,
+                r#"
 throttle = { rate = 1.0, burst = 2 }
 quota = { limit = 4, period = "WEEK" }
-stages = [{ api = "petstore", stage = "prod" }]
-[[keys]]
-id = "k"
-value = "k-0123456789abcdefghij"
-plans = ["p"]
 "#,
+            ),
             &clock,
         )
         .build(),
@@ -233,25 +230,24 @@ async fn expired_key_is_refused_from_its_expiry_on() {
     assert_eq!(r.extensions.get::<Rejection>().unwrap().kind(), RejectionKind::ExpiredKey);
 }
 
-const PUBLIC: &str = r#"
+fn public() -> String {
+    one_key(
+        r#"
 throttle = { rate = 0.001, burst = 6 }
 methods = { "/health/GET" = { rate = 0.001, burst = 2 } }
 public_methods = ["/health/GET", "/docs/{proxy+}/GET"]
 
-[[plans]]
-id = "p"
+"#,
+        r#"
 quota = { limit = 1, period = "DAY" }
-stages = [{ api = "petstore", stage = "prod" }]
-[[keys]]
-id = "k"
-value = "k-0123456789abcdefghij"
-plans = ["p"]
-"#;
+"#,
+    )
+}
 
 #[tokio::test]
 async fn public_methods_need_no_key_but_obey_stage_throttles() {
     let clock = clock();
-    let svc = service(&builder(PUBLIC, &clock).build());
+    let svc = service(&builder(&public(), &clock).build());
     let r = get(&svc, "/health", None).await;
     assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
     assert!(!r.headers.contains_key("ratelimit"), "no per-key headers for anonymous traffic");
@@ -304,17 +300,14 @@ plans = ["p"]
 #[tokio::test]
 async fn offset_lowers_only_the_initial_period() {
     let clock = clock();
-    let text = r#"
-[[plans]]
-id = "p"
+    let text = &one_key(
+        r#"
+"#,
+        r#"
 quota = { limit = 5, period = "MONTH", offset = 3 }
 created = "2026-11-02T09:00:00Z"
-stages = [{ api = "petstore", stage = "prod" }]
-[[keys]]
-id = "k"
-value = "k-0123456789abcdefghij"
-plans = ["p"]
-"#;
+"#,
+    );
     let svc = service(&builder(text, &clock).build());
     let k = key("k");
     assert_eq!(statuses(&svc, "GET", "/", Some(&k), 4).await, [200, 200, 429, 429]);
@@ -343,16 +336,13 @@ async fn every_forwarded_request_counts_unless_a_refund_policy_says_otherwise() 
     use http::{Request, Response, StatusCode};
     use std::convert::Infallible;
     use tower::Layer;
-    let text = r#"
-[[plans]]
-id = "p"
+    let text = &one_key(
+        r#"
+"#,
+        r#"
 quota = { limit = 3, period = "DAY" }
-stages = [{ api = "petstore", stage = "prod" }]
-[[keys]]
-id = "k"
-value = "k-0123456789abcdefghij"
-plans = ["p"]
-"#;
+"#,
+    );
     // The inner service fails with 500 on /broken.
     let inner = tower::service_fn(|req: Request<String>| async move {
         let status = if req.uri().path() == "/broken" { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
@@ -379,16 +369,13 @@ plans = ["p"]
 #[tokio::test]
 async fn without_created_the_offset_applies_to_the_period_of_first_use() {
     let clock = clock();
-    let text = r#"
-[[plans]]
-id = "p"
+    let text = &one_key(
+        r#"
+"#,
+        r#"
 quota = { limit = 5, period = "DAY", offset = 2 }
-stages = [{ api = "petstore", stage = "prod" }]
-[[keys]]
-id = "k"
-value = "k-0123456789abcdefghij"
-plans = ["p"]
-"#;
+"#,
+    );
     let svc = service(&builder(text, &clock).build());
     let k = key("k");
     assert_eq!(statuses(&svc, "GET", "/", Some(&k), 4).await, [200, 200, 200, 429]);
@@ -399,7 +386,7 @@ plans = ["p"]
 #[tokio::test]
 async fn head_is_held_by_get_limits_and_trailing_slashes_do_not_escape() {
     let clock = clock();
-    let svc = service(&builder(PUBLIC, &clock).build());
+    let svc = service(&builder(&public(), &clock).build());
     // HEAD /health is public like GET /health, and shares its stage method bucket (burst 2).
     assert_eq!(send(&svc, "HEAD", "/health", None).await.status, 200);
     assert_eq!(get(&svc, "/health/", None).await.status, 200);

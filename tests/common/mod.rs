@@ -21,6 +21,15 @@ api = "petstore"
 name = "prod"
 "#;
 
+/// A config with `stage_extra` under `[stage]`, one plan "p" with `plan_fields`, bound to
+/// petstore/prod, and one key "k" (value `key("k")`) in it.
+pub fn one_key(stage_extra: &str, plan_fields: &str) -> String {
+    format!(
+        "{stage_extra}\n[[plans]]\nid = \"p\"\n{plan_fields}\nstages = [{{ api = \"petstore\", stage = \"prod\" }}]\n\
+         [[keys]]\nid = \"k\"\nvalue = \"k-0123456789abcdefghij\"\nplans = [\"p\"]\n"
+    )
+}
+
 pub fn store(extra: &str) -> InMemoryKeyStore {
     InMemoryKeyStore::from_toml_str(&format!("{HEAD}{extra}")).unwrap_or_else(|e| panic!("config: {e}"))
 }
