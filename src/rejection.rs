@@ -110,8 +110,8 @@ impl Rejection {
         self
     }
 
-    pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = Some(Box::new(limits));
+    pub(crate) fn with_limits(mut self, limits: Option<Box<Limits>>) -> Self {
+        self.limits = limits;
         self
     }
 

@@ -3,7 +3,7 @@
 
 use super::{bucket_view, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refused, Verdict};
 use crate::engine::{CompiledPlan, Gcra, Limits, QuotaRule, Undo};
-use crate::model::Stage;
+use crate::model::{MethodKey, Stage};
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -17,10 +17,13 @@ struct LocalKey {
     /// When a plan change replaced the method list, the first state of this key and plan: its
     /// `key` and `quota` are the ones that count, so a plan change never loses a count.
     origin: Option<Arc<LocalKey>>,
-    /// One bucket per method throttle of the plan, in the plan's order.
-    methods: Box<[AtomicU64]>,
-    /// `METHOD normalized-path` of each method throttle, to carry buckets over plan changes.
-    method_keys: Box<[String]>,
+    /// The buckets of the plan's first two method throttles (most plans have at most two), in
+    /// the plan's order; no separate allocation to reach.
+    methods: [AtomicU64; 2],
+    /// The buckets of any further method throttles.
+    more_methods: Option<Box<[AtomicU64]>>,
+    /// The plan version this state was made for (its method keys carry buckets over changes).
+    plan: Arc<CompiledPlan>,
 }
 
 impl LocalKey {
@@ -28,24 +31,34 @@ impl LocalKey {
     fn core(&self) -> &LocalKey {
         self.origin.as_deref().unwrap_or(self)
     }
+
+    fn method(&self, i: usize) -> Option<&AtomicU64> {
+        if i >= self.plan.method_keys.len() {
+            None
+        } else if i < self.methods.len() {
+            self.methods.get(i)
+        } else {
+            self.more_methods.as_ref().and_then(|m| m.get(i - self.methods.len()))
+        }
+    }
+
+    fn method_keys(&self) -> &[MethodKey] {
+        &self.plan.method_keys
+    }
 }
 
-/// Counters in this process.
+/// Counters in this process. Per-key state lives in the layer's key cache (handed back on
+/// revalidation), so there is no second per-key map here.
 pub(crate) struct InProcess {
     stage_methods: Box<[AtomicU64]>,
     stage_default: AtomicU64,
     account: AtomicU64,
-    keys: crate::engine::Map<(Arc<str>, Arc<str>), Arc<LocalKey>>,
 }
 
 impl fmt::Debug for InProcess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InProcess").field("keys", &self.keys.len()).finish_non_exhaustive()
+        f.debug_struct("InProcess").field("stage_methods", &self.stage_methods.len()).finish_non_exhaustive()
     }
-}
-
-fn method_keys(plan: &CompiledPlan) -> Box<[String]> {
-    plan.method_keys.iter().map(|k| format!("{} {}", k.method(), k.normalized_path())).collect()
 }
 
 impl InProcess {
@@ -54,13 +67,12 @@ impl InProcess {
             stage_methods: (0..stage.map_or(0, |s| s.methods().len())).map(|_| AtomicU64::new(0)).collect(),
             stage_default: AtomicU64::new(0),
             account: AtomicU64::new(0),
-            keys: crate::engine::read_mostly_map(),
         }
     }
 
     fn bucket<'a>(&'a self, local: Option<&'a LocalKey>, slot: BucketSlot) -> Option<&'a AtomicU64> {
         match slot {
-            BucketSlot::KeyMethod(i) => local.and_then(|l| l.methods.get(usize::from(i))),
+            BucketSlot::KeyMethod(i) => local.and_then(|l| l.method(usize::from(i))),
             BucketSlot::Key => local.map(|l| &l.core().key),
             BucketSlot::StageMethod(i) => self.stage_methods.get(usize::from(i)),
             BucketSlot::Stage => Some(&self.stage_default),
@@ -68,20 +80,27 @@ impl InProcess {
         }
     }
 
-    fn limits(&self, check: &Check<'_>, local: Option<&LocalKey>, quota: Option<crate::engine::QuotaView>) -> Limits {
-        let (Some(key), Some(local)) = (check.key, local) else { return Limits::default() };
+    /// Per-key views for rate-limit headers; `None` unless asked for (boxed, so the allowed
+    /// path moves a pointer, not the views, when headers are off).
+    fn limits(
+        &self,
+        check: &Check<'_>,
+        local: Option<&LocalKey>,
+        quota: Option<crate::engine::QuotaView>,
+    ) -> Option<Box<Limits>> {
+        let (Some(key), Some(local)) = (check.key, local) else { return None };
         if !check.views {
-            return Limits::default();
+            return None;
         }
         let method = check.buckets[0].and_then(|b| match b.slot {
-            BucketSlot::KeyMethod(i) => local.methods.get(usize::from(i)).map(|s| b.gcra.view(s, check.now.mono_nanos)),
+            BucketSlot::KeyMethod(i) => local.method(usize::from(i)).map(|s| b.gcra.view(s, check.now.mono_nanos)),
             _ => None,
         });
-        Limits {
+        Some(Box::new(Limits {
             quota: quota.or_else(|| key.plan.quota.as_ref().map(|q| q.peek(&local.core().quota, check.now.unix_secs))),
             key: bucket_view(true, key.plan.throttle.as_ref(), &local.core().key, check.now),
             method,
-        }
+        }))
     }
 
     fn release(taken: &[Option<(&AtomicU64, Undo)>]) {
@@ -92,36 +111,33 @@ impl InProcess {
 }
 
 impl CounterBackend for InProcess {
-    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>) -> KeyState {
-        let map = self.keys.pin();
-        let wanted = method_keys(plan);
-        let make = |origin: Option<Arc<LocalKey>>, old: Option<&LocalKey>| {
-            let methods = wanted
-                .iter()
-                .map(|k| {
-                    // A method throttle the plan already had keeps its bucket (approximately:
-                    // copied, not shared); a new one starts full.
-                    let carried = old.and_then(|o| o.method_keys.iter().position(|ok| ok == k).map(|i| &o.methods[i]));
-                    AtomicU64::new(carried.map_or(0, |s| s.load(std::sync::atomic::Ordering::Acquire)))
-                })
-                .collect();
-            Arc::new(LocalKey {
-                key: AtomicU64::new(0),
-                quota: AtomicU64::new(0),
-                origin,
-                methods,
-                method_keys: wanted.clone(),
-            })
-        };
-        let key = (Arc::clone(id), Arc::clone(plan.plan.id_arc()));
-        let current = map.get_or_insert_with(key.clone(), || make(None, None));
-        if current.method_keys == wanted {
-            return Arc::clone(current) as KeyState;
+    fn key_state(&self, _id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>) -> KeyState {
+        let previous = previous
+            .and_then(|p| Arc::clone(p).downcast::<LocalKey>().ok())
+            .filter(|p| p.plan.plan.id() == plan.plan.id());
+        if let Some(p) = &previous {
+            if p.method_keys() == &plan.method_keys[..] {
+                return Arc::clone(p) as KeyState;
+            }
         }
-        let origin = current.origin.clone().unwrap_or_else(|| Arc::clone(current));
-        let fresh = make(Some(origin), Some(current));
-        map.insert(key, Arc::clone(&fresh));
-        fresh
+        // A method throttle the plan already had keeps its bucket (approximately: copied, not
+        // shared); a new one starts full. The plan bucket and quota stay in the first state.
+        let old = previous.as_deref();
+        let start = |i: usize| {
+            let carried = old
+                .zip(plan.method_keys.get(i))
+                .and_then(|(o, k)| o.method_keys().iter().position(|ok| ok == k).and_then(|j| o.method(j)));
+            AtomicU64::new(carried.map_or(0, |s| s.load(std::sync::atomic::Ordering::Acquire)))
+        };
+        let n = plan.method_keys.len();
+        Arc::new(LocalKey {
+            key: AtomicU64::new(0),
+            quota: AtomicU64::new(0),
+            origin: previous.as_ref().map(|p| p.origin.clone().unwrap_or_else(|| Arc::clone(p))),
+            methods: [start(0), start(1)],
+            more_methods: (n > 2).then(|| (2..n).map(start).collect()),
+            plan: Arc::clone(plan),
+        })
     }
 
     fn check(&self, check: &Check<'_>) -> Verdict {

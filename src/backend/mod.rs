@@ -87,7 +87,7 @@ pub(crate) type Refund = Box<dyn FnOnce() + Send + Sync>;
 /// A backend's answer.
 pub(crate) struct Outcome {
     pub(crate) result: Result<Option<Refund>, Refused>,
-    pub(crate) limits: Limits,
+    pub(crate) limits: Option<Box<Limits>>,
 }
 
 impl fmt::Debug for Outcome {
@@ -107,9 +107,10 @@ pub(crate) enum Verdict {
 
 /// Holds bucket and quota state and decides checks against it.
 pub(crate) trait CounterBackend: Send + Sync + fmt::Debug + 'static {
-    /// The state of key `id` under `plan`. Called when a key is (re)validated; must return the
-    /// same counters every time for the same key and plan, so revalidation loses nothing.
-    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>) -> KeyState;
+    /// The state of key `id` under `plan`, called when a key is (re)validated. `previous` is the
+    /// state the cache held for this key until now, if any: a backend keeping counters in it
+    /// must carry them over when it is for the same plan, so revalidation loses nothing.
+    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>) -> KeyState;
 
     /// Decides one request.
     fn check(&self, check: &Check<'_>) -> Verdict;

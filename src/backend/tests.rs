@@ -22,8 +22,8 @@ struct Deferred {
 }
 
 impl CounterBackend for Deferred {
-    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>) -> KeyState {
-        self.inner.key_state(id, plan)
+    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>) -> KeyState {
+        self.inner.key_state(id, plan, previous)
     }
 
     fn check(&self, check: &Check<'_>) -> Verdict {

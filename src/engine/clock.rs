@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One reading of a [`Clock`]: both time scales at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +23,14 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now(&self) -> Now;
 }
 
-/// The real clock: [`Instant`] for buckets; wall time derived from it and re-read from
-/// [`SystemTime`] at most once a second, so a request costs one clock read. A step of the system
-/// clock (NTP, an operator) is seen within a second.
+/// The real clock: a monotonic clock for buckets (the CPU's invariant TSC through `quanta`,
+/// as governor uses; the OS monotonic clock where the TSC is not reliable); wall time derived
+/// from it and re-read from [`SystemTime`] at most once a second, so a request costs one cheap
+/// clock read. A step of the system clock (NTP, an operator) is seen within a second.
 #[derive(Debug)]
 pub struct SystemClock {
-    origin: Instant,
+    clock: quanta::Clock,
+    origin: u64,
     /// Unix nanoseconds minus monotonic nanoseconds, as of the last sync.
     offset: AtomicI64,
     /// Monotonic nanoseconds at which to read the wall clock again.
@@ -41,7 +43,9 @@ impl SystemClock {
     /// A clock whose monotonic origin is now.
     #[must_use]
     pub fn new() -> Self {
-        let clock = Self { origin: Instant::now(), offset: AtomicI64::new(0), next_sync: AtomicU64::new(0) };
+        let clock = quanta::Clock::new();
+        let origin = clock.raw();
+        let clock = Self { clock, origin, offset: AtomicI64::new(0), next_sync: AtomicU64::new(0) };
         clock.sync(0);
         clock
     }
@@ -61,7 +65,7 @@ impl Default for SystemClock {
 
 impl Clock for SystemClock {
     fn now(&self) -> Now {
-        let mono_nanos = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let mono_nanos = self.clock.delta_as_nanos(self.origin, self.clock.raw());
         if mono_nanos >= self.next_sync.load(Ordering::Relaxed) {
             self.sync(mono_nanos);
         }

@@ -64,7 +64,7 @@ pub(crate) struct Want {
 
 /// An admitted request.
 pub(crate) struct Admitted {
-    pub(crate) limits: Limits,
+    pub(crate) limits: Option<Box<Limits>>,
     /// Gives the quota count back (only when the refund policy is on).
     pub(crate) refund: Option<Refund>,
 }
@@ -227,7 +227,8 @@ impl Engine {
     ) -> Option<Decision> {
         let guard = self.entries.pin();
         let entry = guard.get(value)?;
-        (entry.stale_until > now.mono_nanos).then(|| self.decide(entry, req, slots, now, want))
+        let stale_until = entry.fresh_until.saturating_add(nanos(self.cache.stale_if_error));
+        (stale_until > now.mono_nanos).then(|| self.decide(entry, req, slots, now, want))
     }
 
     /// Records the store's answer for `value` and decides the request with it.
@@ -244,19 +245,39 @@ impl Engine {
             self.entries.pin().remove(value);
             return Decision::Ready(Err(Rejection::new(RejectionKind::UnknownKey)));
         };
-        let entry = match self.entry_for(record, now) {
+        let guard = self.entries.pin();
+        let previous = guard.get(value);
+        let entry = match self.entry_for(record, previous, now) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "usage plan cannot be applied to this stage");
                 return Decision::Ready(Err(Rejection::new(RejectionKind::StoreUnavailable)));
             }
         };
-        let result = self.decide(&entry, req, slots, now, want);
-        self.entries.pin().insert(KeyBytes::new(value), entry);
-        result
+        // Insert unless a racing lookup of the same value has just put a fresh entry there: then
+        // decide with that one, so that racing first requests of a key share one set of counters.
+        let result = guard.compute(KeyBytes::new(value), |existing| match existing {
+            Some((_, e)) if e.fresh_until > now.mono_nanos && previous.is_none_or(|p| !std::ptr::eq(p, e)) => {
+                papaya::Operation::Abort(())
+            }
+            _ => papaya::Operation::Insert(entry.clone()),
+        });
+        match result {
+            papaya::Compute::Inserted(_, e) | papaya::Compute::Updated { new: (_, e), .. } => {
+                self.decide(e, req, slots, now, want)
+            }
+            papaya::Compute::Aborted(()) => match guard.get(value) {
+                Some(e) => self.decide(e, req, slots, now, want),
+                None => self.decide(&entry, req, slots, now, want),
+            },
+            papaya::Compute::Removed(..) => self.decide(&entry, req, slots, now, want),
+        }
     }
 
-    fn entry_for(&self, record: KeyRecord, now: Now) -> Result<KeyEntry, ConfigError> {
+    /// The cache entry for the store's answer. The counter state of the previous entry for the
+    /// same value is handed to the backend, which keeps it when the key and plan are unchanged,
+    /// so revalidation loses no count.
+    fn entry_for(&self, record: KeyRecord, previous: Option<&KeyEntry>, now: Now) -> Result<KeyEntry, ConfigError> {
         let key = record.key();
         let plan = match &self.stage {
             Some(s) => record.plans().iter().find(|p| p.stage_binding(s.api(), s.stage_name()).is_some()),
@@ -267,17 +288,19 @@ impl Engine {
             None => Grant::WrongStage,
             Some(plan) => {
                 let compiled = self.compile(plan, now)?;
-                let state = self.backend.key_state(key.id_arc(), &compiled);
+                let previous = previous.and_then(|p| match &p.grant {
+                    Grant::Plan(_, state) if *p.id == *key.id() => Some(state),
+                    _ => None,
+                });
+                let state = self.backend.key_state(key.id_arc(), &compiled, previous);
                 Grant::Plan(compiled, state)
             }
         };
-        let fresh_until = now.mono_nanos.saturating_add(nanos(self.cache.ttl));
         Ok(KeyEntry {
             id: Arc::clone(key.id_arc()),
             grant,
-            expires: key.expires_at().map(unix_secs),
-            fresh_until,
-            stale_until: fresh_until.saturating_add(nanos(self.cache.stale_if_error)),
+            expires: key.expires_at().map_or(i64::MAX, unix_secs),
+            fresh_until: now.mono_nanos.saturating_add(nanos(self.cache.ttl)),
         })
     }
 
@@ -340,7 +363,7 @@ impl Engine {
                 return Decision::Ready(Err(Rejection::new(RejectionKind::WrongStage).with_key(&entry.id)))
             }
         };
-        if entry.expires.is_some_and(|at| now.unix_secs >= at) {
+        if now.unix_secs >= entry.expires {
             return Decision::Ready(Err(Rejection::new(RejectionKind::ExpiredKey).with_key(&entry.id)));
         }
         let slots = match &plan.routes {

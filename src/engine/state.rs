@@ -22,13 +22,14 @@ pub(crate) struct CompiledPlan {
     pub(crate) throttle: Option<Gcra>,
     pub(crate) methods: Box<[Gcra]>,
     /// The method key of each entry of `methods`.
-    pub(crate) method_keys: Box<[MethodKey]>,
+    pub(crate) method_keys: Arc<[MethodKey]>,
     pub(crate) quota: Option<QuotaRule>,
     /// Unix seconds the plan counts as created at (for the quota offset).
     pub(crate) created: i64,
 }
 
 /// What the store said about a key, as this stage sees it.
+#[derive(Clone)]
 pub(crate) enum Grant {
     Plan(Arc<CompiledPlan>, KeyState),
     Disabled,
@@ -46,16 +47,15 @@ impl fmt::Debug for Grant {
 }
 
 /// One cached key.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct KeyEntry {
     pub(crate) id: Arc<str>,
     pub(crate) grant: Grant,
-    /// Unix seconds from which the key is expired.
-    pub(crate) expires: Option<i64>,
-    /// Monotonic nanoseconds until which the store's answer is used without asking again.
+    /// Unix seconds from which the key is expired (`i64::MAX`: never).
+    pub(crate) expires: i64,
+    /// Monotonic nanoseconds until which the store's answer is used without asking again; it
+    /// may still be used for the engine's stale-if-error window after that if the store fails.
     pub(crate) fresh_until: u64,
-    /// Monotonic nanoseconds until which the answer may still be used if the store fails.
-    pub(crate) stale_until: u64,
 }
 
 /// Per-key limits as seen right after a decision, for rate-limit headers.
@@ -66,18 +66,21 @@ pub(crate) struct Limits {
     pub(crate) method: Option<BucketView>,
 }
 
-/// A presented key value as a map key: stored inline up to 64 bytes (no separate allocation,
+/// Longest key value stored inline in the cache (API Gateway's generated keys have 40).
+const INLINE_KEY: usize = 46;
+
+/// A presented key value as a map key: stored inline up to 46 bytes (no separate allocation,
 /// so a lookup touches one cache line less), on the heap beyond. Hashes and compares as `[u8]`.
 #[derive(Clone)]
 pub(crate) enum KeyBytes {
-    Inline { len: u8, bytes: [u8; 64] },
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
     Heap(Box<[u8]>),
 }
 
 impl KeyBytes {
     pub(crate) fn new(value: &[u8]) -> Self {
-        if value.len() <= 64 {
-            let mut bytes = [0; 64];
+        if value.len() <= INLINE_KEY {
+            let mut bytes = [0; INLINE_KEY];
             bytes[..value.len()].copy_from_slice(value);
             KeyBytes::Inline { len: value.len() as u8, bytes }
         } else {

@@ -18,7 +18,7 @@ use std::task::{ready, Context, Poll};
 /// quota count back if the refund policy says so. Boxed, and only made when either is on.
 pub(crate) struct Post {
     pub(crate) headers: RateLimitHeaders,
-    pub(crate) limits: Limits,
+    pub(crate) limits: Option<Box<Limits>>,
     pub(crate) refund: Option<(Refund, Arc<Shared>)>,
 }
 
@@ -95,7 +95,9 @@ where
                                 refund();
                             }
                         }
-                        post.headers.apply(&post.limits, resp.headers_mut());
+                        if let Some(limits) = &post.limits {
+                            post.headers.apply(limits, resp.headers_mut());
+                        }
                     }
                     return Poll::Ready(Ok(resp.map(UsagePlanBody::inner)));
                 }
