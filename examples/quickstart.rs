@@ -69,10 +69,12 @@ fn app(pets: Pets) -> Router {
 struct Args {
     config: Option<String>,
     addr: SocketAddr,
+    /// Serve the same app without the layer (for overhead measurements, see BENCHMARKS.md).
+    no_layer: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { config: None, addr: SocketAddr::from(([127, 0, 0, 1], 3000)) };
+    let mut args = Args { config: None, addr: SocketAddr::from(([127, 0, 0, 1], 3000)), no_layer: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -83,8 +85,9 @@ fn parse_args() -> Result<Args, String> {
                 args.addr =
                     v.parse().map_err(|e| format!("--addr {v:?}: {e} (expected HOST:PORT, e.g. 127.0.0.1:3000)"))?;
             }
+            "--no-layer" => args.no_layer = true,
             "-h" | "--help" => {
-                println!("usage: quickstart [--config PATH.toml|PATH.json] [--addr HOST:PORT]");
+                println!("usage: quickstart [--config PATH.toml|PATH.json] [--addr HOST:PORT] [--no-layer]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -131,7 +134,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    let app = app(Pets::default()).layer(UsagePlanLayer::new(store));
+    let app = if args.no_layer { app(Pets::default()) } else { app(Pets::default()).layer(UsagePlanLayer::new(store)) };
 
     let listener = match tokio::net::TcpListener::bind(args.addr).await {
         Ok(l) => l,
@@ -142,7 +145,7 @@ async fn main() {
     };
     let addr = listener.local_addr().expect("bound socket has an address");
 
-    if args.config.is_none() {
+    if args.config.is_none() && !args.no_layer {
         // The trial plan allows one request a day: spend it now, so the 429 line below answers
         // 429 from the first try.
         for _ in 0..2 {

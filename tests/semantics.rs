@@ -392,3 +392,29 @@ async fn head_is_held_by_get_limits_and_trailing_slashes_do_not_escape() {
     assert_eq!(get(&svc, "/health/", None).await.status, 200);
     too_many(&send(&svc, "HEAD", "/health", None).await);
 }
+
+/// Readings handed out in order, as threads would see them: a reading can be older than one
+/// already used by another request (its thread was preempted between reading and deciding).
+#[derive(Debug)]
+struct Scripted(parking_lot::Mutex<std::collections::VecDeque<u64>>);
+
+impl tower_usage_plans::Clock for Scripted {
+    fn now(&self) -> tower_usage_plans::Now {
+        let mono_nanos = self.0.lock().pop_front().expect("script long enough");
+        tower_usage_plans::Now { mono_nanos, unix_secs: NOON as i64 + (mono_nanos / 1_000_000_000) as i64 }
+    }
+}
+
+#[tokio::test]
+async fn a_stale_clock_reading_does_not_cause_a_spurious_429() {
+    let text = one_key("", "throttle = { rate = 1.0, burst = 1 }");
+    let s = 1_000_000_000u64;
+    // Request 1 at 0 s (two readings: before and after the store lookup). Request 2 decides at
+    // 5 s. Request 3 read the clock at 4 s, before request 2 decided (stale): refused with that
+    // reading, it is decided again with a fresh one (6.5 s), where a token is due. Request 4 at
+    // 6.6 s is refused for real: its fresh reading (6.7 s) agrees.
+    let script = [0, 0, 5 * s, 4 * s, 6 * s + s / 2, 6 * s + s * 6 / 10, 6 * s + s * 7 / 10];
+    let clock = Scripted(parking_lot::Mutex::new(script.into()));
+    let svc = service(&tower_usage_plans::UsagePlanLayer::builder(store(&text)).clock(clock).build());
+    assert_eq!(statuses(&svc, "GET", "/", Some(&key("k")), 4).await, [200, 200, 200, 429]);
+}

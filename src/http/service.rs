@@ -3,7 +3,7 @@
 use super::future::{Post, ResponseFuture, Step};
 use super::layer::Shared;
 use super::render;
-use crate::engine::{Admitted, Cached, Decision, Req, Slots, Want};
+use crate::engine::{Admitted, Cached, Decision, Now, Req, Slots, Want};
 use crate::rejection::{Rejection, RejectionKind};
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -40,6 +40,23 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
 }
 
 impl Shared {
+    /// A throttle refusal decided with a clock reading taken before this thread was preempted
+    /// can be spurious (other requests moved the bucket to a later time meanwhile). Refusals
+    /// are the rare path, so decide once more with a fresh reading before answering 429.
+    fn recheck(&self, decided: Decision, then: Now, again: impl FnOnce(Now) -> Option<Decision>) -> Decision {
+        match &decided {
+            Decision::Ready(Err(r)) if r.kind() == RejectionKind::Throttled => {
+                let now = self.clock.now();
+                if now.mono_nanos > then.mono_nanos {
+                    again(now).unwrap_or(decided)
+                } else {
+                    decided
+                }
+            }
+            _ => decided,
+        }
+    }
+
     fn want(&self) -> Want {
         Want { views: self.headers != super::RateLimitHeaders::Off, refund: self.refund.is_some() }
     }
@@ -86,18 +103,25 @@ where
         let now = shared.clock.now();
         let r = Req { method: req.method(), path: req.uri().path() };
         let slots = shared.engine.route(r);
-        let first = if slots.public {
-            First::Public(shared.engine.decide_public(slots, now))
-        } else {
-            match shared.source.extract(&req) {
-                Err(kind) => First::Keyed(Decision::Ready(Err(Rejection::new(kind)))),
-                Ok(value) => match shared.engine.decide_cached(&value, r, slots, now, shared.want()) {
-                    Cached::Decided(d) => First::Keyed(d),
-                    // Extracted values are visible ASCII, hence UTF-8.
-                    Cached::Miss => First::Lookup(Box::<str>::from(String::from_utf8_lossy(&value))),
-                },
-            }
-        };
+        let first =
+            if slots.public {
+                let decided = shared.engine.decide_public(slots, now);
+                First::Public(shared.recheck(decided, now, |now| Some(shared.engine.decide_public(slots, now))))
+            } else {
+                match shared.source.extract(&req) {
+                    Err(kind) => First::Keyed(Decision::Ready(Err(Rejection::new(kind)))),
+                    Ok(value) => match shared.engine.decide_cached(&value, r, slots, now, shared.want()) {
+                        Cached::Decided(d) => First::Keyed(shared.recheck(d, now, |now| {
+                            match shared.engine.decide_cached(&value, r, slots, now, shared.want()) {
+                                Cached::Decided(d) => Some(d),
+                                Cached::Miss => None,
+                            }
+                        })),
+                        // Extracted values are visible ASCII, hence UTF-8.
+                        Cached::Miss => First::Lookup(Box::<str>::from(String::from_utf8_lossy(&value))),
+                    },
+                }
+            };
         // The hot path: decided now.
         let pending = match first {
             First::Public(Decision::Ready(Ok(_))) => return ResponseFuture::inner(self.inner.call(req), None),
