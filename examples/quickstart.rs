@@ -11,12 +11,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
-use tower_usage_plans::{InMemoryKeyStore, UsagePlanLayer};
+use tower_usage_plans::UsagePlanLayer;
 
-const DEMO_CONFIG: &str = include_str!("plans.toml");
+mod common;
+
 const TRIAL_KEY: &str = "trial-0123456789abcdefghij";
 const GOLD_KEY: &str = "acme-0123456789abcdefghij";
 const FREE_KEY: &str = "free-0123456789abcdefghij";
@@ -66,83 +66,13 @@ fn app(pets: Pets) -> Router {
         .with_state(pets)
 }
 
-struct Args {
-    config: Option<String>,
-    addr: SocketAddr,
-    /// Serve the same app without the layer (for overhead measurements, see BENCHMARKS.md).
-    no_layer: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args { config: None, addr: SocketAddr::from(([127, 0, 0, 1], 3000)), no_layer: false };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match arg.as_str() {
-            "--config" => args.config = Some(value("--config")?),
-            "--addr" => {
-                let v = value("--addr")?;
-                args.addr =
-                    v.parse().map_err(|e| format!("--addr {v:?}: {e} (expected HOST:PORT, e.g. 127.0.0.1:3000)"))?;
-            }
-            "--no-layer" => args.no_layer = true,
-            "-h" | "--help" => {
-                println!("usage: quickstart [--config PATH.toml|PATH.json] [--addr HOST:PORT] [--no-layer]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    Ok(args)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
 #[tokio::main]
 async fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-    };
-    let store = match &args.config {
-        Some(path) => InMemoryKeyStore::from_path(path),
-        None => InMemoryKeyStore::from_toml_str(DEMO_CONFIG),
-    };
-    let store = match store {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: config: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = common::args("quickstart", 3000);
+    let store = common::store(&args);
     let app = if args.no_layer { app(Pets::default()) } else { app(Pets::default()).layer(UsagePlanLayer::new(store)) };
 
-    let listener = match tokio::net::TcpListener::bind(args.addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", args.addr);
-            std::process::exit(1);
-        }
-    };
+    let listener = common::bind(args.addr).await;
     let addr = listener.local_addr().expect("bound socket has an address");
 
     if args.config.is_none() && !args.no_layer {
@@ -175,7 +105,7 @@ async fn main() {
     }
     println!("listening on http://{addr}");
 
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await {
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(common::shutdown_signal()).await {
         eprintln!("error: server: {e}");
         std::process::exit(1);
     }

@@ -172,3 +172,20 @@ fn debug_output_never_shows_key_values() {
         assert!(!text.contains("0123456789abcdefghij"), "secret in {text}");
     }
 }
+
+#[tokio::test]
+async fn grpc_web_clients_get_their_own_content_type_back() {
+    let clock = clock();
+    let svc = service(&builder(TEXT, &clock).build());
+    let req = Request::post("/helloworld.Greeter/SayHello")
+        .header("content-type", "application/grpc-web+proto")
+        .body(String::new())
+        .unwrap();
+    let r = send_req(&svc, req).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "application/grpc-web+proto");
+    assert_eq!(r.headers["grpc-status"], "16");
+    // Plain gRPC with a codec suffix gets application/grpc.
+    let req = Request::post("/x.Y/Z").header("content-type", "application/grpc+json").body(String::new()).unwrap();
+    assert_eq!(send_req(&svc, req).await.headers["content-type"], "application/grpc");
+}

@@ -72,12 +72,14 @@ impl RenderRejection for AwsRejection {
 }
 
 /// A gRPC Trailers-Only response: HTTP 200, `grpc-status`, `grpc-message`, and on code 8 a
-/// `grpc-retry-pushback-ms` hint.
-pub(crate) fn grpc(rejection: &Rejection) -> Response<Bytes> {
+/// `grpc-retry-pushback-ms` hint. `content_type` is the request's (`application/grpc...`): a
+/// grpc-web client gets its own content type back, any other gRPC client `application/grpc`.
+pub(crate) fn grpc(rejection: &Rejection, content_type: Option<&HeaderValue>) -> Response<Bytes> {
     let mut resp = Response::new(Bytes::new());
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    let web = content_type.filter(|v| v.as_bytes().starts_with(b"application/grpc-web"));
+    h.insert(CONTENT_TYPE, web.cloned().unwrap_or(HeaderValue::from_static("application/grpc")));
     h.insert(GRPC_STATUS.clone(), HeaderValue::from(u16::from(rejection.grpc_code())));
     // The details are plain ASCII without '%' or control characters: no percent-encoding needed
     // beyond spaces being allowed as they are (grpc-message permits 0x20..0x7E except '%').

@@ -35,8 +35,10 @@ impl<S> UsagePlanService<S> {
     }
 }
 
-fn is_grpc<B>(req: &Request<B>) -> bool {
-    req.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+/// The request's content type if it is gRPC (`application/grpc`, `application/grpc+proto`,
+/// `application/grpc-web...`).
+fn grpc_type<B>(req: &Request<B>) -> Option<http::HeaderValue> {
+    req.headers().get(CONTENT_TYPE).filter(|v| v.as_bytes().starts_with(b"application/grpc")).cloned()
 }
 
 impl Shared {
@@ -69,9 +71,13 @@ impl Shared {
         Some(Box::new(Post { headers: self.headers, limits, refund: refund.map(|r| (r, Arc::clone(self))) }))
     }
 
-    fn render(&self, rejection: Rejection, grpc: bool) -> Response<Bytes> {
-        let mut resp = if grpc { render::grpc(&rejection) } else { self.renderer.0.render(&rejection) };
-        if !grpc {
+    fn render(&self, rejection: Rejection, grpc: Option<http::HeaderValue>) -> Response<Bytes> {
+        let is_grpc = grpc.is_some();
+        let mut resp = match grpc {
+            Some(content_type) => render::grpc(&rejection, Some(&content_type)),
+            None => self.renderer.0.render(&rejection),
+        };
+        if !is_grpc {
             render::add_retry_after(&rejection, &mut resp);
             if rejection.key_id().is_some() {
                 if let Some(limits) = rejection.limits() {
@@ -129,7 +135,7 @@ where
                 return ResponseFuture::inner(self.inner.call(req), shared.post(admitted))
             }
             First::Public(Decision::Ready(Err(rejection))) | First::Keyed(Decision::Ready(Err(rejection))) => {
-                return ResponseFuture::reject(shared.render(rejection, is_grpc(&req)))
+                return ResponseFuture::reject(shared.render(rejection, grpc_type(&req)))
             }
             First::Public(Decision::Pending(fut)) => Pending::Public(fut),
             First::Keyed(Decision::Pending(fut)) => Pending::Keyed(fut),
@@ -141,7 +147,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::lookup(Box::pin(async move {
-            let grpc = is_grpc(&req);
+            let grpc = grpc_type(&req);
             let (decided, public) = match pending {
                 Pending::Public(fut) => (fut.await, true),
                 Pending::Keyed(fut) => (fut.await, false),

@@ -1,0 +1,91 @@
+//! What the examples share: command-line flags and graceful shutdown.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use tower_usage_plans::InMemoryKeyStore;
+
+/// The built-in demo configuration (also `examples/plans.toml`).
+pub const DEMO_CONFIG: &str = include_str!("../plans.toml");
+
+/// Flags every example takes.
+pub struct Args {
+    /// `--config PATH` (`.toml` or `.json`); the demo configuration without it.
+    pub config: Option<String>,
+    /// `--addr HOST:PORT`.
+    pub addr: SocketAddr,
+    /// `--no-layer`: serve the same app without the layer (for overhead measurements).
+    pub no_layer: bool,
+}
+
+/// Parses the flags, or prints the error and exits with status 2.
+pub fn args(name: &str, default_port: u16) -> Args {
+    match parse(name, default_port) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn parse(name: &str, default_port: u16) -> Result<Args, String> {
+    let mut args = Args { config: None, addr: SocketAddr::from(([127, 0, 0, 1], default_port)), no_layer: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |flag: &str| it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match arg.as_str() {
+            "--config" => args.config = Some(value("--config")?),
+            "--addr" => {
+                let v = value("--addr")?;
+                args.addr =
+                    v.parse().map_err(|e| format!("--addr {v:?}: {e} (expected HOST:PORT, e.g. 127.0.0.1:3000)"))?;
+            }
+            "--no-layer" => args.no_layer = true,
+            "-h" | "--help" => {
+                println!("usage: {name} [--config PATH.toml|PATH.json] [--addr HOST:PORT] [--no-layer]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(args)
+}
+
+/// The store from `--config`, or the demo configuration; exits with status 2 on a bad file.
+pub fn store(args: &Args) -> InMemoryKeyStore {
+    let store = match &args.config {
+        Some(path) => InMemoryKeyStore::from_path(path),
+        None => InMemoryKeyStore::from_toml_str(DEMO_CONFIG),
+    };
+    store.unwrap_or_else(|e| {
+        eprintln!("error: config: {e}");
+        std::process::exit(2);
+    })
+}
+
+/// Binds `addr`, or prints the error and exits with status 1.
+pub async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind(addr).await.unwrap_or_else(|e| {
+        eprintln!("error: cannot listen on {addr}: {e}");
+        std::process::exit(1);
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

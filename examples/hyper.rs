@@ -1,0 +1,55 @@
+//! A bare hyper 1.x server behind usage plans, without axum.
+//!
+//! ```text
+//! cargo run --example hyper -- --addr 127.0.0.1:3001
+//! curl -i -H 'x-api-key: acme-0123456789abcdefghij' http://127.0.0.1:3001/pets
+//! ```
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
+use tower::ServiceBuilder;
+use tower_usage_plans::UsagePlanLayer;
+
+mod common;
+
+async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from(format!("hello from {}\n", req.uri().path())))))
+}
+
+#[tokio::main]
+async fn main() {
+    let args = common::args("hyper", 3001);
+    let layer = UsagePlanLayer::new(common::store(&args));
+    let listener = common::bind(args.addr).await;
+    let addr = listener.local_addr().expect("bound socket has an address");
+    if args.config.is_none() {
+        println!("Try: curl -i -H 'x-api-key: acme-0123456789abcdefghij' http://{addr}/pets");
+    }
+    println!("listening on http://{addr}");
+    let shutdown = common::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    eprintln!("error: accept: {e}");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(hello);
+        tokio::spawn(async move {
+            let builder = auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc)).await {
+                eprintln!("connection error: {e}");
+            }
+        });
+    }
+}
