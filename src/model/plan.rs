@@ -176,6 +176,7 @@ pub(crate) fn push_method(list: &mut Vec<(MethodKey, Throttle)>, method: &str, t
 pub struct ApiKey {
     id: Arc<str>,
     name: String,
+    description: Option<String>,
     enabled: bool,
     customer_id: Option<String>,
     expires: Option<SystemTime>,
@@ -186,12 +187,18 @@ impl ApiKey {
     /// An enabled key with no plans.
     pub fn new(id: impl Into<Arc<str>>) -> Self {
         let id = id.into();
-        Self { name: id.to_string(), id, enabled: true, customer_id: None, expires: None, plans: Vec::new() }
+        Self { name: id.to_string(), description: None, id, enabled: true, customer_id: None, expires: None, plans: Vec::new() }
     }
 
     /// Sets the display name.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
         self
     }
 
@@ -233,6 +240,12 @@ impl ApiKey {
     #[must_use]
     pub fn display_name(&self) -> &str {
         &self.name
+    }
+
+    /// The description, if any.
+    #[must_use]
+    pub fn description_text(&self) -> Option<&str> {
+        self.description.as_deref()
     }
 
     /// Whether the key is enabled.
