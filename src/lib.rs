@@ -110,4 +110,7 @@ pub use crate::model::{
     MAX_QUOTA_LIMIT, MIN_KEY_LEN,
 };
 pub use crate::rejection::{Rejection, RejectionKind, ThrottleScope};
-pub use crate::store::{InMemoryKeyStore, KeyRecord, KeyStore, StoreError};
+pub use crate::store::{
+    CacheStats, CachedKeyStore, CachedKeyStoreBuilder, InMemoryKeyStore, Invalidation, KeyRecord, KeyStore,
+    LookupBudgetExhausted, StoreError,
+};

@@ -4,6 +4,7 @@
 use super::{bucket_view, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refused, Verdict};
 use crate::engine::{CompiledPlan, Gcra, Limits, QuotaRule, Undo};
 use crate::model::{MethodKey, Stage};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -47,12 +48,18 @@ impl LocalKey {
     }
 }
 
-/// Counters in this process. Per-key state lives in the layer's key cache (handed back on
-/// revalidation), so there is no second per-key map here.
+/// A key id and a plan id.
+type KeyAndPlan = (Arc<str>, Arc<str>);
+
+/// Counters in this process. The key cache holds each key's state (so a request reaches it
+/// without a second lookup); `keys` is the index that makes it one state per key and plan, shared
+/// by every value of the key (rotation) and kept while the key is disabled, out of the plan or
+/// not cached, so no count is ever lost or doubled. It is touched only when a key is validated.
 pub(crate) struct InProcess {
     stage_methods: Box<[AtomicU64]>,
     stage_default: AtomicU64,
     account: AtomicU64,
+    keys: parking_lot::Mutex<HashMap<KeyAndPlan, Arc<LocalKey>>>,
 }
 
 impl fmt::Debug for InProcess {
@@ -67,6 +74,7 @@ impl InProcess {
             stage_methods: (0..stage.map_or(0, |s| s.methods().len())).map(|_| AtomicU64::new(0)).collect(),
             stage_default: AtomicU64::new(0),
             account: AtomicU64::new(0),
+            keys: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -111,12 +119,20 @@ impl InProcess {
 }
 
 impl CounterBackend for InProcess {
-    fn key_state(&self, _id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>) -> KeyState {
-        let previous = previous
-            .and_then(|p| Arc::clone(p).downcast::<LocalKey>().ok())
-            .filter(|p| p.plan.plan.id() == plan.plan.id());
+    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>) -> KeyState {
+        let slot = (Arc::clone(id), Arc::clone(plan.plan.id_arc()));
+        let mut keys = self.keys.lock();
+        // The index is the authority; `previous` (this value's last state) only matters for a
+        // state made before the index knew the key, which cannot happen here but keeps the
+        // contract of the seam.
+        let previous = keys.get(&slot).cloned().or_else(|| {
+            previous
+                .and_then(|p| Arc::clone(p).downcast::<LocalKey>().ok())
+                .filter(|p| p.plan.plan.id() == plan.plan.id())
+        });
         if let Some(p) = &previous {
             if p.method_keys() == &plan.method_keys[..] {
+                keys.entry(slot).or_insert_with(|| Arc::clone(p));
                 return Arc::clone(p) as KeyState;
             }
         }
@@ -130,14 +146,16 @@ impl CounterBackend for InProcess {
             AtomicU64::new(carried.map_or(0, |s| s.load(std::sync::atomic::Ordering::Acquire)))
         };
         let n = plan.method_keys.len();
-        Arc::new(LocalKey {
+        let state = Arc::new(LocalKey {
             key: AtomicU64::new(0),
             quota: AtomicU64::new(0),
             origin: previous.as_ref().map(|p| p.origin.clone().unwrap_or_else(|| Arc::clone(p))),
             methods: [start(0), start(1)],
             more_methods: (n > 2).then(|| (2..n).map(start).collect()),
             plan: Arc::clone(plan),
-        })
+        });
+        keys.insert(slot, Arc::clone(&state));
+        state
     }
 
     fn check(&self, check: &Check<'_>) -> Verdict {

@@ -22,7 +22,7 @@ use crate::backend::{BucketRef, BucketSlot, Check, CounterBackend, KeyCheck, Out
 use crate::error::ConfigError;
 use crate::model::{Stage, UsagePlan};
 use crate::rejection::{Rejection, RejectionKind, ThrottleScope};
-use crate::store::KeyRecord;
+use crate::store::{Invalidation, KeyRecord};
 use http::Method;
 pub(crate) use routes::Slots;
 use routes::{RouteTable, RouteTableBuilder, NONE};
@@ -142,6 +142,8 @@ pub(crate) struct Engine {
     plans: parking_lot::Mutex<HashMap<Arc<str>, Arc<CompiledPlan>>>,
     cache: CacheSettings,
     backend: Arc<dyn CounterBackend>,
+    /// The store's invalidation handle: entries cached at an older generation are revalidated.
+    invalidation: Option<Invalidation>,
 }
 
 impl fmt::Debug for Engine {
@@ -156,7 +158,12 @@ fn nanos(d: Duration) -> u64 {
 
 impl Engine {
     /// An engine for `stage`; `backend` defaults to counters in this process.
-    pub(crate) fn new(stage: Option<Stage>, cache: CacheSettings, backend: Option<Arc<dyn CounterBackend>>) -> Self {
+    pub(crate) fn new(
+        stage: Option<Stage>,
+        cache: CacheSettings,
+        backend: Option<Arc<dyn CounterBackend>>,
+        invalidation: Option<Invalidation>,
+    ) -> Self {
         let backend = backend.unwrap_or_else(|| Arc::new(crate::backend::InProcess::new(stage.as_ref())));
         let mut routes = RouteTableBuilder::default();
         let (mut stage_methods, mut stage_default, mut account) = (Vec::new(), None, None);
@@ -186,7 +193,14 @@ impl Engine {
             plans: parking_lot::Mutex::new(HashMap::new()),
             cache,
             backend,
+            invalidation,
         }
+    }
+
+    /// The store's current invalidation generation (0 for a store without a handle). Read it
+    /// before asking the store, and pass it to [`decide_record`](Self::decide_record).
+    pub(crate) fn generation(&self) -> u64 {
+        self.invalidation.as_ref().map_or(0, Invalidation::generation)
     }
 
     /// Stage routing for a request (which stage method, public or not).
@@ -209,7 +223,7 @@ impl Engine {
     pub(crate) fn decide_cached(&self, value: &[u8], req: Req<'_>, slots: Slots, now: Now, want: Want) -> Cached {
         let guard = self.entries.pin();
         match guard.get(value) {
-            Some(entry) if entry.fresh_until > now.mono_nanos => {
+            Some(entry) if entry.fresh_until > now.mono_nanos && entry.generation == self.generation() => {
                 Cached::Decided(self.decide(entry, req, slots, now, want))
             }
             _ => Cached::Miss,
@@ -226,16 +240,20 @@ impl Engine {
         want: Want,
     ) -> Option<Decision> {
         let guard = self.entries.pin();
-        let entry = guard.get(value)?;
+        // An invalidated entry is not served stale: it may be a key that was just disabled.
+        let entry = guard.get(value).filter(|e| e.generation == self.generation())?;
         let stale_until = entry.fresh_until.saturating_add(nanos(self.cache.stale_if_error));
         (stale_until > now.mono_nanos).then(|| self.decide(entry, req, slots, now, want))
     }
 
-    /// Records the store's answer for `value` and decides the request with it.
+    /// Records the store's answer for `value` (asked at invalidation `generation`) and decides
+    /// the request with it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn decide_record(
         &self,
         value: &[u8],
         record: Option<KeyRecord>,
+        generation: u64,
         req: Req<'_>,
         slots: Slots,
         now: Now,
@@ -247,7 +265,7 @@ impl Engine {
         };
         let guard = self.entries.pin();
         let previous = guard.get(value);
-        let entry = match self.entry_for(record, previous, now) {
+        let entry = match self.entry_for(record, previous, generation, now) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "usage plan cannot be applied to this stage");
@@ -257,7 +275,11 @@ impl Engine {
         // Insert unless a racing lookup of the same value has just put a fresh entry there: then
         // decide with that one, so that racing first requests of a key share one set of counters.
         let result = guard.compute(KeyBytes::new(value), |existing| match existing {
-            Some((_, e)) if e.fresh_until > now.mono_nanos && previous.is_none_or(|p| !std::ptr::eq(p, e)) => {
+            Some((_, e))
+                if e.fresh_until > now.mono_nanos
+                    && e.generation >= generation
+                    && previous.is_none_or(|p| !std::ptr::eq(p, e)) =>
+            {
                 papaya::Operation::Abort(())
             }
             _ => papaya::Operation::Insert(entry.clone()),
@@ -277,7 +299,13 @@ impl Engine {
     /// The cache entry for the store's answer. The counter state of the previous entry for the
     /// same value is handed to the backend, which keeps it when the key and plan are unchanged,
     /// so revalidation loses no count.
-    fn entry_for(&self, record: KeyRecord, previous: Option<&KeyEntry>, now: Now) -> Result<KeyEntry, ConfigError> {
+    fn entry_for(
+        &self,
+        record: KeyRecord,
+        previous: Option<&KeyEntry>,
+        generation: u64,
+        now: Now,
+    ) -> Result<KeyEntry, ConfigError> {
         let key = record.key();
         let plan = match &self.stage {
             Some(s) => record.plans().iter().find(|p| p.stage_binding(s.api(), s.stage_name()).is_some()),
@@ -301,6 +329,7 @@ impl Engine {
             grant,
             expires: key.expires_at().map_or(i64::MAX, unix_secs),
             fresh_until: now.mono_nanos.saturating_add(nanos(self.cache.ttl)),
+            generation,
         })
     }
 

@@ -56,6 +56,8 @@ pub(crate) struct KeyEntry {
     /// Monotonic nanoseconds until which the store's answer is used without asking again; it
     /// may still be used for the engine's stale-if-error window after that if the store fails.
     pub(crate) fresh_until: u64,
+    /// The store's invalidation generation the answer was asked at.
+    pub(crate) generation: u64,
 }
 
 /// Per-key limits as seen right after a decision, for rate-limit headers.

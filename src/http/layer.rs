@@ -7,7 +7,7 @@ use super::service::UsagePlanService;
 use crate::backend::CounterBackend;
 use crate::engine::{CacheSettings, Clock, Engine, SystemClock};
 use crate::model::Stage;
-use crate::store::{DynKeyStore, KeyStore};
+use crate::store::{DynKeyStore, Invalidation, KeyStore};
 use http::StatusCode;
 use std::fmt;
 use std::sync::Arc;
@@ -69,6 +69,7 @@ impl UsagePlanLayer {
     pub fn builder<K: KeyStore>(store: K) -> UsagePlanLayerBuilder {
         UsagePlanLayerBuilder {
             stage: store.stage(),
+            invalidation: store.invalidation(),
             store: Arc::new(store),
             clock: Arc::new(SystemClock::new()),
             source: KeySource::default(),
@@ -104,6 +105,7 @@ pub struct UsagePlanLayerBuilder {
     fail_open: bool,
     refund: Option<RefundPolicy>,
     backend: Option<Arc<dyn CounterBackend>>,
+    invalidation: Option<Invalidation>,
 }
 
 impl UsagePlanLayerBuilder {
@@ -120,6 +122,14 @@ impl UsagePlanLayerBuilder {
     /// key's first plan applies, with the method throttles of that plan's first stage.
     pub fn stage(mut self, stage: Stage) -> Self {
         self.stage = Some(stage);
+        self
+    }
+
+    /// Revalidate every cached key on its next request after `handle` is invalidated. Replaces
+    /// the store's own handle ([`KeyStore::invalidation`]); for a store of yours that learns of
+    /// changes (a database notification, an admin call) and has no handle of its own.
+    pub fn invalidation(mut self, handle: Invalidation) -> Self {
+        self.invalidation = Some(handle);
         self
     }
 
@@ -182,7 +192,7 @@ impl UsagePlanLayerBuilder {
     pub fn build(self) -> UsagePlanLayer {
         UsagePlanLayer {
             shared: Arc::new(Shared {
-                engine: Engine::new(self.stage, self.cache, self.backend),
+                engine: Engine::new(self.stage, self.cache, self.backend, self.invalidation),
                 store: self.store,
                 clock: self.clock,
                 source: self.source,

@@ -198,12 +198,13 @@ impl Shared {
         value: Box<str>,
         slots: Slots,
     ) -> Result<Result<Admitted, Rejection>, Decision> {
+        let generation = self.engine.generation();
         let looked_up = Arc::clone(&self.store).lookup_owned(value.clone()).await;
         let now = self.clock.now();
         let r = Req { method, path: &path };
         let want = self.want();
         let decision = match looked_up {
-            Ok(record) => self.engine.decide_record(value.as_bytes(), record, r, slots, now, want),
+            Ok(record) => self.engine.decide_record(value.as_bytes(), record, generation, r, slots, now, want),
             Err(error) => {
                 tracing::warn!(%error, "API key lookup failed");
                 match self.engine.decide_stale(value.as_bytes(), r, slots, now, want) {

@@ -5,13 +5,16 @@
 //! [`UsagePlanLayerBuilder::key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)),
 //! so a store is asked about a key at most once per TTL, not on every request.
 
+mod cache;
 mod memory;
 
+pub use cache::{CacheStats, CachedKeyStore, CachedKeyStoreBuilder, LookupBudgetExhausted};
 pub use memory::InMemoryKeyStore;
 
 use crate::model::{ApiKey, Stage, UsagePlan};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A key's record and the plans it belongs to, as a store returns them.
@@ -88,6 +91,54 @@ pub trait KeyStore: Send + Sync + 'static {
     fn stage(&self) -> Option<Stage> {
         None
     }
+
+    /// A handle through which the store tells layers that answers they cached are out of date
+    /// (a key was disabled, deleted, rotated, moved to another plan). A layer built on the store
+    /// revalidates every cached key on its next request after [`Invalidation::invalidate`], so a
+    /// disabled key is refused on its very next request instead of after the cache TTL.
+    ///
+    /// `None` by default: the layer then relies on its TTL
+    /// ([`UsagePlanLayerBuilder::key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)).
+    /// [`CachedKeyStore`] returns its handle.
+    fn invalidation(&self) -> Option<Invalidation> {
+        None
+    }
+}
+
+/// Tells layers that cached key answers are out of date: a shared generation number, bumped by
+/// [`invalidate`](Self::invalidate). Clones share it.
+///
+/// Checking it costs a layer one atomic load per request; invalidating makes every cached key
+/// revalidate once (through the store, or through [`CachedKeyStore`]'s cache, which drops only
+/// the keys that changed), so it is meant for changes, not for every request.
+///
+/// ```
+/// use tower_usage_plans::Invalidation;
+/// let handle = Invalidation::new();
+/// let generation = handle.generation();
+/// handle.clone().invalidate();
+/// assert_eq!(handle.generation(), generation + 1);
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct Invalidation(Arc<AtomicU64>);
+
+impl Invalidation {
+    /// A new handle at generation 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks every answer cached so far as out of date.
+    pub fn invalidate(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The current generation: answers cached at an earlier one are out of date.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl<T: KeyStore> KeyStore for Arc<T> {
@@ -97,6 +148,10 @@ impl<T: KeyStore> KeyStore for Arc<T> {
 
     fn stage(&self) -> Option<Stage> {
         (**self).stage()
+    }
+
+    fn invalidation(&self) -> Option<Invalidation> {
+        (**self).invalidation()
     }
 }
 

@@ -1,0 +1,462 @@
+//! [`CachedKeyStore`]: a cache in front of any [`KeyStore`] that talks to a database.
+
+use super::{Invalidation, KeyRecord, KeyStore, StoreError};
+use crate::engine::{Clock, Gcra, SystemClock};
+use crate::model::{Stage, Throttle};
+use moka::future::Cache;
+use moka::ops::compute::Op;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A store's answer and when it was given (monotonic nanoseconds of the cache's clock).
+#[derive(Debug)]
+struct Answer {
+    record: Option<KeyRecord>,
+    at: u64,
+}
+
+/// Counters of what the cache did, for metrics and tests. Cumulative since the cache was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Lookups answered from the cache (known or unknown key) without asking the store.
+    pub hits: u64,
+    /// Calls made to the wrapped store.
+    pub store_lookups: u64,
+    /// Store calls that failed.
+    pub store_errors: u64,
+    /// Lookups answered with a known key's expired answer because the store failed or the
+    /// lookup budget was spent (stale-if-error).
+    pub stale_served: u64,
+    /// Lookups refused because the lookup budget was spent and no stale answer could be used.
+    pub budget_refused: u64,
+    /// Known keys in the cache (approximate until pending maintenance has run).
+    pub known_entries: u64,
+    /// Unknown keys in the cache (approximate until pending maintenance has run).
+    pub unknown_entries: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    store_lookups: AtomicU64,
+    store_errors: AtomicU64,
+    stale_served: AtomicU64,
+    budget_refused: AtomicU64,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The lookup budget was spent: the store is not asked about uncached keys faster than
+/// [`CachedKeyStoreBuilder::lookup_budget`] allows (a flood of random keys).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("key store lookup budget exhausted; retry in {retry_after:?}")]
+pub struct LookupBudgetExhausted {
+    /// When the budget admits the next lookup.
+    pub retry_after: Duration,
+}
+
+struct Inner<S> {
+    store: S,
+    known: Cache<Box<str>, Arc<Answer>, foldhash::fast::RandomState>,
+    unknown: Cache<Box<str>, Arc<Answer>, foldhash::fast::RandomState>,
+    ttl: u64,
+    negative_ttl: u64,
+    stale_if_error: u64,
+    clock: Arc<dyn Clock>,
+    budget: Option<(Gcra, AtomicU64)>,
+    invalidation: Invalidation,
+    counters: Counters,
+}
+
+/// A cache in front of any [`KeyStore`]: what a store that queries a database needs.
+///
+/// - **Known keys** are answered from memory for a TTL (60 s by default), up to a bounded number
+///   of keys.
+/// - **Unknown keys** are remembered for a shorter TTL (5 s by default) in a separate, smaller
+///   cache (10,000 by default), so repeated unknown values do not reach the store and a flood of
+///   random values cannot grow memory beyond that bound.
+/// - **Lookup budget**: the store is asked about values that are not cached at most at a set rate
+///   (1,000 per second with bursts of 2,000 by default). Beyond it a lookup fails with
+///   [`LookupBudgetExhausted`] (the layer answers 503), so a flood of random values costs the
+///   database a bounded number of queries however large it is. Keys already cached are not
+///   affected.
+/// - **Coalescing**: concurrent lookups of one value make one store call; the others wait for
+///   its answer.
+/// - **Stale-if-error**: when the store fails (or the budget is spent), a known key whose answer
+///   expired less than `stale_if_error` ago (5 minutes by default) keeps its last answer; an
+///   unknown or never-seen value gets the error (the layer answers 503).
+/// - **Invalidation**: [`invalidate`](Self::invalidate), [`invalidate_key_id`](Self::invalidate_key_id)
+///   and [`invalidate_all`](Self::invalidate_all) drop answers at once and tell every layer
+///   built on this store (through [`KeyStore::invalidation`]), so a key you disable is refused
+///   on its next request.
+///
+/// Clones share the cache: keep one to invalidate, give another to the layer.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_usage_plans::{CachedKeyStore, InMemoryKeyStore, UsagePlanLayer};
+///
+/// # let my_database_store = InMemoryKeyStore::from_toml_str("[stage]\napi = \"a\"\nname = \"b\"").unwrap();
+/// let store = CachedKeyStore::builder(my_database_store)
+///     .ttl(Duration::from_secs(30))
+///     .negative_ttl(Duration::from_secs(2))
+///     .build();
+/// let layer = UsagePlanLayer::new(store.clone());
+/// // later, after disabling a key in the database:
+/// # async {
+/// store.invalidate_key_id("k1").await;
+/// # };
+/// ```
+///
+/// Without explicit invalidation, a change made directly in the database reaches requests within
+/// this cache's TTL plus the layer's
+/// ([`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)).
+pub struct CachedKeyStore<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for CachedKeyStore<S> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for CachedKeyStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("CachedKeyStore")
+            .field("store", &i.store)
+            .field("ttl", &Duration::from_nanos(i.ttl))
+            .field("negative_ttl", &Duration::from_nanos(i.negative_ttl))
+            .field("stale_if_error", &Duration::from_nanos(i.stale_if_error))
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`CachedKeyStore`].
+#[must_use]
+pub struct CachedKeyStoreBuilder<S> {
+    store: S,
+    ttl: Duration,
+    negative_ttl: Duration,
+    stale_if_error: Duration,
+    max_known: u64,
+    max_unknown: u64,
+    budget: Option<Throttle>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for CachedKeyStoreBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedKeyStoreBuilder")
+            .field("store", &self.store)
+            .field("ttl", &self.ttl)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("stale_if_error", &self.stale_if_error)
+            .field("max_known", &self.max_known)
+            .field("max_unknown", &self.max_unknown)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: KeyStore> CachedKeyStore<S> {
+    /// `store` behind a cache with default settings.
+    pub fn new(store: S) -> Self {
+        Self::builder(store).build()
+    }
+
+    /// A builder to change the defaults.
+    pub fn builder(store: S) -> CachedKeyStoreBuilder<S> {
+        CachedKeyStoreBuilder {
+            store,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+            stale_if_error: Duration::from_secs(300),
+            max_known: 1_000_000,
+            max_unknown: 10_000,
+            // Checked constants: rate > 0, burst >= 1.
+            budget: Throttle::new(1000.0, 2000).ok(),
+            clock: Arc::new(SystemClock::new()),
+        }
+    }
+}
+
+impl<S: KeyStore> CachedKeyStoreBuilder<S> {
+    /// How long a known key's answer is used (60 s by default).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long an unknown key's answer is used (5 s by default). Zero turns negative caching off.
+    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
+        self.negative_ttl = ttl;
+        self
+    }
+
+    /// How long past its TTL a known key keeps its last answer while the store fails (5 min by
+    /// default). Zero turns stale-if-error off.
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = window;
+        self
+    }
+
+    /// Most known keys kept (1,000,000 by default); beyond it the least useful are evicted
+    /// (moka's TinyLFU), which only costs them a store lookup.
+    pub fn max_known_keys(mut self, n: u64) -> Self {
+        self.max_known = n;
+        self
+    }
+
+    /// Most unknown keys remembered (10,000 by default): the memory bound under a flood of
+    /// random values.
+    pub fn max_unknown_keys(mut self, n: u64) -> Self {
+        self.max_unknown = n;
+        self
+    }
+
+    /// How fast the store may be asked about values that are not cached (`Some(1000/s, burst
+    /// 2000)` by default); `None` removes the bound.
+    pub fn lookup_budget(mut self, budget: Option<Throttle>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The clock for TTLs and the budget ([`SystemClock`] by default; a
+    /// [`ManualClock`](crate::ManualClock) in tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The cache.
+    pub fn build(self) -> CachedKeyStore<S> {
+        // moka drops entries on its own (real-time) clock once they cannot be used any more;
+        // whether an entry is fresh is decided on this store's clock.
+        let floor = Duration::from_secs(1);
+        let known = Cache::builder()
+            .max_capacity(self.max_known)
+            .time_to_live(self.ttl.saturating_add(self.stale_if_error).max(floor))
+            .build_with_hasher(foldhash::fast::RandomState::default());
+        let unknown = Cache::builder()
+            .max_capacity(if self.negative_ttl.is_zero() { 0 } else { self.max_unknown })
+            .time_to_live(self.negative_ttl.max(floor))
+            .build_with_hasher(foldhash::fast::RandomState::default());
+        CachedKeyStore {
+            inner: Arc::new(Inner {
+                store: self.store,
+                known,
+                unknown,
+                ttl: nanos(self.ttl),
+                negative_ttl: nanos(self.negative_ttl),
+                stale_if_error: nanos(self.stale_if_error),
+                clock: self.clock,
+                budget: self.budget.map(|t| (Gcra::new(t), AtomicU64::new(0))),
+                invalidation: Invalidation::new(),
+                counters: Counters::default(),
+            }),
+        }
+    }
+}
+
+/// What a refresh concluded, carried out of moka's compute closure.
+enum Outcome {
+    Answer(Option<KeyRecord>),
+    Failed(StoreError),
+}
+
+impl<S: KeyStore> CachedKeyStore<S> {
+    fn hit(&self, record: Option<KeyRecord>) -> Result<Option<KeyRecord>, StoreError> {
+        self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
+        Ok(record)
+    }
+
+    /// Takes one lookup from the budget, or says how long until one is available.
+    fn spend_budget(&self, now: u64) -> Result<(), LookupBudgetExhausted> {
+        match &self.inner.budget {
+            None => Ok(()),
+            Some((gcra, state)) => gcra
+                .acquire(state, now)
+                .map(|_| ())
+                .map_err(|wait| LookupBudgetExhausted { retry_after: Duration::from_nanos(wait) }),
+        }
+    }
+
+    /// Asks the store (one caller per value at a time) and caches its answer.
+    async fn refresh(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let i = &*self.inner;
+        let mut outcome = Outcome::Answer(None);
+        let slot = &mut outcome;
+        i.known
+            .entry(Box::from(presented))
+            .and_compute_with(|entry| async move {
+                let now = i.clock.now().mono_nanos;
+                let cached = entry.map(|e| e.into_value());
+                // A caller that waited for another one's store call finds its answer here.
+                if let Some(a) = cached.as_ref().filter(|a| now < a.at.saturating_add(i.ttl)) {
+                    i.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    *slot = Outcome::Answer(a.record.clone());
+                    return Op::Nop;
+                }
+                if let Some(a) = i.unknown.get(presented).await {
+                    if now < a.at.saturating_add(i.negative_ttl) {
+                        i.counters.hits.fetch_add(1, Ordering::Relaxed);
+                        return Op::Nop;
+                    }
+                }
+                let stale = cached.filter(|a| now < a.at.saturating_add(i.ttl).saturating_add(i.stale_if_error));
+                let serve_stale = |slot: &mut Outcome, stale: Arc<Answer>| {
+                    i.counters.stale_served.fetch_add(1, Ordering::Relaxed);
+                    *slot = Outcome::Answer(stale.record.clone());
+                    Op::Nop
+                };
+                if let Err(exhausted) = self.spend_budget(now) {
+                    if let Some(stale) = stale {
+                        return serve_stale(slot, stale);
+                    }
+                    i.counters.budget_refused.fetch_add(1, Ordering::Relaxed);
+                    *slot = Outcome::Failed(StoreError::new(exhausted));
+                    return Op::Nop;
+                }
+                let generation = i.invalidation.generation();
+                i.counters.store_lookups.fetch_add(1, Ordering::Relaxed);
+                let result = i.store.lookup(presented).await;
+                // An invalidation while the store answered: use the answer, do not keep it.
+                let keep = i.invalidation.generation() == generation;
+                match result {
+                    Ok(Some(record)) => {
+                        *slot = Outcome::Answer(Some(record.clone()));
+                        if keep {
+                            Op::Put(Arc::new(Answer { record: Some(record), at: now }))
+                        } else {
+                            Op::Remove
+                        }
+                    }
+                    Ok(None) => {
+                        if keep && i.negative_ttl > 0 {
+                            i.unknown.insert(presented.into(), Arc::new(Answer { record: None, at: now })).await;
+                        }
+                        *slot = Outcome::Answer(None);
+                        Op::Remove
+                    }
+                    Err(error) => {
+                        i.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                        match stale {
+                            Some(stale) => {
+                                tracing::warn!(%error, "key store failed: using a recently validated answer");
+                                serve_stale(slot, stale)
+                            }
+                            None => {
+                                *slot = Outcome::Failed(error);
+                                Op::Nop
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+        match outcome {
+            Outcome::Answer(record) => Ok(record),
+            Outcome::Failed(error) => Err(error),
+        }
+    }
+}
+
+impl<S> CachedKeyStore<S> {
+    /// The wrapped store.
+    #[must_use]
+    pub fn get_ref(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// Drops the cached answer for one presented value and tells layers built on this store.
+    pub async fn invalidate(&self, presented: &str) {
+        let i = &self.inner;
+        i.known.invalidate(presented).await;
+        i.unknown.invalidate(presented).await;
+        i.invalidation.invalidate();
+    }
+
+    /// Drops the cached answers for every value of the key `key_id` (a key may have several
+    /// values while it is rotated) and tells layers built on this store. Use it after changing
+    /// a key in the database: the layer refuses a disabled key on its next request.
+    pub async fn invalidate_key_id(&self, key_id: &str) {
+        let i = &self.inner;
+        // Bump first: a lookup racing with this call does not cache what it read.
+        i.invalidation.invalidate();
+        let values: Vec<Arc<Box<str>>> = i
+            .known
+            .iter()
+            .filter(|(_, a)| a.record.as_ref().is_some_and(|r| r.key().id() == key_id))
+            .map(|(k, _)| k)
+            .collect();
+        for value in values {
+            i.known.invalidate(&**value).await;
+        }
+        i.invalidation.invalidate();
+    }
+
+    /// Drops every cached answer and tells layers built on this store (after a bulk change,
+    /// e.g. a plan's limits).
+    pub fn invalidate_all(&self) {
+        let i = &self.inner;
+        i.invalidation.invalidate();
+        i.known.invalidate_all();
+        i.unknown.invalidate_all();
+    }
+
+    /// What the cache has done so far.
+    #[must_use]
+    pub fn stats(&self) -> CacheStats {
+        let i = &self.inner;
+        let c = &i.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            store_lookups: c.store_lookups.load(Ordering::Relaxed),
+            store_errors: c.store_errors.load(Ordering::Relaxed),
+            stale_served: c.stale_served.load(Ordering::Relaxed),
+            budget_refused: c.budget_refused.load(Ordering::Relaxed),
+            known_entries: i.known.entry_count(),
+            unknown_entries: i.unknown.entry_count(),
+        }
+    }
+
+    /// Runs the cache's pending maintenance (evictions, expirations) now, so that
+    /// [`stats`](Self::stats) counts entries exactly. It also runs on its own as the cache is used.
+    pub async fn run_pending_tasks(&self) {
+        self.inner.known.run_pending_tasks().await;
+        self.inner.unknown.run_pending_tasks().await;
+    }
+}
+
+impl<S: KeyStore> KeyStore for CachedKeyStore<S> {
+    async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let i = &*self.inner;
+        let now = i.clock.now().mono_nanos;
+        if let Some(a) = i.known.get(presented).await {
+            if now < a.at.saturating_add(i.ttl) {
+                return self.hit(a.record.clone());
+            }
+        } else if let Some(a) = i.unknown.get(presented).await {
+            if now < a.at.saturating_add(i.negative_ttl) {
+                return self.hit(None);
+            }
+        }
+        self.refresh(presented).await
+    }
+
+    fn stage(&self) -> Option<Stage> {
+        self.inner.store.stage()
+    }
+
+    fn invalidation(&self) -> Option<Invalidation> {
+        Some(self.inner.invalidation.clone())
+    }
+}

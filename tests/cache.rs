@@ -1,0 +1,266 @@
+//! The caching wrapper in front of a database-like store, end to end through the layer:
+//! coalescing, negative caching and the lookup budget, stale-if-error, invalidation, and counters
+//! shared by the values of a rotated key.
+
+mod common;
+
+use common::{clock, get, service, Svc};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tower_usage_plans::{
+    ApiKey, CachedKeyStore, KeyRecord, KeyStore, ManualClock, PlanStage, Quota, QuotaPeriod, Stage, StoreError,
+    Throttle, UsagePlan, UsagePlanLayer,
+};
+
+/// A store standing in for a database: counts its lookups, can be slow, can fail.
+#[derive(Debug, Default)]
+struct Db {
+    keys: Mutex<HashMap<String, KeyRecord>>,
+    lookups: AtomicU64,
+    failing: AtomicBool,
+    delay: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("database down")]
+struct Down;
+
+impl KeyStore for Db {
+    async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::new(Down));
+        }
+        Ok(self.keys.lock().unwrap().get(presented).cloned())
+    }
+}
+
+fn plan() -> Arc<UsagePlan> {
+    Arc::new(
+        UsagePlan::new("p")
+            .quota(Quota::new(1000, QuotaPeriod::Day).unwrap())
+            .throttle(Throttle::new(1000.0, 1000).unwrap())
+            .stage(PlanStage::new("petstore", "prod")),
+    )
+}
+
+fn record(id: &str, enabled: bool) -> KeyRecord {
+    KeyRecord::new(ApiKey::new(id).plan("p").enabled(enabled), vec![plan()])
+}
+
+fn db(delay: Duration) -> Arc<Db> {
+    let db = Db { delay, ..Db::default() };
+    db.keys.lock().unwrap().insert(common::key("a"), record("ka", true));
+    db.keys.lock().unwrap().insert(common::key("b"), record("kb", true));
+    Arc::new(db)
+}
+
+fn layer(store: impl KeyStore, clock: &ManualClock) -> Svc {
+    service(&UsagePlanLayer::builder(store).stage(Stage::new("petstore", "prod")).clock(clock.clone()).build())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_for_one_uncached_key_make_one_store_call() {
+    let db = db(Duration::from_millis(50));
+    let clock = clock();
+    let cached = CachedKeyStore::builder(Arc::clone(&db)).clock(clock.clone()).build();
+    let svc = layer(cached.clone(), &clock);
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { get(&svc, "/pets", Some(&common::key("a"))).await.status.as_u16() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(db.lookups.load(Ordering::SeqCst), 1);
+    assert_eq!(cached.stats().store_lookups, 1);
+}
+
+#[tokio::test]
+async fn without_the_cache_every_concurrent_first_request_asks_the_store() {
+    // The contrast that makes the test above meaningful.
+    let db = db(Duration::from_millis(20));
+    let clock = clock();
+    let svc = layer(Arc::clone(&db), &clock);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let svc = svc.clone();
+            tokio::spawn(async move { get(&svc, "/pets", Some(&common::key("a"))).await.status.as_u16() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert!(db.lookups.load(Ordering::SeqCst) > 1);
+}
+
+/// 40 base62-ish characters from a small xorshift (the values only need to be distinct).
+fn random_value(state: &mut u64) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    (0..40)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            char::from(ALPHABET[(*state % 62) as usize])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_flood_of_random_keys_costs_a_bounded_number_of_lookups_and_bounded_memory() {
+    let db = db(Duration::ZERO);
+    let clock = clock();
+    let cached = CachedKeyStore::builder(Arc::clone(&db))
+        .clock(clock.clone())
+        .max_unknown_keys(1000)
+        .lookup_budget(Some(Throttle::new(100.0, 500).unwrap()))
+        .build();
+    let svc = layer(cached.clone(), &clock);
+    // A known key validated before the flood keeps working through it.
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+    let mut seed = 0x9E37_79B9_7F4A_7C15;
+    let mut statuses = HashMap::<u16, u32>::new();
+    for i in 0..10_000 {
+        let status = get(&svc, "/pets", Some(&random_value(&mut seed))).await.status.as_u16();
+        *statuses.entry(status).or_default() += 1;
+        if i % 100 == 0 {
+            clock.advance(Duration::from_millis(100)); // 10 s of flood in all
+            assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+        }
+    }
+    // Budget: burst 500 + 100/s over ~10 s = at most ~1,500 of the 1 + 10,000 lookups.
+    let lookups = db.lookups.load(Ordering::SeqCst);
+    assert!((1000..=1502).contains(&lookups), "{lookups} store lookups");
+    // Looked-up random values are unknown (403); the rest are refused without asking (503).
+    assert_eq!(u64::from(statuses[&403]) + 1, lookups, "{statuses:?}");
+    assert_eq!(statuses[&403] + statuses[&503], 10_000, "{statuses:?}");
+    cached.run_pending_tasks().await;
+    let stats = cached.stats();
+    assert!(stats.unknown_entries <= 1000, "{stats:?}");
+    assert_eq!(stats.known_entries, 1);
+    assert_eq!(stats.budget_refused, u64::from(statuses[&503]));
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_remembered_for_the_negative_ttl() {
+    let db = db(Duration::ZERO);
+    let clock = clock();
+    let cached =
+        CachedKeyStore::builder(Arc::clone(&db)).clock(clock.clone()).negative_ttl(Duration::from_secs(5)).build();
+    let svc = layer(cached, &clock);
+    let nobody = common::key("nobody");
+    for _ in 0..50 {
+        assert_eq!(get(&svc, "/pets", Some(&nobody)).await.status, 403);
+    }
+    assert_eq!(db.lookups.load(Ordering::SeqCst), 1);
+    // The key is created; within the negative TTL it is still unknown, after it, it works.
+    db.keys.lock().unwrap().insert(nobody.clone(), record("kn", true));
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(get(&svc, "/pets", Some(&nobody)).await.status, 403);
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(get(&svc, "/pets", Some(&nobody)).await.status, 200);
+    assert_eq!(db.lookups.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_failing_store_keeps_recent_keys_working_refuses_others_with_503_and_recovers() {
+    let db = db(Duration::ZERO);
+    let clock = clock();
+    let cached = CachedKeyStore::builder(Arc::clone(&db))
+        .clock(clock.clone())
+        .ttl(Duration::from_secs(60))
+        .stale_if_error(Duration::from_secs(300))
+        .build();
+    let svc = service(
+        &UsagePlanLayer::builder(cached.clone())
+            .stage(Stage::new("petstore", "prod"))
+            .clock(clock.clone())
+            .key_cache_ttl(Duration::from_secs(10))
+            .stale_if_error(Duration::ZERO) // only the wrapper's window applies here
+            .build(),
+    );
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+    db.failing.store(true, Ordering::SeqCst);
+    // Past both TTLs, inside the wrapper's stale window: the validated key keeps working.
+    clock.advance(Duration::from_secs(120));
+    for _ in 0..3 {
+        assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+    }
+    // A key never validated gets 503 with the JSON body; nothing panics.
+    let b = get(&svc, "/pets", Some(&common::key("b"))).await;
+    assert_eq!(b.status, 503);
+    assert!(b.body.contains("message"), "{}", b.body);
+    // Past the stale window the validated key gets 503 too.
+    clock.advance(Duration::from_secs(300));
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 503);
+    let stats = cached.stats();
+    assert!(stats.stale_served >= 1 && stats.store_errors >= 3, "{stats:?}");
+    // The store recovers: both keys work again.
+    db.failing.store(false, Ordering::SeqCst);
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+    assert_eq!(get(&svc, "/pets", Some(&common::key("b"))).await.status, 200);
+}
+
+#[tokio::test]
+async fn invalidating_a_key_id_refuses_a_disabled_key_on_its_next_request() {
+    let db = db(Duration::ZERO);
+    let clock = clock();
+    let cached = CachedKeyStore::builder(Arc::clone(&db)).clock(clock.clone()).build();
+    let svc = layer(cached.clone(), &clock);
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+    assert_eq!(get(&svc, "/pets", Some(&common::key("b"))).await.status, 200);
+    db.keys.lock().unwrap().insert(common::key("a"), record("ka", false));
+    // Cached: without invalidation the change is not seen yet.
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+    cached.invalidate_key_id("ka").await;
+    let r = get(&svc, "/pets", Some(&common::key("a"))).await;
+    common::forbidden(&r);
+    // The other key was revalidated from the wrapper's cache, not from the store.
+    let before = db.lookups.load(Ordering::SeqCst);
+    assert_eq!(get(&svc, "/pets", Some(&common::key("b"))).await.status, 200);
+    assert_eq!(db.lookups.load(Ordering::SeqCst), before);
+    // Enabled again: invalidate_all works as well.
+    db.keys.lock().unwrap().insert(common::key("a"), record("ka", true));
+    cached.invalidate_all();
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+}
+
+#[tokio::test]
+async fn the_values_of_a_rotated_key_share_its_quota_and_counts_survive_a_disable() {
+    let db = Arc::new(Db::default());
+    let small = Arc::new(
+        UsagePlan::new("p").quota(Quota::new(10, QuotaPeriod::Day).unwrap()).stage(PlanStage::new("petstore", "prod")),
+    );
+    let rec = |enabled| KeyRecord::new(ApiKey::new("k").plan("p").enabled(enabled), vec![Arc::clone(&small)]);
+    db.keys.lock().unwrap().insert(common::key("old"), rec(true));
+    db.keys.lock().unwrap().insert(common::key("new"), rec(true));
+    let clock = clock();
+    let svc = service(
+        &UsagePlanLayer::builder(Arc::clone(&db))
+            .stage(Stage::new("petstore", "prod"))
+            .clock(clock.clone())
+            .key_cache_ttl(Duration::ZERO)
+            .build(),
+    );
+    let mut ok = 0;
+    for i in 0..12 {
+        let value = if i % 2 == 0 { common::key("old") } else { common::key("new") };
+        if get(&svc, "/pets", Some(&value)).await.status == 200 {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 10, "both values draw on one quota of 10");
+    // Disabled and enabled again: the count is still there.
+    db.keys.lock().unwrap().insert(common::key("old"), rec(false));
+    assert_eq!(get(&svc, "/pets", Some(&common::key("old"))).await.status, 403);
+    db.keys.lock().unwrap().insert(common::key("old"), rec(true));
+    assert_eq!(get(&svc, "/pets", Some(&common::key("old"))).await.status, 429);
+}
