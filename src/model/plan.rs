@@ -187,7 +187,15 @@ impl ApiKey {
     /// An enabled key with no plans.
     pub fn new(id: impl Into<Arc<str>>) -> Self {
         let id = id.into();
-        Self { name: id.to_string(), description: None, id, enabled: true, customer_id: None, expires: None, plans: Vec::new() }
+        Self {
+            name: id.to_string(),
+            description: None,
+            id,
+            enabled: true,
+            customer_id: None,
+            expires: None,
+            plans: Vec::new(),
+        }
     }
 
     /// Sets the display name.
