@@ -94,6 +94,7 @@ mod backend;
 mod engine;
 mod error;
 mod http;
+pub mod import;
 pub mod keys;
 mod model;
 mod rejection;

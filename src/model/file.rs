@@ -1,10 +1,11 @@
 //! The configuration file (TOML or JSON): raw serde structs, validated once into runtime types.
 
 use crate::error::{ConfigError, ConfigErrorKind};
+use crate::import::ImportedKey;
 use crate::model::plan::push_method;
 use crate::model::{ApiKey, KeySecret, MethodKey, PlanStage, Quota, QuotaPeriod, Stage, Throttle, UsagePlan};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -105,22 +106,75 @@ impl Config {
         &self.keys
     }
 
+    /// Adds keys read by [`parse_api_keys_csv`](crate::import::parse_api_keys_csv), each under a new
+    /// id from [`keys::generate_id`](crate::keys::generate_id), and validates the result as
+    /// [`Config::new`] does.
+    ///
+    /// Errors name the CSV line and column, never the key value: a plan id that no plan has
+    /// (`line 3, column UsagePlanIds: no plan has the id "gold"`), two plans of one key on the same
+    /// stage, or a value that an existing key (`line 3, column Key: the same value as keys[0]`) or
+    /// another imported key already has.
+    ///
+    /// ```
+    /// use tower_usage_plans::{import, Config};
+    /// let config = Config::from_toml_str(r#"
+    ///     [stage]
+    ///     api = "petstore"
+    ///     name = "prod"
+    ///
+    ///     [[plans]]
+    ///     id = "c7y23b"
+    ///     stages = [{ api = "petstore", stage = "prod" }]
+    /// "#).unwrap();
+    /// let csv = "Name,Key,UsagePlanIds\nalice,alice-0123456789abcdefghij,c7y23b\nbob,bob-0123456789abcdefghij,gold\n";
+    /// let keys = import::parse_api_keys_csv(csv).unwrap();
+    /// let err = config.clone().with_imported_keys(keys.clone()).unwrap_err();
+    /// assert_eq!(err.to_string(), r#"line 3, column UsagePlanIds: no plan has the id "gold""#);
+    ///
+    /// let config = config.with_imported_keys(keys.into_iter().take(1).collect()).unwrap();
+    /// assert_eq!(config.keys()[0].1.display_name(), "alice");
+    /// ```
+    pub fn with_imported_keys(self, imported: Vec<ImportedKey>) -> Result<Self, ConfigError> {
+        let (stage, plans, mut keys) = self.into_parts();
+        let existing = keys.len();
+        let mut ids: HashSet<String> = keys.iter().map(|(_, k)| k.id().to_owned()).collect();
+        let mut lines = Vec::with_capacity(imported.len());
+        for key in imported {
+            let id = loop {
+                let id = crate::keys::generate_id();
+                if ids.insert(id.clone()) {
+                    break id;
+                }
+            };
+            lines.push(key.line);
+            keys.push(key.into_api_key(id));
+        }
+        let label =
+            |i: usize| if i < existing { format!("keys[{i}]") } else { format!("line {}", lines[i - existing]) };
+        let plan_index = index_plans(&plans)?;
+        let mut values: HashMap<&str, usize> =
+            keys[..existing].iter().enumerate().map(|(i, (s, _))| (s.expose(), i)).collect();
+        for (i, (secret, key)) in keys.iter().enumerate().skip(existing) {
+            if let Some(first) = values.insert(secret.expose(), i) {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::Duplicate,
+                    format!("{}, column Key", label(i)),
+                    format!("the same value as {}", label(first)),
+                ));
+            }
+            check_key_plans(&plans, &plan_index, key)
+                .map_err(|(_, e)| e.under(&format!("{}, column UsagePlanIds", label(i))))?;
+        }
+        Config::new(stage, plans.into_iter().map(Arc::unwrap_or_clone).collect(), keys)
+    }
+
     pub(crate) fn into_parts(self) -> (Stage, Vec<Arc<UsagePlan>>, Vec<(KeySecret, ApiKey)>) {
         (self.stage, self.plans, self.keys)
     }
 }
 
 fn check_cross_references(plans: &[Arc<UsagePlan>], keys: &[(KeySecret, ApiKey)]) -> Result<(), ConfigError> {
-    let mut plan_index: HashMap<&str, usize> = HashMap::new();
-    for (i, p) in plans.iter().enumerate() {
-        if let Some(first) = plan_index.insert(p.id(), i) {
-            return Err(ConfigError::new(
-                ConfigErrorKind::Duplicate,
-                format!("plans[{i}].id"),
-                format!("{:?} is already the id of plans[{first}]", p.id()),
-            ));
-        }
-    }
+    let plan_index = index_plans(plans)?;
     let mut key_ids: HashMap<&str, usize> = HashMap::new();
     let mut values: HashMap<&str, usize> = HashMap::new();
     for (i, (secret, key)) in keys.iter().enumerate() {
@@ -138,24 +192,51 @@ fn check_cross_references(plans: &[Arc<UsagePlan>], keys: &[(KeySecret, ApiKey)]
                 format!("the same value as keys[{first}]"),
             ));
         }
-        let mut stages: HashMap<(&str, &str), &str> = HashMap::new();
-        for (j, plan_id) in key.plan_ids().iter().enumerate() {
-            let Some(&p) = plan_index.get(&**plan_id) else {
-                return Err(ConfigError::new(
-                    ConfigErrorKind::UnknownReference,
-                    format!("keys[{i}].plans[{j}]"),
-                    format!("no plan has the id {plan_id:?}"),
-                ));
-            };
-            for s in plans[p].stages() {
-                if let Some(other) = stages.insert((s.api(), s.stage_name()), plan_id) {
-                    if other != &**plan_id {
-                        return Err(ConfigError::new(
-                            ConfigErrorKind::Duplicate,
-                            format!("keys[{i}].plans"),
-                            format!("plans {other:?} and {plan_id:?} both apply to stage {}/{}; a key may belong to at most one plan per stage", s.api(), s.stage_name()),
-                        ));
-                    }
+        check_key_plans(plans, &plan_index, key).map_err(|(j, e)| match j {
+            Some(j) => e.under(&format!("keys[{i}].plans[{j}]")),
+            None => e.under(&format!("keys[{i}].plans")),
+        })?;
+    }
+    Ok(())
+}
+
+/// Plan id -> index; refuses duplicate ids.
+fn index_plans(plans: &[Arc<UsagePlan>]) -> Result<HashMap<&str, usize>, ConfigError> {
+    let mut plan_index: HashMap<&str, usize> = HashMap::new();
+    for (i, p) in plans.iter().enumerate() {
+        if let Some(first) = plan_index.insert(p.id(), i) {
+            return Err(ConfigError::new(
+                ConfigErrorKind::Duplicate,
+                format!("plans[{i}].id"),
+                format!("{:?} is already the id of plans[{first}]", p.id()),
+            ));
+        }
+    }
+    Ok(plan_index)
+}
+
+/// Checks that every plan of `key` exists and that no two apply to the same stage. The error has
+/// an empty field; with it comes the index of the offending plan id (`None`: the list as a whole).
+fn check_key_plans(
+    plans: &[Arc<UsagePlan>],
+    plan_index: &HashMap<&str, usize>,
+    key: &ApiKey,
+) -> Result<(), (Option<usize>, ConfigError)> {
+    let mut stages: HashMap<(&str, &str), &str> = HashMap::new();
+    for (j, plan_id) in key.plan_ids().iter().enumerate() {
+        let Some(&p) = plan_index.get(&**plan_id) else {
+            let e = ConfigError::new(ConfigErrorKind::UnknownReference, "", format!("no plan has the id {plan_id:?}"));
+            return Err((Some(j), e));
+        };
+        for s in plans[p].stages() {
+            if let Some(other) = stages.insert((s.api(), s.stage_name()), plan_id) {
+                if other != &**plan_id {
+                    let e = ConfigError::new(
+                        ConfigErrorKind::Duplicate,
+                        "",
+                        format!("plans {other:?} and {plan_id:?} both apply to stage {}/{}; a key may belong to at most one plan per stage", s.api(), s.stage_name()),
+                    );
+                    return Err((None, e));
                 }
             }
         }
@@ -369,10 +450,12 @@ impl RawFile {
         for (i, raw) in self.keys.into_iter().enumerate() {
             let f = format!("keys[{i}]");
             nonempty(&format!("{f}.id"), &raw.id)?;
-            let _ = raw.description;
             let secret = KeySecret::new(raw.value).map_err(|e| e.under(&f))?;
             let mut key =
                 ApiKey::new(raw.id.as_str()).name(raw.name.unwrap_or(raw.id)).enabled(raw.enabled.unwrap_or(true));
+            if let Some(d) = raw.description {
+                key = key.description(d);
+            }
             if let Some(c) = raw.customer_id {
                 key = key.customer_id(c);
             }
@@ -457,6 +540,16 @@ mod tests {
         let text = "[[keys]]\nid = \"a\"\nvalue = \"0123456789abcdefghij\"\n[[keys]]\nid = \"b\"\nvalue = \"0123456789abcdefghij\"";
         let e = err(text);
         assert_eq!(e, "keys[1].value: the same value as keys[0]");
+    }
+
+    #[test]
+    fn key_descriptions_are_kept() {
+        let c = Config::from_toml_str(&format!(
+            "{BASE}[[keys]]\nid = \"a\"\nvalue = \"0123456789abcdefghij\"\ndescription = \"Acme's CI\"\n[[keys]]\nid = \"b\"\nvalue = \"0123456789abcdefghijk\""
+        ))
+        .unwrap();
+        assert_eq!(c.keys()[0].1.description_text(), Some("Acme's CI"));
+        assert_eq!(c.keys()[1].1.description_text(), None);
     }
 
     #[test]
