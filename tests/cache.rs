@@ -83,22 +83,52 @@ async fn concurrent_requests_for_one_uncached_key_make_one_store_call() {
     assert_eq!(cached.stats().store_lookups, 1);
 }
 
-#[tokio::test]
-async fn without_the_cache_every_concurrent_first_request_asks_the_store() {
-    // The contrast that makes the test above meaningful.
-    let db = db(Duration::from_millis(20));
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_layer_alone_coalesces_concurrent_misses_too() {
+    // No wrapper: the layer's own single flight makes one store call for 100 first requests,
+    // and a request whose store call is dropped midway hands the call to a waiting one.
+    let db = db(Duration::from_millis(50));
     let clock = clock();
     let svc = layer(Arc::clone(&db), &clock);
-    let tasks: Vec<_> = (0..20)
+    let first = {
+        let svc = svc.clone();
+        tokio::spawn(async move { get(&svc, "/pets", Some(&common::key("b"))).await })
+    };
+    until(|| db.lookups.load(Ordering::SeqCst) == 1).await;
+    let tasks: Vec<_> = (0..100)
         .map(|_| {
             let svc = svc.clone();
             tokio::spawn(async move { get(&svc, "/pets", Some(&common::key("a"))).await.status.as_u16() })
         })
         .collect();
+    first.abort(); // its lookup of "b" is dropped; nobody waits for it
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    assert!(db.lookups.load(Ordering::SeqCst) > 1);
+    assert_eq!(db.lookups.load(Ordering::SeqCst), 2, "one for a, one for the aborted b");
+    // Abandoned: a waiting request asks again.
+    let db2 = self::db(Duration::from_millis(50));
+    let svc2 = layer(Arc::clone(&db2), &clock);
+    let leader = {
+        let svc = svc2.clone();
+        tokio::spawn(async move { get(&svc, "/pets", Some(&common::key("a"))).await })
+    };
+    until(|| db2.lookups.load(Ordering::SeqCst) == 1).await;
+    let follower = {
+        let svc = svc2.clone();
+        tokio::spawn(async move { get(&svc, "/pets", Some(&common::key("a"))).await.status.as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    leader.abort();
+    assert_eq!(follower.await.unwrap(), 200);
+    assert_eq!(db2.lookups.load(Ordering::SeqCst), 2);
+}
+
+/// Yields until `done` holds (orders concurrent steps; no timing is asserted).
+async fn until(done: impl Fn() -> bool) {
+    while !done() {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// 40 base62-ish characters from a small xorshift (the values only need to be distinct).

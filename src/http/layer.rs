@@ -25,6 +25,7 @@ pub(crate) struct Shared {
     pub(crate) renderer: Renderer,
     pub(crate) fail_open: bool,
     pub(crate) refund: Option<RefundPolicy>,
+    pub(crate) flights: super::flight::Flights,
 }
 
 impl Shared {
@@ -200,6 +201,7 @@ impl UsagePlanLayerBuilder {
                 renderer: self.renderer,
                 fail_open: self.fail_open,
                 refund: self.refund,
+                flights: Default::default(),
             }),
         }
     }

@@ -4,6 +4,7 @@
 
 mod body;
 mod extract;
+mod flight;
 mod future;
 mod headers;
 mod layer;

@@ -1,5 +1,6 @@
 //! [`UsagePlanService`]: extract → look up → decide → forward.
 
+use super::flight::Role;
 use super::future::{Post, ResponseFuture, Step};
 use super::layer::Shared;
 use super::render;
@@ -189,8 +190,9 @@ async fn settle(decision: Decision) -> Result<Admitted, Rejection> {
 }
 
 impl Shared {
-    /// Asks the store about `value` and decides. `Err` carries a fail-open decision (stage and
-    /// account throttles only) when the store failed, the key is not cached and fail-open is on.
+    /// Asks the store about `value` (one request per value at a time: concurrent misses wait for
+    /// the first one's answer) and decides. `Err` carries a fail-open decision (stage and account
+    /// throttles only) when the store failed, the key is not cached and fail-open is on.
     async fn look_up(
         &self,
         method: &http::Method,
@@ -198,27 +200,52 @@ impl Shared {
         value: Box<str>,
         slots: Slots,
     ) -> Result<Result<Admitted, Rejection>, Decision> {
-        let generation = self.engine.generation();
-        let looked_up = Arc::clone(&self.store).lookup_owned(value.clone()).await;
-        let now = self.clock.now();
         let r = Req { method, path: &path };
         let want = self.want();
-        let decision = match looked_up {
-            Ok(record) => self.engine.decide_record(value.as_bytes(), record, generation, r, slots, now, want),
-            Err(error) => {
-                tracing::warn!(%error, "API key lookup failed");
-                match self.engine.decide_stale(value.as_bytes(), r, slots, now, want) {
-                    Some(d) => d,
-                    None if self.fail_open => {
-                        // Fail-open skips the key's own limits, never the stage and account
-                        // throttles that protect the backend.
-                        tracing::warn!("key store failed: forwarding without per-key limits (fail-open)");
-                        return Err(self.engine.decide_public(slots, now));
-                    }
-                    None => Decision::Ready(Err(Rejection::new(RejectionKind::StoreUnavailable))),
+        let decision = loop {
+            match self.flights.join(&value) {
+                Role::Leader(leader) => {
+                    let generation = self.engine.generation();
+                    let looked_up = Arc::clone(&self.store).lookup_owned(value.clone()).await;
+                    leader.answer(&looked_up, generation);
+                    let looked_up = looked_up.map_err(|error| tracing::warn!(%error, "API key lookup failed"));
+                    // The flight ends (`leader` dropped) once the answer is in the key cache.
+                    break self.decide_looked_up(looked_up, generation, &value, r, slots, want)?;
                 }
+                Role::Follower(wait) => match wait.await {
+                    Some((looked_up, generation)) => {
+                        break self.decide_looked_up(looked_up, generation, &value, r, slots, want)?
+                    }
+                    // The request asking the store was dropped: ask again.
+                    None => continue,
+                },
             }
         };
         Ok(settle(decision).await)
+    }
+
+    fn decide_looked_up(
+        &self,
+        looked_up: Result<Option<crate::store::KeyRecord>, ()>,
+        generation: u64,
+        value: &str,
+        r: Req<'_>,
+        slots: Slots,
+        want: Want,
+    ) -> Result<Decision, Decision> {
+        let now = self.clock.now();
+        Ok(match looked_up {
+            Ok(record) => self.engine.decide_record(value.as_bytes(), record, generation, r, slots, now, want),
+            Err(()) => match self.engine.decide_stale(value.as_bytes(), r, slots, now, want) {
+                Some(d) => d,
+                None if self.fail_open => {
+                    // Fail-open skips the key's own limits, never the stage and account
+                    // throttles that protect the backend.
+                    tracing::warn!("key store failed: forwarding without per-key limits (fail-open)");
+                    return Err(self.engine.decide_public(slots, now));
+                }
+                None => Decision::Ready(Err(Rejection::new(RejectionKind::StoreUnavailable))),
+            },
+        })
     }
 }
