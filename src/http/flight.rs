@@ -72,7 +72,11 @@ pub(crate) struct Leader<'a> {
 impl Leader<'_> {
     /// Hands the store's answer, asked at invalidation `generation`, to the waiting requests.
     pub(crate) fn answer(&self, result: &Result<Option<KeyRecord>, StoreError>, generation: u64) {
-        self.flight.settle(State::Done(result.as_ref().map(Clone::clone).map_err(|_| ()), generation));
+        let shared = match result {
+            Ok(record) => Ok(record.clone()),
+            Err(_) => Err(()),
+        };
+        self.flight.settle(State::Done(shared, generation));
     }
 }
 
