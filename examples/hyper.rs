@@ -5,13 +5,15 @@
 //! curl -i -H 'x-api-key: acme-0123456789abcdefghij' http://127.0.0.1:3001/pets
 //! ```
 
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
+use tower::util::BoxCloneService;
 use tower::ServiceBuilder;
 use tower_usage_plans::UsagePlanLayer;
 
@@ -19,6 +21,15 @@ mod common;
 
 async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::new(Full::new(Bytes::from(format!("hello from {}\n", req.uri().path())))))
+}
+
+type Svc = BoxCloneService<Request<Incoming>, Response<BoxBody<Bytes, Infallible>>, Infallible>;
+
+fn boxed<B>(resp: Response<B>) -> Response<BoxBody<Bytes, Infallible>>
+where
+    B: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+{
+    resp.map(BodyExt::boxed)
 }
 
 #[tokio::main]
@@ -44,7 +55,12 @@ async fn main() {
             },
             () = &mut shutdown => break,
         };
-        let svc = ServiceBuilder::new().layer(layer.clone()).service_fn(hello);
+        // `--no-layer` serves the bare app (for overhead measurements).
+        let svc: Svc = if args.no_layer {
+            BoxCloneService::new(ServiceBuilder::new().map_response(boxed).service_fn(hello))
+        } else {
+            BoxCloneService::new(ServiceBuilder::new().map_response(boxed).layer(layer.clone()).service_fn(hello))
+        };
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
             if let Err(e) = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc)).await {

@@ -37,8 +37,11 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
             "--config" => args.config = Some(value("--config")?),
             "--addr" => {
                 let v = value("--addr")?;
-                args.addr =
-                    v.parse().map_err(|e| format!("--addr {v:?}: {e} (expected HOST:PORT, e.g. 127.0.0.1:3000)"))?;
+                // A name (`localhost:3000`) is resolved; its first address is used.
+                args.addr = std::net::ToSocketAddrs::to_socket_addrs(v.as_str())
+                    .map_err(|e| format!("--addr {v:?}: {e} (expected HOST:PORT, e.g. 127.0.0.1:3000)"))?
+                    .next()
+                    .ok_or_else(|| format!("--addr {v:?}: the name has no address"))?;
             }
             "--no-layer" => args.no_layer = true,
             "-h" | "--help" => {
