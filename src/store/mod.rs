@@ -1,4 +1,5 @@
-//! Where keys come from: the [`KeyStore`] trait and the in-memory store.
+//! Where keys come from: the [`KeyStore`] trait, the in-memory store and (feature `sqlx`) the
+//! SQL store.
 //!
 //! A store answers one question, asynchronously: *which key record and plans belong to this
 //! presented value?* The layer caches answers (see
@@ -6,8 +7,13 @@
 //! so a store is asked about a key at most once per TTL, not on every request.
 
 mod memory;
+#[cfg(feature = "sqlx")]
+mod sql;
 
 pub use memory::InMemoryKeyStore;
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub use sql::{SqlKeyStore, SqlStoreError, SqlStoreErrorKind};
 
 use crate::model::{ApiKey, Stage, UsagePlan};
 use std::future::Future;
