@@ -222,8 +222,8 @@ async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
 async fn errors_name_the_id_and_never_the_value() {
     for db in databases("errors_name_the_id_and_never_the_value").await {
         let s = &db.store;
-        let kind = |r: Result<_, tower_usage_plans::SqlStoreError>| {
-            let e = r.err().expect("an error");
+        let kind = |r: Result<(), tower_usage_plans::SqlStoreError>| {
+            let e = r.expect_err("an error");
             (e.kind(), e.field().to_owned(), e.to_string())
         };
         let missing_key =
@@ -302,4 +302,161 @@ async fn lookup_failures_are_store_errors_without_the_value() {
         assert!(!text.contains(value), "{}: {text}", db.name);
         assert!(text.contains("look up a key value"), "{}: {text}", db.name);
     }
+}
+
+#[tokio::test]
+async fn axum_router_over_the_sql_store() {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    for db in databases("axum_router_over_the_sql_store").await {
+        let s = &db.store;
+        s.put_plan(&daily("trial", 2)).await.unwrap();
+        let good = s.create_key(ApiKey::new("good").plan("trial")).await.unwrap();
+        let off = s.create_key(ApiKey::new("off").plan("trial").enabled(false)).await.unwrap();
+        let layer = UsagePlanLayer::builder(s.clone()).stage(Stage::new("petstore", "prod")).clock(clock()).build();
+        let app = axum::Router::new().route("/pets", axum::routing::get(|| async { "[]" })).layer(layer);
+        let call = |key: &str| {
+            let req = http::Request::get("/pets").header("x-api-key", key).body(Body::empty()).unwrap();
+            let app = app.clone();
+            async move {
+                let resp = app.oneshot(req).await.unwrap();
+                let status = resp.status().as_u16();
+                (status, String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap())
+            }
+        };
+        assert_eq!(call(good.expose()).await, (200, "[]".to_owned()), "{}", db.name);
+        assert_eq!(call("unknown-0123456789abcdefghij").await, (403, r#"{"message":"Forbidden"}"#.to_owned()));
+        assert_eq!(call(off.expose()).await.0, 403);
+        assert_eq!(call(good.expose()).await.0, 200);
+        assert_eq!(call(good.expose()).await, (429, r#"{"message":"Limit Exceeded"}"#.to_owned()), "{}", db.name);
+    }
+}
+
+/// Kills the child process when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Builds `examples/postgres.rs` (`cargo test --test sql` does not build examples; a no-op when
+/// it is fresh) into the target directory this test runs from, and returns its path.
+fn build_postgres_example() -> std::path::PathBuf {
+    let mut profile_dir = std::env::current_exe().unwrap();
+    profile_dir.pop();
+    if profile_dir.ends_with("deps") {
+        profile_dir.pop();
+    }
+    let target_dir = profile_dir.parent().unwrap().to_owned();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--example", "postgres", "--all-features", "--profile", profile, "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build --example postgres failed");
+    profile_dir.join("examples").join(format!("postgres{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// The status a printed `curl` line (or `for` loop of them) answers with: curl itself when it is
+/// installed, otherwise the same requests sent by hyper.
+async fn run_printed(line: &str) -> Vec<String> {
+    let have_curl = std::process::Command::new("curl")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if have_curl {
+        let cmd = if line.starts_with("curl ") {
+            format!("{line} -s -o /dev/null -w '%{{http_code}}\\n'")
+        } else {
+            line.to_owned()
+        };
+        let out = std::process::Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+        return String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    }
+    let key = line.split("x-api-key: ").nth(1).and_then(|r| r.split('\'').next());
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().trim_end_matches(';');
+    let times = if line.starts_with("for i in 1 2 3 4 5") { 5 } else { 1 };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let mut out = Vec::new();
+    for _ in 0..times {
+        let mut req = http::Request::get(url);
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        let resp = client.request(req.body(http_body_util::Empty::new()).unwrap()).await.unwrap();
+        out.push(resp.status().as_str().to_owned());
+    }
+    out
+}
+
+#[tokio::test]
+async fn postgres_example_answers_as_its_curl_lines_say() {
+    use std::io::BufRead;
+    let Some(url) = sql_support::postgres_url("postgres_example_answers_as_its_curl_lines_say") else { return };
+    let bin = tokio::task::spawn_blocking(build_postgres_example).await.unwrap();
+    let child = std::process::Command::new(&bin)
+        .args(["--addr", "127.0.0.1:0"])
+        .env("DATABASE_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    let stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            let done = line.starts_with("listening on http://");
+            let _ = tx.send(line.trim().to_owned());
+            if done {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no 'listening on'; {lines:?}"));
+        if line.starts_with("listening on http://") {
+            break;
+        }
+        lines.push(line);
+    }
+    // Each "# <status> ..." comment is followed by the command that answers it.
+    let mut checked = Vec::new();
+    for pair in lines.windows(2) {
+        let Some(expect) = pair[0].strip_prefix("# ").and_then(|c| c.get(..3)).filter(|s| s.parse::<u16>().is_ok())
+        else {
+            continue;
+        };
+        let got = run_printed(&pair[1]).await;
+        if pair[1].starts_with("for ") {
+            assert_eq!(got, ["200", "200", "200", "429", "429"], "{}", pair[1]);
+        } else {
+            assert_eq!(got, [expect], "{}", pair[1]);
+        }
+        checked.push(expect.to_owned());
+    }
+    assert_eq!(checked, ["200", "403", "403", "429"], "{lines:?}");
+
+    // The table holds the key's hash, not the key.
+    let acme = lines.iter().find(|l| l.starts_with("acme")).and_then(|l| l.split("x-api-key: ").nth(1)).unwrap();
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let row: (String, String) =
+        sqlx::query_as("SELECT api_key_sha256, name FROM tup_example.customers WHERE id = 'acme'")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(row.0, KeyHash::of(acme).to_hex());
 }

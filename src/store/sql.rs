@@ -1,66 +1,5 @@
-//! [`SqlKeyStore`]: keys and plans in PostgreSQL or SQLite (feature `sqlx`).
-//!
-//! One type serves both databases through [`sqlx::AnyPool`], with runtime queries in portable
-//! SQL (no `DATABASE_URL` needed to build). The store keeps only the SHA-256 of key values
-//! ([`KeyHash`]); a value is shown once, when [`create_key`](SqlKeyStore::create_key) or
-//! [`rotate_key`](SqlKeyStore::rotate_key) returns it.
-//!
-//! # Schema
-//!
-//! [`migrate`](SqlKeyStore::migrate) creates these tables (all prefixed `usage_plans_`, so they
-//! live beside the application's own). Times are unix seconds (UTC) in `BIGINT` columns;
-//! foreign keys cascade on delete.
-//!
-//! | table | columns | key |
-//! |---|---|---|
-//! | `usage_plans_plans` | `id`, `name`, `description`?, `throttle_rate`?, `throttle_burst`?, `quota_limit`?, `quota_period`? (`'DAY'`, `'WEEK'`, `'MONTH'`), `quota_offset`?, `created_at` | `id` |
-//! | `usage_plans_plan_stages` | `plan_id`, `api`, `stage`, `position` | `plan_id, api, stage` |
-//! | `usage_plans_method_throttles` | `plan_id`, `api`, `stage`, `method` (e.g. `/pets/GET`), `rate`, `burst`, `position` | `plan_id, api, stage, method` |
-//! | `usage_plans_keys` | `id`, `name`, `description`?, `enabled`, `customer_id`?, `expires_at`?, `created_at` | `id` |
-//! | `usage_plans_key_values` | `hash` (lowercase hex SHA-256 of the value), `key_id`, `expires_at`?, `created_at` | `hash` |
-//! | `usage_plans_plan_keys` | `plan_id`, `key_id` | `plan_id, key_id` |
-//! | `usage_plans_schema` | `version`, `name`, `applied_at` | `version` |
-//!
-//! (`?`: nullable.) A key may have several values (rows in `usage_plans_key_values`): that is
-//! how [`rotate_key`](SqlKeyStore::rotate_key) lets old and new values work side by side for a
-//! while. A value's effective expiry is the earlier of its own `expires_at` and its key's.
-//! `position` keeps the order of a plan's stages and method throttles.
-//!
-//! Migrations are embedded in the binary and recorded in `usage_plans_schema` (not in sqlx's
-//! `_sqlx_migrations`, which belongs to the application). Rows may also be written by other
-//! tools; the store validates what it reads and reports bad rows as errors.
-//!
-//! # Example
-//!
-//! ```
-//! use sqlx::any::AnyPoolOptions;
-//! use tower_usage_plans::{ApiKey, KeyStore, PlanStage, Quota, QuotaPeriod, SqlKeyStore, UsagePlan};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // PostgreSQL: SqlKeyStore::connect("postgres://app@db/app").await?
-//! // Here an in-memory SQLite database, which lives as long as its one connection.
-//! sqlx::any::install_default_drivers();
-//! let pool = AnyPoolOptions::new().max_connections(1).idle_timeout(None).max_lifetime(None)
-//!     .connect("sqlite::memory:").await?;
-//! let store = SqlKeyStore::new(pool);
-//! store.migrate().await?;
-//!
-//! store.put_plan(&UsagePlan::new("free")
-//!     .quota(Quota::new(100, QuotaPeriod::Day)?)
-//!     .stage(PlanStage::new("petstore", "prod"))).await?;
-//! let secret = store.create_key(ApiKey::new("acme").plan("free")).await?; // show it once
-//!
-//! let record = store.lookup(secret.expose()).await?.expect("the key exists");
-//! assert_eq!(record.key().id(), "acme");
-//! assert_eq!(record.plans()[0].id(), "free");
-//! assert!(store.lookup("not-a-key-0123456789").await?.is_none());
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! Give the layer its stage with
-//! [`UsagePlanLayerBuilder::stage`](crate::UsagePlanLayerBuilder::stage): this store carries none.
+//! [`SqlKeyStore`]: keys and plans in PostgreSQL or SQLite (feature `sqlx`). The schema and an
+//! example are in the type's documentation (this module is private).
 
 /// Columns 0-13 of a plan row: the plan, one of its stages, one of that stage's method throttles.
 macro_rules! plan_columns {
@@ -99,12 +38,81 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// API keys and usage plans in PostgreSQL or SQLite, looked up by the SHA-256 of the
-/// presented value. See the [module docs](self) for the schema.
+/// API keys and usage plans in PostgreSQL or SQLite (feature `sqlx`), looked up by the SHA-256
+/// of the presented value.
 ///
 /// A lookup is one query. The layer caches its answers
 /// ([`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)), so changes made here reach
 /// a running layer within that time.
+///
+/// One type serves both databases through [`sqlx::AnyPool`], with runtime queries in portable
+/// SQL (no `DATABASE_URL` needed to build). The store keeps only the SHA-256 of key values
+/// ([`KeyHash`]); a value is shown once, when [`create_key`](SqlKeyStore::create_key) or
+/// [`rotate_key`](SqlKeyStore::rotate_key) returns it.
+///
+/// # Schema
+///
+/// [`migrate`](SqlKeyStore::migrate) creates these tables (all prefixed `usage_plans_`, so they
+/// live beside the application's own). Times are unix seconds (UTC) in `BIGINT` columns;
+/// foreign keys cascade on delete.
+///
+/// | table | columns | key |
+/// |---|---|---|
+/// | `usage_plans_plans` | `id`, `name`, `description`?, `throttle_rate`?, `throttle_burst`?, `quota_limit`?, `quota_period`? (`'DAY'`, `'WEEK'`, `'MONTH'`), `quota_offset`?, `created_at` | `id` |
+/// | `usage_plans_plan_stages` | `plan_id`, `api`, `stage`, `position` | `plan_id, api, stage` |
+/// | `usage_plans_method_throttles` | `plan_id`, `api`, `stage`, `method` (e.g. `/pets/GET`), `rate`, `burst`, `position` | `plan_id, api, stage, method` |
+/// | `usage_plans_keys` | `id`, `name`, `description`?, `enabled`, `customer_id`?, `expires_at`?, `created_at` | `id` |
+/// | `usage_plans_key_values` | `hash` (lowercase hex SHA-256 of the value), `key_id`, `expires_at`?, `created_at` | `hash` |
+/// | `usage_plans_plan_keys` | `plan_id`, `key_id` | `plan_id, key_id` |
+/// | `usage_plans_schema` | `version`, `name`, `applied_at` | `version` |
+///
+/// (`?`: nullable.) A key may have several values (rows in `usage_plans_key_values`): that is
+/// how [`rotate_key`](SqlKeyStore::rotate_key) lets old and new values work side by side for a
+/// while. A value's effective expiry is the earlier of its own `expires_at` and its key's.
+/// `position` keeps the order of a plan's stages and method throttles. `enabled` is a `BOOLEAN`
+/// (1 or 0 in SQLite).
+///
+/// Migrations are embedded in the binary and recorded in `usage_plans_schema` (not in sqlx's
+/// `_sqlx_migrations`, which belongs to the application). Rows may also be written by other
+/// tools; the store validates what it reads and reports bad rows as errors.
+///
+/// # Example
+///
+/// ```
+/// use sqlx::any::AnyPoolOptions;
+/// use tower_usage_plans::{
+///     ApiKey, KeyStore, PlanStage, Quota, QuotaPeriod, SqlKeyStore, Stage, UsagePlan, UsagePlanLayer,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // PostgreSQL: SqlKeyStore::connect("postgres://app@db/app").await?
+/// // Here an in-memory SQLite database, which lives as long as its one connection.
+/// sqlx::any::install_default_drivers();
+/// let pool = AnyPoolOptions::new().max_connections(1).idle_timeout(None).max_lifetime(None)
+///     .connect("sqlite::memory:").await?;
+/// let store = SqlKeyStore::new(pool);
+/// store.migrate().await?;
+///
+/// store.put_plan(&UsagePlan::new("free")
+///     .quota(Quota::new(100, QuotaPeriod::Day)?)
+///     .stage(PlanStage::new("petstore", "prod"))).await?;
+/// let secret = store.create_key(ApiKey::new("acme").plan("free")).await?; // show it once
+///
+/// let record = store.lookup(secret.expose()).await?.expect("the key exists");
+/// assert_eq!(record.key().id(), "acme");
+/// assert_eq!(record.plans()[0].id(), "free");
+/// assert!(store.lookup("not-a-key-0123456789").await?.is_none());
+///
+/// // This store carries no stage: give the layer the one it guards.
+/// let layer = UsagePlanLayer::builder(store.clone()).stage(Stage::new("petstore", "prod")).build();
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Without a stage ([`UsagePlanLayerBuilder::stage`](crate::UsagePlanLayerBuilder::stage)) the
+/// layer applies a key's first plan (by id), whatever stages it is bound to.
 #[derive(Clone)]
 pub struct SqlKeyStore {
     pool: AnyPool,
