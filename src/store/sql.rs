@@ -129,8 +129,8 @@ impl fmt::Debug for SqlKeyStore {
 }
 
 impl SqlKeyStore {
-    /// Connects to `url` (`postgres://...` or `sqlite://...`) with a default pool, installing
-    /// sqlx's default `Any` drivers first.
+    /// Connects to `url` (`postgres://...`, or `sqlite://path?mode=rwc` to create the file if
+    /// missing) with a default pool, installing sqlx's default `Any` drivers first.
     ///
     /// For `sqlite::memory:` build a pool of one connection and use [`new`](Self::new): every
     /// in-memory connection is a database of its own. If the application installs `Any`

@@ -2,6 +2,8 @@
 //! fresh schema per test, dropped afterwards).
 #![allow(dead_code, unreachable_pub)]
 
+pub mod example;
+
 use sqlx::{Connection, Executor, PgConnection, Row, SqliteConnection};
 use std::path::PathBuf;
 use tower_usage_plans::{keys, SqlKeyStore};

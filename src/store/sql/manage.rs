@@ -300,6 +300,11 @@ impl SqlKeyStore {
     /// Gives a key a new generated value and returns it; the key's other current values keep
     /// working for `overlap` (or until their earlier expiry), then only the new one does.
     /// Uses the system clock; see [`rotate_key_at`](Self::rotate_key_at).
+    ///
+    /// A running layer learns an old value's new expiry when it next looks that value up, within
+    /// its [`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl): choose an overlap
+    /// longer than the TTL. The same holds for [`set_key_enabled`](Self::set_key_enabled) and
+    /// [`set_key_expiry`](Self::set_key_expiry).
     pub async fn rotate_key(&self, id: &str, overlap: Duration) -> Result<KeySecret, SqlStoreError> {
         self.rotate_key_at(id, overlap, SystemTime::now()).await
     }
