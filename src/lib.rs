@@ -77,7 +77,8 @@
 //!   must pass; the counter backend holds their state and answers all-or-nothing. In-process
 //!   atomics by default; a distributed backend (Redis) plugs in here and may answer later, which
 //!   the service awaits without other changes.
-//! - `store`: the [`KeyStore`] trait and [`InMemoryKeyStore`].
+//! - `store`: the [`KeyStore`] trait and [`InMemoryKeyStore`]; with feature `sqlx`,
+//!   `SqlKeyStore` (PostgreSQL or SQLite, keys stored as SHA-256 hashes).
 //! - `http`: [`UsagePlanLayer`], [`UsagePlanService`], [`ResponseFuture`], key extraction
 //!   ([`KeySource`]), rejection rendering ([`RenderRejection`]) and rate-limit headers.
 //!
@@ -85,6 +86,8 @@
 //! service's; refusals are responses, so `Error = S::Error`.
 //!
 //! [tower]: https://docs.rs/tower
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
@@ -115,3 +118,6 @@ pub use crate::store::{
     CacheStats, CachedKeyStore, CachedKeyStoreBuilder, InMemoryKeyStore, Invalidation, KeyRecord, KeyStore,
     LookupBudgetExhausted, StoreError,
 };
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub use crate::store::{SqlKeyStore, SqlStoreError, SqlStoreErrorKind};

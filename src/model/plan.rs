@@ -22,6 +22,7 @@ use std::time::SystemTime;
 pub struct UsagePlan {
     id: Arc<str>,
     name: String,
+    description: Option<String>,
     throttle: Option<Throttle>,
     quota: Option<Quota>,
     created: Option<SystemTime>,
@@ -32,12 +33,26 @@ impl UsagePlan {
     /// A plan with no limits and no stages.
     pub fn new(id: impl Into<Arc<str>>) -> Self {
         let id = id.into();
-        Self { name: id.to_string(), id, throttle: None, quota: None, created: None, stages: Vec::new() }
+        Self {
+            name: id.to_string(),
+            id,
+            description: None,
+            throttle: None,
+            quota: None,
+            created: None,
+            stages: Vec::new(),
+        }
     }
 
     /// Sets the display name.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
         self
     }
 
@@ -79,6 +94,12 @@ impl UsagePlan {
     #[must_use]
     pub fn display_name(&self) -> &str {
         &self.name
+    }
+
+    /// The description, if any.
+    #[must_use]
+    pub fn description_text(&self) -> Option<&str> {
+        self.description.as_deref()
     }
 
     /// The per-key throttle, if any.

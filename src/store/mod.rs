@@ -1,4 +1,5 @@
-//! Where keys come from: the [`KeyStore`] trait and the in-memory store.
+//! Where keys come from: the [`KeyStore`] trait, the in-memory store and (feature `sqlx`) the
+//! SQL store.
 //!
 //! A store answers one question, asynchronously: *which key record and plans belong to this
 //! presented value?* The layer caches answers (see
@@ -7,9 +8,14 @@
 
 mod cache;
 mod memory;
+#[cfg(feature = "sqlx")]
+mod sql;
 
 pub use cache::{CacheStats, CachedKeyStore, CachedKeyStoreBuilder, LookupBudgetExhausted};
 pub use memory::InMemoryKeyStore;
+#[cfg(feature = "sqlx")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
+pub use sql::{SqlKeyStore, SqlStoreError, SqlStoreErrorKind};
 
 use crate::model::{ApiKey, Stage, UsagePlan};
 use std::future::Future;

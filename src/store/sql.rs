@@ -1,0 +1,359 @@
+//! [`SqlKeyStore`]: keys and plans in PostgreSQL or SQLite (feature `sqlx`). The schema and an
+//! example are in the type's documentation (this module is private).
+
+/// Columns 0-13 of a plan row: the plan, one of its stages, one of that stage's method throttles.
+macro_rules! plan_columns {
+    () => {
+        "p.id, p.name, p.description, p.throttle_rate, p.throttle_burst, p.quota_limit, p.quota_period, \
+         p.quota_offset, p.created_at, s.api, s.stage, m.method, m.rate, m.burst"
+    };
+}
+/// Joins a plan `p` to its stages `s` and method throttles `m`.
+macro_rules! plan_joins {
+    () => {
+        "LEFT JOIN usage_plans_plan_stages s ON s.plan_id = p.id \
+         LEFT JOIN usage_plans_method_throttles m ON m.plan_id = s.plan_id AND m.api = s.api AND m.stage = s.stage"
+    };
+}
+/// Rows of one plan together, stages and methods in their stored order.
+macro_rules! plan_order {
+    () => {
+        "ORDER BY p.id, s.position, m.position"
+    };
+}
+
+mod error;
+mod manage;
+mod migrate;
+
+pub use error::{SqlStoreError, SqlStoreErrorKind};
+
+use crate::error::ConfigError;
+use crate::keys::KeyHash;
+use crate::model::{ApiKey, PlanStage, Quota, QuotaPeriod, Throttle, UsagePlan};
+use crate::store::{KeyRecord, KeyStore, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// API keys and usage plans in PostgreSQL or SQLite (feature `sqlx`), looked up by the SHA-256
+/// of the presented value.
+///
+/// A lookup is one query. The layer caches its answers
+/// ([`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)), so changes made here reach
+/// a running layer within that time.
+///
+/// One type serves both databases through [`sqlx::AnyPool`], with runtime queries in portable
+/// SQL (no `DATABASE_URL` needed to build). The store keeps only the SHA-256 of key values
+/// ([`KeyHash`]); a value is shown once, when [`create_key`](SqlKeyStore::create_key) or
+/// [`rotate_key`](SqlKeyStore::rotate_key) returns it.
+///
+/// # Schema
+///
+/// [`migrate`](SqlKeyStore::migrate) creates these tables (all prefixed `usage_plans_`, so they
+/// live beside the application's own). Times are unix seconds (UTC) in `BIGINT` columns;
+/// foreign keys cascade on delete.
+///
+/// | table | columns | key |
+/// |---|---|---|
+/// | `usage_plans_plans` | `id`, `name`, `description`?, `throttle_rate`?, `throttle_burst`?, `quota_limit`?, `quota_period`? (`'DAY'`, `'WEEK'`, `'MONTH'`), `quota_offset`?, `created_at` | `id` |
+/// | `usage_plans_plan_stages` | `plan_id`, `api`, `stage`, `position` | `plan_id, api, stage` |
+/// | `usage_plans_method_throttles` | `plan_id`, `api`, `stage`, `method` (e.g. `/pets/GET`), `rate`, `burst`, `position` | `plan_id, api, stage, method` |
+/// | `usage_plans_keys` | `id`, `name`, `description`?, `enabled`, `customer_id`?, `expires_at`?, `created_at` | `id` |
+/// | `usage_plans_key_values` | `hash` (lowercase hex SHA-256 of the value), `key_id`, `expires_at`?, `created_at` | `hash` |
+/// | `usage_plans_plan_keys` | `plan_id`, `key_id` | `plan_id, key_id` |
+/// | `usage_plans_schema` | `version`, `name`, `applied_at` | `version` |
+///
+/// (`?`: nullable.) A key may have several values (rows in `usage_plans_key_values`): that is
+/// how [`rotate_key`](SqlKeyStore::rotate_key) lets old and new values work side by side for a
+/// while. A value's effective expiry is the earlier of its own `expires_at` and its key's.
+/// `position` keeps the order of a plan's stages and method throttles. `enabled` is a `BOOLEAN`
+/// (1 or 0 in SQLite).
+///
+/// Migrations are embedded in the binary and recorded in `usage_plans_schema` (not in sqlx's
+/// `_sqlx_migrations`, which belongs to the application). Rows may also be written by other
+/// tools; the store validates what it reads and reports bad rows as errors.
+///
+/// # Example
+///
+/// ```
+/// use sqlx::any::AnyPoolOptions;
+/// use tower_usage_plans::{
+///     ApiKey, KeyStore, PlanStage, Quota, QuotaPeriod, SqlKeyStore, Stage, UsagePlan, UsagePlanLayer,
+/// };
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // PostgreSQL: SqlKeyStore::connect("postgres://app@db/app").await?
+/// // Here an in-memory SQLite database, which lives as long as its one connection.
+/// sqlx::any::install_default_drivers();
+/// let pool = AnyPoolOptions::new().max_connections(1).idle_timeout(None).max_lifetime(None)
+///     .connect("sqlite::memory:").await?;
+/// let store = SqlKeyStore::new(pool);
+/// store.migrate().await?;
+///
+/// store.put_plan(&UsagePlan::new("free")
+///     .quota(Quota::new(100, QuotaPeriod::Day)?)
+///     .stage(PlanStage::new("petstore", "prod"))).await?;
+/// let secret = store.create_key(ApiKey::new("acme").plan("free")).await?; // show it once
+///
+/// let record = store.lookup(secret.expose()).await?.expect("the key exists");
+/// assert_eq!(record.key().id(), "acme");
+/// assert_eq!(record.plans()[0].id(), "free");
+/// assert!(store.lookup("not-a-key-0123456789").await?.is_none());
+///
+/// // This store carries no stage: give the layer the one it guards.
+/// let layer = UsagePlanLayer::builder(store.clone()).stage(Stage::new("petstore", "prod")).build();
+/// # let _ = layer;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Without a stage ([`UsagePlanLayerBuilder::stage`](crate::UsagePlanLayerBuilder::stage)) the
+/// layer applies a key's first plan (by id), whatever stages it is bound to.
+#[derive(Clone)]
+pub struct SqlKeyStore {
+    pool: AnyPool,
+}
+
+impl fmt::Debug for SqlKeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password: show its scheme only.
+        f.debug_struct("SqlKeyStore")
+            .field("database", &self.pool.connect_options().database_url.scheme())
+            .field("connections", &self.pool.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlKeyStore {
+    /// Connects to `url` (`postgres://...`, or `sqlite://path?mode=rwc` to create the file if
+    /// missing) with a default pool, installing sqlx's default `Any` drivers first.
+    ///
+    /// For `sqlite::memory:` build a pool of one connection and use [`new`](Self::new): every
+    /// in-memory connection is a database of its own. If the application installs `Any`
+    /// drivers itself (`sqlx::any::install_drivers`), use [`new`](Self::new) too.
+    pub async fn connect(url: &str) -> Result<Self, SqlStoreError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPool::connect(url).await.map_err(|e| SqlStoreError::db("connect", e))?;
+        Ok(Self::new(pool))
+    }
+
+    /// A store over an existing pool (`sqlx::any::install_default_drivers()` must have run
+    /// before the pool was made). Call [`migrate`](Self::migrate) before use.
+    #[must_use]
+    pub fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool.
+    #[must_use]
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The record for a value with this hash: one query joining the value, its key, the key's
+    /// plans, their stages and their method throttles.
+    async fn lookup_hash(&self, hash: &str) -> Result<Option<KeyRecord>, SqlStoreError> {
+        const QUERY: &str = concat!(
+            "SELECT k.id, k.name, k.description, CASE WHEN k.enabled THEN 1 ELSE 0 END, k.customer_id, ",
+            "k.expires_at, v.expires_at, ",
+            plan_columns!(),
+            " FROM usage_plans_key_values v JOIN usage_plans_keys k ON k.id = v.key_id",
+            " LEFT JOIN usage_plans_plan_keys pk ON pk.key_id = k.id",
+            " LEFT JOIN usage_plans_plans p ON p.id = pk.plan_id ",
+            plan_joins!(),
+            " WHERE v.hash = $1 ",
+            plan_order!()
+        );
+        let rows = sqlx::query(QUERY)
+            .bind(hash)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| SqlStoreError::db("look up a key value", e))?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let value_expires: Option<i64> = get(first, 6)?;
+        let mut plans = PlanRows::default();
+        for row in &rows {
+            plans.push(row, 7)?;
+        }
+        let plans = plans.finish();
+        let key = key_from_row(first, value_expires, plans.iter().map(|p| p.id()))?;
+        Ok(Some(KeyRecord::new(key, plans.into_iter().map(Arc::new).collect())))
+    }
+}
+
+impl KeyStore for SqlKeyStore {
+    async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.lookup_hash(&KeyHash::of(presented).to_hex()).await.map_err(StoreError::new)
+    }
+}
+
+/// The database behind an `Any` connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Postgres,
+    Sqlite,
+    Other,
+}
+
+impl Backend {
+    fn of(conn: &AnyConnection) -> Self {
+        match conn.backend_name() {
+            "PostgreSQL" => Self::Postgres,
+            "SQLite" => Self::Sqlite,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Column `i` of `row`.
+fn get<'r, T>(row: &'r AnyRow, i: usize) -> Result<T, SqlStoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(i).map_err(|e| SqlStoreError::db(format!("read column {i}"), e))
+}
+
+/// Builds plans from rows of [`plan_columns!`] starting at column `at`, ordered by [`plan_order!`].
+#[derive(Default)]
+struct PlanRows {
+    plans: Vec<(UsagePlan, Vec<PlanStage>)>,
+}
+
+impl PlanRows {
+    fn push(&mut self, row: &AnyRow, at: usize) -> Result<(), SqlStoreError> {
+        let Some(id) = get::<Option<String>>(row, at)? else { return Ok(()) };
+        if self.plans.last().is_none_or(|(p, _)| p.id() != id) {
+            let plan = plan_head(row, at, &id)?;
+            self.plans.push((plan, Vec::new()));
+        }
+        let Some((_, stages)) = self.plans.last_mut() else { return Ok(()) };
+        let (Some(api), Some(stage)) = (get::<Option<String>>(row, at + 9)?, get::<Option<String>>(row, at + 10)?)
+        else {
+            return Ok(());
+        };
+        let mut current = match stages.pop() {
+            Some(s) if s.api() == api && s.stage_name() == stage => s,
+            other => {
+                stages.extend(other);
+                PlanStage::new(api, stage)
+            }
+        };
+        if let Some(method) = get::<Option<String>>(row, at + 11)? {
+            let field = || format!("usage_plans_method_throttles[{id:?}, {method:?}]");
+            let rate: f64 = get(row, at + 12)?;
+            let burst = u32::try_from(get::<i64>(row, at + 13)?)
+                .map_err(|_| SqlStoreError::bad_row(field(), &ConfigError::invalid("burst", "out of range")))?;
+            let throttle = Throttle::new(rate, burst).map_err(|e| SqlStoreError::bad_row(field(), &e))?;
+            current = current.method_throttle(&method, throttle).map_err(|e| SqlStoreError::bad_row(field(), &e))?;
+        }
+        stages.push(current);
+        Ok(())
+    }
+
+    /// The plans, sorted by id (byte order, the same on every database).
+    fn finish(self) -> Vec<UsagePlan> {
+        let mut plans: Vec<UsagePlan> =
+            self.plans.into_iter().map(|(plan, stages)| stages.into_iter().fold(plan, UsagePlan::stage)).collect();
+        plans.sort_by(|a, b| a.id().cmp(b.id()));
+        plans
+    }
+}
+
+/// The plan's own columns (no stages).
+fn plan_head(row: &AnyRow, at: usize, id: &str) -> Result<UsagePlan, SqlStoreError> {
+    let bad = |column: &str, e: ConfigError| SqlStoreError::bad_row(format!("usage_plans_plans[{id:?}].{column}"), &e);
+    let mut plan = UsagePlan::new(id).name(get::<String>(row, at + 1)?);
+    if let Some(d) = get::<Option<String>>(row, at + 2)? {
+        plan = plan.description(d);
+    }
+    match (get::<Option<f64>>(row, at + 3)?, get::<Option<i64>>(row, at + 4)?) {
+        (None, None) => {}
+        (Some(rate), Some(burst)) => {
+            let burst =
+                u32::try_from(burst).map_err(|_| bad("throttle_burst", ConfigError::invalid("", "out of range")))?;
+            plan = plan.throttle(Throttle::new(rate, burst).map_err(|e| bad("throttle", e))?);
+        }
+        _ => {
+            return Err(bad("throttle_rate", ConfigError::invalid("", "rate and burst must both be set or both null")))
+        }
+    }
+    let limit: Option<i64> = get(row, at + 5)?;
+    let period: Option<String> = get(row, at + 6)?;
+    let offset: Option<i64> = get(row, at + 7)?;
+    match (limit, period) {
+        (None, None) => {}
+        (Some(limit), Some(period)) => {
+            let period = match period.as_str() {
+                "DAY" => QuotaPeriod::Day,
+                "WEEK" => QuotaPeriod::Week,
+                "MONTH" => QuotaPeriod::Month,
+                other => {
+                    return Err(bad("quota_period", ConfigError::invalid("", format!("unknown period {other:?}"))))
+                }
+            };
+            let limit = u64::try_from(limit).map_err(|_| bad("quota_limit", ConfigError::invalid("", "negative")))?;
+            let offset = u64::try_from(offset.unwrap_or(0))
+                .map_err(|_| bad("quota_offset", ConfigError::invalid("", "negative")))?;
+            let quota = Quota::new(limit, period).and_then(|q| q.with_offset(offset)).map_err(|e| bad("quota", e))?;
+            plan = plan.quota(quota);
+        }
+        _ => {
+            return Err(bad("quota_limit", ConfigError::invalid("", "limit and period must both be set or both null")))
+        }
+    }
+    let created: i64 = get(row, at + 8)?;
+    let created = from_unix(created).ok_or_else(|| bad("created_at", ConfigError::invalid("", "out of range")))?;
+    Ok(plan.created(created))
+}
+
+/// A key from columns 0-5 (id, name, description, enabled as 0/1, customer_id, expires_at),
+/// expiring at the earlier of its own expiry and `value_expires`.
+fn key_from_row<'a>(
+    row: &AnyRow,
+    value_expires: Option<i64>,
+    plan_ids: impl Iterator<Item = &'a str>,
+) -> Result<ApiKey, SqlStoreError> {
+    let id: String = get(row, 0)?;
+    let mut key = ApiKey::new(id.as_str()).name(get::<String>(row, 1)?).enabled(get::<i64>(row, 3)? != 0);
+    if let Some(d) = get::<Option<String>>(row, 2)? {
+        key = key.description(d);
+    }
+    if let Some(c) = get::<Option<String>>(row, 4)? {
+        key = key.customer_id(c);
+    }
+    let expires = match (get::<Option<i64>>(row, 5)?, value_expires) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(e) = expires {
+        let at = from_unix(e).ok_or_else(|| {
+            SqlStoreError::bad_row(
+                format!("usage_plans_keys[{id:?}].expires_at"),
+                &ConfigError::invalid("", "out of range"),
+            )
+        })?;
+        key = key.expires(at);
+    }
+    Ok(plan_ids.fold(key, |k, p| k.plan(p.to_owned())))
+}
+
+/// Whole unix seconds, rounded down (as the engine compares expiries).
+fn unix_secs(t: SystemTime) -> i64 {
+    crate::engine::unix_secs(t)
+}
+
+fn unix_now() -> i64 {
+    unix_secs(SystemTime::now())
+}
+
+fn from_unix(secs: i64) -> Option<SystemTime> {
+    if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs.unsigned_abs()))
+    } else {
+        UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))
+    }
+}
