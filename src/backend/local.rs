@@ -1,11 +1,12 @@
 //! The in-process backend: every counter is an atomic in this process. Exact under any
 //! concurrency; answers at once and allocates nothing on the allowed path.
 
-use super::{bucket_view, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refused, Verdict};
+use super::{bucket_view, BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refused, Verdict};
 use crate::engine::{CompiledPlan, Gcra, Limits, QuotaRule, Undo};
 use crate::model::{MethodKey, Stage};
-use std::collections::HashMap;
+use std::any::Any;
 use std::fmt;
+use std::hash::BuildHasher;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -15,22 +16,44 @@ use std::sync::Arc;
 struct LocalKey {
     key: AtomicU64,
     quota: AtomicU64,
+    /// The bucket of the plan's first method throttle (most plans have at most one); no separate
+    /// allocation to reach.
+    methods: [AtomicU64; 1],
+    /// What few keys need, out of line to keep every key's state small.
+    extra: Option<Box<Extra>>,
+    /// The key id (shared with the store's record, not a copy).
+    id: Arc<str>,
+    /// The plan version this state was made for (its method keys carry buckets over changes).
+    plan: Arc<CompiledPlan>,
+}
+
+#[derive(Debug)]
+struct Extra {
     /// When a plan change replaced the method list, the first state of this key and plan: its
     /// `key` and `quota` are the ones that count, so a plan change never loses a count.
     origin: Option<Arc<LocalKey>>,
-    /// The buckets of the plan's first two method throttles (most plans have at most two), in
-    /// the plan's order; no separate allocation to reach.
-    methods: [AtomicU64; 2],
-    /// The buckets of any further method throttles.
-    more_methods: Option<Box<[AtomicU64]>>,
-    /// The plan version this state was made for (its method keys carry buckets over changes).
-    plan: Arc<CompiledPlan>,
+    /// The buckets of method throttles after the first.
+    more_methods: Box<[AtomicU64]>,
+}
+
+impl BackendKey for LocalKey {
+    fn key_id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
 }
 
 impl LocalKey {
     /// The state holding the plan bucket and the quota count.
     fn core(&self) -> &LocalKey {
-        self.origin.as_deref().unwrap_or(self)
+        self.extra.as_ref().and_then(|e| e.origin.as_deref()).unwrap_or(self)
     }
 
     fn method(&self, i: usize) -> Option<&AtomicU64> {
@@ -39,7 +62,7 @@ impl LocalKey {
         } else if i < self.methods.len() {
             self.methods.get(i)
         } else {
-            self.more_methods.as_ref().and_then(|m| m.get(i - self.methods.len()))
+            self.extra.as_ref().and_then(|e| e.more_methods.get(i - self.methods.len()))
         }
     }
 
@@ -47,9 +70,6 @@ impl LocalKey {
         &self.plan.method_keys
     }
 }
-
-/// A key id and a plan id.
-type KeyAndPlan = (Arc<str>, Arc<str>);
 
 /// Counters in this process. The key cache holds each key's state (so a request reaches it
 /// without a second lookup); `keys` is the index that makes it one state per key and plan, shared
@@ -59,7 +79,41 @@ pub(crate) struct InProcess {
     stage_methods: Box<[AtomicU64]>,
     stage_default: AtomicU64,
     account: AtomicU64,
-    keys: parking_lot::Mutex<HashMap<KeyAndPlan, Arc<LocalKey>>>,
+    keys: parking_lot::Mutex<KeyIndex>,
+}
+
+/// The states by (key id, plan id): a table of pointers (9 bytes a slot), each state carrying
+/// its own ids for hashing and comparison.
+#[derive(Default)]
+struct KeyIndex {
+    table: hashbrown::HashTable<Arc<LocalKey>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl KeyIndex {
+    fn hash(&self, id: &str, plan: &str) -> u64 {
+        self.hasher.hash_one((id, plan))
+    }
+
+    fn get(&self, id: &str, plan: &str) -> Option<&Arc<LocalKey>> {
+        self.table.find(self.hash(id, plan), |s| &*s.id == id && s.plan.plan.id() == plan)
+    }
+
+    fn put(&mut self, state: &Arc<LocalKey>) {
+        let (id, plan) = (&*state.id, state.plan.plan.id());
+        let hash = self.hash(id, plan);
+        let hasher = &self.hasher;
+        match self.table.entry(
+            hash,
+            |s| &*s.id == id && s.plan.plan.id() == plan,
+            |s| hasher.hash_one((&*s.id, s.plan.plan.id())),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = Arc::clone(state),
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(Arc::clone(state));
+            }
+        }
+    }
 }
 
 impl fmt::Debug for InProcess {
@@ -74,7 +128,7 @@ impl InProcess {
             stage_methods: (0..stage.map_or(0, |s| s.methods().len())).map(|_| AtomicU64::new(0)).collect(),
             stage_default: AtomicU64::new(0),
             account: AtomicU64::new(0),
-            keys: parking_lot::Mutex::new(HashMap::new()),
+            keys: parking_lot::Mutex::new(KeyIndex::default()),
         }
     }
 
@@ -120,19 +174,20 @@ impl InProcess {
 
 impl CounterBackend for InProcess {
     fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>) -> KeyState {
-        let slot = (Arc::clone(id), Arc::clone(plan.plan.id_arc()));
         let mut keys = self.keys.lock();
         // The index is the authority; `previous` (this value's last state) only matters for a
         // state made before the index knew the key, which cannot happen here but keeps the
         // contract of the seam.
-        let previous = keys.get(&slot).cloned().or_else(|| {
+        let previous = keys.get(id, plan.plan.id()).cloned().or_else(|| {
             previous
-                .and_then(|p| Arc::clone(p).downcast::<LocalKey>().ok())
-                .filter(|p| p.plan.plan.id() == plan.plan.id())
+                .and_then(|p| Arc::clone(p).into_any().downcast::<LocalKey>().ok())
+                .filter(|p| p.plan.plan.id() == plan.plan.id() && p.id == *id)
         });
         if let Some(p) = &previous {
             if p.method_keys() == &plan.method_keys[..] {
-                keys.entry(slot).or_insert_with(|| Arc::clone(p));
+                if keys.get(id, plan.plan.id()).is_none() {
+                    keys.put(p);
+                }
                 return Arc::clone(p) as KeyState;
             }
         }
@@ -146,20 +201,23 @@ impl CounterBackend for InProcess {
             AtomicU64::new(carried.map_or(0, |s| s.load(std::sync::atomic::Ordering::Acquire)))
         };
         let n = plan.method_keys.len();
+        let origin =
+            previous.as_ref().map(|p| p.extra.as_ref().and_then(|e| e.origin.clone()).unwrap_or_else(|| Arc::clone(p)));
         let state = Arc::new(LocalKey {
             key: AtomicU64::new(0),
             quota: AtomicU64::new(0),
-            origin: previous.as_ref().map(|p| p.origin.clone().unwrap_or_else(|| Arc::clone(p))),
-            methods: [start(0), start(1)],
-            more_methods: (n > 2).then(|| (2..n).map(start).collect()),
+            methods: [start(0)],
+            extra: (origin.is_some() || n > 1)
+                .then(|| Box::new(Extra { origin, more_methods: (1..n).map(start).collect() })),
+            id: Arc::clone(id),
             plan: Arc::clone(plan),
         });
-        keys.insert(slot, Arc::clone(&state));
+        keys.put(&state);
         state
     }
 
     fn check(&self, check: &Check<'_>) -> Verdict {
-        let local = check.key.and_then(|k| k.state.downcast_ref::<LocalKey>());
+        let local = check.key.and_then(|k| k.state.as_any().downcast_ref::<LocalKey>());
         let mut taken: [Option<(&AtomicU64, Undo)>; 5] = [None; 5];
         for (i, bucket) in check.buckets.iter().enumerate() {
             let Some(bucket) = bucket else { continue };
@@ -187,7 +245,7 @@ impl CounterBackend for InProcess {
                         let state = Arc::clone(key.state);
                         let ticket = counted.ticket;
                         refund = Some(Box::new(move || {
-                            if let Some(local) = state.downcast_ref::<LocalKey>() {
+                            if let Some(local) = state.as_any().downcast_ref::<LocalKey>() {
                                 QuotaRule::refund(&local.core().quota, ticket);
                             }
                         }) as super::Refund);

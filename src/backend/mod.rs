@@ -49,7 +49,18 @@ pub(crate) struct BucketRef<'a> {
 
 /// A backend's state for one key under one plan, made by [`CounterBackend::key_state`] and kept
 /// in the key cache, so a request finds it without another lookup.
-pub(crate) type KeyState = Arc<dyn Any + Send + Sync>;
+pub(crate) type KeyState = Arc<dyn BackendKey>;
+
+/// What every backend's per-key state offers the engine: the key id (kept once, here, not in
+/// the cache entry as well) and a way back to the backend's own type.
+pub(crate) trait BackendKey: Any + Send + Sync + fmt::Debug {
+    /// The key id (never the secret value).
+    fn key_id(&self) -> &Arc<str>;
+    /// For the backend's downcasts.
+    fn as_any(&self) -> &dyn Any;
+    /// For the backend's downcasts of the shared pointer.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
 
 /// The key side of a check.
 #[derive(Debug, Clone, Copy)]

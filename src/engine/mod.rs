@@ -199,8 +199,9 @@ impl Engine {
 
     /// The store's current invalidation generation (0 for a store without a handle). Read it
     /// before asking the store, and pass it to [`decide_record`](Self::decide_record).
-    pub(crate) fn generation(&self) -> u64 {
-        self.invalidation.as_ref().map_or(0, Invalidation::generation)
+    pub(crate) fn generation(&self) -> u32 {
+        // Compared for equality only: the low 32 bits suffice.
+        self.invalidation.as_ref().map_or(0, |i| i.generation() as u32)
     }
 
     /// Stage routing for a request (which stage method, public or not).
@@ -253,7 +254,7 @@ impl Engine {
         &self,
         value: &[u8],
         record: Option<KeyRecord>,
-        generation: u64,
+        generation: u32,
         req: Req<'_>,
         slots: Slots,
         now: Now,
@@ -303,7 +304,7 @@ impl Engine {
         &self,
         record: KeyRecord,
         previous: Option<&KeyEntry>,
-        generation: u64,
+        generation: u32,
         now: Now,
     ) -> Result<KeyEntry, ConfigError> {
         let key = record.key();
@@ -312,12 +313,12 @@ impl Engine {
             None => record.plans().first(),
         };
         let grant = match plan {
-            _ if !key.is_enabled() => Grant::Disabled,
-            None => Grant::WrongStage,
+            _ if !key.is_enabled() => Grant::Disabled(Arc::clone(key.id_arc())),
+            None => Grant::WrongStage(Arc::clone(key.id_arc())),
             Some(plan) => {
                 let compiled = self.compile(plan, now)?;
                 let previous = previous.and_then(|p| match &p.grant {
-                    Grant::Plan(_, state) if *p.id == *key.id() => Some(state),
+                    Grant::Plan(_, state) if **state.key_id() == *key.id() => Some(state),
                     _ => None,
                 });
                 let state = self.backend.key_state(key.id_arc(), &compiled, previous);
@@ -325,9 +326,8 @@ impl Engine {
             }
         };
         Ok(KeyEntry {
-            id: Arc::clone(key.id_arc()),
             grant,
-            expires: key.expires_at().map_or(i64::MAX, unix_secs),
+            expires: key.expires_at().map_or(u32::MAX, |t| u32::try_from(unix_secs(t).max(0)).unwrap_or(u32::MAX)),
             fresh_until: now.mono_nanos.saturating_add(nanos(self.cache.ttl)),
             generation,
         })
@@ -385,29 +385,29 @@ impl Engine {
     fn decide(&self, entry: &KeyEntry, req: Req<'_>, slots: Slots, now: Now, want: Want) -> Decision {
         let (plan, state) = match &entry.grant {
             Grant::Plan(p, s) => (p, s),
-            Grant::Disabled => {
-                return Decision::Ready(Err(Rejection::new(RejectionKind::DisabledKey).with_key(&entry.id)))
+            Grant::Disabled(id) => {
+                return Decision::Ready(Err(Rejection::new(RejectionKind::DisabledKey).with_key(id)))
             }
-            Grant::WrongStage => {
-                return Decision::Ready(Err(Rejection::new(RejectionKind::WrongStage).with_key(&entry.id)))
+            Grant::WrongStage(id) => {
+                return Decision::Ready(Err(Rejection::new(RejectionKind::WrongStage).with_key(id)))
             }
         };
-        if now.unix_secs >= entry.expires {
-            return Decision::Ready(Err(Rejection::new(RejectionKind::ExpiredKey).with_key(&entry.id)));
+        if now.unix_secs >= i64::from(entry.expires) {
+            return Decision::Ready(Err(Rejection::new(RejectionKind::ExpiredKey).with_key(entry.id())));
         }
         let slots = match &plan.routes {
             Some(routes) => routes.lookup(req.method, req.path),
             None => slots,
         };
         let check = Check {
-            key: Some(KeyCheck { id: &entry.id, plan, state }),
+            key: Some(KeyCheck { id: entry.id(), plan, state }),
             buckets: self.buckets(Some(plan), slots),
             quota: plan.quota.as_ref(),
             now,
             views: want.views,
             refund: want.refund,
         };
-        decision(self.backend.check(&check), Some(&entry.id))
+        decision(self.backend.check(&check), Some(entry.id()))
     }
 
     /// The buckets a request must pass, most specific first: per-key method, per-key plan,

@@ -32,16 +32,17 @@ pub(crate) struct CompiledPlan {
 #[derive(Clone)]
 pub(crate) enum Grant {
     Plan(Arc<CompiledPlan>, KeyState),
-    Disabled,
-    WrongStage,
+    /// The key id is kept here; a plan grant's is in its backend state.
+    Disabled(Arc<str>),
+    WrongStage(Arc<str>),
 }
 
 impl fmt::Debug for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Grant::Plan(p, _) => f.debug_tuple("Plan").field(&p.plan.id()).finish(),
-            Grant::Disabled => f.write_str("Disabled"),
-            Grant::WrongStage => f.write_str("WrongStage"),
+            Grant::Disabled(_) => f.write_str("Disabled"),
+            Grant::WrongStage(_) => f.write_str("WrongStage"),
         }
     }
 }
@@ -49,15 +50,26 @@ impl fmt::Debug for Grant {
 /// One cached key.
 #[derive(Debug, Clone)]
 pub(crate) struct KeyEntry {
-    pub(crate) id: Arc<str>,
     pub(crate) grant: Grant,
-    /// Unix seconds from which the key is expired (`i64::MAX`: never).
-    pub(crate) expires: i64,
+    /// Unix seconds from which the key is expired (`u32::MAX`: never; an expiry after 2106 counts
+    /// as never, so that this and `generation` fit in one word).
+    pub(crate) expires: u32,
     /// Monotonic nanoseconds until which the store's answer is used without asking again; it
     /// may still be used for the engine's stale-if-error window after that if the store fails.
     pub(crate) fresh_until: u64,
-    /// The store's invalidation generation the answer was asked at.
-    pub(crate) generation: u64,
+    /// The store's invalidation generation the answer was asked at (low 32 bits: compared for
+    /// equality only, so it wraps harmlessly).
+    pub(crate) generation: u32,
+}
+
+impl KeyEntry {
+    /// The key id.
+    pub(crate) fn id(&self) -> &Arc<str> {
+        match &self.grant {
+            Grant::Plan(_, state) => state.key_id(),
+            Grant::Disabled(id) | Grant::WrongStage(id) => id,
+        }
+    }
 }
 
 /// Per-key limits as seen right after a decision, for rate-limit headers.

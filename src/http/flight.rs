@@ -17,7 +17,7 @@ pub(crate) type Shared = Result<Option<KeyRecord>, ()>;
 #[derive(Debug)]
 enum State {
     Running(Vec<Waker>),
-    Done(Shared, u64),
+    Done(Shared, u32),
     Abandoned,
 }
 
@@ -71,7 +71,7 @@ pub(crate) struct Leader<'a> {
 
 impl Leader<'_> {
     /// Hands the store's answer, asked at invalidation `generation`, to the waiting requests.
-    pub(crate) fn answer(&self, result: &Result<Option<KeyRecord>, StoreError>, generation: u64) {
+    pub(crate) fn answer(&self, result: &Result<Option<KeyRecord>, StoreError>, generation: u32) {
         let shared = match result {
             Ok(record) => Ok(record.clone()),
             Err(_) => Err(()),
@@ -101,7 +101,7 @@ impl Drop for Leader<'_> {
 pub(crate) struct Wait(Arc<Flight>);
 
 impl Future for Wait {
-    type Output = Option<(Shared, u64)>;
+    type Output = Option<(Shared, u32)>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.0.state.lock();
@@ -123,7 +123,7 @@ mod tests {
     use super::*;
     use std::task::Waker;
 
-    fn poll(w: &mut Wait) -> Poll<Option<(Shared, u64)>> {
+    fn poll(w: &mut Wait) -> Poll<Option<(Shared, u32)>> {
         Pin::new(w).poll(&mut Context::from_waker(Waker::noop()))
     }
 

@@ -227,7 +227,7 @@ impl Shared {
     fn decide_looked_up(
         &self,
         looked_up: Result<Option<crate::store::KeyRecord>, ()>,
-        generation: u64,
+        generation: u32,
         value: &str,
         r: Req<'_>,
         slots: Slots,
