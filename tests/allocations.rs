@@ -72,8 +72,9 @@ fn per_request(style: RateLimitHeaders, path: &str) -> usize {
         assert_eq!(resp.status(), 200);
         drop(resp);
     }
-    counts.sort_unstable();
-    counts[counts.len() / 2]
+    // The most any one request allocated: the allocator is global and this binary runs one test,
+    // so nothing else allocates meanwhile.
+    counts.into_iter().max().unwrap_or(0)
 }
 
 #[test]
