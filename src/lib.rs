@@ -110,8 +110,8 @@ pub use crate::http::{
     UsagePlanLayer, UsagePlanLayerBuilder, UsagePlanService, MAX_PRESENTED_KEY_LEN,
 };
 pub use crate::model::{
-    ApiKey, Config, KeySecret, MethodKey, PlanStage, Quota, QuotaPeriod, Stage, Throttle, UsagePlan, MAX_KEY_LEN,
-    MAX_QUOTA_LIMIT, MIN_KEY_LEN,
+    ApiKey, Config, KeySecret, MethodKey, PlanStage, PreviousValue, Quota, QuotaPeriod, Stage, Throttle, UsagePlan,
+    MAX_KEY_LEN, MAX_QUOTA_LIMIT, MIN_KEY_LEN,
 };
 pub use crate::rejection::{Rejection, RejectionKind, ThrottleScope};
 pub use crate::store::{

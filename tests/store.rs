@@ -239,3 +239,57 @@ async fn moving_a_key_to_another_plan_starts_its_quota_under_that_plan() {
     clock.advance(Duration::from_secs(8 * 86_400));
     assert_eq!(statuses(&svc, "GET", "/", Some(k), 4).await, [200, 200, 200, 429]);
 }
+
+#[tokio::test]
+async fn a_rotated_key_in_a_config_file_accepts_its_old_value_until_the_overlap_ends() {
+    let clock = common::clock(); // 2026-11-23T12:00:00Z
+    let config = r#"
+[[plans]]
+id = "p"
+quota = { limit = 4, period = "DAY" }
+stages = [{ api = "petstore", stage = "prod" }]
+[[keys]]
+id = "k"
+value = "new-0123456789abcdefghij"
+plans = ["p"]
+previous_values = [{ value = "old-0123456789abcdefghij", until = "2026-11-23T13:00:00Z" }]
+"#;
+    let svc = common::service(&common::builder(config, &clock).key_cache_ttl(std::time::Duration::ZERO).build());
+    let (old, new) = (Some("old-0123456789abcdefghij"), Some("new-0123456789abcdefghij"));
+    // Both values work during the overlap and draw on one quota of 4.
+    assert_eq!(common::get(&svc, "/pets", old).await.status, 200);
+    assert_eq!(common::get(&svc, "/pets", new).await.status, 200);
+    assert_eq!(common::get(&svc, "/pets", old).await.status, 200);
+    // After the overlap the old value is refused; the new one still has its last request.
+    clock.advance(std::time::Duration::from_secs(3600));
+    common::forbidden(&common::get(&svc, "/pets", old).await);
+    assert_eq!(common::get(&svc, "/pets", new).await.status, 200);
+    common::limit_exceeded(&common::get(&svc, "/pets", new).await);
+}
+
+#[test]
+fn previous_values_are_checked_like_values() {
+    let base = |extra: &str| {
+        format!(
+            "{}[[keys]]\nid = \"k\"\nvalue = \"new-0123456789abcdefghij\"\nprevious_values = [{extra}]\n",
+            common::HEAD
+        )
+    };
+    let err = |extra: &str| tower_usage_plans::Config::from_toml_str(&base(extra)).unwrap_err().to_string();
+    assert_eq!(
+        err(r#"{ value = "new-0123456789abcdefghij", until = "2027-01-01T00:00:00Z" }"#),
+        "keys[0].previous_values[0].value: the same value as keys[0]"
+    );
+    assert!(err(r#"{ value = "short", until = "2027-01-01T00:00:00Z" }"#)
+        .starts_with("keys[0].previous_values[0].value: must be 20 to 128 characters"));
+    assert!(err(r#"{ value = "old-0123456789abcdefghij", until = "soon" }"#)
+        .starts_with("keys[0].previous_values[0].until:"));
+    let debug = format!(
+        "{:?}",
+        tower_usage_plans::Config::from_toml_str(&base(
+            r#"{ value = "old-0123456789abcdefghij", until = "2027-01-01T00:00:00Z" }"#
+        ))
+        .unwrap()
+    );
+    assert!(!debug.contains("old-0123456789abcdefghij"), "{debug}");
+}

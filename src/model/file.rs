@@ -39,6 +39,35 @@ pub struct Config {
     stage: Stage,
     plans: Vec<Arc<UsagePlan>>,
     keys: Vec<(KeySecret, ApiKey)>,
+    previous: Vec<PreviousValue>,
+}
+
+/// A rotated key's old value, accepted until a given time (see
+/// [`Config::with_previous_value`]). `Debug` never shows the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousValue {
+    value: KeySecret,
+    key_id: Arc<str>,
+    until: SystemTime,
+}
+
+impl PreviousValue {
+    /// The old value. Do not log it.
+    pub fn value(&self) -> &KeySecret {
+        &self.value
+    }
+
+    /// The key it belongs to.
+    #[must_use]
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// From this instant on the old value gets 403.
+    #[must_use]
+    pub fn until(&self) -> SystemTime {
+        self.until
+    }
 }
 
 impl Config {
@@ -61,7 +90,66 @@ impl Config {
             }
         }
         check_cross_references(&plans, &keys)?;
-        Ok(Self { stage, plans, keys })
+        Ok(Self { stage, plans, keys, previous: Vec::new() })
+    }
+
+    /// Keeps accepting `value`, an old value of the key `key_id`, until `until`: rotation with an
+    /// overlap. During it the old and the new value both work and share the key's counters (its
+    /// quota is not doubled); from `until` on the old value gets 403.
+    ///
+    /// In a file: `previous_values = [{ value = "...", until = "2026-12-01T00:00:00Z" }]` on the
+    /// key.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use tower_usage_plans::{Config, KeySecret};
+    /// let config = Config::from_toml_str(r#"
+    ///     [stage]
+    ///     api = "petstore"
+    ///     name = "prod"
+    ///     [[keys]]
+    ///     id = "acme"
+    ///     value = "acme-new-0123456789abcdefghij"
+    /// "#).unwrap();
+    /// let old = KeySecret::new("acme-old-0123456789abcdefghij").unwrap();
+    /// let day = SystemTime::now() + Duration::from_secs(86_400);
+    /// let config = config.with_previous_value("acme", old.clone(), day).unwrap();
+    /// assert_eq!(config.previous_values()[0].key_id(), "acme");
+    /// let err = config.with_previous_value("nobody", old, day).unwrap_err();
+    /// assert_eq!(err.to_string(), r#"key_id: no key has the id "nobody""#);
+    /// ```
+    pub fn with_previous_value(
+        mut self,
+        key_id: &str,
+        value: KeySecret,
+        until: SystemTime,
+    ) -> Result<Self, ConfigError> {
+        let Some((_, key)) = self.keys.iter().find(|(_, k)| k.id() == key_id) else {
+            return Err(ConfigError::new(
+                ConfigErrorKind::UnknownReference,
+                "key_id",
+                format!("no key has the id {key_id:?}"),
+            ));
+        };
+        let key_id = Arc::clone(key.id_arc());
+        if let Some(i) = self.keys.iter().position(|(s, _)| *s == value) {
+            return Err(ConfigError::new(ConfigErrorKind::Duplicate, "value", format!("the same value as keys[{i}]")));
+        }
+        if let Some(i) = self.previous.iter().position(|p| p.value == value) {
+            return Err(ConfigError::new(
+                ConfigErrorKind::Duplicate,
+                "value",
+                format!("the same value as previous value {i}"),
+            ));
+        }
+        self.previous.push(PreviousValue { value, key_id, until });
+        Ok(self)
+    }
+
+    /// Old values of rotated keys and until when they work.
+    #[must_use]
+    pub fn previous_values(&self) -> &[PreviousValue] {
+        &self.previous
     }
 
     /// Parses and validates TOML.
@@ -135,7 +223,7 @@ impl Config {
     /// assert_eq!(config.keys()[0].1.display_name(), "alice");
     /// ```
     pub fn with_imported_keys(self, imported: Vec<ImportedKey>) -> Result<Self, ConfigError> {
-        let (stage, plans, mut keys) = self.into_parts();
+        let (stage, plans, mut keys, previous) = self.into_parts();
         let existing = keys.len();
         let mut ids: HashSet<String> = keys.iter().map(|(_, k)| k.id().to_owned()).collect();
         let mut lines = Vec::with_capacity(imported.len());
@@ -165,11 +253,18 @@ impl Config {
             check_key_plans(&plans, &plan_index, key)
                 .map_err(|(_, e)| e.under(&format!("{}, column UsagePlanIds", label(i))))?;
         }
-        Config::new(stage, plans.into_iter().map(Arc::unwrap_or_clone).collect(), keys)
+        let mut config = Config::new(stage, plans.into_iter().map(Arc::unwrap_or_clone).collect(), keys)?;
+        for (i, p) in previous.into_iter().enumerate() {
+            config = config
+                .with_previous_value(&p.key_id, p.value, p.until)
+                .map_err(|e| ConfigError::new(e.kind(), format!("previous value {i}"), e.reason()))?;
+        }
+        Ok(config)
     }
 
-    pub(crate) fn into_parts(self) -> (Stage, Vec<Arc<UsagePlan>>, Vec<(KeySecret, ApiKey)>) {
-        (self.stage, self.plans, self.keys)
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn into_parts(self) -> (Stage, Vec<Arc<UsagePlan>>, Vec<(KeySecret, ApiKey)>, Vec<PreviousValue>) {
+        (self.stage, self.plans, self.keys, self.previous)
     }
 }
 
@@ -325,6 +420,15 @@ struct RawKey {
     plans: Vec<String>,
     customer_id: Option<String>,
     expires: Option<RawTime>,
+    #[serde(default)]
+    previous_values: Vec<RawPreviousValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPreviousValue {
+    value: String,
+    until: RawTime,
 }
 
 /// RFC 3339 timestamps: a string in JSON and TOML, or a bare TOML datetime.
@@ -447,6 +551,7 @@ impl RawFile {
         }
 
         let mut keys = Vec::with_capacity(self.keys.len());
+        let mut previous = Vec::new();
         for (i, raw) in self.keys.into_iter().enumerate() {
             let f = format!("keys[{i}]");
             nonempty(&format!("{f}.id"), &raw.id)?;
@@ -465,9 +570,18 @@ impl RawFile {
             for p in raw.plans {
                 key = key.plan(p);
             }
+            for (j, p) in raw.previous_values.into_iter().enumerate() {
+                let pf = format!("{f}.previous_values[{j}]");
+                let value = KeySecret::new(p.value).map_err(|e| e.under(&pf))?;
+                previous.push((pf.clone(), key.id().to_owned(), value, p.until.parse(&format!("{pf}.until"))?));
+            }
             keys.push((secret, key));
         }
-        Config::new(stage, plans, keys)
+        let mut config = Config::new(stage, plans, keys)?;
+        for (field, key_id, value, until) in previous {
+            config = config.with_previous_value(&key_id, value, until).map_err(|e| e.under(&field))?;
+        }
+        Ok(config)
     }
 }
 

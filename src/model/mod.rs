@@ -10,7 +10,7 @@ pub(crate) mod plan;
 mod route;
 mod secret;
 
-pub use file::Config;
+pub use file::{Config, PreviousValue};
 pub use limits::{Quota, QuotaPeriod, Throttle, MAX_QUOTA_LIMIT};
 pub use plan::{ApiKey, PlanStage, Stage, UsagePlan};
 pub use route::MethodKey;

@@ -37,9 +37,9 @@ impl InMemoryKeyStore {
     /// A store holding `config`'s keys and plans.
     #[must_use]
     pub fn from_config(config: Config) -> Self {
-        let (stage, plans, keys) = config.into_parts();
+        let (stage, plans, keys, previous) = config.into_parts();
         let plans: HashMap<&str, &Arc<UsagePlan>> = plans.iter().map(|p| (p.id(), p)).collect();
-        let by_value = keys
+        let mut by_value: HashMap<Box<str>, KeyRecord> = keys
             .into_iter()
             .map(|(secret, key): (_, ApiKey)| {
                 let key_plans =
@@ -47,6 +47,19 @@ impl InMemoryKeyStore {
                 (secret.expose().into(), KeyRecord::new(key, key_plans))
             })
             .collect();
+        // A rotated key's old value: the same record, expiring at the end of the overlap.
+        let by_id: HashMap<&str, &KeyRecord> = by_value.values().map(|r| (r.key().id(), r)).collect();
+        let old: Vec<(Box<str>, KeyRecord)> = previous
+            .iter()
+            .filter_map(|p| {
+                let current = by_id.get(p.key_id())?;
+                let until = current.key().expires_at().map_or(p.until(), |e| e.min(p.until()));
+                let key = current.key().clone().expires(until);
+                Some((p.value().expose().into(), KeyRecord::new(key, current.plans().to_vec())))
+            })
+            .collect();
+        drop(by_id);
+        by_value.extend(old);
         Self { stage, by_value }
     }
 
