@@ -57,6 +57,17 @@ fn sizes() -> Vec<usize> {
     }
 }
 
+/// The cache as the bench uses it: no lookup budget, no timeout (no runtime here).
+fn cached(n: usize) -> CachedKeyStore<InMemoryKeyStore> {
+    let builder = CachedKeyStore::builder(store(n))
+        .max_unknown_keys(2 * n as u64)
+        .negative_ttl(Duration::from_secs(3600))
+        .lookup_budget(None);
+    #[cfg(feature = "tokio")]
+    let builder = builder.lookup_timeout(None);
+    builder.build()
+}
+
 fn lookups(c: &mut Criterion) {
     for n in sizes() {
         let mut group = c.benchmark_group("lookup");
@@ -64,11 +75,7 @@ fn lookups(c: &mut Criterion) {
         let values: Vec<String> = (0..n).map(key).collect();
         let unknown: Vec<String> = (0..n).map(|i| format!("unknown-{i:08}-abcdefghijklmnop")).collect();
         let plain = store(n);
-        let cached = CachedKeyStore::builder(store(n))
-            .max_unknown_keys(2 * n as u64)
-            .negative_ttl(Duration::from_secs(3600))
-            .lookup_budget(None)
-            .build();
+        let cached = cached(n);
         for (v, u) in values.iter().zip(&unknown) {
             assert!(poll_now(cached.lookup(v)).unwrap().is_some());
             assert!(poll_now(cached.lookup(u)).unwrap().is_none());
@@ -105,7 +112,7 @@ fn requests(c: &mut Criterion) {
             ("layer_cached", UsagePlanLayer::builder(store(n)).rate_limit_headers(RateLimitHeaders::Off).build()),
             (
                 "revalidate_each_time",
-                UsagePlanLayer::builder(CachedKeyStore::builder(store(n)).lookup_budget(None).build())
+                UsagePlanLayer::builder(cached(n))
                     .key_cache_ttl(Duration::ZERO)
                     .rate_limit_headers(RateLimitHeaders::Off)
                     .build(),

@@ -294,3 +294,188 @@ async fn the_values_of_a_rotated_key_share_its_quota_and_counts_survive_a_disabl
     db.keys.lock().unwrap().insert(common::key("old"), rec(true));
     assert_eq!(get(&svc, "/pets", Some(&common::key("old"))).await.status, 429);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_wrapper_coalesces_concurrent_lookups_even_when_the_store_fails() {
+    let db = db(Duration::from_millis(50));
+    let clock = clock();
+    let cached = CachedKeyStore::builder(Arc::clone(&db)).clock(clock.clone()).build();
+    let lookups = |value: String| {
+        (0..20)
+            .map(|_| {
+                let cached = cached.clone();
+                let value = value.clone();
+                tokio::spawn(async move { cached.lookup(&value).await.map(|r| r.is_some()) })
+            })
+            .collect::<Vec<_>>()
+    };
+    for t in lookups(common::key("a")) {
+        assert!(t.await.unwrap().unwrap());
+    }
+    assert_eq!(db.lookups.load(Ordering::SeqCst), 1);
+    db.failing.store(true, Ordering::SeqCst);
+    for t in lookups(common::key("b")) {
+        assert!(t.await.unwrap().is_err());
+    }
+    assert_eq!(db.lookups.load(Ordering::SeqCst), 2, "one store call for 20 failing lookups");
+    // A later lookup, not waiting for that call, asks again.
+    assert!(cached.lookup(&common::key("b")).await.is_err());
+    assert_eq!(db.lookups.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_disabled_while_its_lookup_is_in_flight_is_refused_after_the_invalidation() {
+    let db = db(Duration::from_millis(100));
+    let clock = clock();
+    let cached = CachedKeyStore::builder(Arc::clone(&db)).clock(clock.clone()).build();
+    let svc = layer(cached.clone(), &clock);
+    let first = {
+        let svc = svc.clone();
+        tokio::spawn(async move { get(&svc, "/pets", Some(&common::key("a"))).await.status.as_u16() })
+    };
+    until(|| db.lookups.load(Ordering::SeqCst) == 1).await;
+    // Disabled while the store is answering the first request with the old record.
+    db.keys.lock().unwrap().insert(common::key("a"), record("ka", false));
+    cached.invalidate(&common::key("a")).await;
+    // Every request from now on is refused, whatever the first one got.
+    for _ in 0..3 {
+        common::forbidden(&get(&svc, "/pets", Some(&common::key("a"))).await);
+    }
+    assert!([200, 403].contains(&first.await.unwrap()));
+}
+
+#[tokio::test]
+async fn fail_open_never_forwards_a_value_refused_by_the_lookup_budget() {
+    let db = db(Duration::ZERO);
+    let clock = clock();
+    let cached = CachedKeyStore::builder(Arc::clone(&db))
+        .clock(clock.clone())
+        .lookup_budget(Some(Throttle::new(1.0, 2).unwrap()))
+        .build();
+    let svc = service(
+        &UsagePlanLayer::builder(cached)
+            .stage(Stage::new("petstore", "prod"))
+            .clock(clock.clone())
+            .fail_open_on_store_error(true)
+            .build(),
+    );
+    let mut seed = 42;
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..10 {
+            v.push(get(&svc, "/pets", Some(&random_value(&mut seed))).await.status.as_u16());
+        }
+        v
+    };
+    assert_eq!(statuses, [403, 403, 503, 503, 503, 503, 503, 503, 503, 503]);
+    // A real store failure still fails open, as configured.
+    db.failing.store(true, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(get(&svc, "/pets", Some(&common::key("b"))).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_output_of_a_layer_never_shows_key_values_even_mid_lookup() {
+    let db = db(Duration::from_millis(100));
+    let clock = clock();
+    let layer =
+        UsagePlanLayer::builder(Arc::clone(&db)).stage(Stage::new("petstore", "prod")).clock(clock.clone()).build();
+    let svc = service(&layer);
+    let pending = {
+        let svc = svc.clone();
+        tokio::spawn(async move { get(&svc, "/pets", Some(&common::key("a"))).await.status.as_u16() })
+    };
+    until(|| db.lookups.load(Ordering::SeqCst) == 1).await;
+    let debug = format!("{layer:?}");
+    assert!(debug.contains("in_flight: 1"), "{debug}");
+    assert!(!debug.contains(&common::key("a")), "{debug}");
+    assert_eq!(pending.await.unwrap(), 200);
+}
+
+#[tokio::test]
+async fn known_keys_revalidate_through_a_flood_longer_than_their_stale_window() {
+    let db = db(Duration::ZERO);
+    let clock = clock();
+    let cached = CachedKeyStore::builder(Arc::clone(&db))
+        .clock(clock.clone())
+        .ttl(Duration::from_secs(5))
+        .stale_if_error(Duration::ZERO)
+        .lookup_budget(Some(Throttle::new(1.0, 10).unwrap()))
+        .build();
+    let svc = service(
+        &UsagePlanLayer::builder(cached)
+            .stage(Stage::new("petstore", "prod"))
+            .clock(clock.clone())
+            .key_cache_ttl(Duration::from_secs(1))
+            .stale_if_error(Duration::ZERO)
+            .build(),
+    );
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+    let mut seed = 7;
+    for _ in 0..60 {
+        // The flood spends the whole budget every second...
+        for _ in 0..20 {
+            get(&svc, "/pets", Some(&random_value(&mut seed))).await;
+        }
+        // ...and the known key, revalidated every few seconds, keeps working.
+        assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+        clock.advance(Duration::from_secs(1));
+    }
+    assert!(db.lookups.load(Ordering::SeqCst) >= 60 / 5, "the known key was revalidated");
+}
+
+#[tokio::test]
+async fn stale_windows_of_the_wrapper_and_the_layer_do_not_add_up() {
+    let db = db(Duration::ZERO);
+    let clock = clock();
+    let cached = CachedKeyStore::builder(Arc::clone(&db))
+        .clock(clock.clone())
+        .ttl(Duration::from_secs(60))
+        .stale_if_error(Duration::from_secs(300))
+        .build();
+    let svc = service(
+        &UsagePlanLayer::builder(cached)
+            .stage(Stage::new("petstore", "prod"))
+            .clock(clock.clone())
+            .key_cache_ttl(Duration::from_secs(10))
+            .stale_if_error(Duration::from_secs(300))
+            .build(),
+    );
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+    db.failing.store(true, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(355));
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200, "within the wrapper's window");
+    clock.advance(Duration::from_secs(6)); // 361 s: the wrapper's 60 + 300 are over
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 503);
+}
+
+/// A store that learns of changes itself and says so through its own handle.
+#[derive(Debug)]
+struct Notifying {
+    db: Arc<Db>,
+    handle: tower_usage_plans::Invalidation,
+}
+
+impl KeyStore for Notifying {
+    async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.db.lookup(presented).await
+    }
+
+    fn invalidation(&self) -> Option<tower_usage_plans::Invalidation> {
+        Some(self.handle.clone())
+    }
+}
+
+#[tokio::test]
+async fn the_wrapper_follows_the_wrapped_stores_own_invalidations() {
+    let db = db(Duration::ZERO);
+    let clock = clock();
+    let handle = tower_usage_plans::Invalidation::new();
+    let inner = Notifying { db: Arc::clone(&db), handle: handle.clone() };
+    let svc = layer(CachedKeyStore::builder(inner).clock(clock.clone()).build(), &clock);
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
+    db.keys.lock().unwrap().insert(common::key("a"), record("ka", false));
+    assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200, "cached");
+    handle.invalidate();
+    common::forbidden(&get(&svc, "/pets", Some(&common::key("a"))).await);
+}

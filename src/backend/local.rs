@@ -2,7 +2,7 @@
 //! concurrency; answers at once and allocates nothing on the allowed path.
 
 use super::{bucket_view, BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refused, Verdict};
-use crate::engine::{CompiledPlan, Gcra, Limits, QuotaRule, Undo};
+use crate::engine::{CompiledPlan, Gcra, Limits, Now, QuotaRule, Undo};
 use crate::model::{MethodKey, Stage};
 use std::any::Any;
 use std::fmt;
@@ -66,6 +66,20 @@ impl LocalKey {
         }
     }
 
+    /// Whether this state holds nothing a new one would not: buckets full, quota unused in the
+    /// current period.
+    fn is_idle(&self, now: Now) -> bool {
+        let full = |b: &AtomicU64| b.load(std::sync::atomic::Ordering::Acquire) <= now.mono_nanos;
+        let core = self.core();
+        full(&core.key)
+            && self.methods.iter().all(full)
+            && self.extra.as_ref().is_none_or(|e| e.more_methods.iter().all(full))
+            && self.plan.quota.as_ref().is_none_or(|q| {
+                let view = q.peek(&core.quota, now.unix_secs);
+                view.remaining == view.limit
+            })
+    }
+
     fn method_keys(&self) -> &[MethodKey] {
         &self.plan.method_keys
     }
@@ -88,7 +102,12 @@ pub(crate) struct InProcess {
 struct KeyIndex {
     table: hashbrown::HashTable<Arc<LocalKey>>,
     hasher: foldhash::fast::RandomState,
+    /// The table's length after the last sweep: the next one runs when it has doubled.
+    swept_at: usize,
 }
+
+/// Sweeps start from this many states.
+const SWEEP_FROM: usize = 1024;
 
 impl KeyIndex {
     fn hash(&self, id: &str, plan: &str) -> u64 {
@@ -97,6 +116,17 @@ impl KeyIndex {
 
     fn get(&self, id: &str, plan: &str) -> Option<&Arc<LocalKey>> {
         self.table.find(self.hash(id, plan), |s| &*s.id == id && s.plan.plan.id() == plan)
+    }
+
+    /// Drops the states nothing else holds (no cache entry, no request in progress) that have
+    /// nothing to keep: every bucket full and no request counted in the current quota period.
+    /// Run when the table has doubled since the last sweep, so it costs O(1) per insertion.
+    fn sweep(&mut self, now: Now) {
+        if self.table.len() < SWEEP_FROM.max(2 * self.swept_at) {
+            return;
+        }
+        self.table.retain(|s| Arc::strong_count(s) > 1 || !s.is_idle(now));
+        self.swept_at = self.table.len();
     }
 
     fn put(&mut self, state: &Arc<LocalKey>) {
@@ -173,8 +203,9 @@ impl InProcess {
 }
 
 impl CounterBackend for InProcess {
-    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>) -> KeyState {
+    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>, now: Now) -> KeyState {
         let mut keys = self.keys.lock();
+        keys.sweep(now);
         // The index is the authority; `previous` (this value's last state) only matters for a
         // state made before the index knew the key, which cannot happen here but keeps the
         // contract of the seam.
@@ -262,5 +293,62 @@ impl CounterBackend for InProcess {
             }
         }
         Verdict::Ready(Outcome { result: Ok(refund), limits: self.limits(check, local, quota_view) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InProcess;
+    use crate::backend::CounterBackend;
+    use crate::{ApiKey, Config, InMemoryKeyStore, KeySecret, ManualClock, PlanStage, Quota, QuotaPeriod};
+    use crate::{Stage, Throttle, UsagePlan, UsagePlanLayer};
+    use http::{Request, Response};
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+    use tower::{Layer, ServiceExt};
+
+    fn value(i: usize) -> String {
+        format!("key-{i:06}-0123456789abcdef")
+    }
+
+    #[tokio::test]
+    async fn state_of_keys_gone_from_the_cache_is_dropped_when_idle_and_kept_while_it_counts() {
+        let stage = Stage::new("a", "b");
+        let fast = UsagePlan::new("fast").throttle(Throttle::new(1000.0, 10).unwrap()).stage(PlanStage::new("a", "b"));
+        let capped =
+            UsagePlan::new("capped").quota(Quota::new(2, QuotaPeriod::Day).unwrap()).stage(PlanStage::new("a", "b"));
+        let mut keys: Vec<_> =
+            (0..4000).map(|i| (KeySecret::new(value(i)).unwrap(), ApiKey::new(format!("k{i}")).plan("fast"))).collect();
+        keys.push((KeySecret::new(value(999_999)).unwrap(), ApiKey::new("capped-key").plan("capped")));
+        let store = InMemoryKeyStore::from_config(Config::new(stage.clone(), vec![fast, capped], keys).unwrap());
+        let backend = Arc::new(InProcess::new(Some(&stage)));
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_795_435_200));
+        let layer = UsagePlanLayer::builder(store)
+            .clock(clock.clone())
+            .backend(Arc::clone(&backend) as Arc<dyn CounterBackend>)
+            .key_cache_ttl(Duration::from_secs(1))
+            .stale_if_error(Duration::ZERO)
+            .build();
+        let svc = layer.layer(tower::service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+        let call = |v: String| {
+            let svc = svc.clone();
+            async move { svc.oneshot(Request::get("/").header("x-api-key", v).body(()).unwrap()).await.unwrap().status() }
+        };
+        assert_eq!(call(value(999_999)).await, 200);
+        for i in 0..2000 {
+            assert_eq!(call(value(i)).await, 200);
+        }
+        assert_eq!(backend.keys.lock().table.len(), 2001);
+        // Later, other keys come: the first ones' entries have expired and their buckets refilled.
+        clock.advance(Duration::from_secs(10));
+        for i in 2000..4000 {
+            assert_eq!(call(value(i)).await, 200);
+        }
+        let kept = backend.keys.lock().table.len();
+        assert!(kept <= 2100, "{kept} states kept for 2,000 active keys");
+        // The key whose quota counted a request kept its count through the sweeps.
+        assert_eq!(call(value(999_999)).await, 200);
+        assert_eq!(call(value(999_999)).await, 429);
     }
 }

@@ -121,7 +121,8 @@ pub(crate) trait CounterBackend: Send + Sync + fmt::Debug + 'static {
     /// The state of key `id` under `plan`, called when a key is (re)validated. `previous` is the
     /// state the cache held for this key until now, if any: a backend keeping counters in it
     /// must carry them over when it is for the same plan, so revalidation loses nothing.
-    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>) -> KeyState;
+    /// `now` lets a backend drop idle state of keys it no longer serves.
+    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>, now: Now) -> KeyState;
 
     /// Decides one request.
     fn check(&self, check: &Check<'_>) -> Verdict;

@@ -22,8 +22,14 @@ struct Deferred {
 }
 
 impl CounterBackend for Deferred {
-    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>) -> KeyState {
-        self.inner.key_state(id, plan, previous)
+    fn key_state(
+        &self,
+        id: &Arc<str>,
+        plan: &Arc<CompiledPlan>,
+        previous: Option<&KeyState>,
+        now: crate::Now,
+    ) -> KeyState {
+        self.inner.key_state(id, plan, previous, now)
     }
 
     fn check(&self, check: &Check<'_>) -> Verdict {

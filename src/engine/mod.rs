@@ -26,7 +26,7 @@ use crate::store::{Invalidation, KeyRecord};
 use http::Method;
 pub(crate) use routes::Slots;
 use routes::{RouteTable, RouteTableBuilder, NONE};
-use state::{Grant, KeyBytes, KeyEntry};
+use state::{Grant, KeyBytes, KeyEntry, NO_STALE};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -144,7 +144,12 @@ pub(crate) struct Engine {
     backend: Arc<dyn CounterBackend>,
     /// The store's invalidation handle: entries cached at an older generation are revalidated.
     invalidation: Option<Invalidation>,
+    /// The cache's length after its last sweep (see [`Engine::sweep`]).
+    swept_at: std::sync::atomic::AtomicUsize,
 }
+
+/// Sweeps of the key cache start from this many entries.
+const SWEEP_FROM: usize = 1024;
 
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -194,7 +199,23 @@ impl Engine {
             cache,
             backend,
             invalidation,
+            swept_at: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Drops cache entries that can no longer be used, even stale (asked about longer ago than
+    /// TTL + stale-if-error): their key's next request asks the store anyway, and the counts live
+    /// on in the backend. Runs when the cache has doubled since the last sweep, so idle keys do
+    /// not hold memory for ever at O(1) cost per insertion.
+    fn sweep(&self, now: Now) {
+        use std::sync::atomic::Ordering;
+        let len = self.entries.len();
+        if len < SWEEP_FROM.max(2 * self.swept_at.load(Ordering::Relaxed)) {
+            return;
+        }
+        let horizon = nanos(self.cache.stale_if_error);
+        self.entries.pin().retain(|_, e| e.fresh_until().saturating_add(horizon) > now.mono_nanos);
+        self.swept_at.store(self.entries.len(), Ordering::Relaxed);
     }
 
     /// The store's current invalidation generation (0 for a store without a handle). Read it
@@ -224,7 +245,7 @@ impl Engine {
     pub(crate) fn decide_cached(&self, value: &[u8], req: Req<'_>, slots: Slots, now: Now, want: Want) -> Cached {
         let guard = self.entries.pin();
         match guard.get(value) {
-            Some(entry) if entry.fresh_until > now.mono_nanos && entry.generation == self.generation() => {
+            Some(entry) if entry.fresh_until() > now.mono_nanos && entry.generation == self.generation() => {
                 Cached::Decided(self.decide(entry, req, slots, now, want))
             }
             _ => Cached::Miss,
@@ -242,8 +263,8 @@ impl Engine {
     ) -> Option<Decision> {
         let guard = self.entries.pin();
         // An invalidated entry is not served stale: it may be a key that was just disabled.
-        let entry = guard.get(value).filter(|e| e.generation == self.generation())?;
-        let stale_until = entry.fresh_until.saturating_add(nanos(self.cache.stale_if_error));
+        let entry = guard.get(value).filter(|e| e.generation == self.generation() && e.may_serve_stale())?;
+        let stale_until = entry.fresh_until().saturating_add(nanos(self.cache.stale_if_error));
         (stale_until > now.mono_nanos).then(|| self.decide(entry, req, slots, now, want))
     }
 
@@ -264,6 +285,7 @@ impl Engine {
             self.entries.pin().remove(value);
             return Decision::Ready(Err(Rejection::new(RejectionKind::UnknownKey)));
         };
+        self.sweep(now);
         let guard = self.entries.pin();
         let previous = guard.get(value);
         let entry = match self.entry_for(record, previous, generation, now) {
@@ -277,8 +299,9 @@ impl Engine {
         // decide with that one, so that racing first requests of a key share one set of counters.
         let result = guard.compute(KeyBytes::new(value), |existing| match existing {
             Some((_, e))
-                if e.fresh_until > now.mono_nanos
-                    && e.generation >= generation
+                if e.fresh_until() > now.mono_nanos
+                    // As new as ours or newer (generations wrap: compare by difference).
+                    && e.generation.wrapping_sub(generation) < u32::MAX / 2
                     && previous.is_none_or(|p| !std::ptr::eq(p, e)) =>
             {
                 papaya::Operation::Abort(())
@@ -307,6 +330,7 @@ impl Engine {
         generation: u32,
         now: Now,
     ) -> Result<KeyEntry, ConfigError> {
+        let max_age = record.max_age_hint();
         let key = record.key();
         let plan = match &self.stage {
             Some(s) => record.plans().iter().find(|p| p.stage_binding(s.api(), s.stage_name()).is_some()),
@@ -321,14 +345,17 @@ impl Engine {
                     Grant::Plan(_, state) if **state.key_id() == *key.id() => Some(state),
                     _ => None,
                 });
-                let state = self.backend.key_state(key.id_arc(), &compiled, previous);
+                let state = self.backend.key_state(key.id_arc(), &compiled, previous, now);
                 Grant::Plan(compiled, state)
             }
         };
         Ok(KeyEntry {
             grant,
             expires: key.expires_at().map_or(u32::MAX, |t| u32::try_from(unix_secs(t).max(0)).unwrap_or(u32::MAX)),
-            fresh_until: now.mono_nanos.saturating_add(nanos(self.cache.ttl)),
+            fresh: match max_age {
+                None => now.mono_nanos.saturating_add(nanos(self.cache.ttl)).min(!NO_STALE),
+                Some(age) => now.mono_nanos.saturating_add(nanos(self.cache.ttl.min(age))).min(!NO_STALE) | NO_STALE,
+            },
             generation,
         })
     }

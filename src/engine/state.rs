@@ -56,13 +56,28 @@ pub(crate) struct KeyEntry {
     pub(crate) expires: u32,
     /// Monotonic nanoseconds until which the store's answer is used without asking again; it
     /// may still be used for the engine's stale-if-error window after that if the store fails.
-    pub(crate) fresh_until: u64,
+    /// (Bit 63 set: the answer must not be served past that, see [`KeyEntry::may_serve_stale`].)
+    pub(crate) fresh: u64,
     /// The store's invalidation generation the answer was asked at (low 32 bits: compared for
     /// equality only, so it wraps harmlessly).
     pub(crate) generation: u32,
 }
 
+/// In [`KeyEntry::fresh`]: the store said how long its answer may be used (a stale answer
+/// from a cache), so the layer does not extend it with its own stale-if-error window.
+pub(crate) const NO_STALE: u64 = 1 << 63;
+
 impl KeyEntry {
+    /// Monotonic nanoseconds until which the answer is used without asking the store again.
+    pub(crate) fn fresh_until(&self) -> u64 {
+        self.fresh & !NO_STALE
+    }
+
+    /// Whether the answer may be used past `fresh_until` while the store fails.
+    pub(crate) fn may_serve_stale(&self) -> bool {
+        self.fresh & NO_STALE == 0
+    }
+
     /// The key id.
     pub(crate) fn id(&self) -> &Arc<str> {
         match &self.grant {

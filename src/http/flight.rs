@@ -11,8 +11,27 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-/// What waiting requests get: the record, or the fact that the store failed.
-pub(crate) type Shared = Result<Option<KeyRecord>, ()>;
+/// What waiting requests get: the record, or how the store failed.
+pub(crate) type Shared = Result<Option<KeyRecord>, Failure>;
+
+/// How a store call failed, as far as a decision needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The store failed (stale-if-error, fail-open or 503).
+    Failed,
+    /// The store refused to be asked (overloaded): stale-if-error or 503, never fail-open.
+    Overloaded,
+}
+
+impl Failure {
+    pub(crate) fn of(error: &StoreError) -> Self {
+        if error.is_overloaded() {
+            Failure::Overloaded
+        } else {
+            Failure::Failed
+        }
+    }
+}
 
 #[derive(Debug)]
 enum State {
@@ -24,6 +43,8 @@ enum State {
 #[derive(Debug)]
 pub(crate) struct Flight {
     state: parking_lot::Mutex<State>,
+    /// The invalidation generation the leader asks the store at.
+    generation: u32,
 }
 
 impl Flight {
@@ -36,9 +57,16 @@ impl Flight {
 }
 
 /// The flights in progress, by presented value.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Flights {
     map: parking_lot::Mutex<HashMap<Box<str>, Arc<Flight>>>,
+}
+
+impl std::fmt::Debug for Flights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The map's keys are presented key values: never shown.
+        f.debug_struct("Flights").field("in_flight", &self.map.lock().len()).finish()
+    }
 }
 
 /// This request's part in a flight.
@@ -50,12 +78,15 @@ pub(crate) enum Role<'a> {
 }
 
 impl Flights {
-    pub(crate) fn join<'a>(&'a self, value: &'a str) -> Role<'a> {
+    /// Joins the flight for `value` if one asks the store at the current invalidation
+    /// `generation`; otherwise starts one (a flight begun before an invalidation may bring back
+    /// an answer that the invalidation outdated, so later requests do not wait for it).
+    pub(crate) fn join<'a>(&'a self, value: &'a str, generation: u32) -> Role<'a> {
         let mut map = self.map.lock();
-        if let Some(flight) = map.get(value) {
+        if let Some(flight) = map.get(value).filter(|f| f.generation == generation) {
             return Role::Follower(Wait(Arc::clone(flight)));
         }
-        let flight = Arc::new(Flight { state: parking_lot::Mutex::new(State::Running(Vec::new())) });
+        let flight = Arc::new(Flight { state: parking_lot::Mutex::new(State::Running(Vec::new())), generation });
         map.insert(value.into(), Arc::clone(&flight));
         Role::Leader(Leader { flights: self, value, flight })
     }
@@ -70,13 +101,18 @@ pub(crate) struct Leader<'a> {
 }
 
 impl Leader<'_> {
-    /// Hands the store's answer, asked at invalidation `generation`, to the waiting requests.
-    pub(crate) fn answer(&self, result: &Result<Option<KeyRecord>, StoreError>, generation: u32) {
+    /// The invalidation generation the store is asked at.
+    pub(crate) fn generation(&self) -> u32 {
+        self.flight.generation
+    }
+
+    /// Hands the store's answer to the waiting requests.
+    pub(crate) fn answer(&self, result: &Result<Option<KeyRecord>, StoreError>) {
         let shared = match result {
             Ok(record) => Ok(record.clone()),
-            Err(_) => Err(()),
+            Err(e) => Err(Failure::of(e)),
         };
-        self.flight.settle(State::Done(shared, generation));
+        self.flight.settle(State::Done(shared, self.flight.generation));
     }
 }
 
@@ -130,18 +166,30 @@ mod tests {
     #[test]
     fn followers_get_the_leaders_answer_and_a_dropped_leader_releases_them() {
         let flights = Flights::default();
-        let Role::Leader(leader) = flights.join("v") else { panic!("first is the leader") };
-        let Role::Follower(mut w) = flights.join("v") else { panic!("second follows") };
+        let Role::Leader(leader) = flights.join("v", 7) else { panic!("first is the leader") };
+        let Role::Follower(mut w) = flights.join("v", 7) else { panic!("second follows") };
         assert!(poll(&mut w).is_pending());
-        leader.answer(&Ok(None), 7);
+        assert_eq!(format!("{flights:?}"), "Flights { in_flight: 1 }");
+        leader.answer(&Ok(None));
         assert!(matches!(poll(&mut w), Poll::Ready(Some((Ok(None), 7)))));
         drop(leader);
         assert!(flights.map.lock().is_empty());
 
-        let Role::Leader(leader) = flights.join("v") else { panic!("a new flight") };
-        let Role::Follower(mut w) = flights.join("v") else { panic!("follows") };
+        let Role::Leader(leader) = flights.join("v", 7) else { panic!("a new flight") };
+        let Role::Follower(mut w) = flights.join("v", 7) else { panic!("follows") };
         drop(leader);
         assert!(matches!(poll(&mut w), Poll::Ready(None)));
-        assert!(matches!(flights.join("v"), Role::Leader(_)));
+        assert!(matches!(flights.join("v", 7), Role::Leader(_)));
+    }
+
+    #[test]
+    fn a_request_after_an_invalidation_does_not_wait_for_an_older_flight() {
+        let flights = Flights::default();
+        let Role::Leader(old) = flights.join("v", 1) else { panic!("leader") };
+        let Role::Leader(new) = flights.join("v", 2) else { panic!("a newer generation leads its own flight") };
+        let Role::Follower(_) = flights.join("v", 2) else { panic!("follows the newer flight") };
+        drop(old); // does not end the newer flight
+        assert!(matches!(flights.join("v", 2), Role::Follower(_)));
+        drop(new);
     }
 }

@@ -1,6 +1,6 @@
 //! [`UsagePlanService`]: extract → look up → decide → forward.
 
-use super::flight::Role;
+use super::flight::{Failure, Role};
 use super::future::{Post, ResponseFuture, Step};
 use super::layer::Shared;
 use super::render;
@@ -203,12 +203,15 @@ impl Shared {
         let r = Req { method, path: &path };
         let want = self.want();
         let decision = loop {
-            match self.flights.join(&value) {
+            match self.flights.join(&value, self.engine.generation()) {
                 Role::Leader(leader) => {
-                    let generation = self.engine.generation();
+                    let generation = leader.generation();
                     let looked_up = Arc::clone(&self.store).lookup_owned(value.clone()).await;
-                    leader.answer(&looked_up, generation);
-                    let looked_up = looked_up.map_err(|error| tracing::warn!(%error, "API key lookup failed"));
+                    leader.answer(&looked_up);
+                    let looked_up = looked_up.map_err(|error| {
+                        tracing::warn!(%error, "API key lookup failed");
+                        Failure::of(&error)
+                    });
                     // The flight ends (`leader` dropped) once the answer is in the key cache.
                     break self.decide_looked_up(looked_up, generation, &value, r, slots, want)?;
                 }
@@ -226,7 +229,7 @@ impl Shared {
 
     fn decide_looked_up(
         &self,
-        looked_up: Result<Option<crate::store::KeyRecord>, ()>,
+        looked_up: Result<Option<crate::store::KeyRecord>, Failure>,
         generation: u32,
         value: &str,
         r: Req<'_>,
@@ -236,9 +239,10 @@ impl Shared {
         let now = self.clock.now();
         Ok(match looked_up {
             Ok(record) => self.engine.decide_record(value.as_bytes(), record, generation, r, slots, now, want),
-            Err(()) => match self.engine.decide_stale(value.as_bytes(), r, slots, now, want) {
+            Err(failure) => match self.engine.decide_stale(value.as_bytes(), r, slots, now, want) {
                 Some(d) => d,
-                None if self.fail_open => {
+                // Never on an overloaded store: that would let a flood of random keys through.
+                None if self.fail_open && failure == Failure::Failed => {
                     // Fail-open skips the key's own limits, never the stage and account
                     // throttles that protect the backend.
                     tracing::warn!("key store failed: forwarding without per-key limits (fail-open)");

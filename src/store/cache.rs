@@ -70,8 +70,36 @@ struct Inner<S> {
     clock: Arc<dyn Clock>,
     budget: Option<(Gcra, AtomicU64)>,
     invalidation: Invalidation,
+    /// The wrapped store's own invalidation handle and the generation last seen of it.
+    inner_invalidation: Option<(Invalidation, AtomicU64)>,
+    /// Store calls completed so far, and per value the number and kind of the last one that
+    /// did not leave a usable answer in `known`/`unknown` (a failure, or an unknown key with
+    /// negative caching off): callers that waited for that call take its outcome instead of
+    /// calling again, so concurrent lookups make one store call whatever the answer.
+    completed: AtomicU64,
+    recent: Cache<Box<str>, (u64, Recent), foldhash::fast::RandomState>,
+    #[cfg(feature = "tokio")]
+    timeout: Option<Duration>,
     counters: Counters,
 }
+
+/// What a recent store call for a value ended with.
+#[derive(Debug, Clone, Copy)]
+enum Recent {
+    Failed,
+    Unknown,
+}
+
+/// A concurrent caller's store call failed; this caller waited for it instead of calling again.
+#[derive(Debug, thiserror::Error)]
+#[error("the key store failed for a concurrent lookup of the same key")]
+struct ConcurrentFailure;
+
+/// The store did not answer within the lookup timeout.
+#[cfg(feature = "tokio")]
+#[derive(Debug, thiserror::Error)]
+#[error("the key store did not answer within {0:?}")]
+struct TimedOut(Duration);
 
 /// A cache in front of any [`KeyStore`]: what a store that queries a database needs.
 ///
@@ -150,6 +178,8 @@ pub struct CachedKeyStoreBuilder<S> {
     max_unknown: u64,
     budget: Option<Throttle>,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "tokio")]
+    timeout: Option<Duration>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for CachedKeyStoreBuilder<S> {
@@ -184,6 +214,8 @@ impl<S: KeyStore> CachedKeyStore<S> {
             // Checked constants: rate > 0, burst >= 1.
             budget: Throttle::new(1000.0, 2000).ok(),
             clock: Arc::new(SystemClock::new()),
+            #[cfg(feature = "tokio")]
+            timeout: Some(Duration::from_secs(2)),
         }
     }
 }
@@ -229,6 +261,16 @@ impl<S: KeyStore> CachedKeyStoreBuilder<S> {
         self
     }
 
+    /// How long a store call may take before it counts as failed (stale-if-error or 503): 2 s
+    /// by default, `None` to wait for ever. Needs the `tokio` feature (enabled by `sqlx`) and a
+    /// tokio runtime with its timer; without the feature, give your store its own timeout.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn lookup_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// The clock for TTLs and the budget ([`SystemClock`] by default; a
     /// [`ManualClock`](crate::ManualClock) in tests).
     pub fn clock(mut self, clock: impl Clock) -> Self {
@@ -241,16 +283,30 @@ impl<S: KeyStore> CachedKeyStoreBuilder<S> {
         // moka drops entries on its own (real-time) clock once they cannot be used any more;
         // whether an entry is fresh is decided on this store's clock.
         let floor = Duration::from_secs(1);
+        // Known keys stay known (exempt from the budget) for a while past their stale window, so
+        // a key used at least that often never waits for a flood to pass.
         let known = Cache::builder()
             .max_capacity(self.max_known)
-            .time_to_live(self.ttl.saturating_add(self.stale_if_error).max(floor))
+            .time_to_live(self.ttl.saturating_add(self.stale_if_error).saturating_mul(2).max(Duration::from_secs(60)))
             .build_with_hasher(foldhash::fast::RandomState::default());
         let unknown = Cache::builder()
             .max_capacity(if self.negative_ttl.is_zero() { 0 } else { self.max_unknown })
             .time_to_live(self.negative_ttl.max(floor))
             .build_with_hasher(foldhash::fast::RandomState::default());
+        let inner_invalidation = self.store.invalidation().map(|h| {
+            let seen = AtomicU64::new(h.generation());
+            (h, seen)
+        });
         CachedKeyStore {
             inner: Arc::new(Inner {
+                inner_invalidation,
+                completed: AtomicU64::new(0),
+                recent: Cache::builder()
+                    .max_capacity(self.max_unknown.max(1))
+                    .time_to_live(Duration::from_secs(10))
+                    .build_with_hasher(foldhash::fast::RandomState::default()),
+                #[cfg(feature = "tokio")]
+                timeout: self.timeout,
                 store: self.store,
                 known,
                 unknown,
@@ -289,9 +345,24 @@ impl<S: KeyStore> CachedKeyStore<S> {
         }
     }
 
-    /// Asks the store (one caller per value at a time) and caches its answer.
+    /// The wrapped store's answer, within the lookup timeout.
+    async fn ask_store(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        #[cfg(feature = "tokio")]
+        if let Some(limit) = self.inner.timeout {
+            return match tokio::time::timeout(limit, self.inner.store.lookup(presented)).await {
+                Ok(answer) => answer,
+                Err(_) => Err(StoreError::new(TimedOut(limit))),
+            };
+        }
+        self.inner.store.lookup(presented).await
+    }
+
+    /// Asks the store (one caller per value at a time; callers that waited for a call take its
+    /// outcome) and caches its answer.
     async fn refresh(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
         let i = &*self.inner;
+        let arrived = i.completed.load(Ordering::Acquire);
+        let generation = i.invalidation.generation();
         let mut outcome = Outcome::Answer(None);
         let slot = &mut outcome;
         i.known
@@ -311,23 +382,38 @@ impl<S: KeyStore> CachedKeyStore<S> {
                         return Op::Nop;
                     }
                 }
+                let known = cached.is_some();
                 let stale = cached.filter(|a| now < a.at.saturating_add(i.ttl).saturating_add(i.stale_if_error));
                 let serve_stale = |slot: &mut Outcome, stale: Arc<Answer>| {
                     i.counters.stale_served.fetch_add(1, Ordering::Relaxed);
-                    *slot = Outcome::Answer(stale.record.clone());
+                    // Used by the layer only until this cache's stale window ends.
+                    let left = stale.at.saturating_add(i.ttl).saturating_add(i.stale_if_error).saturating_sub(now);
+                    *slot = Outcome::Answer(stale.record.clone().map(|r| r.max_age(Duration::from_nanos(left))));
                     Op::Nop
                 };
-                if let Err(exhausted) = self.spend_budget(now) {
-                    if let Some(stale) = stale {
-                        return serve_stale(slot, stale);
+                if let Some((n, recent)) = i.recent.get(presented).await {
+                    if n > arrived {
+                        i.counters.hits.fetch_add(1, Ordering::Relaxed);
+                        match (recent, stale) {
+                            (Recent::Failed, Some(stale)) => return serve_stale(slot, stale),
+                            (Recent::Failed, None) => *slot = Outcome::Failed(StoreError::new(ConcurrentFailure)),
+                            (Recent::Unknown, _) => *slot = Outcome::Answer(None),
+                        }
+                        return Op::Nop;
                     }
-                    i.counters.budget_refused.fetch_add(1, Ordering::Relaxed);
-                    *slot = Outcome::Failed(StoreError::new(exhausted));
-                    return Op::Nop;
                 }
-                let generation = i.invalidation.generation();
+                // The budget bounds lookups of values this cache does not know; known keys
+                // revalidate whatever a flood of random values has spent.
+                if !known {
+                    if let Err(exhausted) = self.spend_budget(now) {
+                        i.counters.budget_refused.fetch_add(1, Ordering::Relaxed);
+                        *slot = Outcome::Failed(StoreError::overloaded(exhausted));
+                        return Op::Nop;
+                    }
+                }
                 i.counters.store_lookups.fetch_add(1, Ordering::Relaxed);
-                let result = i.store.lookup(presented).await;
+                let result = self.ask_store(presented).await;
+                let n = i.completed.fetch_add(1, Ordering::AcqRel) + 1;
                 // An invalidation while the store answered: use the answer, do not keep it.
                 let keep = i.invalidation.generation() == generation;
                 match result {
@@ -342,12 +428,15 @@ impl<S: KeyStore> CachedKeyStore<S> {
                     Ok(None) => {
                         if keep && i.negative_ttl > 0 {
                             i.unknown.insert(presented.into(), Arc::new(Answer { record: None, at: now })).await;
+                        } else {
+                            i.recent.insert(presented.into(), (n, Recent::Unknown)).await;
                         }
                         *slot = Outcome::Answer(None);
                         Op::Remove
                     }
                     Err(error) => {
                         i.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                        i.recent.insert(presented.into(), (n, Recent::Failed)).await;
                         match stale {
                             Some(stale) => {
                                 tracing::warn!(%error, "key store failed: using a recently validated answer");
@@ -362,9 +451,24 @@ impl<S: KeyStore> CachedKeyStore<S> {
                 }
             })
             .await;
+        // An invalidation may have come between the check above and moka storing the answer.
+        if i.invalidation.generation() != generation {
+            i.known.invalidate(presented).await;
+            i.unknown.invalidate(presented).await;
+        }
         match outcome {
             Outcome::Answer(record) => Ok(record),
             Outcome::Failed(error) => Err(error),
+        }
+    }
+
+    /// Drops everything when the wrapped store's own handle says its answers are out of date.
+    fn follow_inner_invalidation(&self) {
+        if let Some((handle, seen)) = &self.inner.inner_invalidation {
+            let now = handle.generation();
+            if seen.swap(now, Ordering::AcqRel) != now {
+                self.invalidate_all();
+            }
         }
     }
 }
@@ -379,8 +483,13 @@ impl<S> CachedKeyStore<S> {
     /// Drops the cached answer for one presented value and tells layers built on this store.
     pub async fn invalidate(&self, presented: &str) {
         let i = &self.inner;
-        i.known.invalidate(presented).await;
+        // Bumped before (a lookup in progress does not keep what it read) and after (a layer
+        // that revalidated in between does not keep it either).
+        i.invalidation.invalidate();
+        // Waits for a store call in progress for this value, then removes its answer.
+        i.known.entry(Box::from(presented)).and_compute_with(|_| async { Op::Remove }).await;
         i.unknown.invalidate(presented).await;
+        i.recent.invalidate(presented).await;
         i.invalidation.invalidate();
     }
 
@@ -410,6 +519,8 @@ impl<S> CachedKeyStore<S> {
         i.invalidation.invalidate();
         i.known.invalidate_all();
         i.unknown.invalidate_all();
+        i.recent.invalidate_all();
+        i.invalidation.invalidate();
     }
 
     /// What the cache has done so far.
@@ -438,6 +549,7 @@ impl<S> CachedKeyStore<S> {
 
 impl<S: KeyStore> KeyStore for CachedKeyStore<S> {
     async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        self.follow_inner_invalidation();
         let i = &*self.inner;
         let now = i.clock.now().mono_nanos;
         if let Some(a) = i.known.get(presented).await {
@@ -457,6 +569,10 @@ impl<S: KeyStore> KeyStore for CachedKeyStore<S> {
     }
 
     fn invalidation(&self) -> Option<Invalidation> {
-        Some(self.inner.invalidation.clone())
+        // Layers follow this cache's invalidations and the wrapped store's.
+        Some(match &self.inner.inner_invalidation {
+            Some((inner, _)) => self.inner.invalidation.following(inner),
+            None => self.inner.invalidation.clone(),
+        })
     }
 }

@@ -22,6 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A key's record and the plans it belongs to, as a store returns them.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,12 +30,28 @@ use std::sync::Arc;
 pub struct KeyRecord {
     key: ApiKey,
     plans: Vec<Arc<UsagePlan>>,
+    max_age: Option<Duration>,
 }
 
 impl KeyRecord {
     /// A key with the plans it belongs to.
     pub fn new(key: ApiKey, plans: Vec<Arc<UsagePlan>>) -> Self {
-        Self { key, plans }
+        Self { key, plans, max_age: None }
+    }
+
+    /// Tells the layer to use this answer for at most `age` (less than its
+    /// [`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl) if shorter) and not to
+    /// serve it past that when the store fails. [`CachedKeyStore`] sets it on the stale answers
+    /// it gives while the store is down, so that stale windows do not add up.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// The [`max_age`](Self::max_age), if any.
+    #[must_use]
+    pub fn max_age_hint(&self) -> Option<Duration> {
+        self.max_age
     }
 
     /// The key's record.
@@ -56,12 +73,26 @@ impl KeyRecord {
 pub struct StoreError {
     #[source]
     source: Box<dyn std::error::Error + Send + Sync>,
+    overloaded: bool,
 }
 
 impl StoreError {
     /// Wraps the underlying error. Do not put key values in it: it may be logged.
     pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self { source: source.into() }
+        Self { source: source.into(), overloaded: false }
+    }
+
+    /// The store refused to be asked (a lookup budget was spent, e.g. under a flood of random
+    /// keys), rather than failed. The layer answers 503 and never fails open on it: failing open
+    /// would let a flood of random keys through.
+    pub fn overloaded(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { source: source.into(), overloaded: true }
+    }
+
+    /// Whether this is an [`overloaded`](Self::overloaded) refusal.
+    #[must_use]
+    pub fn is_overloaded(&self) -> bool {
+        self.overloaded
     }
 }
 
@@ -127,7 +158,11 @@ pub trait KeyStore: Send + Sync + 'static {
 /// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
-pub struct Invalidation(Arc<AtomicU64>);
+pub struct Invalidation {
+    own: Arc<AtomicU64>,
+    /// Another handle this one follows (see [`following`](Self::following)).
+    also: Option<Box<Invalidation>>,
+}
 
 impl Invalidation {
     /// A new handle at generation 0.
@@ -137,13 +172,33 @@ impl Invalidation {
 
     /// Marks every answer cached so far as out of date.
     pub fn invalidate(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
+        self.own.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The current generation: answers cached at an earlier one are out of date.
     #[must_use]
     pub fn generation(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        let own = self.own.load(Ordering::Acquire);
+        match &self.also {
+            Some(other) => own.wrapping_add(other.generation()),
+            None => own,
+        }
+    }
+
+    /// A handle that changes when this one or `other` does ([`invalidate`](Self::invalidate) on
+    /// it bumps this one). A store wrapping another gives this to layers, so that they follow
+    /// the wrapped store's invalidations too.
+    ///
+    /// ```
+    /// use tower_usage_plans::Invalidation;
+    /// let (mine, inner) = (Invalidation::new(), Invalidation::new());
+    /// let both = mine.following(&inner);
+    /// let before = both.generation();
+    /// inner.invalidate();
+    /// assert_ne!(both.generation(), before);
+    /// ```
+    pub fn following(&self, other: &Invalidation) -> Invalidation {
+        Invalidation { own: Arc::clone(&self.own), also: Some(Box::new(other.clone())) }
     }
 }
 
