@@ -163,6 +163,15 @@ impl KeyHash {
     }
 }
 
+impl std::str::FromStr for KeyHash {
+    type Err = ConfigError;
+
+    /// [`KeyHash::from_hex`].
+    fn from_str(hex: &str) -> Result<Self, Self::Err> {
+        Self::from_hex(hex)
+    }
+}
+
 impl fmt::Debug for KeyHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "KeyHash({})", self.to_hex())
@@ -228,5 +237,6 @@ mod tests {
         assert!(KeyHash::from_hex("zz").is_err());
         assert!(KeyHash::from_hex(&"g".repeat(64)).is_err());
         assert_eq!(format!("{h}"), h.to_hex());
+        assert_eq!(h.to_hex().parse::<KeyHash>().unwrap(), h);
     }
 }

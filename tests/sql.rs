@@ -213,6 +213,14 @@ async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
             sqlx::query_scalar("SELECT version FROM usage_plans_schema").fetch_all(db.store.pool()).await.unwrap();
         assert_eq!(versions, [SqlKeyStore::SCHEMA_VERSION], "{}", db.name);
         db.store.put_plan(&free()).await.unwrap();
+        // A database migrated by a newer release is refused, not half-understood.
+        sqlx::query("INSERT INTO usage_plans_schema (version, name, applied_at) VALUES (99, 'future', 0)")
+            .execute(db.store.pool())
+            .await
+            .unwrap();
+        let e = db.store.migrate().await.expect_err("a newer schema is refused");
+        assert_eq!(e.kind(), SqlStoreErrorKind::Invalid, "{}: {e}", db.name);
+        assert!(e.to_string().contains("schema version 99"), "{e}");
     }
 }
 

@@ -41,21 +41,44 @@ impl SqlKeyStore {
             Backend::Postgres | Backend::Other => Connection::begin(&mut *conn).await,
         }
         .map_err(|e| fail("begin", e))?;
+        // Rolled back explicitly on failure: a dropped transaction would keep its locks until
+        // the connection is used again.
+        match Self::apply(&mut tx, backend).await {
+            Ok(()) => tx.commit().await.map_err(|e| fail("commit", e)),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn apply(tx: &mut sqlx::Transaction<'_, sqlx::Any>, backend: Backend) -> Result<(), SqlStoreError> {
         if backend == Backend::Postgres {
             sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
                 .bind(PG_LOCK)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(|e| fail("lock", e))?;
         }
-        tx.execute(VERSION_TABLE).await.map_err(|e| fail("create usage_plans_schema", e))?;
+        tx.as_mut().execute(VERSION_TABLE).await.map_err(|e| fail("create usage_plans_schema", e))?;
         let rows = sqlx::query("SELECT version FROM usage_plans_schema")
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await
             .map_err(|e| fail("read usage_plans_schema", e))?;
         let mut applied = Vec::with_capacity(rows.len());
         for row in &rows {
             applied.push(row.try_get::<i64, _>(0).map_err(|e| fail("read usage_plans_schema", e))?);
+        }
+        // A database migrated by a newer version of this crate: this one does not know its schema.
+        if let Some(newer) = applied.iter().copied().filter(|v| *v > Self::SCHEMA_VERSION).max() {
+            return Err(SqlStoreError::new(
+                super::SqlStoreErrorKind::Invalid,
+                "usage_plans_schema",
+                format!(
+                    "the database has schema version {newer}, newer than this crate's {}; upgrade the crate",
+                    Self::SCHEMA_VERSION
+                ),
+            ));
         }
         let now = super::unix_now();
         for m in MIGRATIONS {
@@ -63,16 +86,16 @@ impl SqlKeyStore {
                 continue;
             }
             let what = format!("version {} ({})", m.version, m.name);
-            tx.execute(m.sql).await.map_err(|e| fail(&what, e))?;
+            tx.as_mut().execute(m.sql).await.map_err(|e| fail(&what, e))?;
             sqlx::query("INSERT INTO usage_plans_schema (version, name, applied_at) VALUES ($1, $2, $3)")
                 .bind(m.version)
                 .bind(m.name)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(|e| fail(&what, e))?;
         }
-        tx.commit().await.map_err(|e| fail("commit", e))
+        Ok(())
     }
 }
 
