@@ -11,6 +11,8 @@
 //! over-admit).
 
 mod local;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;
 #[cfg(test)]
 mod tests;
 
@@ -88,8 +90,14 @@ pub(crate) struct Check<'a> {
 /// Why a backend refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
-    Throttled { scope: ThrottleScope, wait_nanos: u64 },
+    Throttled {
+        scope: ThrottleScope,
+        wait_nanos: u64,
+    },
     Quota(QuotaView),
+    /// The counters could not be reached and the failure policy is to fail closed (503).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Unavailable,
 }
 
 /// Gives one counted request back to its quota.

@@ -47,6 +47,22 @@ impl Gcra {
         Self { t, tau: t * u64::from(throttle.burst() - 1), burst: throttle.burst() }
     }
 
+    /// Emission interval and tolerance, nanoseconds (for backends that keep buckets elsewhere).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn params(&self) -> (u64, u64) {
+        (self.t, self.tau)
+    }
+
+    /// This bucket's share on one of `replicas` processes: rate and burst divided (burst at
+    /// least 1), for a local fallback while the shared store is unreachable.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn share(&self, replicas: u32) -> Self {
+        let replicas = replicas.max(1);
+        let burst = (self.burst / replicas).max(1);
+        let t = self.t.saturating_mul(u64::from(replicas));
+        Self { t, tau: t.saturating_mul(u64::from(burst - 1)), burst }
+    }
+
     /// One decision on the state `tat` at `now`: `Ok(new_tat)` or `Err(nanos until admitted)`.
     pub(crate) fn step(&self, tat: u64, now: u64) -> Result<u64, u64> {
         let start = tat.max(now);

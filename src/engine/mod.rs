@@ -14,7 +14,7 @@ mod state;
 pub(crate) use clock::unix_secs;
 pub use clock::{Clock, ManualClock, Now, SystemClock};
 pub(crate) use gcra::{BucketView, Gcra, Undo};
-pub(crate) use quota::{QuotaRule, QuotaView};
+pub(crate) use quota::{PeriodInfo, QuotaRule, QuotaView};
 pub(crate) use routes::check_routes;
 pub(crate) use state::{CompiledPlan, Limits};
 
@@ -97,6 +97,7 @@ fn conclude(outcome: Outcome, key: Option<&Arc<str>>) -> Result<Admitted, Reject
         Ok(refund) => return Ok(Admitted { limits, refund }),
         Err(Refused::Throttled { scope, wait_nanos }) => Rejection::throttled(scope, wait_nanos),
         Err(Refused::Quota(view)) => Rejection::quota(view.resets_in_secs),
+        Err(Refused::Unavailable) => Rejection::new(RejectionKind::StoreUnavailable),
     };
     Err(match key {
         Some(id) => rejection.with_key(id).with_limits(limits),

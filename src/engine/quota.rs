@@ -53,6 +53,17 @@ pub(crate) struct QuotaView {
     pub(crate) window_secs: u64,
 }
 
+/// The current period, for backends that count elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct PeriodInfo {
+    /// Kind and index: differs for every period (and every kind).
+    pub(crate) tag: u64,
+    pub(crate) limit: u64,
+    /// Unix seconds at which the period ends.
+    pub(crate) end: i64,
+}
+
 /// Which period a counted request was counted in, for refunds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Ticket(u64);
@@ -163,6 +174,20 @@ impl QuotaRule {
         let _ = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
             (cur >> COUNT_BITS == ticket.0 && cur & COUNT_MASK > 0).then(|| cur - 1)
         });
+    }
+
+    /// The current period at `unix`: its tag (kind and index, unique per period), limit and end
+    /// (unix seconds). For backends that count elsewhere.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn current(&self, unix: i64) -> PeriodInfo {
+        let p = self.period_at(unix);
+        PeriodInfo { tag: tag(self.period(), p.index), limit: self.limit_for(p.index), end: p.end }
+    }
+
+    /// What a client sees when `used` requests were counted in the current period.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn view_used(&self, unix: i64, used: u64) -> QuotaView {
+        self.view(self.period_at(unix), unix, used)
     }
 
     /// The quota at `unix` (read only).

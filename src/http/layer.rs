@@ -80,6 +80,8 @@ impl UsagePlanLayer {
             fail_open: false,
             refund: None,
             backend: None,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }
@@ -106,6 +108,8 @@ pub struct UsagePlanLayerBuilder {
     fail_open: bool,
     refund: Option<RefundPolicy>,
     backend: Option<Arc<dyn CounterBackend>>,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::RedisBackend>,
     invalidation: Option<Invalidation>,
 }
 
@@ -114,6 +118,14 @@ impl UsagePlanLayerBuilder {
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn backend(mut self, backend: Arc<dyn CounterBackend>) -> Self {
         self.backend = Some(backend);
+        self
+    }
+
+    /// Keeps the counters in Redis, shared by every replica of the app (feature `redis`).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(mut self, backend: crate::RedisBackend) -> Self {
+        self.redis = Some(backend);
         self
     }
 
@@ -191,9 +203,13 @@ impl UsagePlanLayerBuilder {
 
     /// The layer.
     pub fn build(self) -> UsagePlanLayer {
+        #[cfg(feature = "redis")]
+        let backend = self.backend.or_else(|| self.redis.as_ref().map(|r| r.bind(self.stage.as_ref())));
+        #[cfg(not(feature = "redis"))]
+        let backend = self.backend;
         UsagePlanLayer {
             shared: Arc::new(Shared {
-                engine: Engine::new(self.stage, self.cache, self.backend, self.invalidation),
+                engine: Engine::new(self.stage, self.cache, backend, self.invalidation),
                 store: self.store,
                 clock: self.clock,
                 source: self.source,

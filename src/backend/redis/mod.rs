@@ -1,0 +1,903 @@
+//! Counters in Redis (feature `redis`): limits shared by every replica of an app.
+//!
+//! - **Throttles**: one Lua script per request checks every bucket (per-key method, per-key plan,
+//!   stage method, stage default, account) all-or-nothing on the server's clock. Exact across
+//!   replicas.
+//! - **Quotas**: leases. A replica reserves a batch of a key's remaining quota in the same script
+//!   (`INCRBY` on the period's counter, never past the limit) and spends it locally; the batch
+//!   shrinks as the quota nears its end. Unused leases go back on idle, at period rollover and at
+//!   [`RedisBackend::shutdown`]. A request of a plan without throttles that finds a lease makes no
+//!   round trip at all.
+//! - **Deny cache**: a refused key (or stage bucket) stays refused locally until its retry time.
+//! - **Failures**: a timeout per call, a circuit breaker, and a [`FailurePolicy`] per limit class;
+//!   usage admitted while Redis was unreachable is replayed to it when it is back.
+
+mod script;
+
+use super::{BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict};
+use crate::engine::{CompiledPlan, Gcra, Limits, Now, PeriodInfo, QuotaRule};
+use crate::model::Stage;
+use crate::rejection::ThrottleScope;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use script::{quota_key, Names};
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What to do with a limit class when Redis cannot be reached (timeout, connection refused,
+/// circuit breaker open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// Refuse with 503.
+    FailClosed,
+    /// Admit without checking this class (quota usage is still recorded and replayed).
+    FailOpen,
+    /// Check in-process counters, each replica holding its share (`1 / replicas`) of every
+    /// throttle's rate and burst, and of each key's quota remaining when Redis was last seen.
+    LocalFallback,
+}
+
+/// What the backend has done so far (cumulative).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Requests decided.
+    pub checks: u64,
+    /// Round trips to Redis made for requests (scripts), successful or not.
+    pub round_trips: u64,
+    /// Requests answered by the local deny cache.
+    pub deny_cache_hits: u64,
+    /// Requests whose quota came from a local lease.
+    pub lease_hits: u64,
+    /// Calls that failed or timed out.
+    pub errors: u64,
+    /// Requests decided by the failure policy.
+    pub fallback_decisions: u64,
+    /// Requests admitted while Redis was unreachable and since written to it.
+    pub replayed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    checks: AtomicU64,
+    round_trips: AtomicU64,
+    deny_cache_hits: AtomicU64,
+    lease_hits: AtomicU64,
+    errors: AtomicU64,
+    fallback_decisions: AtomicU64,
+    replayed: AtomicU64,
+}
+
+/// An error connecting to Redis.
+#[derive(Debug, thiserror::Error)]
+#[error("redis: {0}")]
+pub struct RedisBackendError(#[from] redis::RedisError);
+
+/// Builds a [`RedisBackend`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisBackendBuilder {
+    url: String,
+    prefix: String,
+    timeout: Duration,
+    throttle_policy: FailurePolicy,
+    quota_policy: FailurePolicy,
+    leasing: bool,
+    max_lease: u64,
+    replicas: u32,
+    breaker_failures: u32,
+    breaker_cooldown: Duration,
+    idle: Duration,
+}
+
+impl RedisBackendBuilder {
+    /// The hash tag every key carries (`{tup}` by default); apps sharing one Redis keep apart by
+    /// prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Longest wait for one call (50 ms by default); then the failure policy decides.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Failure policy for throttles ([`FailurePolicy::LocalFallback`] by default).
+    pub fn throttle_policy(mut self, policy: FailurePolicy) -> Self {
+        self.throttle_policy = policy;
+        self
+    }
+
+    /// Failure policy for quotas ([`FailurePolicy::LocalFallback`] by default, with replay).
+    pub fn quota_policy(mut self, policy: FailurePolicy) -> Self {
+        self.quota_policy = policy;
+        self
+    }
+
+    /// Quota leases (on by default). Off: every request counts in Redis (one script per
+    /// request), exact to the request even in the usage Redis reports.
+    pub fn leasing(mut self, on: bool) -> Self {
+        self.leasing = on;
+        self
+    }
+
+    /// Largest batch of a quota one replica leases at a time (100 by default).
+    pub fn max_lease(mut self, n: u64) -> Self {
+        self.max_lease = n.max(1);
+        self
+    }
+
+    /// How many replicas share the limits (1 by default): sizes leases and the local fallback's
+    /// share of each limit.
+    pub fn replicas(mut self, n: u32) -> Self {
+        self.replicas = n.max(1);
+        self
+    }
+
+    /// The circuit breaker: after `failures` failed calls in a row, Redis is not called for
+    /// `cooldown` (5 and 1 s by default); then one call probes it.
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.breaker_failures = failures.max(1);
+        self.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// A lease unused for this long goes back to Redis (30 s by default).
+    pub fn idle_lease_return(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// Connects. Needs a tokio runtime (the backend keeps a task that returns idle leases and
+    /// replays usage admitted during outages).
+    pub async fn connect(self) -> Result<RedisBackend, RedisBackendError> {
+        let client = redis::Client::open(self.url.as_str())?;
+        // Fail fast: one connect attempt per call, bounded by the timeout; the manager
+        // reconnects by itself when the server is back.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(0);
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        let conn = Arc::new(Conn {
+            manager,
+            script: redis::Script::new(script::CHECK),
+            names: Names::new(&self.prefix),
+            settings: self,
+            breaker: Breaker::default(),
+            keys: parking_lot::Mutex::new(HashMap::new()),
+            returns: parking_lot::Mutex::new(Vec::new()),
+            counters: Counters::default(),
+        });
+        let weak = Arc::downgrade(&conn);
+        let period = conn.settings.idle.min(Duration::from_secs(1)).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            let mut since_idle = Duration::ZERO;
+            loop {
+                tick.tick().await;
+                let Some(conn) = weak.upgrade() else { return };
+                since_idle += period;
+                let idle = since_idle >= conn.settings.idle;
+                if idle {
+                    since_idle = Duration::ZERO;
+                }
+                conn.maintain(idle).await;
+            }
+        });
+        Ok(RedisBackend { conn })
+    }
+}
+
+/// Counters in Redis, shared by every replica; give it to
+/// [`UsagePlanLayerBuilder::redis`](crate::UsagePlanLayerBuilder::redis). Clones share one
+/// connection; one backend can serve several layers (stages).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use tower_usage_plans::{InMemoryKeyStore, RedisBackend, UsagePlanLayer};
+/// let redis = RedisBackend::builder("redis://127.0.0.1:6379").replicas(3).connect().await?;
+/// let store = InMemoryKeyStore::from_path("plans.toml")?;
+/// let layer = UsagePlanLayer::builder(store).redis(redis.clone()).build();
+/// // ... serve; then, on shutdown:
+/// redis.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    conn: Arc<Conn>,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.conn.settings;
+        f.debug_struct("RedisBackend")
+            .field("prefix", &s.prefix)
+            .field("timeout", &s.timeout)
+            .field("leasing", &s.leasing)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBackend {
+    /// A builder for the server at `url` (`redis://host:port/db`, `rediss://` needs a TLS feature
+    /// of the `redis` crate).
+    pub fn builder(url: impl Into<String>) -> RedisBackendBuilder {
+        RedisBackendBuilder {
+            url: url.into(),
+            prefix: "tup".into(),
+            timeout: Duration::from_millis(50),
+            throttle_policy: FailurePolicy::LocalFallback,
+            quota_policy: FailurePolicy::LocalFallback,
+            leasing: true,
+            max_lease: 100,
+            replicas: 1,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(1),
+            idle: Duration::from_secs(30),
+        }
+    }
+
+    /// What the backend has done so far.
+    #[must_use]
+    pub fn stats(&self) -> RedisStats {
+        let c = &self.conn.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RedisStats {
+            checks: l(&c.checks),
+            round_trips: l(&c.round_trips),
+            deny_cache_hits: l(&c.deny_cache_hits),
+            lease_hits: l(&c.lease_hits),
+            errors: l(&c.errors),
+            fallback_decisions: l(&c.fallback_decisions),
+            replayed: l(&c.replayed),
+        }
+    }
+
+    /// Gives every unused lease back and writes usage admitted during an outage, so a graceful
+    /// shutdown loses no count. Call it after the server stopped taking requests.
+    pub async fn shutdown(&self) {
+        self.conn.return_all_leases();
+        self.conn.maintain(false).await;
+    }
+
+    /// Writes pending usage and returns queued leases now (the backend also does it every second).
+    pub async fn flush(&self) {
+        self.conn.maintain(false).await;
+    }
+
+    pub(crate) fn bind(&self, stage: Option<&Stage>) -> Arc<dyn CounterBackend> {
+        let names = &self.conn.names;
+        let (api, name) = stage.map_or(("", ""), |s| (s.api(), s.stage_name()));
+        let methods: Vec<String> = stage
+            .map(|s| s.methods().iter().map(|(k, _)| names.stage_method(api, name, &k.to_string())).collect())
+            .unwrap_or_default();
+        Arc::new(Bound {
+            inner: Arc::new(BoundInner {
+                conn: Arc::clone(&self.conn),
+                api: api.into(),
+                stage: name.into(),
+                fallback: (0..methods.len() + 2).map(|_| AtomicU64::new(0)).collect(),
+                deny: (0..methods.len() + 2).map(|_| AtomicU64::new(0)).collect(),
+                stage_default: names.stage(api, name),
+                account: names.account(),
+                stage_methods: methods,
+            }),
+        })
+    }
+}
+
+/// A key id and a plan id.
+type KeyAndPlan = (Arc<str>, Arc<str>);
+
+struct Conn {
+    manager: ConnectionManager,
+    script: redis::Script,
+    names: Names,
+    settings: RedisBackendBuilder,
+    breaker: Breaker,
+    /// Every key's state by (key id, plan id), shared by the stages this backend serves.
+    keys: parking_lot::Mutex<HashMap<KeyAndPlan, Arc<RedisKey>>>,
+    /// Counts to write back: (counter name, amount to add; negative gives a lease back).
+    returns: parking_lot::Mutex<Vec<(String, i64)>>,
+    counters: Counters,
+}
+
+impl Conn {
+    /// Returns idle leases (when `idle`), replays usage admitted during outages, and writes
+    /// queued lease returns. Failed writes stay queued.
+    async fn maintain(&self, idle: bool) {
+        let keys: Vec<Arc<RedisKey>> = self.keys.lock().values().cloned().collect();
+        for k in &keys {
+            if idle && !k.touched.swap(false, Ordering::AcqRel) {
+                k.give_back_lease(self);
+            }
+            let (tag, n) = unpack(k.outage.swap(0, Ordering::AcqRel));
+            if n > 0 {
+                self.returns.lock().push((quota_key(&k.quota_stem, tag), n as i64));
+                self.counters.replayed.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        let pending = std::mem::take(&mut *self.returns.lock());
+        if pending.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (name, n) in &pending {
+            pipe.cmd("INCRBY").arg(name).arg(*n).ignore();
+        }
+        let mut manager = self.manager.clone();
+        let sent = tokio::time::timeout(self.settings.timeout * 4, pipe.query_async::<()>(&mut manager)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            // Not written (or unknown): keep them for the next round. A write that timed out may
+            // still have been applied, so a replay can count twice, never not at all.
+            self.returns.lock().extend(pending);
+        }
+    }
+
+    fn return_all_leases(&self) {
+        let keys: Vec<Arc<RedisKey>> = self.keys.lock().values().cloned().collect();
+        for k in keys {
+            k.give_back_lease(self);
+        }
+    }
+
+    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>) -> Arc<RedisKey> {
+        let mut keys = self.keys.lock();
+        let slot = (Arc::clone(id), Arc::clone(plan.plan.id_arc()));
+        Arc::clone(keys.entry(slot).or_insert_with(|| {
+            Arc::new(RedisKey {
+                id: Arc::clone(id),
+                key_bucket: self.names.key(id, plan.plan.id()),
+                quota_stem: self.names.quota_stem(id, plan.plan.id()),
+                lease: AtomicU64::new(0),
+                last_used: AtomicU64::new(0),
+                deny_until: AtomicU64::new(0),
+                deny: parking_lot::Mutex::new(None),
+                quota_deny_until: AtomicU64::new(0),
+                quota_deny: parking_lot::Mutex::new(None),
+                touched: AtomicBool::new(true),
+                outage: AtomicU64::new(0),
+                fallback: (0..plan.methods.len() + 1).map(|_| AtomicU64::new(0)).collect(),
+                plan: parking_lot::Mutex::new(Arc::clone(plan)),
+            })
+        }))
+    }
+}
+
+/// Packs a period tag and a count into one word (the tag's 24 bits above a 40-bit count).
+fn pack(tag: u64, n: u64) -> u64 {
+    (tag << 40) | n.min((1 << 40) - 1)
+}
+
+fn unpack(v: u64) -> (u64, u64) {
+    (v >> 40, v & ((1 << 40) - 1))
+}
+
+/// One key's state under one plan, on this replica.
+struct RedisKey {
+    id: Arc<str>,
+    key_bucket: String,
+    quota_stem: String,
+    /// Requests of the current period leased from Redis and not yet used (tag, count).
+    lease: AtomicU64,
+    /// The key's count in Redis when last seen (leases included).
+    last_used: AtomicU64,
+    /// Monotonic nanoseconds until which the key is refused locally, and why (a throttle).
+    deny_until: AtomicU64,
+    deny: parking_lot::Mutex<Option<Refused>>,
+    /// Monotonic nanoseconds until which the quota is known to be spent (the period's end), and
+    /// the view to answer with. A lease this replica still holds is used first.
+    quota_deny_until: AtomicU64,
+    quota_deny: parking_lot::Mutex<Option<crate::engine::QuotaView>>,
+    /// Used since the last idle round.
+    touched: AtomicBool,
+    /// Requests admitted while Redis was unreachable and not yet written to it (tag, count).
+    outage: AtomicU64,
+    /// Local fallback buckets: the plan bucket, then one per method throttle.
+    fallback: Box<[AtomicU64]>,
+    /// The plan version the deny cache was filled under (a new version clears it).
+    plan: parking_lot::Mutex<Arc<CompiledPlan>>,
+}
+
+impl fmt::Debug for RedisKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl BackendKey for RedisKey {
+    fn key_id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+impl RedisKey {
+    /// Takes one request of period `tag` from the lease; a lease of an older period is given
+    /// back (queued) first.
+    fn take_lease(&self, conn: &Conn, tag: u64) -> bool {
+        let mut cur = self.lease.load(Ordering::Acquire);
+        loop {
+            let (t, n) = unpack(cur);
+            if t != tag {
+                if n > 0 && self.lease.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    conn.returns.lock().push((quota_key(&self.quota_stem, t), -(n as i64)));
+                }
+                return false;
+            }
+            if n == 0 {
+                return false;
+            }
+            match self.lease.compare_exchange_weak(cur, pack(t, n - 1), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Adds `n` requests of period `tag` to the lease (dropping a lease of another period,
+    /// which is given back).
+    fn add_lease(&self, conn: &Conn, tag: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut cur = self.lease.load(Ordering::Acquire);
+        loop {
+            let (t, have) = unpack(cur);
+            let next = if t == tag { pack(tag, have + n) } else { pack(tag, n) };
+            match self.lease.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    if t != tag && have > 0 {
+                        conn.returns.lock().push((quota_key(&self.quota_stem, t), -(have as i64)));
+                    }
+                    return;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    fn give_back_lease(&self, conn: &Conn) {
+        let (t, n) = unpack(self.lease.swap(0, Ordering::AcqRel));
+        if n > 0 {
+            conn.returns.lock().push((quota_key(&self.quota_stem, t), -(n as i64)));
+        }
+    }
+
+    fn denied(&self, now: Now) -> Option<Refused> {
+        let until = self.deny_until.load(Ordering::Acquire);
+        if until <= now.mono_nanos {
+            return None;
+        }
+        match *self.deny.lock() {
+            Some(Refused::Throttled { scope, .. }) => {
+                Some(Refused::Throttled { scope, wait_nanos: until - now.mono_nanos })
+            }
+            _ => None,
+        }
+    }
+
+    fn quota_denied(&self, now: Now) -> Option<Refused> {
+        let until = self.quota_deny_until.load(Ordering::Acquire);
+        if until <= now.mono_nanos {
+            return None;
+        }
+        let mut view = (*self.quota_deny.lock())?;
+        view.resets_in_secs = (until - now.mono_nanos).div_ceil(1_000_000_000).max(1);
+        Some(Refused::Quota(view))
+    }
+
+    fn deny(&self, until: u64, why: Refused) {
+        match why {
+            Refused::Quota(view) => {
+                *self.quota_deny.lock() = Some(view);
+                self.quota_deny_until.store(until, Ordering::Release);
+            }
+            _ => {
+                *self.deny.lock() = Some(why);
+                self.deny_until.store(until, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// A bucket of one request, as the script needs it.
+#[derive(Debug, Clone)]
+struct Spec {
+    name: String,
+    gcra: Gcra,
+    scope: ThrottleScope,
+    slot: BucketSlot,
+}
+
+struct BoundInner {
+    conn: Arc<Conn>,
+    api: Box<str>,
+    stage: Box<str>,
+    stage_methods: Vec<String>,
+    stage_default: String,
+    account: String,
+    /// Local fallback buckets: stage methods, then stage default, then account.
+    fallback: Box<[AtomicU64]>,
+    /// Deny cache of the stage buckets, same order.
+    deny: Box<[AtomicU64]>,
+}
+
+/// The backend bound to one stage (one layer).
+#[derive(Clone)]
+struct Bound {
+    inner: Arc<BoundInner>,
+}
+
+impl fmt::Debug for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend").field("api", &self.inner.api).field("stage", &self.inner.stage).finish()
+    }
+}
+
+impl BoundInner {
+    fn stage_index(&self, slot: BucketSlot) -> Option<usize> {
+        let n = self.stage_methods.len();
+        match slot {
+            BucketSlot::StageMethod(i) => Some(usize::from(i)).filter(|i| *i < n),
+            BucketSlot::Stage => Some(n),
+            BucketSlot::Account => Some(n + 1),
+            BucketSlot::Key | BucketSlot::KeyMethod(_) => None,
+        }
+    }
+
+    fn spec(
+        &self,
+        slot: BucketSlot,
+        scope: ThrottleScope,
+        gcra: Gcra,
+        key: Option<&RedisKey>,
+        plan: Option<&CompiledPlan>,
+    ) -> Option<Spec> {
+        let names = &self.conn.names;
+        let name = match slot {
+            BucketSlot::StageMethod(i) => self.stage_methods.get(usize::from(i))?.clone(),
+            BucketSlot::Stage => self.stage_default.clone(),
+            BucketSlot::Account => self.account.clone(),
+            BucketSlot::Key => key?.key_bucket.clone(),
+            BucketSlot::KeyMethod(i) => {
+                let (key, plan) = (key?, plan?);
+                let method = plan.method_keys.get(usize::from(i))?;
+                names.key_method(&key.id, plan.plan.id(), &self.api, &self.stage, &method.to_string())
+            }
+        };
+        Some(Spec { name, gcra, scope, slot })
+    }
+
+    fn fallback_bucket<'a>(&'a self, slot: BucketSlot, key: Option<&'a RedisKey>) -> Option<&'a AtomicU64> {
+        match slot {
+            BucketSlot::Key => key?.fallback.first(),
+            BucketSlot::KeyMethod(i) => key?.fallback.get(usize::from(i) + 1),
+            _ => self.fallback.get(self.stage_index(slot)?),
+        }
+    }
+
+    /// The failure policy's answer (Redis unreachable or the breaker open).
+    fn fallback(
+        &self,
+        specs: &[Spec],
+        key: Option<&RedisKey>,
+        quota: Option<(&QuotaRule, PeriodInfo)>,
+        from_lease: bool,
+        now: Now,
+    ) -> Result<Option<Refund>, Refused> {
+        let s = &self.conn.settings;
+        self.conn.counters.fallback_decisions.fetch_add(1, Ordering::Relaxed);
+        let mut taken = Vec::new();
+        let release = |taken: &[(&AtomicU64, crate::engine::Undo)]| {
+            for (state, undo) in taken {
+                Gcra::undo(state, *undo);
+            }
+        };
+        match s.throttle_policy {
+            FailurePolicy::FailClosed if !specs.is_empty() => return Err(Refused::Unavailable),
+            FailurePolicy::LocalFallback => {
+                for spec in specs {
+                    let Some(state) = self.fallback_bucket(spec.slot, key) else { continue };
+                    match spec.gcra.share(s.replicas).acquire(state, now.mono_nanos) {
+                        Ok(undo) => taken.push((state, undo)),
+                        Err(wait_nanos) => {
+                            release(&taken);
+                            return Err(Refused::Throttled { scope: spec.scope, wait_nanos });
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let (Some((rule, period)), Some(key)) = (quota, key) else { return Ok(None) };
+        if from_lease {
+            return Ok(None);
+        }
+        let admit = match s.quota_policy {
+            FailurePolicy::FailClosed => false,
+            FailurePolicy::FailOpen => true,
+            FailurePolicy::LocalFallback => {
+                // This replica's share of what was left when Redis was last seen.
+                let left = period.limit.saturating_sub(key.last_used.load(Ordering::Acquire));
+                let share = left / u64::from(s.replicas);
+                let (t, n) = unpack(key.outage.load(Ordering::Acquire));
+                (if t == period.tag { n } else { 0 }) < share
+            }
+        };
+        if !admit {
+            release(&taken);
+            return Err(match s.quota_policy {
+                FailurePolicy::FailClosed => Refused::Unavailable,
+                _ => Refused::Quota(rule.view_used(now.unix_secs, period.limit)),
+            });
+        }
+        // Recorded for replay when Redis is back.
+        let _ = key.outage.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            let (t, n) = unpack(v);
+            Some(if t == period.tag { pack(t, n + 1) } else { pack(period.tag, 1) })
+        });
+        Ok(None)
+    }
+}
+
+/// Consecutive failures and when calls may be tried again.
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: AtomicU32,
+    /// Monotonic nanoseconds until which Redis is not called.
+    open_until: AtomicU64,
+    /// One probe at a time once the cooldown is over.
+    probing: AtomicBool,
+}
+
+impl Breaker {
+    /// Whether this request may call Redis.
+    fn allow(&self, now: Now) -> bool {
+        let until = self.open_until.load(Ordering::Acquire);
+        if until == 0 {
+            return true;
+        }
+        now.mono_nanos >= until && !self.probing.swap(true, Ordering::AcqRel)
+    }
+
+    fn success(&self) {
+        self.failures.store(0, Ordering::Release);
+        self.open_until.store(0, Ordering::Release);
+        self.probing.store(false, Ordering::Release);
+    }
+
+    fn failure(&self, now: Now, threshold: u32, cooldown: Duration) {
+        let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if n >= threshold || self.probing.load(Ordering::Acquire) {
+            let nanos = u64::try_from(cooldown.as_nanos()).unwrap_or(u64::MAX);
+            self.open_until.store(now.mono_nanos.saturating_add(nanos).max(1), Ordering::Release);
+        }
+        self.probing.store(false, Ordering::Release);
+    }
+}
+
+fn micros_up(nanos: u64) -> u64 {
+    nanos.div_ceil(1000).max(1)
+}
+
+impl CounterBackend for Bound {
+    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, _previous: Option<&KeyState>, _now: Now) -> KeyState {
+        let key = self.inner.conn.key_state(id, plan);
+        {
+            let mut p = key.plan.lock();
+            if !Arc::ptr_eq(&p, plan) {
+                // New limits: what was refused under the old ones may pass now.
+                *p = Arc::clone(plan);
+                key.deny_until.store(0, Ordering::Release);
+                key.quota_deny_until.store(0, Ordering::Release);
+            }
+        }
+        key
+    }
+
+    fn check(&self, check: &Check<'_>) -> Verdict {
+        let b = &self.inner;
+        let conn = &b.conn;
+        conn.counters.checks.fetch_add(1, Ordering::Relaxed);
+        let now = check.now;
+        let key: Option<Arc<RedisKey>> =
+            check.key.and_then(|k| Arc::clone(k.state).into_any().downcast::<RedisKey>().ok());
+        let plan = check.key.map(|k| Arc::clone(k.plan));
+        // The deny cache: refused locally, no round trip.
+        if let Some(k) = &key {
+            k.touched.store(true, Ordering::Relaxed);
+            if let Some(refused) = k.denied(now) {
+                conn.counters.deny_cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Verdict::Ready(Outcome { result: Err(refused), limits: None });
+            }
+        }
+        for bucket in check.buckets.iter().flatten() {
+            if let Some(i) = b.stage_index(bucket.slot) {
+                let until = b.deny.get(i).map_or(0, |d| d.load(Ordering::Acquire));
+                if until > now.mono_nanos {
+                    conn.counters.deny_cache_hits.fetch_add(1, Ordering::Relaxed);
+                    let refused = Refused::Throttled { scope: bucket.scope, wait_nanos: until - now.mono_nanos };
+                    return Verdict::Ready(Outcome { result: Err(refused), limits: None });
+                }
+            }
+        }
+        let specs: Vec<Spec> = check
+            .buckets
+            .iter()
+            .flatten()
+            .filter_map(|bk| b.spec(bk.slot, bk.scope, *bk.gcra, key.as_deref(), plan.as_deref()))
+            .collect();
+        // The quota: from the lease when it has some, else leased (or counted) by the script.
+        let quota = check.quota.map(|rule| (rule, rule.current(now.unix_secs)));
+        let (mut from_lease, mut want) = (false, 0);
+        if let (Some((_, period)), Some(k)) = (quota, &key) {
+            if conn.settings.leasing && k.take_lease(conn, period.tag) {
+                from_lease = true;
+                conn.counters.lease_hits.fetch_add(1, Ordering::Relaxed);
+            } else if let Some(refused) = k.quota_denied(now) {
+                conn.counters.deny_cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Verdict::Ready(Outcome { result: Err(refused), limits: None });
+            } else if conn.settings.leasing {
+                let left = period.limit.saturating_sub(k.last_used.load(Ordering::Acquire));
+                want = (left / (4 * u64::from(conn.settings.replicas))).clamp(1, conn.settings.max_lease);
+            } else {
+                want = 1;
+            }
+        }
+        let refund = |k: &Arc<RedisKey>, tag: u64| -> Option<Refund> {
+            if !check.refund {
+                return None;
+            }
+            let (k, conn) = (Arc::clone(k), Arc::clone(conn));
+            Some(Box::new(move || k.add_lease(&conn, tag, 1)) as Refund)
+        };
+        if specs.is_empty() && want == 0 {
+            let result = match (&key, quota) {
+                (Some(k), Some((_, period))) => Ok(refund(k, period.tag)),
+                _ => Ok(None),
+            };
+            return Verdict::Ready(Outcome { result, limits: None });
+        }
+        if !conn.breaker.allow(now) {
+            let result = b.fallback(&specs, key.as_deref(), quota, from_lease, now);
+            if let (Err(_), true, Some(k), Some((_, p))) = (&result, from_lease, &key, quota) {
+                k.add_lease(conn, p.tag, 1);
+            }
+            return Verdict::Ready(Outcome { result, limits: None });
+        }
+        // One round trip.
+        let mut names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let mut args: Vec<i64> = Vec::with_capacity(2 * specs.len() + 4);
+        args.push(specs.len() as i64);
+        for spec in &specs {
+            let (t, tau) = spec.gcra.params();
+            args.push(micros_up(t) as i64);
+            args.push(tau.div_ceil(1000) as i64);
+        }
+        if let (Some((_, period)), Some(k), true) = (quota, &key, want > 0) {
+            names.push(quota_key(&k.quota_stem, period.tag));
+            args.extend([period.limit as i64, want as i64, period.end + 86_400]);
+        }
+        let bound = Arc::clone(&self.inner);
+        let mut manager = conn.manager.clone();
+        let views = check.views;
+        let quota_owned = quota.map(|(_, p)| p);
+        let refund_wanted = check.refund;
+        Verdict::Pending(Box::pin(async move {
+            let conn = &bound.conn;
+            conn.counters.round_trips.fetch_add(1, Ordering::Relaxed);
+            let s = &conn.settings;
+            let mut invocation = conn.script.prepare_invoke();
+            for name in &names {
+                invocation.key(name);
+            }
+            for arg in &args {
+                invocation.arg(*arg);
+            }
+            let answer = tokio::time::timeout(s.timeout, invocation.invoke_async::<Vec<i64>>(&mut manager)).await;
+            let plan = plan.as_deref();
+            let rule = plan.and_then(|p| p.quota.as_ref());
+            let quota = rule.zip(quota_owned);
+            let result = match answer {
+                Ok(Ok(reply)) if reply.len() == 3 => {
+                    conn.breaker.success();
+                    match reply[0] {
+                        1 => {
+                            if let (Some(k), Some((_, period))) = (&key, quota) {
+                                let (granted, used) = (reply[1].max(0) as u64, reply[2].max(0) as u64);
+                                k.last_used.store(used, Ordering::Release);
+                                if granted > 1 {
+                                    k.add_lease(conn, period.tag, granted - 1);
+                                }
+                                if refund_wanted {
+                                    let (k, c) = (Arc::clone(k), Arc::clone(conn));
+                                    let tag = period.tag;
+                                    Ok(Some(Box::new(move || k.add_lease(&c, tag, 1)) as Refund))
+                                } else {
+                                    Ok(None)
+                                }
+                            } else {
+                                Ok(None)
+                            }
+                        }
+                        0 => {
+                            let spec = usize::try_from(reply[1] - 1).ok().and_then(|i| specs.get(i));
+                            let wait_nanos = (reply[2].max(1) as u64).saturating_mul(1000);
+                            if let (true, Some(k), Some((_, p))) = (from_lease, &key, quota) {
+                                k.add_lease(conn, p.tag, 1);
+                            }
+                            match spec {
+                                Some(spec) => {
+                                    let refused = Refused::Throttled { scope: spec.scope, wait_nanos };
+                                    let until = now.mono_nanos.saturating_add(wait_nanos);
+                                    match (bound.stage_index(spec.slot), &key) {
+                                        (Some(i), _) => {
+                                            if let Some(d) = bound.deny.get(i) {
+                                                d.store(until, Ordering::Release);
+                                            }
+                                        }
+                                        (None, Some(k)) => k.deny(until, refused),
+                                        (None, None) => {}
+                                    }
+                                    Err(refused)
+                                }
+                                None => Err(Refused::Unavailable),
+                            }
+                        }
+                        _ => {
+                            let used = reply[1].max(0) as u64;
+                            match (&key, quota) {
+                                (Some(k), Some((rule, period))) => {
+                                    k.last_used.store(used, Ordering::Release);
+                                    let view = rule.view_used(now.unix_secs, used);
+                                    let until = now
+                                        .mono_nanos
+                                        .saturating_add((period.end - now.unix_secs).max(1) as u64 * 1_000_000_000);
+                                    k.deny(until, Refused::Quota(view));
+                                    Err(Refused::Quota(view))
+                                }
+                                _ => Err(Refused::Unavailable),
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    conn.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    conn.breaker.failure(now, s.breaker_failures, s.breaker_cooldown);
+                    let result = bound.fallback(&specs, key.as_deref(), quota, from_lease, now);
+                    if let (Err(_), true, Some(k), Some((_, p))) = (&result, from_lease, &key, quota) {
+                        k.add_lease(conn, p.tag, 1);
+                    }
+                    result
+                }
+            };
+            let limits = match (&result, views, quota) {
+                (Ok(_), true, Some((rule, _))) => key.as_ref().map(|k| {
+                    Box::new(Limits {
+                        quota: Some(rule.view_used(now.unix_secs, k.last_used.load(Ordering::Acquire))),
+                        key: None,
+                        method: None,
+                    })
+                }),
+                _ => None,
+            };
+            Outcome { result, limits }
+        }))
+    }
+}
