@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example quickstart                      # built-in demo config, prints keys and curl lines
 //! cargo run --example quickstart -- --config plans.toml --addr 127.0.0.1:8080
+//! cargo run --features redis --example quickstart -- --redis redis://127.0.0.1:6379   # shared limits
 //! ```
 
 use axum::extract::{Path, State};
@@ -13,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
-use tower_usage_plans::UsagePlanLayer;
 
 mod common;
 
@@ -70,7 +70,8 @@ fn app(pets: Pets) -> Router {
 async fn main() {
     let args = common::args("quickstart", 3000);
     let store = common::store(&args);
-    let app = if args.no_layer { app(Pets::default()) } else { app(Pets::default()).layer(UsagePlanLayer::new(store)) };
+    let (layer, redis) = common::layer(&args, store).await;
+    let app = if args.no_layer { app(Pets::default()) } else { app(Pets::default()).layer(layer) };
 
     let listener = common::bind(args.addr).await;
     let addr = listener.local_addr().expect("bound socket has an address");
@@ -108,5 +109,8 @@ async fn main() {
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(common::shutdown_signal()).await {
         eprintln!("error: server: {e}");
         std::process::exit(1);
+    }
+    if let Some(redis) = redis {
+        redis.shutdown().await;
     }
 }

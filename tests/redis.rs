@@ -263,3 +263,155 @@ async fn redis_killed_paused_and_restarted_requests_are_answered_in_time_and_usa
     assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
     assert!(backend.stats().round_trips > before);
 }
+
+/// The quickstart binary cargo built next to this test (with the same features).
+fn quickstart_binary() -> std::path::PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("examples").join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a quickstart with `--redis url` and returns it with its base URL.
+fn quickstart(url: &str) -> (Process, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(quickstart_binary())
+        .args(["--addr", "127.0.0.1:0", "--redis", url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the quickstart example was built");
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let process = Process(child);
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "quickstart exited early");
+        if let Some(base) = line.trim().strip_prefix("listening on ") {
+            return (process, base.to_owned());
+        }
+    }
+}
+
+async fn status(base: &str, key: &str) -> u16 {
+    let url = format!("{base}/pets");
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("x-api-key: {key}"), &url])
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap()
+}
+
+#[tokio::test]
+async fn two_quickstarts_with_the_same_redis_share_limits() {
+    let Some(server) = Server::spawn("two_quickstarts_with_the_same_redis_share_limits") else { return };
+    if !quickstart_binary().exists() {
+        assert!(!require(), "the quickstart example was not built");
+        eprintln!("SKIPPED two_quickstarts_with_the_same_redis_share_limits: quickstart not built");
+        return;
+    }
+    let ((_a, a), (_b, b)) = (quickstart(&server.url()), quickstart(&server.url()));
+    // The free plan: 1 request/s, burst 3, per key across both processes.
+    let free = "free-0123456789abcdefghij";
+    let start = Instant::now();
+    let mut admitted = 0;
+    for i in 0..8 {
+        if status(if i % 2 == 0 { &a } else { &b }, free).await == 200 {
+            admitted += 1;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    assert!(f64::from(admitted) <= 3.0 + elapsed + 1.0, "{admitted} admitted in {elapsed:.2} s");
+    assert!(admitted >= 3, "{admitted}");
+    // The trial key's daily quota, spent by the first process at start, is spent for both.
+    assert_eq!(status(&b, "trial-0123456789abcdefghij").await, 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failure_policy_answers_as_documented_while_redis_is_paused() {
+    let Some(server) = Server::spawn("each_failure_policy_answers_as_documented") else { return };
+    // A throttle of burst 4 and a quota of 200.
+    let config = CONFIG
+        .replace("stage = \"other\"", "stage = \"prod\"")
+        .replace("plans = [\"quota-only\"]", "plans = [\"throttled\"]")
+        .replace("rate = 50.0, burst = 10", "rate = 0.001, burst = 4");
+    let layer_with = |backend: &RedisBackend| {
+        let store = InMemoryKeyStore::from_toml_str(&config).unwrap();
+        service(&UsagePlanLayer::builder(store).redis(backend.clone()).build())
+    };
+    let connect = |throttle: FailurePolicy, quota: FailurePolicy| {
+        RedisBackend::builder(server.url())
+            .timeout(Duration::from_millis(50))
+            .throttle_policy(throttle)
+            .quota_policy(quota)
+            .replicas(2)
+            .connect()
+    };
+    let fallback = connect(FailurePolicy::LocalFallback, FailurePolicy::LocalFallback).await.unwrap();
+    let open = connect(FailurePolicy::FailOpen, FailurePolicy::FailOpen).await.unwrap();
+    let closed = connect(FailurePolicy::FailClosed, FailurePolicy::FailClosed).await.unwrap();
+    let (svc_fallback, svc_open, svc_closed) = (layer_with(&fallback), layer_with(&open), layer_with(&closed));
+    server.signal("-STOP");
+    let run = |svc: Svc| async move {
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            let t = Instant::now();
+            statuses.push(get(&svc, "/pets", Some(Q)).await.status.as_u16());
+            assert!(t.elapsed() < Duration::from_millis(500), "answered in {:?}", t.elapsed());
+        }
+        statuses
+    };
+    // Local fallback: this replica's half of the burst of 4, then 429.
+    assert_eq!(run(svc_fallback).await, [200, 200, 429, 429, 429, 429]);
+    // Fail-open: no throttle at all.
+    assert_eq!(run(svc_open).await, [200; 6]);
+    // Fail-closed: 503.
+    assert_eq!(run(svc_closed).await, [503; 6]);
+    server.signal("-CONT");
+    // Nothing was counted against a quota here (the plan has none), and all three recover.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for backend in [&open, &closed] {
+        backend.flush().await;
+    }
+    // A new layer on the same backend (its own clock): the breaker has closed, Redis decides.
+    let svc = layer_with(&closed);
+    let before = closed.stats().round_trips;
+    assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
+    assert_eq!(closed.stats().round_trips, before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_quota_usage_is_replayed_after_recovery() {
+    let Some(mut server) = Server::spawn("fail_open_quota_usage_is_replayed") else { return };
+    let backend = RedisBackend::builder(server.url())
+        .timeout(Duration::from_millis(50))
+        .quota_policy(FailurePolicy::FailOpen)
+        .leasing(false)
+        .connect()
+        .await
+        .unwrap();
+    let svc = layer(&backend);
+    assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
+    server.kill();
+    for _ in 0..7 {
+        assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
+    }
+    server.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.quota_total() < 7 && Instant::now() < deadline {
+        backend.flush().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.quota_total(), 7, "the 7 requests admitted while Redis was down");
+    assert_eq!(backend.stats().replayed, 7);
+}

@@ -15,6 +15,9 @@ pub struct Args {
     pub addr: SocketAddr,
     /// `--no-layer`: serve the same app without the layer (for overhead measurements).
     pub no_layer: bool,
+    /// `--redis URL`: keep the counters in Redis, shared with every process given the same URL
+    /// (needs `--features redis`).
+    pub redis: Option<String>,
 }
 
 /// Parses the flags, or prints the error and exits with status 2.
@@ -29,7 +32,8 @@ pub fn args(name: &str, default_port: u16) -> Args {
 }
 
 fn parse(name: &str, default_port: u16) -> Result<Args, String> {
-    let mut args = Args { config: None, addr: SocketAddr::from(([127, 0, 0, 1], default_port)), no_layer: false };
+    let mut args =
+        Args { config: None, addr: SocketAddr::from(([127, 0, 0, 1], default_port)), no_layer: false, redis: None };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -44,8 +48,9 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
                     .ok_or_else(|| format!("--addr {v:?}: the name has no address"))?;
             }
             "--no-layer" => args.no_layer = true,
+            "--redis" => args.redis = Some(value("--redis")?),
             "-h" | "--help" => {
-                println!("usage: {name} [--config PATH.toml|PATH.json] [--addr HOST:PORT] [--no-layer]");
+                println!("usage: {name} [--config PATH.toml|PATH.json] [--addr HOST:PORT] [--no-layer] [--redis URL]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -64,6 +69,39 @@ pub fn store(args: &Args) -> InMemoryKeyStore {
         eprintln!("error: config: {e}");
         std::process::exit(2);
     })
+}
+
+/// The layer for `store`: counters in Redis with `--redis URL` (and the backend, to shut down
+/// gracefully), in this process otherwise. Exits with status 2 when `--redis` is given to a
+/// build without the `redis` feature, 1 when Redis cannot be set up.
+pub async fn layer(args: &Args, store: InMemoryKeyStore) -> (tower_usage_plans::UsagePlanLayer, Option<Redis>) {
+    let builder = tower_usage_plans::UsagePlanLayer::builder(store);
+    let Some(url) = &args.redis else { return (builder.build(), None) };
+    #[cfg(feature = "redis")]
+    {
+        let backend = tower_usage_plans::RedisBackend::builder(url.as_str()).connect().await.unwrap_or_else(|e| {
+            eprintln!("error: --redis: {e}");
+            std::process::exit(1);
+        });
+        (builder.redis(backend.clone()).build(), Some(Redis(backend)))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (builder, url);
+        eprintln!("error: --redis needs the redis feature: cargo run --features redis --example ...");
+        std::process::exit(2);
+    }
+}
+
+/// The Redis backend of [`layer`], to give its leases back at shutdown.
+pub struct Redis(#[cfg(feature = "redis")] tower_usage_plans::RedisBackend);
+
+impl Redis {
+    /// Returns unused leases and writes pending usage.
+    pub async fn shutdown(self) {
+        #[cfg(feature = "redis")]
+        self.0.shutdown().await;
+    }
 }
 
 /// Binds `addr`, or prints the error and exits with status 1.

@@ -14,7 +14,9 @@ mod state;
 pub(crate) use clock::unix_secs;
 pub use clock::{Clock, ManualClock, Now, SystemClock};
 pub(crate) use gcra::{BucketView, Gcra, Undo};
-pub(crate) use quota::{PeriodInfo, QuotaRule, QuotaView};
+#[cfg(feature = "redis")]
+pub(crate) use quota::PeriodInfo;
+pub(crate) use quota::{QuotaRule, QuotaView};
 pub(crate) use routes::check_routes;
 pub(crate) use state::{CompiledPlan, Limits};
 

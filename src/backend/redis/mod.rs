@@ -166,6 +166,7 @@ impl RedisBackendBuilder {
             .set_number_of_retries(0);
         let manager = ConnectionManager::new_lazy_with_config(client, config)?;
         let conn = Arc::new(Conn {
+            origin: std::time::Instant::now(),
             manager,
             script: redis::Script::new(script::CHECK),
             names: Names::new(&self.prefix),
@@ -298,6 +299,8 @@ impl RedisBackend {
 type KeyAndPlan = (Arc<str>, Arc<str>);
 
 struct Conn {
+    /// Origin of the backend's monotonic clock.
+    origin: std::time::Instant,
     manager: ConnectionManager,
     script: redis::Script,
     names: Names,
@@ -311,6 +314,11 @@ struct Conn {
 }
 
 impl Conn {
+    /// Nanoseconds since the backend was made (at least 1, so that 0 can mean "never").
+    fn mono(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
+    }
+
     /// Returns idle leases (when `idle`), replays usage admitted during outages, and writes
     /// queued lease returns. Failed writes stay queued.
     async fn maintain(&self, idle: bool) {
@@ -715,7 +723,9 @@ impl CounterBackend for Bound {
         let b = &self.inner;
         let conn = &b.conn;
         conn.counters.checks.fetch_add(1, Ordering::Relaxed);
-        let now = check.now;
+        // The backend's own monotonic clock: its state (deny cache, breaker, fallback buckets) is
+        // shared by every layer it serves, each with a clock of its own origin.
+        let now = Now { mono_nanos: conn.mono(), unix_secs: check.now.unix_secs };
         let key: Option<Arc<RedisKey>> =
             check.key.and_then(|k| Arc::clone(k.state).into_any().downcast::<RedisKey>().ok());
         let plan = check.key.map(|k| Arc::clone(k.plan));
@@ -786,9 +796,12 @@ impl CounterBackend for Bound {
         let mut args: Vec<i64> = Vec::with_capacity(2 * specs.len() + 4);
         args.push(specs.len() as i64);
         for spec in &specs {
+            // Whole microseconds, the interval rounded up and the tolerance kept at (burst - 1)
+            // intervals: never earlier and never more at once than the bucket allows.
             let (t, tau) = spec.gcra.params();
-            args.push(micros_up(t) as i64);
-            args.push(tau.div_ceil(1000) as i64);
+            let t_us = micros_up(t);
+            args.push(t_us as i64);
+            args.push(((tau / t.max(1)).saturating_mul(t_us)) as i64);
         }
         if let (Some((_, period)), Some(k), true) = (quota, &key, want > 0) {
             names.push(quota_key(&k.quota_stem, period.tag));
@@ -866,9 +879,11 @@ impl CounterBackend for Bound {
                                 (Some(k), Some((rule, period))) => {
                                     k.last_used.store(used, Ordering::Release);
                                     let view = rule.view_used(now.unix_secs, used);
-                                    let until = now
-                                        .mono_nanos
-                                        .saturating_add((period.end - now.unix_secs).max(1) as u64 * 1_000_000_000);
+                                    // Until the period ends, but no longer than leases held elsewhere take
+                                    // to come back when idle.
+                                    let to_end = (period.end - now.unix_secs).max(1) as u64 * 1_000_000_000;
+                                    let idle = u64::try_from(s.idle.as_nanos()).unwrap_or(u64::MAX);
+                                    let until = now.mono_nanos.saturating_add(to_end.min(idle.max(1_000_000_000)));
                                     k.deny(until, Refused::Quota(view));
                                     Err(Refused::Quota(view))
                                 }
