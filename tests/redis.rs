@@ -15,6 +15,8 @@ use tower_usage_plans::{FailurePolicy, InMemoryKeyStore, RedisBackend, UsagePlan
 struct Server {
     child: Option<Child>,
     port: u16,
+    /// Extra arguments (cluster mode).
+    extra: Vec<String>,
 }
 
 fn require() -> bool {
@@ -25,7 +27,7 @@ impl Server {
     /// Spawns one, or says loudly that the test is skipped (fails when services are required).
     fn spawn(test: &str) -> Option<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-        let mut server = Server { child: None, port };
+        let mut server = Server { child: None, port, extra: Vec::new() };
         if server.start().is_err() {
             assert!(!require(), "{test}: redis-server is required (USAGE_PLANS_REQUIRE_SERVICES=1) but cannot run");
             eprintln!("SKIPPED {test}: no redis-server binary on PATH");
@@ -37,6 +39,7 @@ impl Server {
     fn start(&mut self) -> std::io::Result<()> {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -414,4 +417,92 @@ async fn fail_open_quota_usage_is_replayed_after_recovery() {
     }
     assert_eq!(server.quota_total(), 7, "the 7 requests admitted while Redis was down");
     assert_eq!(backend.stats().replayed, 7);
+}
+
+/// Three cluster-mode redis-servers of this test's own, joined into one cluster.
+fn spawn_cluster(test: &str) -> Option<Vec<Server>> {
+    let mut nodes = Vec::new();
+    while nodes.len() < 3 {
+        // A port whose cluster bus port (+10000) is free too.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        if port > 55_000 || std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_err() {
+            continue;
+        }
+        let dir = std::env::temp_dir().join(format!("tup-cluster-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain([dir.display().to_string()])
+            .collect();
+        let mut server = Server { child: None, port, extra };
+        if server.start().is_err() {
+            assert!(!require(), "{test}: redis-server is required but cannot run in cluster mode");
+            eprintln!("SKIPPED {test}: cannot start cluster-mode redis-server");
+            return None;
+        }
+        nodes.push(server);
+    }
+    let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !created.is_ok_and(|s| s.success()) {
+        assert!(!require(), "{test}: redis-cli --cluster create failed");
+        eprintln!("SKIPPED {test}: redis-cli --cluster create failed");
+        return None;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let ok = nodes.iter().all(|n| match n.command(&["CLUSTER", "INFO"]) {
+            redis::Value::BulkString(b) => String::from_utf8_lossy(&b).contains("cluster_state:ok"),
+            redis::Value::VerbatimString { text, .. } => text.contains("cluster_state:ok"),
+            _ => false,
+        });
+        if ok {
+            return Some(nodes);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{test}: the cluster did not become ready");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_redis_cluster_two_replicas_admit_exactly_the_quota_and_one_shard_holds_the_keys() {
+    let Some(nodes) = spawn_cluster("on_a_redis_cluster") else { return };
+    let urls: Vec<String> = nodes.iter().map(Server::url).collect();
+    let a = RedisBackend::cluster_builder(urls.clone())
+        .timeout(Duration::from_millis(500))
+        .replicas(2)
+        .connect()
+        .await
+        .unwrap();
+    let b = RedisBackend::cluster_builder(urls.clone())
+        .timeout(Duration::from_millis(500))
+        .replicas(2)
+        .connect()
+        .await
+        .unwrap();
+    let config = CONFIG.replace("stage = \"other\"", "stage = \"prod\"").replace(
+        "[[keys]]",
+        "[[keys]]\nid = \"t\"\nvalue = \"t-0123456789abcdefghij\"\nplans = [\"quota-only\", \"throttled\"]\n[[keys]]",
+    );
+    let _ = config;
+    let (ok, refused) = hammer(&[layer(&a), layer(&b)], 4, 100, Q).await;
+    assert_eq!((ok, refused), (200, 600));
+    a.shutdown().await;
+    b.shutdown().await;
+    let counts: Vec<usize> = nodes
+        .iter()
+        .map(|n| match n.command(&["DBSIZE"]) {
+            redis::Value::Int(k) => k as usize,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(counts.iter().filter(|c| **c > 0).count(), 1, "one shard holds every key: {counts:?}");
+    assert_eq!(a.stats().errors + b.stats().errors, 0);
 }

@@ -18,7 +18,8 @@ use super::{BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Re
 use crate::engine::{CompiledPlan, Gcra, Limits, Now, PeriodInfo, QuotaRule};
 use crate::model::Stage;
 use crate::rejection::ThrottleScope;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 use script::{quota_key, Names};
 use std::any::Any;
 use std::collections::HashMap;
@@ -77,11 +78,48 @@ struct Counters {
 #[error("redis: {0}")]
 pub struct RedisBackendError(#[from] redis::RedisError);
 
+/// One server, or a Redis Cluster.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Connection::Single(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Connection::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// Builds a [`RedisBackend`].
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RedisBackendBuilder {
     url: String,
+    /// Seed nodes of a Redis Cluster (`cluster` mode), empty for one server.
+    cluster: Vec<String>,
     prefix: String,
     timeout: Duration,
     throttle_policy: FailurePolicy,
@@ -157,14 +195,25 @@ impl RedisBackendBuilder {
     /// Connects. Needs a tokio runtime (the backend keeps a task that returns idle leases and
     /// replays usage admitted during outages).
     pub async fn connect(self) -> Result<RedisBackend, RedisBackendError> {
-        let client = redis::Client::open(self.url.as_str())?;
-        // Fail fast: one connect attempt per call, bounded by the timeout; the manager
-        // reconnects by itself when the server is back.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(0);
-        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+        let manager = if self.cluster.is_empty() {
+            let client = redis::Client::open(self.url.as_str())?;
+            // Fail fast: one connect attempt per call, bounded by the timeout; the manager
+            // reconnects by itself when the server is back.
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(Some(self.timeout))
+                .set_number_of_retries(0);
+            Connection::Single(ConnectionManager::new_lazy_with_config(client, config)?)
+        } else {
+            // Every key of a deployment is in one hash slot; the cluster client follows MOVED
+            // and ASK redirections when that slot moves.
+            let client = redis::cluster::ClusterClientBuilder::new(self.cluster.clone())
+                .connection_timeout(self.timeout)
+                .response_timeout(self.timeout)
+                .retries(1)
+                .build()?;
+            Connection::Cluster(client.get_async_connection().await?)
+        };
         let conn = Arc::new(Conn {
             origin: std::time::Instant::now(),
             manager,
@@ -228,11 +277,22 @@ impl fmt::Debug for RedisBackend {
 }
 
 impl RedisBackend {
+    /// A builder for a Redis Cluster reached through any of `nodes` (`redis://host:port` each);
+    /// connecting needs one of them to answer. All of a deployment's keys live in one hash slot
+    /// (one shard), so one script can check them all.
+    pub fn cluster_builder(nodes: impl IntoIterator<Item = impl Into<String>>) -> RedisBackendBuilder {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut builder = Self::builder(nodes.first().cloned().unwrap_or_default());
+        builder.cluster = nodes;
+        builder
+    }
+
     /// A builder for the server at `url` (`redis://host:port/db`, `rediss://` needs a TLS feature
     /// of the `redis` crate).
     pub fn builder(url: impl Into<String>) -> RedisBackendBuilder {
         RedisBackendBuilder {
             url: url.into(),
+            cluster: Vec::new(),
             prefix: "tup".into(),
             timeout: Duration::from_millis(50),
             throttle_policy: FailurePolicy::LocalFallback,
@@ -301,7 +361,7 @@ type KeyAndPlan = (Arc<str>, Arc<str>);
 struct Conn {
     /// Origin of the backend's monotonic clock.
     origin: std::time::Instant,
-    manager: ConnectionManager,
+    manager: Connection,
     script: redis::Script,
     names: Names,
     settings: RedisBackendBuilder,
