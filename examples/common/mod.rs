@@ -100,7 +100,9 @@ impl Redis {
     /// Returns unused leases and writes pending usage.
     pub async fn shutdown(self) {
         #[cfg(feature = "redis")]
-        self.0.shutdown().await;
+        if self.0.shutdown().await > 0 {
+            eprintln!("warning: Redis unreachable at shutdown: some usage was not written");
+        }
     }
 }
 

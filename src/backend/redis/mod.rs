@@ -223,6 +223,9 @@ impl RedisBackendBuilder {
             breaker: Breaker::default(),
             keys: parking_lot::Mutex::new(HashMap::new()),
             returns: parking_lot::Mutex::new(Vec::new()),
+            fallback: parking_lot::Mutex::new(HashMap::new()),
+            maintaining: tokio::sync::Mutex::new(()),
+            write_back: redis::Script::new(script::WRITE_BACK),
             counters: Counters::default(),
         });
         let weak = Arc::downgrade(&conn);
@@ -256,7 +259,8 @@ impl RedisBackendBuilder {
 /// let store = InMemoryKeyStore::from_path("plans.toml")?;
 /// let layer = UsagePlanLayer::builder(store).redis(redis.clone()).build();
 /// // ... serve; then, on shutdown:
-/// redis.shutdown().await;
+/// let unwritten = redis.shutdown().await;
+/// assert_eq!(unwritten, 0, "Redis was unreachable: usage lost");
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -324,14 +328,31 @@ impl RedisBackend {
 
     /// Gives every unused lease back and writes usage admitted during an outage, so a graceful
     /// shutdown loses no count. Call it after the server stopped taking requests.
-    pub async fn shutdown(&self) {
+    ///
+    /// Returns how many writes could not be made (Redis unreachable): 0 means nothing is lost.
+    /// It tries for up to 20 timeouts before giving up.
+    #[must_use = "a non-zero count is usage that was not written"]
+    pub async fn shutdown(&self) -> usize {
         self.conn.return_all_leases();
-        self.conn.maintain(false).await;
+        let mut left = self.conn.maintain(false).await;
+        for _ in 0..20 {
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(self.conn.settings.timeout).await;
+            left = self.conn.maintain(false).await;
+        }
+        if left > 0 {
+            tracing::error!(pending = left, "redis unreachable at shutdown: usage not written");
+        }
+        left
     }
 
-    /// Writes pending usage and returns queued leases now (the backend also does it every second).
-    pub async fn flush(&self) {
-        self.conn.maintain(false).await;
+    /// Writes pending usage and returns queued leases now (the backend also does it every
+    /// second); returns how many writes are still pending.
+    #[must_use = "a non-zero count is usage not written yet"]
+    pub async fn flush(&self) -> usize {
+        self.conn.maintain(false).await
     }
 
     pub(crate) fn bind(&self, stage: Option<&Stage>) -> Arc<dyn CounterBackend> {
@@ -345,7 +366,6 @@ impl RedisBackend {
                 conn: Arc::clone(&self.conn),
                 api: api.into(),
                 stage: name.into(),
-                fallback: (0..methods.len() + 2).map(|_| AtomicU64::new(0)).collect(),
                 deny: (0..methods.len() + 2).map(|_| AtomicU64::new(0)).collect(),
                 stage_default: names.stage(api, name),
                 account: names.account(),
@@ -368,8 +388,16 @@ struct Conn {
     breaker: Breaker,
     /// Every key's state by (key id, plan id), shared by the stages this backend serves.
     keys: parking_lot::Mutex<HashMap<KeyAndPlan, Arc<RedisKey>>>,
-    /// Counts to write back: (counter name, amount to add; negative gives a lease back).
-    returns: parking_lot::Mutex<Vec<(String, i64)>>,
+    /// Counts to write back: (counter name, amount to add, unix time the counter expires);
+    /// negative amounts give leases back.
+    returns: parking_lot::Mutex<Vec<(String, i64, i64)>>,
+    /// Local fallback buckets by bucket name (made during outages only).
+    fallback: parking_lot::Mutex<HashMap<String, Arc<AtomicU64>>>,
+    /// One maintenance round at a time.
+    maintaining: tokio::sync::Mutex<()>,
+    /// Writes a count back: replays add and set the expiry; lease returns subtract, never below
+    /// 0 and never on a counter that no longer exists.
+    write_back: redis::Script,
     counters: Counters,
 }
 
@@ -380,8 +408,12 @@ impl Conn {
     }
 
     /// Returns idle leases (when `idle`), replays usage admitted during outages, and writes
-    /// queued lease returns. Failed writes stay queued.
-    async fn maintain(&self, idle: bool) {
+    /// queued lease returns; returns how many writes are still pending. A replay that failed
+    /// stays queued (it may have been applied after all when the call timed out: at least once).
+    /// A lease return whose outcome is unknown is dropped (a double return would admit too
+    /// much; a lost one only under-admits); one refused outright stays queued.
+    async fn maintain(&self, idle: bool) -> usize {
+        let _one_at_a_time = self.maintaining.lock().await;
         let keys: Vec<Arc<RedisKey>> = self.keys.lock().values().cloned().collect();
         for k in &keys {
             if idle && !k.touched.swap(false, Ordering::AcqRel) {
@@ -389,25 +421,49 @@ impl Conn {
             }
             let (tag, n) = unpack(k.outage.swap(0, Ordering::AcqRel));
             if n > 0 {
-                self.returns.lock().push((quota_key(&k.quota_stem, tag), n as i64));
-                self.counters.replayed.fetch_add(n, Ordering::Relaxed);
+                let expire = k.outage_end.load(Ordering::Acquire) + 86_400;
+                self.returns.lock().push((quota_key(&k.quota_stem, tag), n as i64, expire));
             }
         }
         let pending = std::mem::take(&mut *self.returns.lock());
-        if pending.is_empty() {
-            return;
-        }
-        let mut pipe = redis::pipe();
-        for (name, n) in &pending {
-            pipe.cmd("INCRBY").arg(name).arg(*n).ignore();
+        let mut merged: HashMap<String, (i64, i64)> = HashMap::new();
+        for (name, n, expire) in pending {
+            let e = merged.entry(name).or_insert((0, 0));
+            e.0 += n;
+            e.1 = e.1.max(expire);
         }
         let mut manager = self.manager.clone();
-        let sent = tokio::time::timeout(self.settings.timeout * 4, pipe.query_async::<()>(&mut manager)).await;
-        if !matches!(sent, Ok(Ok(()))) {
-            // Not written (or unknown): keep them for the next round. A write that timed out may
-            // still have been applied, so a replay can count twice, never not at all.
-            self.returns.lock().extend(pending);
+        let mut kept = Vec::new();
+        for (name, (n, expire)) in merged {
+            if n == 0 {
+                continue;
+            }
+            let mut call = self.write_back.key(&name);
+            call.arg(n).arg(expire);
+            match tokio::time::timeout(self.settings.timeout, call.invoke_async::<i64>(&mut manager)).await {
+                Ok(Ok(_)) if n > 0 => {
+                    self.counters.replayed.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.is_connection_refusal() => kept.push((name, n, expire)),
+                _ if n > 0 => kept.push((name, n, expire)),
+                _ => {}
+            }
         }
+        let left = kept.len();
+        self.returns.lock().extend(kept);
+        left
+    }
+
+    /// The local fallback bucket standing in for the Redis bucket `name`.
+    fn fallback_bucket(&self, name: &str) -> Arc<AtomicU64> {
+        let mut map = self.fallback.lock();
+        if let Some(b) = map.get(name) {
+            return Arc::clone(b);
+        }
+        let b = Arc::new(AtomicU64::new(0));
+        map.insert(name.to_owned(), Arc::clone(&b));
+        b
     }
 
     fn return_all_leases(&self) {
@@ -433,7 +489,9 @@ impl Conn {
                 quota_deny: parking_lot::Mutex::new(None),
                 touched: AtomicBool::new(true),
                 outage: AtomicU64::new(0),
-                fallback: (0..plan.methods.len() + 1).map(|_| AtomicU64::new(0)).collect(),
+                outage_end: std::sync::atomic::AtomicI64::new(0),
+                fallback_used: AtomicU64::new(0),
+                refilling: AtomicBool::new(false),
                 plan: parking_lot::Mutex::new(Arc::clone(plan)),
             })
         }))
@@ -469,8 +527,14 @@ struct RedisKey {
     touched: AtomicBool,
     /// Requests admitted while Redis was unreachable and not yet written to it (tag, count).
     outage: AtomicU64,
-    /// Local fallback buckets: the plan bucket, then one per method throttle.
-    fallback: Box<[AtomicU64]>,
+    /// Unix seconds at which the period of `outage` ends.
+    outage_end: std::sync::atomic::AtomicI64,
+    /// Requests of the period admitted by the local fallback since Redis last answered for this
+    /// key (tag, count): bounds the fallback to this replica's share however long the outage.
+    fallback_used: AtomicU64,
+    /// A lease refill is in flight: other requests ask for one request only, so that one replica
+    /// holds at most one batch (plus one per request in flight).
+    refilling: AtomicBool,
     /// The plan version the deny cache was filled under (a new version clears it).
     plan: parking_lot::Mutex<Arc<CompiledPlan>>,
 }
@@ -504,7 +568,7 @@ impl RedisKey {
             let (t, n) = unpack(cur);
             if t != tag {
                 if n > 0 && self.lease.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                    conn.returns.lock().push((quota_key(&self.quota_stem, t), -(n as i64)));
+                    conn.returns.lock().push((quota_key(&self.quota_stem, t), -(n as i64), 0));
                 }
                 return false;
             }
@@ -531,7 +595,7 @@ impl RedisKey {
             match self.lease.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     if t != tag && have > 0 {
-                        conn.returns.lock().push((quota_key(&self.quota_stem, t), -(have as i64)));
+                        conn.returns.lock().push((quota_key(&self.quota_stem, t), -(have as i64), 0));
                     }
                     return;
                 }
@@ -543,7 +607,7 @@ impl RedisKey {
     fn give_back_lease(&self, conn: &Conn) {
         let (t, n) = unpack(self.lease.swap(0, Ordering::AcqRel));
         if n > 0 {
-            conn.returns.lock().push((quota_key(&self.quota_stem, t), -(n as i64)));
+            conn.returns.lock().push((quota_key(&self.quota_stem, t), -(n as i64), 0));
         }
     }
 
@@ -600,8 +664,6 @@ struct BoundInner {
     stage_methods: Vec<String>,
     stage_default: String,
     account: String,
-    /// Local fallback buckets: stage methods, then stage default, then account.
-    fallback: Box<[AtomicU64]>,
     /// Deny cache of the stage buckets, same order.
     deny: Box<[AtomicU64]>,
 }
@@ -652,14 +714,6 @@ impl BoundInner {
         Some(Spec { name, gcra, scope, slot })
     }
 
-    fn fallback_bucket<'a>(&'a self, slot: BucketSlot, key: Option<&'a RedisKey>) -> Option<&'a AtomicU64> {
-        match slot {
-            BucketSlot::Key => key?.fallback.first(),
-            BucketSlot::KeyMethod(i) => key?.fallback.get(usize::from(i) + 1),
-            _ => self.fallback.get(self.stage_index(slot)?),
-        }
-    }
-
     /// The failure policy's answer (Redis unreachable or the breaker open).
     fn fallback(
         &self,
@@ -671,8 +725,8 @@ impl BoundInner {
     ) -> Result<Option<Refund>, Refused> {
         let s = &self.conn.settings;
         self.conn.counters.fallback_decisions.fetch_add(1, Ordering::Relaxed);
-        let mut taken = Vec::new();
-        let release = |taken: &[(&AtomicU64, crate::engine::Undo)]| {
+        let mut taken: Vec<(Arc<AtomicU64>, crate::engine::Undo)> = Vec::new();
+        let release = |taken: &[(Arc<AtomicU64>, crate::engine::Undo)]| {
             for (state, undo) in taken {
                 Gcra::undo(state, *undo);
             }
@@ -681,8 +735,8 @@ impl BoundInner {
             FailurePolicy::FailClosed if !specs.is_empty() => return Err(Refused::Unavailable),
             FailurePolicy::LocalFallback => {
                 for spec in specs {
-                    let Some(state) = self.fallback_bucket(spec.slot, key) else { continue };
-                    match spec.gcra.share(s.replicas).acquire(state, now.mono_nanos) {
+                    let state = self.conn.fallback_bucket(&spec.name);
+                    match spec.gcra.share(s.replicas).acquire(&state, now.mono_nanos) {
                         Ok(undo) => taken.push((state, undo)),
                         Err(wait_nanos) => {
                             release(&taken);
@@ -704,8 +758,14 @@ impl BoundInner {
                 // This replica's share of what was left when Redis was last seen.
                 let left = period.limit.saturating_sub(key.last_used.load(Ordering::Acquire));
                 let share = left / u64::from(s.replicas);
-                let (t, n) = unpack(key.outage.load(Ordering::Acquire));
-                (if t == period.tag { n } else { 0 }) < share
+                let mut admit = false;
+                let _ = key.fallback_used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                    let (t, n) = unpack(v);
+                    let n = if t == period.tag { n } else { 0 };
+                    admit = n < share;
+                    admit.then(|| pack(period.tag, n + 1))
+                });
+                admit
             }
         };
         if !admit {
@@ -716,6 +776,7 @@ impl BoundInner {
             });
         }
         // Recorded for replay when Redis is back.
+        key.outage_end.store(period.end, Ordering::Release);
         let _ = key.outage.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
             let (t, n) = unpack(v);
             Some(if t == period.tag { pack(t, n + 1) } else { pack(period.tag, 1) })
@@ -730,34 +791,66 @@ struct Breaker {
     failures: AtomicU32,
     /// Monotonic nanoseconds until which Redis is not called.
     open_until: AtomicU64,
-    /// One probe at a time once the cooldown is over.
-    probing: AtomicBool,
+    /// When the current probe started (0: none). A probe whose request was dropped before it
+    /// finished is forgotten after `stale` nanoseconds, so the breaker cannot stay open for ever.
+    probe_started: AtomicU64,
 }
 
 impl Breaker {
     /// Whether this request may call Redis.
-    fn allow(&self, now: Now) -> bool {
+    fn allow(&self, now: Now, stale: u64) -> bool {
         let until = self.open_until.load(Ordering::Acquire);
         if until == 0 {
             return true;
         }
-        now.mono_nanos >= until && !self.probing.swap(true, Ordering::AcqRel)
+        if now.mono_nanos < until {
+            return false;
+        }
+        let started = self.probe_started.load(Ordering::Acquire);
+        if started != 0 && now.mono_nanos.saturating_sub(started) < stale {
+            return false;
+        }
+        self.probe_started.compare_exchange(started, now.mono_nanos, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     fn success(&self) {
         self.failures.store(0, Ordering::Release);
         self.open_until.store(0, Ordering::Release);
-        self.probing.store(false, Ordering::Release);
+        self.probe_started.store(0, Ordering::Release);
     }
 
     fn failure(&self, now: Now, threshold: u32, cooldown: Duration) {
         let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
-        if n >= threshold || self.probing.load(Ordering::Acquire) {
+        if n >= threshold || self.probe_started.load(Ordering::Acquire) != 0 {
             let nanos = u64::try_from(cooldown.as_nanos()).unwrap_or(u64::MAX);
             self.open_until.store(now.mono_nanos.saturating_add(nanos).max(1), Ordering::Release);
         }
-        self.probing.store(false, Ordering::Release);
+        self.probe_started.store(0, Ordering::Release);
     }
+}
+
+/// Clears a key's "refill in flight" flag however the request ends (answered or dropped).
+struct Refilling(Option<Arc<RedisKey>>);
+
+impl Drop for Refilling {
+    fn drop(&mut self) {
+        if let Some(k) = &self.0 {
+            k.refilling.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Gives one counted request back: to the lease when leasing (it is counted in Redis already),
+/// to Redis itself otherwise.
+fn refund_to(k: &Arc<RedisKey>, conn: &Arc<Conn>, tag: u64) -> Refund {
+    let (k, conn) = (Arc::clone(k), Arc::clone(conn));
+    Box::new(move || {
+        if conn.settings.leasing {
+            k.add_lease(&conn, tag, 1);
+        } else {
+            conn.returns.lock().push((quota_key(&k.quota_stem, tag), -1, 0));
+        }
+    })
 }
 
 fn micros_up(nanos: u64) -> u64 {
@@ -816,6 +909,8 @@ impl CounterBackend for Bound {
         // The quota: from the lease when it has some, else leased (or counted) by the script.
         let quota = check.quota.map(|rule| (rule, rule.current(now.unix_secs)));
         let (mut from_lease, mut want) = (false, 0);
+        // Set when this request refills the lease; cleared however the request ends.
+        let mut refill = Refilling(None);
         if let (Some((_, period)), Some(k)) = (quota, &key) {
             if conn.settings.leasing && k.take_lease(conn, period.tag) {
                 from_lease = true;
@@ -823,9 +918,10 @@ impl CounterBackend for Bound {
             } else if let Some(refused) = k.quota_denied(now) {
                 conn.counters.deny_cache_hits.fetch_add(1, Ordering::Relaxed);
                 return Verdict::Ready(Outcome { result: Err(refused), limits: None });
-            } else if conn.settings.leasing {
+            } else if conn.settings.leasing && !k.refilling.swap(true, Ordering::AcqRel) {
                 let left = period.limit.saturating_sub(k.last_used.load(Ordering::Acquire));
                 want = (left / (4 * u64::from(conn.settings.replicas))).clamp(1, conn.settings.max_lease);
+                refill = Refilling(Some(Arc::clone(k)));
             } else {
                 want = 1;
             }
@@ -834,8 +930,7 @@ impl CounterBackend for Bound {
             if !check.refund {
                 return None;
             }
-            let (k, conn) = (Arc::clone(k), Arc::clone(conn));
-            Some(Box::new(move || k.add_lease(&conn, tag, 1)) as Refund)
+            Some(refund_to(k, conn, tag))
         };
         if specs.is_empty() && want == 0 {
             let result = match (&key, quota) {
@@ -844,7 +939,8 @@ impl CounterBackend for Bound {
             };
             return Verdict::Ready(Outcome { result, limits: None });
         }
-        if !conn.breaker.allow(now) {
+        let stale_probe = u64::try_from(conn.settings.timeout.as_nanos()).unwrap_or(u64::MAX).saturating_mul(4);
+        if !conn.breaker.allow(now, stale_probe) {
             let result = b.fallback(&specs, key.as_deref(), quota, from_lease, now);
             if let (Err(_), true, Some(k), Some((_, p))) = (&result, from_lease, &key, quota) {
                 k.add_lease(conn, p.tag, 1);
@@ -873,6 +969,7 @@ impl CounterBackend for Bound {
         let quota_owned = quota.map(|(_, p)| p);
         let refund_wanted = check.refund;
         Verdict::Pending(Box::pin(async move {
+            let _refill = refill;
             let conn = &bound.conn;
             conn.counters.round_trips.fetch_add(1, Ordering::Relaxed);
             let s = &conn.settings;
@@ -894,14 +991,19 @@ impl CounterBackend for Bound {
                         1 => {
                             if let (Some(k), Some((_, period))) = (&key, quota) {
                                 let (granted, used) = (reply[1].max(0) as u64, reply[2].max(0) as u64);
-                                k.last_used.store(used, Ordering::Release);
+                                if want > 0 {
+                                    // Redis answered for this key's quota: the fallback starts over
+                                    // from this count (unless usage of an outage is still unwritten).
+                                    k.last_used.store(used, Ordering::Release);
+                                    if unpack(k.outage.load(Ordering::Acquire)).1 == 0 {
+                                        k.fallback_used.store(0, Ordering::Release);
+                                    }
+                                }
                                 if granted > 1 {
                                     k.add_lease(conn, period.tag, granted - 1);
                                 }
                                 if refund_wanted {
-                                    let (k, c) = (Arc::clone(k), Arc::clone(conn));
-                                    let tag = period.tag;
-                                    Ok(Some(Box::new(move || k.add_lease(&c, tag, 1)) as Refund))
+                                    Ok(Some(refund_to(k, conn, period.tag)))
                                 } else {
                                     Ok(None)
                                 }
@@ -910,7 +1012,10 @@ impl CounterBackend for Bound {
                             }
                         }
                         0 => {
-                            let spec = usize::try_from(reply[1] - 1).ok().and_then(|i| specs.get(i));
+                            let spec = reply[1]
+                                .checked_sub(1)
+                                .and_then(|i| usize::try_from(i).ok())
+                                .and_then(|i| specs.get(i));
                             let wait_nanos = (reply[2].max(1) as u64).saturating_mul(1000);
                             if let (true, Some(k), Some((_, p))) = (from_lease, &key, quota) {
                                 k.add_lease(conn, p.tag, 1);
@@ -919,14 +1024,18 @@ impl CounterBackend for Bound {
                                 Some(spec) => {
                                     let refused = Refused::Throttled { scope: spec.scope, wait_nanos };
                                     let until = now.mono_nanos.saturating_add(wait_nanos);
-                                    match (bound.stage_index(spec.slot), &key) {
-                                        (Some(i), _) => {
+                                    // Cached where it holds for every request that would meet it:
+                                    // stage buckets for this stage, the key's plan bucket for the
+                                    // key. A key's method bucket holds for that method only: not
+                                    // cached.
+                                    match (bound.stage_index(spec.slot), &key, spec.slot) {
+                                        (Some(i), _, _) => {
                                             if let Some(d) = bound.deny.get(i) {
                                                 d.store(until, Ordering::Release);
                                             }
                                         }
-                                        (None, Some(k)) => k.deny(until, refused),
-                                        (None, None) => {}
+                                        (None, Some(k), BucketSlot::Key) => k.deny(until, refused),
+                                        _ => {}
                                     }
                                     Err(refused)
                                 }
@@ -952,9 +1061,17 @@ impl CounterBackend for Bound {
                         }
                     }
                 }
-                _ => {
+                failed => {
                     conn.counters.errors.fetch_add(1, Ordering::Relaxed);
-                    conn.breaker.failure(now, s.breaker_failures, s.breaker_cooldown);
+                    match &failed {
+                        // The server answered with an error (a key of another type under the
+                        // prefix, a script error, OOM): not an outage, so the breaker stays
+                        // closed; the failure policy decides this request.
+                        Ok(Err(e)) if !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) => {
+                            tracing::error!(error = %e, "redis answered with an error");
+                        }
+                        _ => conn.breaker.failure(now, s.breaker_failures, s.breaker_cooldown),
+                    }
                     let result = bound.fallback(&specs, key.as_deref(), quota, from_lease, now);
                     if let (Err(_), true, Some(k), Some((_, p))) = (&result, from_lease, &key, quota) {
                         k.add_lease(conn, p.tag, 1);

@@ -54,6 +54,24 @@ end
 return {1, granted, used}
 "#;
 
+/// Writes a count back. `ARGV[1]` > 0: usage admitted during an outage, added, and the counter
+/// set to expire at `ARGV[2]`. `ARGV[1]` < 0: an unused lease given back, subtracted but never
+/// below 0, and only if the counter still exists (a restarted Redis that lost it must not go
+/// negative). Returns the counter's value.
+pub(super) const WRITE_BACK: &str = r#"
+local n = tonumber(ARGV[1])
+if n < 0 then
+  local cur = redis.call('GET', KEYS[1])
+  if not cur then return 0 end
+  local new = math.max(0, tonumber(cur) + n)
+  redis.call('SET', KEYS[1], string.format('%d', new), 'KEEPTTL')
+  return new
+end
+local v = redis.call('INCRBY', KEYS[1], n)
+redis.call('EXPIREAT', KEYS[1], ARGV[2])
+return v
+"#;
+
 /// `part` with its length in front, so that no two different lists of parts make one name
 /// (ids may contain the separator).
 fn part(out: &mut String, s: &str) {

@@ -60,6 +60,10 @@ impl SqlKeyStore {
              quota_offset = excluded.quota_offset, \
              created_at = CASE WHEN $10 THEN excluded.created_at ELSE usage_plans_plans.created_at END",
         )
+        // Not a prepared statement kept per connection: through sqlx's `Any` driver, a NULL and a
+        // value of an optional column are sent with different types, which a statement
+        // prepared for the other one rejects ("incorrect binary data format").
+        .persistent(false)
         .bind(id)
         .bind(plan.display_name())
         .bind(plan.description_text())
@@ -183,6 +187,7 @@ impl SqlKeyStore {
             "INSERT INTO usage_plans_keys (id, name, description, enabled, customer_id, expires_at, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
+        .persistent(false) // optional values, see put_plan
         .bind(id)
         .bind(key.display_name())
         .bind(key.description_text())
@@ -241,6 +246,7 @@ impl SqlKeyStore {
         T: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send,
     {
         let result = sqlx::query(sql)
+            .persistent(false) // optional values, see put_plan
             .bind(id)
             .bind(value)
             .execute(&self.pool)
