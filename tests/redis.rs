@@ -548,3 +548,11 @@ async fn the_local_quota_fallback_keeps_to_its_share_however_long_the_outage() {
     server.signal("-CONT");
     assert_eq!(admitted, 10, "the share of one of 2 replicas");
 }
+
+#[test]
+fn debug_output_leaves_the_url_and_its_password_out() {
+    let builder = RedisBackend::builder("redis://:s3cret-pass@127.0.0.1:6379");
+    let debug = format!("{builder:?}");
+    assert!(!debug.contains("s3cret-pass"), "{debug}");
+    assert!(debug.contains("leasing: true"), "{debug}");
+}

@@ -113,8 +113,8 @@ impl ConnectionLike for Connection {
     }
 }
 
-/// Builds a [`RedisBackend`].
-#[derive(Debug, Clone)]
+/// Builds a [`RedisBackend`]. `Debug` leaves out the URLs (they may hold a password).
+#[derive(Clone)]
 #[must_use]
 pub struct RedisBackendBuilder {
     url: String,
@@ -130,6 +130,21 @@ pub struct RedisBackendBuilder {
     breaker_failures: u32,
     breaker_cooldown: Duration,
     idle: Duration,
+}
+
+impl fmt::Debug for RedisBackendBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackendBuilder")
+            .field("cluster_nodes", &self.cluster.len())
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("throttle_policy", &self.throttle_policy)
+            .field("quota_policy", &self.quota_policy)
+            .field("leasing", &self.leasing)
+            .field("max_lease", &self.max_lease)
+            .field("replicas", &self.replicas)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisBackendBuilder {
