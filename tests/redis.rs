@@ -556,3 +556,63 @@ fn debug_output_leaves_the_url_and_its_password_out() {
     assert!(!debug.contains("s3cret-pass"), "{debug}");
     assert!(debug.contains("leasing: true"), "{debug}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_lease_goes_back_to_redis() {
+    let Some(server) = Server::spawn("an_idle_lease_goes_back_to_redis") else { return };
+    let backend =
+        RedisBackend::builder(server.url()).idle_lease_return(Duration::from_millis(200)).connect().await.unwrap();
+    let svc = layer(&backend);
+    assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
+    let leased = server.quota_total();
+    assert!(leased > 1, "a batch was leased: {leased}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.quota_total() != 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.quota_total(), 1, "only the request served stays counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunds_reach_redis_with_and_without_leases() {
+    let Some(server) = Server::spawn("refunds_reach_redis") else { return };
+    for leasing in [false, true] {
+        server.command(&["FLUSHALL"]);
+        let backend = RedisBackend::builder(server.url()).leasing(leasing).connect().await.unwrap();
+        let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
+        let layer =
+            UsagePlanLayer::builder(store).redis(backend.clone()).refund_quota_when(|s| s.is_server_error()).build();
+        let failing = tower::service_fn(|_r: http::Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::builder().status(500).body(String::from("boom")).unwrap())
+        });
+        let svc: Svc = tower::util::BoxCloneSyncService::new(tower::Layer::layer(&layer, failing));
+        for _ in 0..5 {
+            assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 500);
+        }
+        assert_eq!(backend.shutdown().await, 0);
+        assert_eq!(server.quota_total(), 0, "leasing {leasing}: every 500 was given back");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_still_serves_requests_covered_by_a_lease() {
+    let Some(server) = Server::spawn("fail_closed_still_serves_leased") else { return };
+    let backend = RedisBackend::builder(server.url())
+        .timeout(Duration::from_millis(50))
+        .quota_policy(FailurePolicy::FailClosed)
+        .throttle_policy(FailurePolicy::FailClosed)
+        .max_lease(5)
+        .connect()
+        .await
+        .unwrap();
+    let svc = layer(&backend);
+    assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200); // leases 5, uses 1
+    server.signal("-STOP");
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(get(&svc, "/pets", Some(Q)).await.status.as_u16());
+    }
+    server.signal("-CONT");
+    // The quota-only plan makes no round trip while the lease lasts; then fail-closed answers 503.
+    assert_eq!(statuses, [200, 200, 200, 200, 503, 503]);
+}
