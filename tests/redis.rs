@@ -616,3 +616,25 @@ async fn fail_closed_still_serves_requests_covered_by_a_lease() {
     // The quota-only plan makes no round trip while the lease lasts; then fail-closed answers 503.
     assert_eq!(statuses, [200, 200, 200, 200, 503, 503]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_of_keys_no_layer_holds_is_dropped_once_it_holds_nothing() {
+    let Some(server) = Server::spawn("state_of_keys_no_layer_holds_is_dropped") else { return };
+    let backend =
+        RedisBackend::builder(server.url()).idle_lease_return(Duration::from_millis(200)).connect().await.unwrap();
+    let svc = layer(&backend);
+    assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
+    assert_eq!(backend.stats().keys, 1);
+    drop(svc); // the layer and its key cache are gone
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.stats().keys > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(backend.stats().keys, 0, "the lease went back, then the state");
+    assert_eq!(server.quota_total(), 1, "the count lives on in Redis");
+    // A layer built later finds the count there.
+    let svc = layer(&backend);
+    assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
+    assert_eq!(backend.shutdown().await, 0);
+    assert_eq!(server.quota_total(), 2);
+}

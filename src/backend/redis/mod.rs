@@ -60,6 +60,8 @@ pub struct RedisStats {
     pub fallback_decisions: u64,
     /// Requests admitted while Redis was unreachable and since written to it.
     pub replayed: u64,
+    /// Keys whose state this replica holds now.
+    pub keys: u64,
 }
 
 #[derive(Debug, Default)]
@@ -338,6 +340,7 @@ impl RedisBackend {
             errors: l(&c.errors),
             fallback_decisions: l(&c.fallback_decisions),
             replayed: l(&c.replayed),
+            keys: self.conn.keys.lock().len() as u64,
         }
     }
 
@@ -429,6 +432,9 @@ impl Conn {
     /// much; a lost one only under-admits); one refused outright stays queued.
     async fn maintain(&self, idle: bool) -> usize {
         let _one_at_a_time = self.maintaining.lock().await;
+        if idle {
+            self.prune();
+        }
         let keys: Vec<Arc<RedisKey>> = self.keys.lock().values().cloned().collect();
         for k in &keys {
             if idle && !k.touched.swap(false, Ordering::AcqRel) {
@@ -468,6 +474,21 @@ impl Conn {
         let left = kept.len();
         self.returns.lock().extend(kept);
         left
+    }
+
+    /// Forgets the state of keys no layer holds any more (no cache entry, no request in
+    /// progress) that hold nothing either: no lease, no usage to replay, no fallback count. Their
+    /// counts live in Redis; a key that comes back starts from there.
+    fn prune(&self) {
+        self.keys.lock().retain(|_, k| {
+            Arc::strong_count(k) > 1
+                || unpack(k.lease.load(Ordering::Acquire)).1 > 0
+                || unpack(k.outage.load(Ordering::Acquire)).1 > 0
+                || unpack(k.fallback_used.load(Ordering::Acquire)).1 > 0
+        });
+        // Fallback buckets are made during outages only; drop them once full again.
+        let now = self.mono();
+        self.fallback.lock().retain(|_, b| Arc::strong_count(b) > 1 || b.load(Ordering::Acquire) > now);
     }
 
     /// The local fallback bucket standing in for the Redis bucket `name`.
