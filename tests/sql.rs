@@ -398,3 +398,26 @@ async fn postgres_example_answers_as_its_curl_lines_say() {
             .unwrap();
     assert_eq!(row.0, KeyHash::of(acme).to_hex());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_memberships_cannot_put_a_key_in_two_plans_of_one_stage() {
+    for db in databases("concurrent_memberships_cannot_put_a_key_in_two_plans_of_one_stage").await {
+        let s = &db.store;
+        for round in 0..10 {
+            let (a, b, key) = (format!("a{round}"), format!("b{round}"), format!("k{round}"));
+            for p in [&a, &b] {
+                s.put_plan(&UsagePlan::new(p.as_str()).stage(PlanStage::new("api", "prod"))).await.unwrap();
+            }
+            s.create_key(ApiKey::new(key.as_str())).await.unwrap();
+            let (s1, s2) = (s.clone(), s.clone());
+            let (k1, k2, a2, b2) = (key.clone(), key.clone(), a.clone(), b.clone());
+            let one = tokio::spawn(async move { s1.add_key_to_plan(&k1, &a2).await });
+            let two = tokio::spawn(async move { s2.add_key_to_plan(&k2, &b2).await });
+            let results = [one.await.unwrap(), two.await.unwrap()];
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(ok, 1, "{}: round {round}: {results:?}", db.name);
+            let plans = s.get_key(&key).await.unwrap().unwrap().plan_ids().len();
+            assert_eq!(plans, 1, "{}", db.name);
+        }
+    }
+}

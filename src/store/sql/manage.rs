@@ -1,6 +1,6 @@
 //! Managing plans and keys: writes, each in one transaction, and reads by id.
 
-use super::{get, key_from_row, unix_now, unix_secs, PlanRows, SqlKeyStore, SqlStoreError};
+use super::{get, key_from_row, unix_now, unix_secs, Backend, PlanRows, SqlKeyStore, SqlStoreError};
 use crate::keys::{self, KeyHash};
 use crate::model::{ApiKey, KeySecret, QuotaPeriod, UsagePlan};
 use sqlx::{Any, Transaction};
@@ -44,6 +44,7 @@ impl SqlKeyStore {
         let id = plan.id();
         let db = |e| SqlStoreError::db(format!("put_plan {id:?}"), e);
         let mut tx = self.pool.begin().await.map_err(db)?;
+        lock_memberships(&mut tx).await.map_err(db)?;
         let throttle = plan.throttle_limit();
         let quota = plan.quota_limit();
         let period = quota.map(|q| match q.period() {
@@ -373,6 +374,17 @@ async fn insert_value(
     Ok(())
 }
 
+/// The "one plan per key and stage" rule is checked, then written: two such changes at once
+/// could each pass the check (write skew). On PostgreSQL they queue on a transaction-scoped
+/// advisory lock; SQLite runs one writing transaction at a time already.
+async fn lock_memberships(tx: &mut Transaction<'_, Any>) -> Result<(), sqlx::Error> {
+    const MEMBERSHIP_LOCK: i64 = 0x7475_7073_716c_6d31;
+    if Backend::of(tx) == Backend::Postgres {
+        sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)").bind(MEMBERSHIP_LOCK).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Puts key `key_id` (which exists) into plan `plan_id`, checking the plan exists and that the
 /// key has no other plan on the same stage. `field` names `plan_id` in errors.
 async fn add_member(
@@ -382,6 +394,7 @@ async fn add_member(
     field: &str,
 ) -> Result<(), SqlStoreError> {
     let db = |e| SqlStoreError::db(format!("add key {key_id:?} to plan {plan_id:?}"), e);
+    lock_memberships(tx).await.map_err(db)?;
     let plan = sqlx::query("SELECT 1 FROM usage_plans_plans WHERE id = $1")
         .bind(plan_id)
         .fetch_optional(&mut **tx)
