@@ -293,3 +293,68 @@ fn previous_values_are_checked_like_values() {
     );
     assert!(!debug.contains("old-0123456789abcdefghij"), "{debug}");
 }
+
+#[tokio::test]
+async fn live_changes_take_effect_on_the_next_request_and_keep_counts() {
+    let clock = common::clock();
+    let store = common::store(&common::one_key("", "quota = { limit = 5, period = \"DAY\" }"));
+    let svc = common::service(&UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build());
+    let k = common::key("k");
+    for _ in 0..3 {
+        assert_eq!(common::get(&svc, "/pets", Some(&k)).await.status, 200);
+    }
+    // A smaller quota: the 3 counted stay counted, so one more request, then 429.
+    let plan = |limit| {
+        tower_usage_plans::UsagePlan::new("p")
+            .quota(tower_usage_plans::Quota::new(limit, tower_usage_plans::QuotaPeriod::Day).unwrap())
+            .stage(tower_usage_plans::PlanStage::new("petstore", "prod"))
+    };
+    store.put_plan(plan(4)).unwrap();
+    assert_eq!(common::get(&svc, "/pets", Some(&k)).await.status, 200);
+    common::limit_exceeded(&common::get(&svc, "/pets", Some(&k)).await);
+    store.put_plan(plan(10)).unwrap();
+    assert_eq!(common::get(&svc, "/pets", Some(&k)).await.status, 200);
+    // Disabled: refused at once (no TTL to wait), enabled again: served.
+    store.set_key_enabled("k", false).unwrap();
+    common::forbidden(&common::get(&svc, "/pets", Some(&k)).await);
+    store.set_key_enabled("k", true).unwrap();
+    assert_eq!(common::get(&svc, "/pets", Some(&k)).await.status, 200);
+    // Out of the plan, back in it: the period's count is still there (6 of 10 used).
+    store.remove_key_from_plan("k", "p").unwrap();
+    common::forbidden(&common::get(&svc, "/pets", Some(&k)).await);
+    store.add_key_to_plan("k", "p").unwrap();
+    let mut served = 0;
+    while common::get(&svc, "/pets", Some(&k)).await.status == 200 {
+        served += 1;
+    }
+    assert_eq!(served, 4);
+    // A new key works on its next request; a deleted one is refused.
+    let n = common::key("n");
+    store
+        .create_key(
+            tower_usage_plans::ApiKey::new("n").plan("p"),
+            tower_usage_plans::KeySecret::new(n.clone()).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(common::get(&svc, "/pets", Some(&n)).await.status, 200);
+    store.delete_key("n").unwrap();
+    common::forbidden(&common::get(&svc, "/pets", Some(&n)).await);
+}
+
+#[test]
+fn a_change_that_breaks_the_rules_is_refused_and_changes_nothing() {
+    let store = common::store(&common::one_key("", ""));
+    let before = format!("{:?}", store.config());
+    let e = store.add_key_to_plan("k", "nope").unwrap_err();
+    assert_eq!(e.to_string(), r#"keys[0].plans[1]: no plan has the id "nope""#);
+    assert_eq!(
+        store.set_key_enabled("nobody", false).unwrap_err().to_string(),
+        r#"key_id: no key has the id "nobody""#
+    );
+    let dup = tower_usage_plans::KeySecret::new(common::key("k")).unwrap();
+    let e = store.create_key(tower_usage_plans::ApiKey::new("other"), dup).unwrap_err();
+    assert!(e.to_string().contains("the same value as keys[0]"), "{e}");
+    assert!(!e.to_string().contains(&common::key("k")), "the error never shows the value");
+    assert_eq!(format!("{:?}", store.config()), before);
+    assert!(store.get(&common::key("k")).is_some_and(|r| r.key().is_enabled()));
+}

@@ -265,6 +265,12 @@ impl ApiKey {
         &self.id
     }
 
+    /// The key without plan `plan_id`.
+    pub(crate) fn without_plan(mut self, plan_id: &str) -> Self {
+        self.plans.retain(|p| &**p != plan_id);
+        self
+    }
+
     /// The display name.
     #[must_use]
     pub fn display_name(&self) -> &str {

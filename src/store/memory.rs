@@ -1,55 +1,66 @@
 //! The embedded default store: keys and plans held in memory, loaded from TOML or JSON.
 
-use crate::error::ConfigError;
-use crate::model::{ApiKey, Config, Stage, UsagePlan};
-use crate::store::{KeyRecord, KeyStore, StoreError};
+use crate::error::{ConfigError, ConfigErrorKind};
+use crate::model::{ApiKey, Config, KeySecret, PreviousValue, Stage, UsagePlan};
+use crate::store::{Invalidation, KeyRecord, KeyStore, StoreError};
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Keys and plans in memory, from a [`Config`] (a TOML or JSON file).
+/// Keys and plans in memory, from a [`Config`] (a TOML or JSON file), changeable while the app
+/// serves: clones share one store, so keep one to change keys and plans and give another to the
+/// layer. A change is checked like a configuration file (the same errors) and takes effect on the
+/// next request of every layer built on the store (through its [`Invalidation`] handle); counts
+/// already made in the period are kept.
 ///
 /// ```
-/// use tower_usage_plans::InMemoryKeyStore;
+/// use tower_usage_plans::{ApiKey, InMemoryKeyStore, KeySecret, PlanStage, UsagePlan, UsagePlanLayer};
 /// let store = InMemoryKeyStore::from_toml_str(r#"
 ///     [stage]
 ///     api = "petstore"
 ///     name = "prod"
 /// "#).unwrap();
-/// assert_eq!(store.len(), 0);
+/// let layer = UsagePlanLayer::new(store.clone());
+/// store.put_plan(UsagePlan::new("free").stage(PlanStage::new("petstore", "prod"))).unwrap();
+/// store.create_key(ApiKey::new("k1").plan("free"), KeySecret::new("k1-0123456789abcdefghij").unwrap()).unwrap();
+/// assert_eq!(store.len(), 1);
+/// store.set_key_enabled("k1", false).unwrap(); // refused from its next request on
+/// assert!(store.add_key_to_plan("k1", "gold").is_err()); // no such plan
 /// ```
+#[derive(Clone)]
 pub struct InMemoryKeyStore {
-    stage: Stage,
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    loaded: RwLock<Loaded>,
+    invalidation: Invalidation,
+}
+
+/// A configuration and its lookup table.
+struct Loaded {
+    config: Config,
     by_value: HashMap<Box<str>, KeyRecord>,
 }
 
-impl fmt::Debug for InMemoryKeyStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InMemoryKeyStore")
-            .field("stage", &self.stage)
-            .field("keys", &self.by_value.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl InMemoryKeyStore {
-    /// A store holding `config`'s keys and plans.
-    #[must_use]
-    pub fn from_config(config: Config) -> Self {
-        let (stage, plans, keys, previous) = config.into_parts();
-        let plans: HashMap<&str, &Arc<UsagePlan>> = plans.iter().map(|p| (p.id(), p)).collect();
-        let mut by_value: HashMap<Box<str>, KeyRecord> = keys
-            .into_iter()
-            .map(|(secret, key): (_, ApiKey)| {
+impl Loaded {
+    fn new(config: Config) -> Self {
+        let plans: HashMap<&str, &Arc<UsagePlan>> = config.plans().iter().map(|p| (p.id(), p)).collect();
+        let mut by_value: HashMap<Box<str>, KeyRecord> = config
+            .keys()
+            .iter()
+            .map(|(secret, key): &(_, ApiKey)| {
                 let key_plans =
                     key.plan_ids().iter().filter_map(|id| plans.get(&**id).map(|p| Arc::clone(p))).collect();
-                (secret.expose().into(), KeyRecord::new(key, key_plans))
+                (secret.expose().into(), KeyRecord::new(key.clone(), key_plans))
             })
             .collect();
         // A rotated key's old value: the same record, expiring at the end of the overlap.
         let by_id: HashMap<&str, &KeyRecord> = by_value.values().map(|r| (r.key().id(), r)).collect();
-        let old: Vec<(Box<str>, KeyRecord)> = previous
+        let old: Vec<(Box<str>, KeyRecord)> = config
+            .previous_values()
             .iter()
             .filter_map(|p| {
                 let current = by_id.get(p.key_id())?;
@@ -60,7 +71,38 @@ impl InMemoryKeyStore {
             .collect();
         drop(by_id);
         by_value.extend(old);
-        Self { stage, by_value }
+        Self { config, by_value }
+    }
+}
+
+impl fmt::Debug for InMemoryKeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let loaded = self.inner.loaded.read();
+        f.debug_struct("InMemoryKeyStore")
+            .field("stage", loaded.config.stage())
+            .field("plans", &loaded.config.plans().len())
+            .field("keys", &loaded.by_value.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configuration taken apart for a change.
+struct Parts {
+    stage: Stage,
+    plans: Vec<UsagePlan>,
+    keys: Vec<(KeySecret, ApiKey)>,
+    previous: Vec<PreviousValue>,
+}
+
+fn unknown(field: &str, what: &str, id: &str) -> ConfigError {
+    ConfigError::new(ConfigErrorKind::UnknownReference, field, format!("no {what} has the id {id:?}"))
+}
+
+impl InMemoryKeyStore {
+    /// A store holding `config`'s keys and plans.
+    #[must_use]
+    pub fn from_config(config: Config) -> Self {
+        Self { inner: Arc::new(Shared { loaded: RwLock::new(Loaded::new(config)), invalidation: Invalidation::new() }) }
     }
 
     /// Reads a `.toml` or `.json` file.
@@ -78,31 +120,141 @@ impl InMemoryKeyStore {
         Config::from_json_str(text).map(Self::from_config)
     }
 
-    /// Number of keys.
+    /// Number of key values (a rotated key's old values count).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.by_value.len()
+        self.inner.loaded.read().by_value.len()
     }
 
     /// Whether the store holds no keys.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.by_value.is_empty()
+        self.len() == 0
     }
 
     /// The record for a presented value, without going through the async trait.
     #[must_use]
-    pub fn get(&self, presented: &str) -> Option<&KeyRecord> {
-        self.by_value.get(presented)
+    pub fn get(&self, presented: &str) -> Option<KeyRecord> {
+        self.inner.loaded.read().by_value.get(presented).cloned()
+    }
+
+    /// The configuration as it is now (changes included).
+    #[must_use]
+    pub fn config(&self) -> Config {
+        self.inner.loaded.read().config.clone()
+    }
+
+    /// Applies `change` to the configuration, checks the result as a file is checked, and
+    /// swaps it in; layers built on the store see it from their next request. Nothing changes
+    /// on error.
+    fn edit(&self, change: impl FnOnce(&mut Parts) -> Result<(), ConfigError>) -> Result<(), ConfigError> {
+        let mut loaded = self.inner.loaded.write();
+        let (stage, plans, keys, previous) = loaded.config.clone().into_parts();
+        let mut parts = Parts { stage, plans: plans.into_iter().map(Arc::unwrap_or_clone).collect(), keys, previous };
+        change(&mut parts)?;
+        let mut config = Config::new(parts.stage, parts.plans, parts.keys)?;
+        for p in parts.previous {
+            // Old values of a deleted key go with it.
+            if config.keys().iter().any(|(_, k)| k.id() == p.key_id()) {
+                config = config.with_previous_value(p.key_id(), p.value().clone(), p.until())?;
+            }
+        }
+        *loaded = Loaded::new(config);
+        drop(loaded);
+        self.inner.invalidation.invalidate();
+        Ok(())
+    }
+
+    /// Creates a plan, or replaces the one with its id (limits, stages, method throttles). The
+    /// keys in it stay in it, and keep the counts of the current period.
+    pub fn put_plan(&self, plan: UsagePlan) -> Result<(), ConfigError> {
+        self.edit(|p| {
+            match p.plans.iter_mut().find(|old| old.id() == plan.id()) {
+                Some(old) => *old = plan,
+                None => p.plans.push(plan),
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes a plan; its keys leave it (and get 403 unless another plan of theirs is bound to
+    /// the stage).
+    pub fn delete_plan(&self, id: &str) -> Result<(), ConfigError> {
+        self.edit(|p| {
+            let before = p.plans.len();
+            p.plans.retain(|plan| plan.id() != id);
+            if p.plans.len() == before {
+                return Err(unknown("plan_id", "plan", id));
+            }
+            for (_, key) in &mut p.keys {
+                *key = key.clone().without_plan(id);
+            }
+            Ok(())
+        })
+    }
+
+    /// Creates a key with its value (its plans must exist; the id and the value must be new).
+    pub fn create_key(&self, key: ApiKey, value: KeySecret) -> Result<(), ConfigError> {
+        self.edit(|p| {
+            p.keys.push((value, key));
+            Ok(())
+        })
+    }
+
+    fn edit_key(&self, id: &str, f: impl FnOnce(ApiKey) -> ApiKey) -> Result<(), ConfigError> {
+        self.edit(|p| {
+            let (_, key) = p.keys.iter_mut().find(|(_, k)| k.id() == id).ok_or_else(|| unknown("key_id", "key", id))?;
+            *key = f(key.clone());
+            Ok(())
+        })
+    }
+
+    /// Enables or disables a key; a disabled key is refused (403) from its next request on.
+    pub fn set_key_enabled(&self, id: &str, enabled: bool) -> Result<(), ConfigError> {
+        self.edit_key(id, |k| k.enabled(enabled))
+    }
+
+    /// Deletes a key (and its old values).
+    pub fn delete_key(&self, id: &str) -> Result<(), ConfigError> {
+        self.edit(|p| {
+            let before = p.keys.len();
+            p.keys.retain(|(_, k)| k.id() != id);
+            if p.keys.len() == before {
+                return Err(unknown("key_id", "key", id));
+            }
+            Ok(())
+        })
+    }
+
+    /// Puts a key into a plan (at most one plan per stage, as in a file).
+    pub fn add_key_to_plan(&self, key_id: &str, plan_id: &str) -> Result<(), ConfigError> {
+        self.edit_key(key_id, |k| if k.plan_ids().iter().any(|p| &**p == plan_id) { k } else { k.plan(plan_id) })
+    }
+
+    /// Takes a key out of a plan.
+    pub fn remove_key_from_plan(&self, key_id: &str, plan_id: &str) -> Result<(), ConfigError> {
+        self.edit(|p| {
+            let (_, key) =
+                p.keys.iter_mut().find(|(_, k)| k.id() == key_id).ok_or_else(|| unknown("key_id", "key", key_id))?;
+            if !key.plan_ids().iter().any(|id| &**id == plan_id) {
+                return Err(unknown("plan_id", "plan of this key", plan_id));
+            }
+            *key = key.clone().without_plan(plan_id);
+            Ok(())
+        })
     }
 }
 
 impl KeyStore for InMemoryKeyStore {
     async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.by_value.get(presented).cloned())
+        Ok(self.get(presented))
     }
 
     fn stage(&self) -> Option<Stage> {
-        Some(self.stage.clone())
+        Some(self.inner.loaded.read().config.stage().clone())
+    }
+
+    fn invalidation(&self) -> Option<Invalidation> {
+        Some(self.inner.invalidation.clone())
     }
 }
