@@ -11,12 +11,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_usage_plans::{FailurePolicy, InMemoryKeyStore, RedisBackend, UsagePlanLayer};
 
-/// A redis-server of this test's own.
+/// A redis-server of this test's own, or the one at `REDIS_URL` for tests that do no harm.
 struct Server {
     child: Option<Child>,
     port: u16,
     /// Extra arguments (cluster mode).
     extra: Vec<String>,
+    /// Set when the server is `REDIS_URL`'s (shared: this test's keys only, under its prefix).
+    shared_url: Option<String>,
+    /// The key prefix of this test's backends.
+    prefix: String,
 }
 
 fn require() -> bool {
@@ -24,16 +28,48 @@ fn require() -> bool {
 }
 
 impl Server {
-    /// Spawns one, or says loudly that the test is skipped (fails when services are required).
+    /// Spawns one; without the binary, uses `REDIS_URL` (this test's keys under a prefix of its
+    /// own); without either, says loudly that the test is skipped (fails when services are
+    /// required).
     fn spawn(test: &str) -> Option<Server> {
+        Self::spawn_or(test, true)
+    }
+
+    /// Spawns one of this test's own (fault tests kill and pause it: never a shared one).
+    fn spawn_own(test: &str) -> Option<Server> {
+        Self::spawn_or(test, false)
+    }
+
+    fn spawn_or(test: &str, shared_ok: bool) -> Option<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-        let mut server = Server { child: None, port, extra: Vec::new() };
-        if server.start().is_err() {
-            assert!(!require(), "{test}: redis-server is required (USAGE_PLANS_REQUIRE_SERVICES=1) but cannot run");
-            eprintln!("SKIPPED {test}: no redis-server binary on PATH");
-            return None;
+        let prefix = format!("tup-{test}-{}", std::process::id());
+        let mut server = Server { child: None, port, extra: Vec::new(), shared_url: None, prefix };
+        if server.start().is_ok() {
+            return Some(server);
         }
-        Some(server)
+        if let (true, Ok(url)) = (shared_ok, std::env::var("REDIS_URL")) {
+            eprintln!("{test}: no redis-server binary; using REDIS_URL with prefix {}", server.prefix);
+            server.shared_url = Some(url);
+            return Some(server);
+        }
+        assert!(!require(), "{test}: redis-server is required (USAGE_PLANS_REQUIRE_SERVICES=1) but cannot run");
+        eprintln!("SKIPPED {test}: no redis-server binary on PATH (and no REDIS_URL)");
+        None
+    }
+
+    /// A backend builder for this server under this test's prefix.
+    fn backend(&self) -> tower_usage_plans::RedisBackendBuilder {
+        RedisBackend::builder(self.url()).prefix(self.prefix.clone())
+    }
+
+    /// Deletes this test's keys.
+    fn clear(&self) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut con = client.get_connection().unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{{{}}}:*", self.prefix)).query(&mut con).unwrap();
+        for k in keys {
+            let _: () = redis::cmd("DEL").arg(k).query(&mut con).unwrap();
+        }
     }
 
     fn start(&mut self) -> std::io::Result<()> {
@@ -59,7 +95,7 @@ impl Server {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.shared_url.clone().unwrap_or_else(|| format!("redis://127.0.0.1:{}", self.port))
     }
 
     fn signal(&self, sig: &str) {
@@ -91,13 +127,18 @@ impl Server {
     fn quota_total(&self) -> i64 {
         let client = redis::Client::open(self.url()).unwrap();
         let mut con = client.get_connection().unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS").arg("{tup}:quota*").query(&mut con).unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{{{}}}:quota*", self.prefix)).query(&mut con).unwrap();
         keys.iter().map(|k| redis::cmd("GET").arg(k).query::<Option<i64>>(&mut con).unwrap().unwrap_or(0)).sum()
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.shared_url.is_some() {
+            // A shared server: leave nothing of this test behind.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.clear()));
+            return;
+        }
         self.signal("-CONT");
         self.kill();
     }
@@ -156,9 +197,9 @@ async fn hammer(replicas: &[Svc], tasks_each: usize, requests: usize, key: &'sta
 async fn two_replicas_admit_exactly_the_quota_with_and_without_leases() {
     let Some(server) = Server::spawn("two_replicas_admit_exactly_the_quota") else { return };
     for leasing in [true, false] {
-        server.command(&["FLUSHALL"]);
-        let a = RedisBackend::builder(server.url()).leasing(leasing).replicas(2).connect().await.unwrap();
-        let b = RedisBackend::builder(server.url()).leasing(leasing).replicas(2).connect().await.unwrap();
+        server.clear();
+        let a = server.backend().leasing(leasing).replicas(2).connect().await.unwrap();
+        let b = server.backend().leasing(leasing).replicas(2).connect().await.unwrap();
         let (ok, refused) = hammer(&[layer(&a), layer(&b)], 4, 100, Q).await;
         assert_eq!(ok, 200, "leasing {leasing}: exactly the quota in total");
         assert_eq!(refused, 600);
@@ -185,8 +226,8 @@ async fn throttles_hold_across_replicas_within_burst_plus_rate_times_t() {
         let store = InMemoryKeyStore::from_toml_str(&config).unwrap();
         service(&UsagePlanLayer::builder(store).redis(backend.clone()).build())
     };
-    let a = RedisBackend::builder(server.url()).connect().await.unwrap();
-    let b = RedisBackend::builder(server.url()).connect().await.unwrap();
+    let a = server.backend().connect().await.unwrap();
+    let b = server.backend().connect().await.unwrap();
     let (sa, sb) = (mk(&a), mk(&b));
     let start = Instant::now();
     let mut ok = 0;
@@ -202,15 +243,17 @@ async fn throttles_hold_across_replicas_within_burst_plus_rate_times_t() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_paused_and_restarted_requests_are_answered_in_time_and_usage_is_replayed() {
-    let Some(mut server) = Server::spawn("redis_killed_paused_and_restarted") else { return };
-    let backend = RedisBackend::builder(server.url())
+    let Some(mut server) = Server::spawn_own("redis_killed_paused_and_restarted") else { return };
+    let backend = server
+        .backend()
         .timeout(Duration::from_millis(50))
         .leasing(false)
         .circuit_breaker(3, Duration::from_millis(200))
         .connect()
         .await
         .unwrap();
-    let closed = RedisBackend::builder(server.url())
+    let closed = server
+        .backend()
         .timeout(Duration::from_millis(50))
         .quota_policy(FailurePolicy::FailClosed)
         .leasing(false)
@@ -343,7 +386,7 @@ async fn two_quickstarts_with_the_same_redis_share_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_failure_policy_answers_as_documented_while_redis_is_paused() {
-    let Some(server) = Server::spawn("each_failure_policy_answers_as_documented") else { return };
+    let Some(server) = Server::spawn_own("each_failure_policy_answers_as_documented") else { return };
     // A throttle of burst 4 and a quota of 200.
     let config = CONFIG
         .replace("stage = \"other\"", "stage = \"prod\"")
@@ -354,7 +397,8 @@ async fn each_failure_policy_answers_as_documented_while_redis_is_paused() {
         service(&UsagePlanLayer::builder(store).redis(backend.clone()).build())
     };
     let connect = |throttle: FailurePolicy, quota: FailurePolicy| {
-        RedisBackend::builder(server.url())
+        server
+            .backend()
             .timeout(Duration::from_millis(50))
             .throttle_policy(throttle)
             .quota_policy(quota)
@@ -404,8 +448,9 @@ async fn each_failure_policy_answers_as_documented_while_redis_is_paused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_open_quota_usage_is_replayed_after_recovery() {
-    let Some(mut server) = Server::spawn("fail_open_quota_usage_is_replayed") else { return };
-    let backend = RedisBackend::builder(server.url())
+    let Some(mut server) = Server::spawn_own("fail_open_quota_usage_is_replayed") else { return };
+    let backend = server
+        .backend()
         .timeout(Duration::from_millis(50))
         .quota_policy(FailurePolicy::FailOpen)
         .leasing(false)
@@ -444,7 +489,8 @@ fn spawn_cluster(test: &str) -> Option<Vec<Server>> {
             .map(|s| (*s).to_owned())
             .chain([dir.display().to_string()])
             .collect();
-        let mut server = Server { child: None, port, extra };
+        let prefix = String::from("tup");
+        let mut server = Server { child: None, port, extra, shared_url: None, prefix };
         if server.start().is_err() {
             assert!(!require(), "{test}: redis-server is required but cannot run in cluster mode");
             eprintln!("SKIPPED {test}: cannot start cluster-mode redis-server");
@@ -525,15 +571,10 @@ async fn on_a_redis_cluster_two_replicas_admit_exactly_the_quota_and_one_shard_h
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_quota_fallback_keeps_to_its_share_however_long_the_outage() {
-    let Some(server) = Server::spawn("the_local_quota_fallback_keeps_to_its_share") else { return };
+    let Some(server) = Server::spawn_own("the_local_quota_fallback_keeps_to_its_share") else { return };
     let config = CONFIG.replace("limit = 200", "limit = 20");
-    let backend = RedisBackend::builder(server.url())
-        .timeout(Duration::from_millis(30))
-        .leasing(false)
-        .replicas(2)
-        .connect()
-        .await
-        .unwrap();
+    let backend =
+        server.backend().timeout(Duration::from_millis(30)).leasing(false).replicas(2).connect().await.unwrap();
     let store = InMemoryKeyStore::from_toml_str(&config).unwrap();
     let svc = service(&UsagePlanLayer::builder(store).redis(backend.clone()).build());
     server.signal("-STOP");
@@ -560,8 +601,7 @@ fn debug_output_leaves_the_url_and_its_password_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_lease_goes_back_to_redis() {
     let Some(server) = Server::spawn("an_idle_lease_goes_back_to_redis") else { return };
-    let backend =
-        RedisBackend::builder(server.url()).idle_lease_return(Duration::from_millis(200)).connect().await.unwrap();
+    let backend = server.backend().idle_lease_return(Duration::from_millis(200)).connect().await.unwrap();
     let svc = layer(&backend);
     assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
     let leased = server.quota_total();
@@ -577,8 +617,8 @@ async fn an_idle_lease_goes_back_to_redis() {
 async fn refunds_reach_redis_with_and_without_leases() {
     let Some(server) = Server::spawn("refunds_reach_redis") else { return };
     for leasing in [false, true] {
-        server.command(&["FLUSHALL"]);
-        let backend = RedisBackend::builder(server.url()).leasing(leasing).connect().await.unwrap();
+        server.clear();
+        let backend = server.backend().leasing(leasing).connect().await.unwrap();
         let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
         let layer =
             UsagePlanLayer::builder(store).redis(backend.clone()).refund_quota_when(|s| s.is_server_error()).build();
@@ -596,8 +636,9 @@ async fn refunds_reach_redis_with_and_without_leases() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_closed_still_serves_requests_covered_by_a_lease() {
-    let Some(server) = Server::spawn("fail_closed_still_serves_leased") else { return };
-    let backend = RedisBackend::builder(server.url())
+    let Some(server) = Server::spawn_own("fail_closed_still_serves_leased") else { return };
+    let backend = server
+        .backend()
         .timeout(Duration::from_millis(50))
         .quota_policy(FailurePolicy::FailClosed)
         .throttle_policy(FailurePolicy::FailClosed)
@@ -620,8 +661,7 @@ async fn fail_closed_still_serves_requests_covered_by_a_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_of_keys_no_layer_holds_is_dropped_once_it_holds_nothing() {
     let Some(server) = Server::spawn("state_of_keys_no_layer_holds_is_dropped") else { return };
-    let backend =
-        RedisBackend::builder(server.url()).idle_lease_return(Duration::from_millis(200)).connect().await.unwrap();
+    let backend = server.backend().idle_lease_return(Duration::from_millis(200)).connect().await.unwrap();
     let svc = layer(&backend);
     assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
     assert_eq!(backend.stats().keys, 1);
