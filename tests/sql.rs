@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tower_usage_plans::keys::KeyHash;
 use tower_usage_plans::{
-    ApiKey, KeySecret, KeyStore, ManualClock, PlanStage, Quota, QuotaPeriod, Rejection, RejectionKind, SqlKeyStore,
-    SqlStoreErrorKind, Stage, Throttle, UsagePlan, UsagePlanLayer,
+    ApiKey, CachedKeyStore, KeySecret, KeyStore, ManualClock, PlanStage, Quota, QuotaPeriod, Rejection, RejectionKind,
+    SqlKeyStore, SqlStoreErrorKind, Stage, Throttle, UsagePlan, UsagePlanLayer,
 };
 
 fn at(secs: u64) -> SystemTime {
@@ -419,5 +419,28 @@ async fn concurrent_memberships_cannot_put_a_key_in_two_plans_of_one_stage() {
             let plans = s.get_key(&key).await.unwrap().unwrap().plan_ids().len();
             assert_eq!(plans, 1, "{}", db.name);
         }
+    }
+}
+
+#[tokio::test]
+async fn changes_made_through_the_store_reach_the_layer_on_the_next_request() {
+    for db in databases("changes_made_through_the_store_reach_the_layer").await {
+        let s = &db.store;
+        s.put_plan(&daily("trial", 100)).await.unwrap();
+        let value = s.create_key(ApiKey::new("k").plan("trial")).await.unwrap();
+        // The layer caches answers for a minute; changes through the store do not wait for it.
+        let layer = UsagePlanLayer::builder(CachedKeyStore::new(s.clone()))
+            .stage(Stage::new("petstore", "prod"))
+            .clock(clock())
+            .key_cache_ttl(Duration::from_secs(60))
+            .build();
+        let svc = service(&layer);
+        assert_eq!(get(&svc, "/pets", Some(value.expose())).await.status, 200, "{}", db.name);
+        s.set_key_enabled("k", false).await.unwrap();
+        forbidden(&get(&svc, "/pets", Some(value.expose())).await);
+        s.set_key_enabled("k", true).await.unwrap();
+        assert_eq!(get(&svc, "/pets", Some(value.expose())).await.status, 200, "{}", db.name);
+        s.remove_key_from_plan("k", "trial").await.unwrap();
+        forbidden(&get(&svc, "/pets", Some(value.expose())).await);
     }
 }

@@ -116,6 +116,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Clone)]
 pub struct SqlKeyStore {
     pool: AnyPool,
+    /// Bumped by every change made through this store (and its clones).
+    invalidation: crate::store::Invalidation,
 }
 
 impl fmt::Debug for SqlKeyStore {
@@ -145,7 +147,7 @@ impl SqlKeyStore {
     /// before the pool was made). Call [`migrate`](Self::migrate) before use.
     #[must_use]
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+        Self { pool, invalidation: crate::store::Invalidation::new() }
     }
 
     /// The pool.
@@ -188,6 +190,12 @@ impl SqlKeyStore {
 impl KeyStore for SqlKeyStore {
     async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
         self.lookup_hash(&KeyHash::of(presented).to_hex()).await.map_err(StoreError::new)
+    }
+
+    /// Changes made through this store (or a clone) reach layers on their next request;
+    /// changes made to the tables directly, within the layers' TTL.
+    fn invalidation(&self) -> Option<crate::store::Invalidation> {
+        Some(self.invalidation.clone())
     }
 }
 

@@ -6,6 +6,16 @@ use crate::model::{ApiKey, KeySecret, QuotaPeriod, UsagePlan};
 use sqlx::{Any, Transaction};
 use std::time::{Duration, SystemTime};
 
+/// Bumps the store's invalidation handle when a change ends (after its commit; a failed change
+/// costs only a revalidation).
+struct Changed<'a>(&'a crate::store::Invalidation);
+
+impl Drop for Changed<'_> {
+    fn drop(&mut self) {
+        self.0.invalidate();
+    }
+}
+
 /// Another plan of key `$1` (not `$2`) bound to a stage plan `$2` is bound to.
 const KEY_STAGE_CONFLICT: &str = "SELECT o.plan_id, o.api, o.stage FROM usage_plans_plan_keys pk \
     JOIN usage_plans_plan_stages o ON o.plan_id = pk.plan_id \
@@ -31,6 +41,8 @@ impl SqlKeyStore {
     /// [`Conflict`](super::SqlStoreErrorKind::Conflict) if one of its keys would then be in two
     /// plans bound to the same stage.
     pub async fn put_plan(&self, plan: &UsagePlan) -> Result<(), SqlStoreError> {
+        // Layers built on this store revalidate their keys once the change is made.
+        let _changed = Changed(&self.invalidation);
         let stages = plan.stages();
         for (i, s) in stages.iter().enumerate() {
             if stages[..i].iter().any(|o| o.api() == s.api() && o.stage_name() == s.stage_name()) {
@@ -127,6 +139,8 @@ impl SqlKeyStore {
 
     /// Deletes a plan; its keys leave it (and stay).
     pub async fn delete_plan(&self, id: &str) -> Result<(), SqlStoreError> {
+        // Layers built on this store revalidate their keys once the change is made.
+        let _changed = Changed(&self.invalidation);
         let db = |e| SqlStoreError::db(format!("delete_plan {id:?}"), e);
         let mut tx = self.pool.begin().await.map_err(db)?;
         let mut deleted = 0;
@@ -180,6 +194,8 @@ impl SqlKeyStore {
     /// or two of its plans share a stage, [`NotFound`](super::SqlStoreErrorKind::NotFound) for an
     /// unknown plan (field `plans[i]`).
     pub async fn insert_key(&self, key: ApiKey, value: &KeySecret) -> Result<(), SqlStoreError> {
+        // Layers built on this store revalidate their keys once the change is made.
+        let _changed = Changed(&self.invalidation);
         let id = key.id();
         let db = |e| SqlStoreError::db(format!("insert_key {id:?}"), e);
         let now = unix_now();
@@ -246,6 +262,8 @@ impl SqlKeyStore {
     where
         T: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send,
     {
+        // Layers built on this store revalidate their keys once the change is made.
+        let _changed = Changed(&self.invalidation);
         let result = sqlx::query(sql)
             .persistent(false) // optional values, see put_plan
             .bind(id)
@@ -261,6 +279,8 @@ impl SqlKeyStore {
 
     /// Deletes a key with all its values and plan memberships.
     pub async fn delete_key(&self, id: &str) -> Result<(), SqlStoreError> {
+        // Layers built on this store revalidate their keys once the change is made.
+        let _changed = Changed(&self.invalidation);
         let db = |e| SqlStoreError::db(format!("delete_key {id:?}"), e);
         let mut tx = self.pool.begin().await.map_err(db)?;
         let mut deleted = 0;
@@ -283,6 +303,8 @@ impl SqlKeyStore {
     /// [`Conflict`](super::SqlStoreErrorKind::Conflict) if the key is in another plan bound to
     /// one of this plan's stages (a key has at most one plan per stage).
     pub async fn add_key_to_plan(&self, key_id: &str, plan_id: &str) -> Result<(), SqlStoreError> {
+        // Layers built on this store revalidate their keys once the change is made.
+        let _changed = Changed(&self.invalidation);
         let db = |e| SqlStoreError::db(format!("add_key_to_plan {key_id:?} {plan_id:?}"), e);
         let mut tx = self.pool.begin().await.map_err(db)?;
         key_exists(&mut tx, key_id).await?;
@@ -292,6 +314,8 @@ impl SqlKeyStore {
 
     /// Takes a key out of a plan.
     pub async fn remove_key_from_plan(&self, key_id: &str, plan_id: &str) -> Result<(), SqlStoreError> {
+        // Layers built on this store revalidate their keys once the change is made.
+        let _changed = Changed(&self.invalidation);
         let result = sqlx::query("DELETE FROM usage_plans_plan_keys WHERE key_id = $1 AND plan_id = $2")
             .bind(key_id)
             .bind(plan_id)
@@ -325,6 +349,8 @@ impl SqlKeyStore {
         overlap: Duration,
         now: SystemTime,
     ) -> Result<KeySecret, SqlStoreError> {
+        // Layers built on this store revalidate their keys once the change is made.
+        let _changed = Changed(&self.invalidation);
         let db = |e| SqlStoreError::db(format!("rotate_key {id:?}"), e);
         let secret = keys::generate();
         let until = now.checked_add(overlap).map_or(i64::MAX, unix_secs);
