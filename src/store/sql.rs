@@ -42,8 +42,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// of the presented value.
 ///
 /// A lookup is one query. The layer caches its answers
-/// ([`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)), so changes made here reach
-/// a running layer within that time.
+/// ([`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)); changes made through this
+/// store (or a clone) bump its [`Invalidation`](crate::Invalidation), so layers built on it see
+/// them on their next request. Changes made to the tables directly reach them within the TTL.
 ///
 /// One type serves both databases through [`sqlx::AnyPool`], with runtime queries in portable
 /// SQL (no `DATABASE_URL` needed to build). The store keeps only the SHA-256 of key values

@@ -332,10 +332,8 @@ impl SqlKeyStore {
     /// working for `overlap` (or until their earlier expiry), then only the new one does.
     /// Uses the system clock; see [`rotate_key_at`](Self::rotate_key_at).
     ///
-    /// A running layer learns an old value's new expiry when it next looks that value up, within
-    /// its [`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl): choose an overlap
-    /// longer than the TTL. The same holds for [`set_key_enabled`](Self::set_key_enabled) and
-    /// [`set_key_expiry`](Self::set_key_expiry).
+    /// Layers built on this store see the change on their next request (the store's
+    /// [`Invalidation`](crate::Invalidation)), as for every change made through it.
     pub async fn rotate_key(&self, id: &str, overlap: Duration) -> Result<KeySecret, SqlStoreError> {
         self.rotate_key_at(id, overlap, SystemTime::now()).await
     }
