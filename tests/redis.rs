@@ -311,35 +311,16 @@ async fn redis_killed_paused_and_restarted_requests_are_answered_in_time_and_usa
     assert!(backend.stats().round_trips > before);
 }
 
-/// The quickstart binary cargo built next to this test (with the same features).
-fn quickstart_binary() -> std::path::PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join("examples").join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
-}
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts a quickstart with `--redis url` and returns it with its base URL.
-fn quickstart(url: &str) -> (Process, String) {
+fn quickstart(url: &str) -> (common::Killed, String) {
     use std::io::BufRead;
-    let mut child = Command::new(quickstart_binary())
+    let mut child = Command::new(common::example_binary("quickstart"))
         .args(["--addr", "127.0.0.1:0", "--redis", url])
         .stdout(Stdio::piped())
         .spawn()
         .expect("the quickstart example was built");
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    let process = Process(child);
+    let process = common::Killed(child);
     loop {
         let mut line = String::new();
         assert!(reader.read_line(&mut line).unwrap() > 0, "quickstart exited early");
@@ -362,7 +343,7 @@ async fn status(base: &str, key: &str) -> u16 {
 #[tokio::test]
 async fn two_quickstarts_with_the_same_redis_share_limits() {
     let Some(server) = Server::spawn("two_quickstarts_with_the_same_redis_share_limits") else { return };
-    if !quickstart_binary().exists() {
+    if !common::example_binary("quickstart").exists() {
         assert!(!require(), "the quickstart example was not built");
         eprintln!("SKIPPED two_quickstarts_with_the_same_redis_share_limits: quickstart not built");
         return;

@@ -1,11 +1,13 @@
 //! A real axum server on a loopback port, driven by a real HTTP client; and the quickstart
 //! example itself, driven by the curl lines it prints.
 
+mod common;
+
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tower_usage_plans::{InMemoryKeyStore, UsagePlanLayer};
 
@@ -69,32 +71,13 @@ async fn axum_server_on_loopback() {
     server.abort();
 }
 
-/// The example binary cargo built next to this test (`cargo test` builds examples).
-fn quickstart_binary() -> std::path::PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join("examples").join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn have_curl() -> bool {
     Command::new("curl").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
 #[test]
 fn quickstart_prints_curl_lines_that_answer_as_printed() {
-    let bin = quickstart_binary();
+    let bin = common::example_binary("quickstart");
     if !bin.exists() || !have_curl() {
         let why =
             if bin.exists() { "curl is not installed".to_owned() } else { format!("{} was not built", bin.display()) };
@@ -103,7 +86,7 @@ fn quickstart_prints_curl_lines_that_answer_as_printed() {
         return;
     }
     let child = Command::new(&bin).args(["--addr", "127.0.0.1:0"]).stdout(Stdio::piped()).spawn().unwrap();
-    let mut child = Killed(child);
+    let mut child = common::Killed(child);
     let mut lines = Vec::new();
     let mut reader = BufReader::new(child.0.stdout.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -350,7 +350,7 @@ async fn postgres_example_answers_as_its_curl_lines_say() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut child = example::Killed(child);
+    let mut child = common::Killed(child);
     let stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

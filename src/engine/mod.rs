@@ -160,7 +160,8 @@ impl fmt::Debug for Engine {
     }
 }
 
-fn nanos(d: Duration) -> u64 {
+/// A duration in nanoseconds, saturating (a `Duration` can exceed `u64` nanoseconds).
+pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 

@@ -1,7 +1,7 @@
 //! [`CachedKeyStore`]: a cache in front of any [`KeyStore`] that talks to a database.
 
 use super::{Invalidation, KeyRecord, KeyStore, StoreError};
-use crate::engine::{Clock, Gcra, SystemClock};
+use crate::engine::{nanos, Clock, Gcra, SystemClock};
 use crate::model::{Stage, Throttle};
 use moka::future::Cache;
 use moka::ops::compute::Op;
@@ -45,10 +45,6 @@ struct Counters {
     store_errors: AtomicU64,
     stale_served: AtomicU64,
     budget_refused: AtomicU64,
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The lookup budget was spent: the store is not asked about uncached keys faster than

@@ -117,3 +117,24 @@ pub fn limit_exceeded(r: &Reply) {
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry >= 1);
 }
+
+/// Kills the child process when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The binary of example `name` cargo built next to this test (`cargo test` builds examples,
+/// with the test's features).
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}

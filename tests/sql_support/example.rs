@@ -1,15 +1,5 @@
 //! Building and driving `examples/postgres.rs` from a test.
 
-/// Kills the child process when dropped.
-pub struct Killed(pub std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Builds `examples/postgres.rs` (`cargo test --test sql` does not build examples; a no-op when
 /// it is fresh) into the target directory this test runs from, and returns its path.
 pub fn build_postgres_example() -> std::path::PathBuf {

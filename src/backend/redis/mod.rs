@@ -15,7 +15,7 @@
 mod script;
 
 use super::{BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict};
-use crate::engine::{CompiledPlan, Gcra, Limits, Now, PeriodInfo, QuotaRule};
+use crate::engine::{nanos, CompiledPlan, Gcra, Limits, Now, PeriodInfo, QuotaRule};
 use crate::model::Stage;
 use crate::rejection::ThrottleScope;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -422,7 +422,7 @@ struct Conn {
 impl Conn {
     /// Nanoseconds since the backend was made (at least 1, so that 0 can mean "never").
     fn mono(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX).max(1)
+        nanos(self.origin.elapsed()).max(1)
     }
 
     /// Returns idle leases (when `idle`), replays usage admitted during outages, and writes
@@ -858,7 +858,7 @@ impl Breaker {
     fn failure(&self, now: Now, threshold: u32, cooldown: Duration) {
         let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
         if n >= threshold || self.probe_started.load(Ordering::Acquire) != 0 {
-            let nanos = u64::try_from(cooldown.as_nanos()).unwrap_or(u64::MAX);
+            let nanos = nanos(cooldown);
             self.open_until.store(now.mono_nanos.saturating_add(nanos).max(1), Ordering::Release);
         }
         self.probe_started.store(0, Ordering::Release);
@@ -975,7 +975,7 @@ impl CounterBackend for Bound {
             };
             return Verdict::Ready(Outcome { result, limits: None });
         }
-        let stale_probe = u64::try_from(conn.settings.timeout.as_nanos()).unwrap_or(u64::MAX).saturating_mul(4);
+        let stale_probe = nanos(conn.settings.timeout).saturating_mul(4);
         if !conn.breaker.allow(now, stale_probe) {
             let result = b.fallback(&specs, key.as_deref(), quota, from_lease, now);
             if let (Err(_), true, Some(k), Some((_, p))) = (&result, from_lease, &key, quota) {
@@ -1087,7 +1087,7 @@ impl CounterBackend for Bound {
                                     // Until the period ends, but no longer than leases held elsewhere take
                                     // to come back when idle.
                                     let to_end = (period.end - now.unix_secs).max(1) as u64 * 1_000_000_000;
-                                    let idle = u64::try_from(s.idle.as_nanos()).unwrap_or(u64::MAX);
+                                    let idle = nanos(s.idle);
                                     let until = now.mono_nanos.saturating_add(to_end.min(idle.max(1_000_000_000)));
                                     k.deny(until, Refused::Quota(view));
                                     Err(Refused::Quota(view))
