@@ -102,6 +102,7 @@ pub mod keys;
 mod model;
 mod rejection;
 mod store;
+pub mod usage;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -134,6 +134,61 @@ pub(crate) trait CounterBackend: Send + Sync + fmt::Debug + 'static {
 
     /// Decides one request.
     fn check(&self, check: &Check<'_>) -> Verdict;
+
+    /// The usage ledger and quota counts, for queries and changes; `None` when this backend
+    /// keeps none it can answer for.
+    fn usage(&self) -> Option<&dyn UsageBackend> {
+        None
+    }
+}
+
+/// One key's usage under one plan on one day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DayTotal {
+    pub(crate) day: i32,
+    /// Forwarded requests.
+    pub(crate) used: u64,
+    /// Quota count change made that day by `UpdateUsage`.
+    pub(crate) adjust: i64,
+}
+
+/// Usage not yet acknowledged by a sink: the count of (key, plan, day) is now `total`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub(crate) key: Arc<str>,
+    pub(crate) plan: Arc<str>,
+    pub(crate) day: i32,
+    pub(crate) total: u64,
+    pub(crate) reported: u64,
+}
+
+/// Everything a restart must not lose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Raw quota counts (period tag and count) by key and plan.
+    pub(crate) quotas: Vec<(Arc<str>, Arc<str>, u64)>,
+    /// Day rows by key and plan: (day, used, adjust, reported).
+    pub(crate) days: Vec<(Arc<str>, Arc<str>, i32, crate::engine::ledger::Row)>,
+}
+
+/// What the public usage handle asks of a backend.
+pub(crate) trait UsageBackend: Send + Sync {
+    /// Usage of `key` under `plan` on the days `from..=to` that have any.
+    fn days(&self, key: &str, plan: &str, from: i32, to: i32) -> Vec<DayTotal>;
+    /// The keys with counts or rows under `plan`.
+    fn keys_of_plan(&self, plan: &str) -> Vec<Arc<str>>;
+    /// Requests counted against the quota in the period containing `unix`.
+    fn quota_used(&self, key: &str, plan: &str, rule: &QuotaRule, unix: i64) -> u64;
+    /// Sets that count to `used`, records the change in the ledger, and returns the old count.
+    fn set_quota_used(&self, key: &Arc<str>, plan: &Arc<str>, rule: &QuotaRule, unix: i64, used: u64) -> u64;
+    /// Every count, for a snapshot.
+    fn counts(&self) -> Counts;
+    /// Adds counts from a snapshot.
+    fn restore(&self, counts: Counts);
+    /// Usage a sink has not acknowledged yet.
+    fn pending(&self) -> Vec<Pending>;
+    /// Records that a sink acknowledged `batch`.
+    fn acknowledge(&self, batch: &[Pending]);
 }
 
 /// Helpers shared by backends for building [`Limits`].

@@ -66,7 +66,7 @@ plans = ["p"]
 async fn a_pending_backend_gives_the_same_answers() {
     let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
     let backend = Arc::new(Deferred {
-        inner: InProcess::new(crate::KeyStore::stage(&store).as_ref()),
+        inner: InProcess::new(crate::KeyStore::stage(&store).as_ref(), 90),
         pending: AtomicUsize::new(0),
         seen_key: parking_lot::Mutex::new(None),
     });

@@ -7,6 +7,7 @@
 
 mod clock;
 mod gcra;
+pub(crate) mod ledger;
 mod quota;
 mod routes;
 mod state;
@@ -16,7 +17,7 @@ pub use clock::{Clock, ManualClock, Now, SystemClock};
 pub(crate) use gcra::{BucketView, Gcra, Undo};
 #[cfg(feature = "redis")]
 pub(crate) use quota::PeriodInfo;
-pub(crate) use quota::{QuotaRule, QuotaView};
+pub(crate) use quota::{decode as decode_quota, encode as encode_quota, merge_quota, QuotaRule, QuotaView};
 pub(crate) use routes::check_routes;
 pub(crate) use state::{CompiledPlan, Limits};
 
@@ -166,14 +167,21 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 }
 
 impl Engine {
+    /// Where the counters live.
+    pub(crate) fn backend(&self) -> &dyn CounterBackend {
+        &*self.backend
+    }
+
     /// An engine for `stage`; `backend` defaults to counters in this process.
     pub(crate) fn new(
         stage: Option<Stage>,
         cache: CacheSettings,
         backend: Option<Arc<dyn CounterBackend>>,
         invalidation: Option<Invalidation>,
+        retention_days: u32,
     ) -> Self {
-        let backend = backend.unwrap_or_else(|| Arc::new(crate::backend::InProcess::new(stage.as_ref())));
+        let backend =
+            backend.unwrap_or_else(|| Arc::new(crate::backend::InProcess::new(stage.as_ref(), retention_days)));
         let mut routes = RouteTableBuilder::default();
         let (mut stage_methods, mut stage_default, mut account) = (Vec::new(), None, None);
         if let Some(s) = &stage {
@@ -367,7 +375,7 @@ impl Engine {
     /// The plan as this stage applies it. A plan without a `created` time counts as created when
     /// this layer first used it (so a quota `offset` applies to that period), and keeps that
     /// time when the plan changes.
-    fn compile(&self, plan: &Arc<UsagePlan>, now: Now) -> Result<Arc<CompiledPlan>, ConfigError> {
+    pub(crate) fn compile(&self, plan: &Arc<UsagePlan>, now: Now) -> Result<Arc<CompiledPlan>, ConfigError> {
         let mut cache = self.plans.lock();
         let mut created = plan.created_at().map(unix_secs).unwrap_or(now.unix_secs);
         if let Some(c) = cache.get(plan.id()) {

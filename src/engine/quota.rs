@@ -190,6 +190,48 @@ impl QuotaRule {
         self.view(self.period_at(unix), unix, used)
     }
 
+    /// Requests counted in the period containing `unix` (0 when the count is of another period).
+    pub(crate) fn used(&self, state: &AtomicU64, unix: i64) -> u64 {
+        let now = self.period_at(unix);
+        let cur = state.load(Ordering::Acquire);
+        if cur >> COUNT_BITS == tag(self.period(), now.index) {
+            cur & COUNT_MASK
+        } else {
+            0
+        }
+    }
+
+    /// The limit of the period containing `unix` (after `offset` in the initial period).
+    pub(crate) fn limit_at(&self, unix: i64) -> u64 {
+        self.limit_for(self.period_at(unix).index)
+    }
+
+    /// Sets the count of the period containing `unix` to `used`; returns the count it replaced.
+    pub(crate) fn set_used(&self, state: &AtomicU64, unix: i64, used: u64) -> u64 {
+        let now = tag(self.period(), self.period_at(unix).index);
+        let next = (now << COUNT_BITS) | used.min(COUNT_MASK);
+        let old = state.swap(next, Ordering::AcqRel);
+        if old >> COUNT_BITS == now {
+            old & COUNT_MASK
+        } else {
+            0
+        }
+    }
+
+    /// `[start, end)` of the period containing day `day` (days since the epoch), in days.
+    pub(crate) fn days_of_period(&self, day: i32) -> (i32, i32) {
+        const DAY: i64 = 86_400;
+        let p = self.period();
+        let index = p.index_of(i64::from(day) * DAY);
+        let days = |unix: i64| i32::try_from(unix.div_euclid(DAY)).unwrap_or(i32::MAX);
+        (days(p.start_of_index(index)), days(p.start_of_index(index + 1)))
+    }
+
+    /// The limit of the period containing day `day`.
+    pub(crate) fn limit_on_day(&self, day: i32) -> u64 {
+        self.limit_for(self.period().index_of(i64::from(day) * 86_400))
+    }
+
     /// The quota at `unix` (read only).
     pub(crate) fn peek(&self, state: &AtomicU64, unix: i64) -> QuotaView {
         let now = self.period_at(unix);
@@ -201,6 +243,37 @@ impl QuotaRule {
             self.view(now, unix, 0)
         }
     }
+}
+
+/// A raw quota count taken apart, for snapshots: period kind, period index, count.
+pub(crate) fn decode(raw: u64) -> Option<(QuotaPeriod, i64, u64)> {
+    let t = raw >> COUNT_BITS;
+    let period = match t >> INDEX_BITS {
+        1 => QuotaPeriod::Day,
+        2 => QuotaPeriod::Week,
+        3 => QuotaPeriod::Month,
+        _ => return None,
+    };
+    let index = index_of_tag(t);
+    (index >= 0).then_some((period, index, raw & COUNT_MASK))
+}
+
+/// Two raw counts of one key and plan made apart (before and after a restart): counts of the
+/// same period add up; otherwise the later period's count wins.
+pub(crate) fn merge_quota(cur: u64, restored: u64) -> u64 {
+    let (a, b) = (cur >> COUNT_BITS, restored >> COUNT_BITS);
+    if a == b {
+        (cur & !COUNT_MASK) | ((cur & COUNT_MASK) + (restored & COUNT_MASK)).min(COUNT_MASK)
+    } else if (b & ((1 << INDEX_BITS) - 1)) > (a & ((1 << INDEX_BITS) - 1)) || a == 0 {
+        restored
+    } else {
+        cur
+    }
+}
+
+/// The raw quota count of `used` requests in period `index` of kind `period`.
+pub(crate) fn encode(period: QuotaPeriod, index: i64, used: u64) -> u64 {
+    (tag(period, index) << COUNT_BITS) | used.min(COUNT_MASK)
 }
 
 #[cfg(test)]

@@ -66,6 +66,12 @@ impl UsagePlanLayer {
         Self::builder(store).build()
     }
 
+    /// A handle on this layer's usage: per-day counts for GetUsage, the current quota, UpdateUsage,
+    /// snapshots and usage sinks. Every clone of the layer gives a handle on the same counts.
+    pub fn usage(&self) -> crate::usage::Usage {
+        crate::usage::Usage::new(Arc::clone(&self.shared))
+    }
+
     /// A builder to change the defaults.
     pub fn builder<K: KeyStore>(store: K) -> UsagePlanLayerBuilder {
         UsagePlanLayerBuilder {
@@ -77,6 +83,7 @@ impl UsagePlanLayer {
             headers: RateLimitHeaders::default(),
             renderer: Renderer(Box::new(AwsRejection)),
             cache: CacheSettings { ttl: Duration::from_secs(60), stale_if_error: Duration::from_secs(300) },
+            retention_days: crate::engine::ledger::DEFAULT_RETENTION_DAYS,
             fail_open: false,
             refund: None,
             backend: None,
@@ -105,6 +112,7 @@ pub struct UsagePlanLayerBuilder {
     headers: RateLimitHeaders,
     renderer: Renderer,
     cache: CacheSettings,
+    retention_days: u32,
     fail_open: bool,
     refund: Option<RefundPolicy>,
     backend: Option<Arc<dyn CounterBackend>>,
@@ -201,6 +209,13 @@ impl UsagePlanLayerBuilder {
         self
     }
 
+    /// How many days of usage the in-process ledger keeps before today (default 90, as API
+    /// Gateway). See [`Usage`](crate::usage::Usage).
+    pub fn usage_retention_days(mut self, days: u32) -> Self {
+        self.retention_days = days;
+        self
+    }
+
     /// The layer.
     pub fn build(self) -> UsagePlanLayer {
         #[cfg(feature = "redis")]
@@ -209,7 +224,7 @@ impl UsagePlanLayerBuilder {
         let backend = self.backend;
         UsagePlanLayer {
             shared: Arc::new(Shared {
-                engine: Engine::new(self.stage, self.cache, backend, self.invalidation),
+                engine: Engine::new(self.stage, self.cache, backend, self.invalidation, self.retention_days),
                 store: self.store,
                 clock: self.clock,
                 source: self.source,

@@ -15,6 +15,7 @@ pub use body::UsagePlanBody;
 pub use extract::{AuthorizerKey, KeySource, MAX_PRESENTED_KEY_LEN};
 pub use future::ResponseFuture;
 pub use headers::RateLimitHeaders;
+pub(crate) use layer::Shared;
 pub use layer::{UsagePlanLayer, UsagePlanLayerBuilder};
 pub use render::{AwsRejection, RenderRejection};
 pub use service::UsagePlanService;

@@ -1,12 +1,16 @@
 //! The in-process backend: every counter is an atomic in this process. Exact under any
 //! concurrency; answers at once and allocates nothing on the allowed path.
 
+mod index;
+mod usage;
+
 use super::{bucket_view, BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refused, Verdict};
+use crate::engine::ledger::{day_of, DayCounter, Ledger, Owner};
 use crate::engine::{CompiledPlan, Gcra, Limits, Now, QuotaRule, Undo};
 use crate::model::{MethodKey, Stage};
+use index::KeyIndex;
 use std::any::Any;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -16,6 +20,8 @@ use std::sync::Arc;
 struct LocalKey {
     key: AtomicU64,
     quota: AtomicU64,
+    /// Today's count of forwarded requests (the usage ledger's hot part).
+    day: DayCounter,
     /// The bucket of the plan's first method throttle (most plans have at most one); no separate
     /// allocation to reach.
     methods: [AtomicU64; 1],
@@ -80,6 +86,11 @@ impl LocalKey {
             })
     }
 
+    /// Where this state's closed days go.
+    fn owner<'a>(&'a self, ledger: &'a Ledger) -> Owner<'a> {
+        Owner { ledger, key: &self.id, plan: self.plan.plan.id_arc() }
+    }
+
     fn method_keys(&self) -> &[MethodKey] {
         &self.plan.method_keys
     }
@@ -94,56 +105,8 @@ pub(crate) struct InProcess {
     stage_default: AtomicU64,
     account: AtomicU64,
     keys: parking_lot::Mutex<KeyIndex>,
-}
-
-/// The states by (key id, plan id): a table of pointers (9 bytes a slot), each state carrying
-/// its own ids for hashing and comparison.
-#[derive(Default)]
-struct KeyIndex {
-    table: hashbrown::HashTable<Arc<LocalKey>>,
-    hasher: foldhash::fast::RandomState,
-    /// The table's length after the last sweep: the next one runs when it has doubled.
-    swept_at: usize,
-}
-
-/// Sweeps start from this many states.
-const SWEEP_FROM: usize = 1024;
-
-impl KeyIndex {
-    fn hash(&self, id: &str, plan: &str) -> u64 {
-        self.hasher.hash_one((id, plan))
-    }
-
-    fn get(&self, id: &str, plan: &str) -> Option<&Arc<LocalKey>> {
-        self.table.find(self.hash(id, plan), |s| &*s.id == id && s.plan.plan.id() == plan)
-    }
-
-    /// Drops the states nothing else holds (no cache entry, no request in progress) that have
-    /// nothing to keep: every bucket full and no request counted in the current quota period.
-    /// Run when the table has doubled since the last sweep, so it costs O(1) per insertion.
-    fn sweep(&mut self, now: Now) {
-        if self.table.len() < SWEEP_FROM.max(2 * self.swept_at) {
-            return;
-        }
-        self.table.retain(|s| Arc::strong_count(s) > 1 || !s.is_idle(now));
-        self.swept_at = self.table.len();
-    }
-
-    fn put(&mut self, state: &Arc<LocalKey>) {
-        let (id, plan) = (&*state.id, state.plan.plan.id());
-        let hash = self.hash(id, plan);
-        let hasher = &self.hasher;
-        match self.table.entry(
-            hash,
-            |s| &*s.id == id && s.plan.plan.id() == plan,
-            |s| hasher.hash_one((&*s.id, s.plan.plan.id())),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = Arc::clone(state),
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(Arc::clone(state));
-            }
-        }
-    }
+    /// Past days of every key's usage.
+    ledger: Arc<Ledger>,
 }
 
 impl fmt::Debug for InProcess {
@@ -153,12 +116,13 @@ impl fmt::Debug for InProcess {
 }
 
 impl InProcess {
-    pub(crate) fn new(stage: Option<&Stage>) -> Self {
+    pub(crate) fn new(stage: Option<&Stage>, retention_days: u32) -> Self {
         Self {
             stage_methods: (0..stage.map_or(0, |s| s.methods().len())).map(|_| AtomicU64::new(0)).collect(),
             stage_default: AtomicU64::new(0),
             account: AtomicU64::new(0),
             keys: parking_lot::Mutex::new(KeyIndex::default()),
+            ledger: Arc::new(Ledger::new(retention_days)),
         }
     }
 
@@ -203,9 +167,13 @@ impl InProcess {
 }
 
 impl CounterBackend for InProcess {
+    fn usage(&self) -> Option<&dyn super::UsageBackend> {
+        Some(self)
+    }
+
     fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>, now: Now) -> KeyState {
         let mut keys = self.keys.lock();
-        keys.sweep(now);
+        keys.sweep(now, &self.ledger);
         // The index is the authority; `previous` (this value's last state) only matters for a
         // state made before the index knew the key, which cannot happen here but keeps the
         // contract of the seam.
@@ -232,11 +200,13 @@ impl CounterBackend for InProcess {
             AtomicU64::new(carried.map_or(0, |s| s.load(std::sync::atomic::Ordering::Acquire)))
         };
         let n = plan.method_keys.len();
+        let seed = if previous.is_none() { keys.take_seed(id, plan.plan.id()).unwrap_or(0) } else { 0 };
         let origin =
             previous.as_ref().map(|p| p.extra.as_ref().and_then(|e| e.origin.clone()).unwrap_or_else(|| Arc::clone(p)));
         let state = Arc::new(LocalKey {
             key: AtomicU64::new(0),
-            quota: AtomicU64::new(0),
+            quota: AtomicU64::new(seed),
+            day: DayCounter::default(),
             methods: [start(0)],
             extra: (origin.is_some() || n > 1)
                 .then(|| Box::new(Extra { origin, more_methods: (1..n).map(start).collect() })),
@@ -265,22 +235,14 @@ impl CounterBackend for InProcess {
             }
         }
         let mut quota_view = None;
-        let mut refund = None;
-        if let (Some(rule), Some(key), Some(local)) = (check.quota, check.key, local) {
+        let mut ticket = None;
+        if let (Some(rule), Some(local)) = (check.quota, local) {
             match rule.acquire(&local.core().quota, check.now.unix_secs) {
                 Ok(counted) => {
                     if check.views {
                         quota_view = Some(rule.view_of(&counted, check.now.unix_secs));
                     }
-                    if check.refund {
-                        let state = Arc::clone(key.state);
-                        let ticket = counted.ticket;
-                        refund = Some(Box::new(move || {
-                            if let Some(local) = state.as_any().downcast_ref::<LocalKey>() {
-                                QuotaRule::refund(&local.core().quota, ticket);
-                            }
-                        }) as super::Refund);
-                    }
+                    ticket = Some(counted.ticket);
                 }
                 Err(counted) => {
                     Self::release(&taken);
@@ -290,6 +252,22 @@ impl CounterBackend for InProcess {
                         limits: self.limits(check, Some(local), Some(view)),
                     });
                 }
+            }
+        }
+        let mut refund = None;
+        if let (Some(key), Some(local)) = (check.key, local) {
+            let day = day_of(check.now.unix_secs);
+            local.core().day.add(day, local.owner(&self.ledger));
+            if check.refund {
+                let (state, ledger) = (Arc::clone(key.state), Arc::clone(&self.ledger));
+                refund = Some(Box::new(move || {
+                    if let Some(local) = state.as_any().downcast_ref::<LocalKey>() {
+                        if let Some(ticket) = ticket {
+                            QuotaRule::refund(&local.core().quota, ticket);
+                        }
+                        local.core().day.sub(day, local.owner(&ledger));
+                    }
+                }) as super::Refund);
             }
         }
         Verdict::Ready(Outcome { result: Ok(refund), limits: self.limits(check, local, quota_view) })
@@ -322,7 +300,7 @@ mod tests {
             (0..4000).map(|i| (KeySecret::new(value(i)).unwrap(), ApiKey::new(format!("k{i}")).plan("fast"))).collect();
         keys.push((KeySecret::new(value(999_999)).unwrap(), ApiKey::new("capped-key").plan("capped")));
         let store = InMemoryKeyStore::from_config(Config::new(stage.clone(), vec![fast, capped], keys).unwrap());
-        let backend = Arc::new(InProcess::new(Some(&stage)));
+        let backend = Arc::new(InProcess::new(Some(&stage), 90));
         let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_795_435_200));
         let layer = UsagePlanLayer::builder(store)
             .clock(clock.clone())
@@ -339,13 +317,13 @@ mod tests {
         for i in 0..2000 {
             assert_eq!(call(value(i)).await, 200);
         }
-        assert_eq!(backend.keys.lock().table.len(), 2001);
+        assert_eq!(backend.keys.lock().iter().count(), 2001);
         // Later, other keys come: the first ones' entries have expired and their buckets refilled.
         clock.advance(Duration::from_secs(10));
         for i in 2000..4000 {
             assert_eq!(call(value(i)).await, 200);
         }
-        let kept = backend.keys.lock().table.len();
+        let kept = backend.keys.lock().iter().count();
         assert!(kept <= 2100, "{kept} states kept for 2,000 active keys");
         // The key whose quota counted a request kept its count through the sweeps.
         assert_eq!(call(value(999_999)).await, 200);

@@ -1,0 +1,202 @@
+//! Usage per day (GetUsage), the current quota, and UpdateUsage.
+
+use super::{Usage, UsageError};
+use crate::backend::DayTotal;
+use crate::engine::ledger::day_of;
+use crate::engine::QuotaRule;
+use crate::model::UsagePlan;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use time::Date;
+
+/// Usage of a plan's keys per day, as API Gateway's GetUsage reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UsageReport {
+    /// The plan.
+    pub plan_id: String,
+    /// First day reported.
+    pub start: Date,
+    /// Last day reported (inclusive).
+    pub end: Date,
+    /// Per key id (never a key value), one entry per day from `start` to `end`.
+    pub keys: BTreeMap<String, Vec<DayUsage>>,
+}
+
+/// One key's usage on one UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DayUsage {
+    /// The day.
+    pub date: Date,
+    /// Requests forwarded that day.
+    pub used: u64,
+    /// Quota remaining at the end of that day (now, for today and later days of the current
+    /// period); `None` when the plan has no quota.
+    pub remaining: Option<u64>,
+}
+
+/// A key's quota in the current period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QuotaUsage {
+    /// The limit of this period (after the plan's `offset` in its first period).
+    pub limit: u64,
+    /// Requests counted in this period.
+    pub used: u64,
+    /// `limit - used`, at least 0.
+    pub remaining: u64,
+    /// First day of the period.
+    pub period_start: Date,
+    /// When the period ends and the count starts over.
+    pub resets_at: SystemTime,
+}
+
+pub(super) fn date_of_day(day: i32) -> Date {
+    Date::from_julian_day(day.saturating_add(2_440_588)).unwrap_or(Date::MAX)
+}
+
+pub(super) fn day_of_date(date: Date) -> i32 {
+    date.to_julian_day() - 2_440_588
+}
+
+/// Longest range one report covers.
+const MAX_REPORT_DAYS: i32 = 366;
+
+impl Usage {
+    fn plan_rule(&self, plan: &UsagePlan) -> Result<Option<Arc<crate::engine::CompiledPlan>>, UsageError> {
+        let plan = Arc::new(plan.clone());
+        let compiled = self.shared.engine.compile(&plan, self.now())?;
+        Ok(compiled.quota.is_some().then_some(compiled))
+    }
+
+    /// The quota of `key_id` under `plan` in the current period; `None` when the plan has no
+    /// quota.
+    pub fn quota(&self, plan: &UsagePlan, key_id: &str) -> Result<Option<QuotaUsage>, UsageError> {
+        let backend = self.backend()?;
+        let Some(compiled) = self.plan_rule(plan)? else { return Ok(None) };
+        let rule = compiled.quota.as_ref().expect("checked by plan_rule");
+        let unix = self.now().unix_secs;
+        Ok(Some(quota_usage(rule, unix, backend.quota_used(key_id, plan.id(), rule, unix))))
+    }
+
+    /// Sets the quota `key_id` has left in the current period (API Gateway's UpdateUsage
+    /// `replace /remaining`): from the next request on, exactly `remaining` more are admitted in
+    /// this period. The change is recorded in the ledger, so earlier days' figures stay right.
+    pub fn set_remaining(&self, plan: &UsagePlan, key_id: &str, remaining: u64) -> Result<QuotaUsage, UsageError> {
+        let backend = self.backend()?;
+        let compiled = self.plan_rule(plan)?.ok_or_else(|| UsageError::NoQuota(plan.id().to_owned()))?;
+        let rule = compiled.quota.as_ref().expect("checked by plan_rule");
+        let unix = self.now().unix_secs;
+        let limit = rule.limit_at(unix);
+        if remaining > limit {
+            return Err(UsageError::invalid(
+                "remaining",
+                format!("{remaining} is more than the limit of this period ({limit})"),
+            ));
+        }
+        let key: Arc<str> = key_id.into();
+        backend.set_quota_used(&key, plan.id_arc(), rule, unix, limit - remaining);
+        Ok(quota_usage(rule, unix, limit - remaining))
+    }
+
+    /// Usage per day from `start` to `end` (inclusive, UTC days) of `plan`: every key in `keys`
+    /// (with zeros when it forwarded nothing) and every other key with usage under the plan.
+    /// Each day is `[used, remaining]` as API Gateway's GetUsage defines it: requests forwarded
+    /// that day, and quota left at the end of that day in its period. Days before the retention
+    /// read as unused.
+    pub fn report(&self, plan: &UsagePlan, keys: &[&str], start: Date, end: Date) -> Result<UsageReport, UsageError> {
+        let mut report = self.report_keys(plan, keys, start, end)?;
+        let backend = self.backend()?;
+        for key in backend.keys_of_plan(plan.id()) {
+            if !report.keys.contains_key(&*key) {
+                let extra = self.report_keys(plan, &[&key], start, end)?;
+                if extra.keys.values().flatten().any(|d| d.used > 0) {
+                    report.keys.extend(extra.keys);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Like [`Usage::report`], for exactly the keys in `keys`.
+    pub fn report_keys(
+        &self,
+        plan: &UsagePlan,
+        keys: &[&str],
+        start: Date,
+        end: Date,
+    ) -> Result<UsageReport, UsageError> {
+        let backend = self.backend()?;
+        let (first, last) = (day_of_date(start), day_of_date(end));
+        if last < first {
+            return Err(UsageError::invalid("endDate", "is before startDate"));
+        }
+        if last - first >= MAX_REPORT_DAYS {
+            return Err(UsageError::invalid("endDate", format!("a report covers at most {MAX_REPORT_DAYS} days")));
+        }
+        let compiled = self.plan_rule(plan)?;
+        let rule = compiled.as_ref().and_then(|c| c.quota.as_ref());
+        let unix = self.now().unix_secs;
+        let today = day_of(unix);
+        let mut out = BTreeMap::new();
+        for key in keys {
+            let from = rule.map_or(first, |r| r.days_of_period(first).0.min(first));
+            let totals = backend.days(key, plan.id(), from, last.max(today));
+            let by_day: BTreeMap<i32, DayTotal> = totals.into_iter().map(|t| (t.day, t)).collect();
+            let now_used = rule.map(|r| backend.quota_used(key, plan.id(), r, unix));
+            let days = (first..=last)
+                .map(|day| DayUsage {
+                    date: date_of_day(day),
+                    used: by_day.get(&day).map_or(0, |t| t.used),
+                    remaining: rule.zip(now_used).map(|(r, used)| remaining_on(r, &by_day, day, today, unix, used)),
+                })
+                .collect();
+            out.insert((*key).to_owned(), days);
+        }
+        Ok(UsageReport { plan_id: plan.id().to_owned(), start, end, keys: out })
+    }
+}
+
+fn quota_usage(rule: &QuotaRule, unix: i64, used: u64) -> QuotaUsage {
+    let limit = rule.limit_at(unix);
+    let (start, end) = rule.days_of_period(day_of(unix));
+    QuotaUsage {
+        limit,
+        used,
+        remaining: limit.saturating_sub(used),
+        period_start: date_of_day(start),
+        resets_at: UNIX_EPOCH + Duration::from_secs(u64::try_from(i64::from(end) * 86_400).unwrap_or(0)),
+    }
+}
+
+/// Quota left at the end of `day`. In the current period it is read back from the live count
+/// (`used_now`), so changes by UpdateUsage and counts from before the retention are right; in a
+/// past period it is the limit less what the ledger holds for that period up to `day`.
+fn remaining_on(
+    rule: &QuotaRule,
+    by_day: &BTreeMap<i32, DayTotal>,
+    day: i32,
+    today: i32,
+    unix: i64,
+    used_now: u64,
+) -> u64 {
+    let counted = |from: i32, to: i32| -> i64 {
+        by_day.range(from..=to).map(|(_, t)| i64::try_from(t.used).unwrap_or(i64::MAX).saturating_add(t.adjust)).sum()
+    };
+    let (start, end) = rule.days_of_period(day);
+    let limit = rule.limit_on_day(day);
+    if (start..end).contains(&today) {
+        let now = rule.limit_at(unix).saturating_sub(used_now);
+        if day >= today {
+            return now;
+        }
+        let later = counted(day + 1, today);
+        return u64::try_from(i64::try_from(now).unwrap_or(i64::MAX).saturating_add(later)).unwrap_or(0).min(limit);
+    }
+    if start > today {
+        return limit;
+    }
+    u64::try_from(i64::try_from(limit).unwrap_or(i64::MAX).saturating_sub(counted(start, day))).unwrap_or(0).min(limit)
+}

@@ -1,0 +1,186 @@
+//! Snapshots of the counts (quota counts and the ledger), so a restart loses nothing.
+
+use super::report::{date_of_day, day_of_date};
+use super::{Usage, UsageError};
+use crate::backend::Counts;
+use crate::engine::ledger::Row;
+use crate::engine::{decode_quota, encode_quota};
+use crate::model::QuotaPeriod;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use time::macros::format_description;
+use time::Date;
+
+/// The counts of a layer at one instant: every key's quota count in its current period and
+/// every day of the usage ledger. Serializes to JSON (format version 1, documented in
+/// `docs/usage.md`); key values never appear in it, only key ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageSnapshot {
+    version: u32,
+    quotas: Vec<QuotaEntry>,
+    days: Vec<DayEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct QuotaEntry {
+    key: String,
+    plan: String,
+    period: QuotaPeriod,
+    /// First day of the period the count belongs to.
+    period_start: String,
+    used: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DayEntry {
+    key: String,
+    plan: String,
+    date: String,
+    used: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    adjust: i64,
+    #[serde(default, skip_serializing_if = "is_zero_u")]
+    reported: u64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u(v: &u64) -> bool {
+    *v == 0
+}
+
+const VERSION: u32 = 1;
+
+fn format_date(date: Date) -> String {
+    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+}
+
+fn parse_date(text: &str) -> Option<Date> {
+    Date::parse(text, format_description!("[year]-[month]-[day]")).ok()
+}
+
+impl UsageSnapshot {
+    /// Number of quota counts and ledger days held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.quotas.len() + self.days.len()
+    }
+
+    /// Whether it holds no counts.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn from_counts(counts: Counts) -> Self {
+        let quotas = counts
+            .quotas
+            .into_iter()
+            .filter_map(|(key, plan, raw)| {
+                let (period, index, used) = decode_quota(raw)?;
+                let start = period.start_of_index(index).div_euclid(86_400);
+                Some(QuotaEntry {
+                    key: key.to_string(),
+                    plan: plan.to_string(),
+                    period,
+                    period_start: format_date(date_of_day(i32::try_from(start).ok()?)),
+                    used,
+                })
+            })
+            .collect();
+        let days = counts
+            .days
+            .into_iter()
+            .map(|(key, plan, day, r)| DayEntry {
+                key: key.to_string(),
+                plan: plan.to_string(),
+                date: format_date(date_of_day(day)),
+                used: r.used,
+                adjust: r.adjust,
+                reported: r.reported,
+            })
+            .collect();
+        Self { version: VERSION, quotas, days }
+    }
+
+    fn into_counts(self) -> Result<Counts, String> {
+        if self.version != VERSION {
+            return Err(format!("version {} is not supported (this build reads version {VERSION})", self.version));
+        }
+        let date = |text: &str, what: &str| parse_date(text).ok_or_else(|| format!("{what}: {text:?} is not a date"));
+        let mut counts = Counts::default();
+        for (i, q) in self.quotas.into_iter().enumerate() {
+            let start = date(&q.period_start, &format!("quotas[{i}].period_start"))?;
+            let index = q.period.index_of(i64::from(day_of_date(start)) * 86_400);
+            counts.quotas.push((Arc::from(q.key), Arc::from(q.plan), encode_quota(q.period, index, q.used)));
+        }
+        for (i, d) in self.days.into_iter().enumerate() {
+            let day = day_of_date(date(&d.date, &format!("days[{i}].date"))?);
+            let row = Row { used: d.used, adjust: d.adjust, reported: d.reported };
+            counts.days.push((Arc::from(d.key), Arc::from(d.plan), day, row));
+        }
+        Ok(counts)
+    }
+}
+
+impl Usage {
+    /// The counts now.
+    pub fn snapshot(&self) -> Result<UsageSnapshot, UsageError> {
+        Ok(UsageSnapshot::from_counts(self.backend()?.counts()))
+    }
+
+    /// Adds a snapshot's counts to this layer's (call it at start, before serving: counts of
+    /// the same quota period add up). Returns an error, and changes nothing, if the snapshot is
+    /// of a format this version cannot read.
+    pub fn restore(&self, snapshot: UsageSnapshot) -> Result<(), UsageError> {
+        let backend = self.backend()?;
+        let counts = snapshot
+            .into_counts()
+            .map_err(|reason| UsageError::Snapshot { path: String::from("(in memory)"), reason })?;
+        backend.restore(counts);
+        Ok(())
+    }
+
+    /// Writes a snapshot to `path` atomically (a temporary file beside it, synced, then renamed
+    /// over it), so a crash mid-write leaves the previous snapshot whole.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), UsageError> {
+        let path = path.as_ref();
+        let io = |source| UsageError::Io { path: path.display().to_string(), source };
+        let json = serde_json::to_vec(&self.snapshot()?).map_err(|e| io(std::io::Error::other(e)))?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = std::path::PathBuf::from(tmp);
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        file.write_all(&json).and_then(|()| file.sync_all()).map_err(io)?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Makes the rename durable; not every platform can open a directory, hence no error.
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+
+    /// Restores the snapshot at `path` if there is one: `Ok(false)` when the file does not
+    /// exist (a first start), an error naming the file when it cannot be read or parsed.
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<bool, UsageError> {
+        let path = path.as_ref();
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => return Err(UsageError::Io { path: path.display().to_string(), source }),
+        };
+        let snapshot: UsageSnapshot = serde_json::from_slice(&text)
+            .map_err(|e| UsageError::Snapshot { path: path.display().to_string(), reason: e.to_string() })?;
+        let backend = self.backend()?;
+        let counts = snapshot
+            .into_counts()
+            .map_err(|reason| UsageError::Snapshot { path: path.display().to_string(), reason })?;
+        backend.restore(counts);
+        Ok(true)
+    }
+}
