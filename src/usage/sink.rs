@@ -79,6 +79,14 @@ pub trait UsageSink: Send + Sync + 'static {
     fn deliver(&self, batch: &[UsageRecord]) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
+impl<S: UsageSink> UsageSink for std::sync::Arc<S> {
+    type Error = S::Error;
+
+    fn deliver(&self, batch: &[UsageRecord]) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        (**self).deliver(batch)
+    }
+}
+
 impl Usage {
     /// Usage not acknowledged by a sink yet (see the [module docs](self)).
     pub fn pending(&self) -> Result<UsageBatch, UsageError> {
