@@ -4,7 +4,13 @@
 //! cargo run --example quickstart                      # built-in demo config, prints keys and curl lines
 //! cargo run --example quickstart -- --config plans.toml --addr 127.0.0.1:8080
 //! cargo run --features redis --example quickstart -- --redis redis://127.0.0.1:6379   # shared limits
+//! cargo run --example quickstart -- --admin-token secret-token --state-file usage.json
 //! ```
+//!
+//! `--admin-token` mounts the admin API (API Gateway's REST wire format: boto3 and the aws CLI
+//! work with `--endpoint-url http://127.0.0.1:3000/admin`) under `/admin`, answering that bearer
+//! token, and SigV4 with `--admin-access-key ID --admin-secret-key SECRET`. `--state-file`
+//! restores usage counts at start and writes them every 5 s and at shutdown (Ctrl-C, SIGTERM).
 
 use axum::extract::{Path, State};
 use axum::http::{Request, StatusCode};
@@ -14,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
+use tower_usage_plans::admin::{AdminAuth, AdminRouter};
+use tower_usage_plans::usage::Usage;
 
 mod common;
 
@@ -70,8 +78,11 @@ fn app(pets: Pets) -> Router {
 async fn main() {
     let args = common::args("quickstart", 3000);
     let store = common::store(&args);
-    let (layer, redis) = common::layer(&args, store).await;
+    let (layer, redis) = common::layer(&args, store.clone()).await;
+    let state = common::StateFile::open(&args, &layer);
+    let usage = layer.usage();
     let app = if args.no_layer { app(Pets::default()) } else { app(Pets::default()).layer(layer) };
+    let app = admin(&args, app, store, usage);
 
     let listener = common::bind(args.addr).await;
     let addr = listener.local_addr().expect("bound socket has an address");
@@ -110,7 +121,28 @@ async fn main() {
         eprintln!("error: server: {e}");
         std::process::exit(1);
     }
+    if let Some(state) = state {
+        state.save();
+        println!("usage counts written to the state file");
+    }
     if let Some(redis) = redis {
         redis.shutdown().await;
     }
+}
+
+/// Mounts the admin API under `/admin` when `--admin-token` or SigV4 credentials are given
+/// (outside the usage-plan layer: admin calls carry no API key).
+fn admin(args: &common::Args, app: Router, store: tower_usage_plans::InMemoryKeyStore, usage: Usage) -> Router {
+    if args.admin_token.is_none() && args.admin_access_key.is_none() {
+        return app;
+    }
+    let mut auth = AdminAuth::new();
+    if let Some(token) = &args.admin_token {
+        auth = auth.bearer(token.as_str());
+    }
+    if let (Some(id), Some(secret)) = (&args.admin_access_key, &args.admin_secret_key) {
+        auth = auth.sigv4(id.as_str(), secret.as_str());
+    }
+    println!("admin API (API Gateway wire format) under /admin");
+    app.nest("/admin", AdminRouter::new(store, auth).usage(usage).into_router())
 }

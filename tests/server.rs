@@ -125,3 +125,70 @@ fn quickstart_prints_curl_lines_that_answer_as_printed() {
     let codes: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(codes, ["200", "200", "200", "429", "429"]);
 }
+
+/// Starts the quickstart with `args` and returns it once it listens, with its base URL.
+fn start_quickstart(args: &[&str]) -> Option<(common::Killed, String)> {
+    let bin = common::example_binary("quickstart");
+    if !bin.exists() {
+        assert!(std::env::var("USAGE_PLANS_REQUIRE_SERVICES").as_deref() != Ok("1"), "{} was not built", bin.display());
+        eprintln!("SKIPPED: {} was not built", bin.display());
+        return None;
+    }
+    let child = Command::new(&bin).args(["--addr", "127.0.0.1:0"]).args(args).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = common::Killed(child);
+    let mut reader = BufReader::new(child.0.stdout.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "quickstart exited early");
+        if let Some(addr) = line.trim().strip_prefix("listening on ") {
+            // Keep reading its output so that it never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+            return Some((child, addr.to_owned()));
+        }
+    }
+}
+
+/// GetUsage through the admin API (bearer token): today's `[used, remaining]` of `key` in `plan`.
+async fn used_today(base: &str, plan: &str, key: &str) -> (u64, u64) {
+    let today = time::OffsetDateTime::now_utc().date();
+    let day = format!("{:04}-{:02}-{:02}", today.year(), u8::from(today.month()), today.day());
+    let url = format!("{base}/admin/usageplans/{plan}/usage?keyId={key}&startDate={day}&endDate={day}");
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let req = http::Request::get(url).header("authorization", "Bearer admin-secret").body(Empty::new()).unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let pair = &body["values"][key][0];
+    (pair[0].as_u64().unwrap(), pair[1].as_u64().unwrap())
+}
+
+#[tokio::test]
+async fn quickstart_keeps_every_counted_request_across_sigterm_and_restart() {
+    let dir = std::env::temp_dir().join(format!("tup-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("usage.json");
+    let state_arg = state.to_str().unwrap();
+    let args = ["--admin-token", "admin-secret", "--state-file", state_arg];
+    let acme = Some("acme-0123456789abcdefghij");
+
+    let Some((mut first, base)) = start_quickstart(&args) else { return };
+    for _ in 0..25 {
+        assert_eq!(fetch(&format!("{base}/pets"), acme).await.0, 200);
+    }
+    let (used, remaining) = used_today(&base, "silver", "k-acme").await;
+    assert_eq!(used, 25);
+    // SIGTERM: a graceful shutdown writes the state file.
+    let pid = first.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = first.0.wait().unwrap();
+    assert!(status.success(), "quickstart exited with {status}");
+    assert!(state.exists());
+
+    let Some((_second, base)) = start_quickstart(&args) else { return };
+    assert_eq!(used_today(&base, "silver", "k-acme").await, (25, remaining), "counts survive the restart");
+    for _ in 0..5 {
+        assert_eq!(fetch(&format!("{base}/pets"), acme).await.0, 200);
+    }
+    assert_eq!(used_today(&base, "silver", "k-acme").await, (30, remaining - 5));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -18,6 +18,16 @@ pub struct Args {
     /// `--redis URL`: keep the counters in Redis, shared with every process given the same URL
     /// (needs `--features redis`).
     pub redis: Option<String>,
+    /// `--admin-token TOKEN`: mount the admin API (API Gateway's wire format) under `/admin`,
+    /// answering that bearer token.
+    pub admin_token: Option<String>,
+    /// `--admin-access-key ID` and `--admin-secret-key SECRET`: SigV4 credentials the admin API
+    /// also accepts (for boto3 and the aws CLI).
+    pub admin_access_key: Option<String>,
+    pub admin_secret_key: Option<String>,
+    /// `--state-file PATH`: restore usage counts from PATH at start; write them every 5 s and at
+    /// shutdown.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// Parses the flags, or prints the error and exits with status 2.
@@ -32,8 +42,16 @@ pub fn args(name: &str, default_port: u16) -> Args {
 }
 
 fn parse(name: &str, default_port: u16) -> Result<Args, String> {
-    let mut args =
-        Args { config: None, addr: SocketAddr::from(([127, 0, 0, 1], default_port)), no_layer: false, redis: None };
+    let mut args = Args {
+        config: None,
+        addr: SocketAddr::from(([127, 0, 0, 1], default_port)),
+        no_layer: false,
+        redis: None,
+        admin_token: None,
+        admin_access_key: None,
+        admin_secret_key: None,
+        state_file: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -49,12 +67,22 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
             }
             "--no-layer" => args.no_layer = true,
             "--redis" => args.redis = Some(value("--redis")?),
+            "--admin-token" => args.admin_token = Some(value("--admin-token")?),
+            "--admin-access-key" => args.admin_access_key = Some(value("--admin-access-key")?),
+            "--admin-secret-key" => args.admin_secret_key = Some(value("--admin-secret-key")?),
+            "--state-file" => args.state_file = Some(value("--state-file")?.into()),
             "-h" | "--help" => {
-                println!("usage: {name} [--config PATH.toml|PATH.json] [--addr HOST:PORT] [--no-layer] [--redis URL]");
+                println!(
+                    "usage: {name} [--config PATH.toml|PATH.json] [--addr HOST:PORT] [--no-layer] [--redis URL]\n\
+                     \x20      [--admin-token TOKEN [--admin-access-key ID --admin-secret-key SECRET]] [--state-file PATH]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
+    }
+    if args.admin_access_key.is_some() != args.admin_secret_key.is_some() {
+        return Err(String::from("--admin-access-key and --admin-secret-key go together"));
     }
     Ok(args)
 }
@@ -131,4 +159,44 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// `--state-file`: usage counts restored at start, written every 5 s and at shutdown.
+pub struct StateFile {
+    usage: tower_usage_plans::usage::Usage,
+    path: std::path::PathBuf,
+}
+
+impl StateFile {
+    /// Restores the counts from `--state-file` (if given and present) into `layer`, and starts
+    /// writing them every 5 s. Exits with status 1 when the file cannot be read.
+    pub fn open(args: &Args, layer: &tower_usage_plans::UsagePlanLayer) -> Option<StateFile> {
+        let path = args.state_file.clone()?;
+        let usage = layer.usage();
+        match usage.load(&path) {
+            Ok(true) => println!("usage counts restored from {}", path.display()),
+            Ok(false) => println!("no state file at {} yet: starting from zero", path.display()),
+            Err(e) => {
+                eprintln!("error: --state-file: {e}");
+                std::process::exit(1);
+            }
+        }
+        let periodic = StateFile { usage: usage.clone(), path: path.clone() };
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                periodic.save();
+            }
+        });
+        Some(StateFile { usage, path })
+    }
+
+    /// Writes the counts now (atomically: a crash mid-write keeps the previous file).
+    pub fn save(&self) {
+        if let Err(e) = self.usage.save(&self.path) {
+            eprintln!("warning: --state-file: {e}");
+        }
+    }
 }

@@ -1,0 +1,199 @@
+//! The usage ledger through the layer: GetUsage figures per day, UpdateUsage, snapshots across a
+//! restart, and usage sinks.
+
+mod common;
+
+use common::*;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::macros::date;
+use tower_usage_plans::usage::{DayUsage, UsageRecord, UsageReporter, UsageSink};
+use tower_usage_plans::{UsagePlan, UsagePlanLayer};
+
+const DAY: Duration = Duration::from_secs(86_400);
+const K: &str = "k-0123456789abcdefghij";
+
+fn plan_of(layer_store: &tower_usage_plans::InMemoryKeyStore) -> UsagePlan {
+    (*layer_store.config().plans()[0]).clone()
+}
+
+fn pairs(days: &[DayUsage]) -> Vec<(u64, Option<u64>)> {
+    days.iter().map(|d| (d.used, d.remaining)).collect()
+}
+
+async fn send_n(svc: &Svc, n: usize) -> Vec<u16> {
+    statuses(svc, "GET", "/pets", Some(K), n).await
+}
+
+#[tokio::test]
+async fn each_day_reads_as_used_and_remaining_at_its_end() {
+    let clock = clock(); // Monday 2026-11-23, noon
+    let store = store(&one_key("", r#"quota = { limit = 100, period = "MONTH" }"#));
+    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build();
+    let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
+    for (advance, n) in [(0, 5), (1, 3), (2, 10)] {
+        clock.advance(DAY * advance);
+        assert_eq!(count(&send_n(&svc, n).await, 200), n);
+    }
+    // Now 2026-11-26.
+    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 22), date!(2026 - 11 - 27)).unwrap();
+    assert_eq!(report.plan_id, "p");
+    assert_eq!(
+        pairs(&report.keys["k"]),
+        [(0, Some(100)), (5, Some(95)), (3, Some(92)), (0, Some(92)), (10, Some(82)), (0, Some(82))]
+    );
+    let q = usage.quota(&plan, "k").unwrap().unwrap();
+    assert_eq!((q.limit, q.used, q.remaining, q.period_start), (100, 18, 82, date!(2026 - 11 - 01)));
+
+    // UpdateUsage: 50 left from now on; earlier days keep their figures.
+    usage.set_remaining(&plan, "k", 50).unwrap();
+    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 22), date!(2026 - 11 - 26)).unwrap();
+    assert_eq!(pairs(&report.keys["k"]), [(0, Some(100)), (5, Some(95)), (3, Some(92)), (0, Some(92)), (10, Some(50))]);
+    let after = send_n(&svc, 51).await;
+    assert_eq!((count(&after, 200), count(&after, 429)), (50, 1));
+    assert!(usage.set_remaining(&plan, "k", 101).is_err(), "more than the limit");
+
+    // December: November is a past period, read from the ledger alone.
+    clock.advance(DAY * 5);
+    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 25), date!(2026 - 12 - 01)).unwrap();
+    let days = pairs(&report.keys["k"]);
+    assert_eq!(days[0], (0, Some(92)));
+    assert_eq!(days[1], (60, Some(0)), "26th: 10 + 50 requests, nothing left");
+    assert_eq!(days[6], (0, Some(100)), "December starts over");
+    assert_eq!(count(&send_n(&svc, 1).await, 200), 1);
+}
+
+#[tokio::test]
+async fn keys_without_usage_read_as_zero_and_plans_without_quota_have_no_remaining() {
+    let clock = clock();
+    let store = store(&one_key("", "throttle = { rate = 100.0, burst = 100 }"));
+    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build();
+    let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
+    let today = date!(2026 - 11 - 23);
+    let report = usage.report(&plan, &["k", "other"], today, today).unwrap();
+    assert_eq!(pairs(&report.keys["other"]), [(0, None)]);
+    send_n(&svc, 4).await;
+    let report = usage.report(&plan, &[], today, today).unwrap();
+    assert_eq!(pairs(&report.keys["k"]), [(4, None)], "keys with usage are reported unasked");
+    assert!(usage.quota(&plan, "k").unwrap().is_none());
+    assert!(usage.set_remaining(&plan, "k", 1).is_err());
+    assert!(usage.report(&plan, &["k"], today, date!(2026 - 11 - 22)).is_err(), "end before start");
+}
+
+#[tokio::test]
+async fn refunded_requests_leave_the_ledger_too() {
+    let clock = clock();
+    let store = store(&one_key("", r#"quota = { limit = 10, period = "DAY" }"#));
+    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).refund_quota_when(|s| s.is_server_error()).build();
+    let inner = tower::service_fn(|req: http::Request<String>| async move {
+        let status = if req.uri().path() == "/fail" { 500 } else { 200 };
+        Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(String::new()).unwrap())
+    });
+    let svc: Svc = tower::util::BoxCloneSyncService::new(tower::Layer::layer(&layer, inner));
+    assert_eq!(count(&statuses(&svc, "GET", "/fail", Some(K), 3).await, 500), 3);
+    assert_eq!(count(&statuses(&svc, "GET", "/ok", Some(K), 2).await, 200), 2);
+    let today = date!(2026 - 11 - 23);
+    let report = layer.usage().report(&store.config().plans()[0], &["k"], today, today).unwrap();
+    assert_eq!(pairs(&report.keys["k"]), [(2, Some(8))]);
+}
+
+#[tokio::test]
+async fn a_snapshot_carries_every_count_across_a_restart() {
+    let dir = std::env::temp_dir().join(format!("tup-usage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("state.json");
+    let _ = std::fs::remove_file(&file);
+    let clock = clock();
+    let text = one_key("", r#"quota = { limit = 10, period = "DAY" }"#);
+    {
+        let layer = UsagePlanLayer::builder(store(&text)).clock(clock.clone()).build();
+        assert!(!layer.usage().load(&file).unwrap(), "no file yet");
+        assert_eq!(count(&send_n(&service(&layer), 7).await, 200), 7);
+        layer.usage().save(&file).unwrap();
+    }
+    let body = std::fs::read_to_string(&file).unwrap();
+    assert!(!body.contains(K), "key values never go into a snapshot");
+    // A new process: same config, the snapshot restored before serving.
+    let store = store(&text);
+    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build();
+    assert!(layer.usage().load(&file).unwrap());
+    let after = send_n(&service(&layer), 4).await;
+    assert_eq!(after, [200, 200, 200, 429]);
+    let today = date!(2026 - 11 - 23);
+    let report = layer.usage().report(&store.config().plans()[0], &["k"], today, today).unwrap();
+    assert_eq!(pairs(&report.keys["k"]), [(10, Some(0))]);
+
+    std::fs::write(&file, "{\"version\": 9, \"quotas\": [], \"days\": []}").unwrap();
+    let err = layer.usage().load(&file).unwrap_err().to_string();
+    assert!(err.contains("state.json") && err.contains("version 9"), "{err}");
+    std::fs::write(&file, "not json").unwrap();
+    assert!(layer.usage().load(&file).unwrap_err().to_string().contains("state.json"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A sink that stores what it is given, and fails while told to.
+#[derive(Default)]
+struct Billing {
+    records: Mutex<Vec<UsageRecord>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl UsageSink for Billing {
+    type Error = String;
+    async fn deliver(&self, batch: &[UsageRecord]) -> Result<(), String> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(String::from("billing is down"));
+        }
+        self.records.lock().unwrap().extend_from_slice(batch);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sink_gets_every_increment_at_least_once_and_the_rest_on_shutdown() {
+    let clock = clock();
+    let layer = builder(&one_key("", ""), &clock).build();
+    let svc = service(&layer);
+    let billing = Arc::new(Billing::default());
+    let reporter = UsageReporter::builder(layer.usage(), Arc::clone(&billing)).interval(Duration::from_secs(3600)).spawn();
+    send_n(&svc, 5).await;
+    billing.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(reporter.flush().await.unwrap_err().to_string().contains("billing is down"));
+    send_n(&svc, 3).await;
+    billing.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(reporter.flush().await.unwrap(), 1);
+    {
+        let records = billing.records.lock().unwrap();
+        assert_eq!((records[0].key_id.as_str(), records[0].plan_id.as_str()), ("k", "p"));
+        assert_eq!((records[0].requests, records[0].total, records[0].date), (8, 8, date!(2026 - 11 - 23)));
+    }
+    // Across midnight, then a graceful shutdown delivers what is left.
+    send_n(&svc, 2).await;
+    clock.advance(DAY);
+    send_n(&svc, 4).await;
+    assert_eq!(reporter.shutdown().await.unwrap(), 2);
+    let records = billing.records.lock().unwrap();
+    let got: Vec<_> = records.iter().map(|r| (r.date, r.requests, r.total)).collect();
+    assert_eq!(got, [(date!(2026 - 11 - 23), 8, 8), (date!(2026 - 11 - 23), 2, 10), (date!(2026 - 11 - 24), 4, 4)]);
+    assert!(layer.usage().pending().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unacknowledged_usage_survives_a_restart_through_the_snapshot() {
+    let clock = clock();
+    let text = one_key("", "");
+    let layer = builder(&text, &clock).build();
+    send_n(&service(&layer), 6).await;
+    let usage = layer.usage();
+    let first = usage.pending().unwrap();
+    usage.acknowledge(&first).unwrap();
+    send_n(&service(&layer), 2).await;
+    let lost = usage.pending().unwrap(); // delivered, but the process dies before acknowledging
+    assert_eq!(lost.records()[0].requests, 2);
+    let snapshot = usage.snapshot().unwrap();
+    let again = builder(&text, &clock).build();
+    again.usage().restore(snapshot).unwrap();
+    let offered = again.usage().pending().unwrap();
+    assert_eq!(offered.records().len(), 1);
+    assert_eq!((offered.records()[0].requests, offered.records()[0].total), (2, 8));
+}
