@@ -30,7 +30,8 @@
 //!     let req = http::Request::get("/pets").header("x-api-key", "free-0123456789abcdefghij").body(())?;
 //!     svc.clone().oneshot(req).await?;
 //! }
-//! let plan = &store.config().plans()[0];
+//! let config = store.config();
+//! let plan = &config.plans()[0];
 //! let quota = usage.quota(plan, "k1")?.expect("the plan has a quota");
 //! assert_eq!((quota.used, quota.remaining), (3, 97));
 //! let today = quota.period_start;
