@@ -1,4 +1,5 @@
-//! Importing API keys from CSV in API Gateway's `ImportApiKeys` format.
+//! Importing API keys from CSV in API Gateway's `ImportApiKeys` format; usage plans and keys from
+//! the AWS CLI's JSON in [`aws`].
 //!
 //! The file API Gateway imports (`aws apigateway import-api-keys --format csv`) reads here too,
 //! so keys can move off API Gateway, or between stores, as they are:
@@ -65,6 +66,11 @@ use crate::model::{ApiKey, KeySecret};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+pub mod aws;
+mod error;
+
+pub use error::{ImportError, ImportErrorKind};
+
 /// Largest input [`parse_api_keys_csv`] accepts: 1 MiB.
 pub const MAX_IMPORT_BYTES: usize = 1 << 20;
 
@@ -123,75 +129,6 @@ impl ImportedKey {
             key = key.plan(plan);
         }
         (self.value, key)
-    }
-}
-
-/// Why an import was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ImportErrorKind {
-    /// The input is longer than [`MAX_IMPORT_BYTES`].
-    TooLarge,
-    /// The input holds more than [`MAX_IMPORT_ROWS`] keys.
-    TooManyRows,
-    /// A row does not have as many fields as the header.
-    Syntax,
-    /// The header lacks a required column (`Key` or `Name`).
-    MissingColumn,
-    /// A field's value is not allowed (key length or characters, name length, `Enabled`).
-    Invalid,
-    /// A column is named twice, or two rows have the same key value.
-    Duplicate,
-}
-
-/// A CSV import was refused. Names the line and column (when there is one) and the reason; never
-/// contains a field's value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{reason}", location(*.line, *.column))]
-pub struct ImportError {
-    kind: ImportErrorKind,
-    line: Option<u64>,
-    column: Option<&'static str>,
-    reason: String,
-}
-
-fn location(line: Option<u64>, column: Option<&str>) -> String {
-    match (line, column) {
-        (Some(line), Some(column)) => format!("line {line}, column {column}: "),
-        (Some(line), None) => format!("line {line}: "),
-        (None, Some(column)) => format!("column {column}: "),
-        (None, None) => String::new(),
-    }
-}
-
-impl ImportError {
-    fn new(kind: ImportErrorKind, line: Option<u64>, column: Option<&'static str>, reason: impl Into<String>) -> Self {
-        Self { kind, line, column, reason: reason.into() }
-    }
-
-    /// What kind of error this is.
-    #[must_use]
-    pub fn kind(&self) -> ImportErrorKind {
-        self.kind
-    }
-
-    /// The line of the offending row (1 for the header), if the error is about one row.
-    #[must_use]
-    pub fn line(&self) -> Option<u64> {
-        self.line
-    }
-
-    /// The offending column, by its canonical name (`Name`, `Key`, `Description`, `Enabled`,
-    /// `UsagePlanIds`, `CustomerId`), if the error is about one column.
-    #[must_use]
-    pub fn column(&self) -> Option<&str> {
-        self.column
-    }
-
-    /// Why the input was refused.
-    #[must_use]
-    pub fn reason(&self) -> &str {
-        &self.reason
     }
 }
 
