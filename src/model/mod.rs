@@ -13,8 +13,8 @@ mod secret;
 pub(crate) mod tags;
 
 pub use file::{Config, PreviousValue};
-pub use limits::{Quota, QuotaPeriod, Throttle, MAX_QUOTA_LIMIT};
 pub use key::ApiKey;
+pub use limits::{Quota, QuotaPeriod, Throttle, MAX_QUOTA_LIMIT};
 pub use plan::{PlanStage, Stage, UsagePlan};
 pub use route::MethodKey;
 pub use secret::{KeySecret, MAX_KEY_LEN, MIN_KEY_LEN};

@@ -20,7 +20,10 @@ pub(crate) fn check_tags(tags: &Tags) -> Result<(), ConfigError> {
         let field = || format!("tags.{name:?}");
         let len = name.chars().count();
         if !(1..=128).contains(&len) {
-            return Err(ConfigError::invalid("tags", format!("a tag name must be 1 to 128 characters long, got {len}")));
+            return Err(ConfigError::invalid(
+                "tags",
+                format!("a tag name must be 1 to 128 characters long, got {len}"),
+            ));
         }
         if name.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")) {
             return Err(ConfigError::invalid(field(), "tag names starting with \"aws:\" are reserved"));
@@ -42,7 +45,10 @@ mod tests {
         let tags = |n: &str, v: &str| Tags::from([(n.to_owned(), v.to_owned())]);
         assert!(check_tags(&tags("team", "billing")).is_ok());
         assert_eq!(check_tags(&tags("", "x")).unwrap_err().field(), "tags");
-        assert_eq!(check_tags(&tags("AWS:x", "x")).unwrap_err().to_string(), "tags.\"AWS:x\": tag names starting with \"aws:\" are reserved");
+        assert_eq!(
+            check_tags(&tags("AWS:x", "x")).unwrap_err().to_string(),
+            "tags.\"AWS:x\": tag names starting with \"aws:\" are reserved"
+        );
         assert!(check_tags(&tags(&"n".repeat(129), "x")).is_err());
         assert!(check_tags(&tags("n", &"v".repeat(257))).is_err());
         let many: Tags = (0..=MAX_TAGS).map(|i| (format!("t{i}"), String::new())).collect();

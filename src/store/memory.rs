@@ -154,6 +154,18 @@ impl InMemoryKeyStore {
         self.inner.loaded.read().by_value.get(presented).cloned()
     }
 
+    /// Key `id` with its value, if there is one.
+    #[must_use]
+    pub fn key_by_id(&self, id: &str) -> Option<(KeySecret, ApiKey)> {
+        self.inner.loaded.read().config.keys().iter().find(|(_, k)| k.id() == id).cloned()
+    }
+
+    /// Plan `id`, if there is one.
+    #[must_use]
+    pub fn plan_by_id(&self, id: &str) -> Option<Arc<UsagePlan>> {
+        self.inner.loaded.read().config.plans().iter().find(|p| p.id() == id).cloned()
+    }
+
     /// The configuration as it is now (changes included).
     #[must_use]
     pub fn config(&self) -> Config {
