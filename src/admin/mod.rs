@@ -200,12 +200,32 @@ fn refuse(e: &AuthError) -> Response {
     ApiError::forbidden(e.aws_type(), e.message()).into_response()
 }
 
-/// Any path that is not one of the operations (named by its first segment only: a path could
-/// hold anything).
+/// Top-level resources of API Gateway's REST API (named in the answer to an unsupported call;
+/// any other first segment is not repeated, since a path could hold anything, even a key).
+const AWS_RESOURCES: [&str; 12] = [
+    "account",
+    "apikeys",
+    "clientcertificates",
+    "deployments",
+    "documentationparts",
+    "domainnameaccessassociations",
+    "domainnames",
+    "restapis",
+    "sdktypes",
+    "tags",
+    "usageplans",
+    "vpclinks",
+];
+
+/// Any path that is not one of the operations served here.
 async fn unsupported_path(method: Method, uri: Uri) -> ApiError {
     let first = uri.path().trim_start_matches('/').split('/').next().unwrap_or_default();
+    let what = match AWS_RESOURCES.iter().find(|r| **r == first) {
+        Some(r) => format!("{method} /{r}..."),
+        None => format!("{method} on this path"),
+    };
     ApiError::not_found(format!(
-        "Unsupported operation: {method} /{first}... is not one of the API Gateway operations served here \
+        "Unsupported operation: {what} is not one of the API Gateway operations served here \
          (API keys under /apikeys, usage plans and their keys under /usageplans)"
     ))
 }

@@ -114,6 +114,7 @@ async fn unknown_operations_get_aws_errors() {
     let h = Harness::new();
     h.refused("GET", "/restapis", "", 404, NOT_FOUND, "Unsupported operation: GET /restapis...").await;
     h.refused("GET", "/apikeys/k1/extra", "", 404, NOT_FOUND, "Unsupported operation: GET /apikeys...").await;
+    h.refused("GET", &format!("/{K1}"), "", 404, NOT_FOUND, "Unsupported operation: GET on this path is not").await;
     h.refused(
         "PUT",
         "/usageplans/gold",
