@@ -7,24 +7,30 @@
 //! (`x-amzn-ErrorType` and `{"message": ...}`): CreateApiKey, GetApiKey, GetApiKeys,
 //! UpdateApiKey, DeleteApiKey, ImportApiKeys, CreateUsagePlan, GetUsagePlan, GetUsagePlans,
 //! UpdateUsagePlan, DeleteUsagePlan, CreateUsagePlanKey, GetUsagePlanKey, GetUsagePlanKeys,
-//! DeleteUsagePlanKey; GetUsage and UpdateUsage answer 400 for now. Other operations get 404.
+//! DeleteUsagePlanKey; GetUsage and UpdateUsage answer 400 for now. Other paths get 404
+//! `NotFoundException`, other methods on these paths 400 `BadRequestException`.
 //! Every change is one atomic change of the store: checked as a configuration file is, nothing
 //! changes on error, and layers see it from their next request.
 //!
 //! Every request is authenticated first ([`AdminAuth`]: bearer tokens or AWS Signature Version
 //! 4) against the URI as received, mount prefix included, and the whole body; refusals are 403.
 //!
-//! Where API Gateway's behaviour is not what a store of this crate can do:
-//! - Keys are created disabled unless `enabled` is true (as API Gateway does); `stageKeys`
-//!   (deprecated) is refused; `generateDistinctId` is ignored.
-//! - ImportApiKeys imports all rows or none: any bad row fails the call (400/404/409, naming the
-//!   line and column), whatever `failonwarnings` says; `warnings` is always empty.
-//! - Throttles need both `rateLimit` (> 0) and `burstLimit` (>= 1); quotas need `limit` (>= 1)
-//!   and `period`. A plan may name any API stage (as in a configuration file).
-//! - `name` filters of GetApiKeys and GetUsagePlanKeys match names that start with the text.
-//! - Not kept: `stageKeys`, and a usage plan's creation time is kept but not shown (the
-//!   service model has no member for it). Tags are kept and shown but only settable on create
-//!   (TagResource is not implemented).
+//! Choices where API Gateway's behaviour had to be decided, or cannot be kept:
+//! - CreateApiKey: keys are created disabled unless `enabled` is true, as in API Gateway; a
+//!   value is generated when none is given (40 characters); `stageKeys` (deprecated) is refused
+//!   with 400 rather than ignored, since a key bound to nothing would fail silently;
+//!   `generateDistinctId` is ignored (ids are always distinct from values).
+//! - `createdDate` and `lastUpdatedDate` are set by this API (and `lastUpdatedDate` by the
+//!   store's key changes); keys loaded from a file without them show neither.
+//! - ImportApiKeys imports all rows or none: a bad row fails the call (400, 404 or 409, naming
+//!   the line and column), whatever `failonwarnings` says; `warnings` is always empty.
+//! - Throttles need both `rateLimit` (> 0) and `burstLimit` (>= 1), quotas `limit` (>= 1) and
+//!   `period` (a zero limit is refused). A plan may name any API stage, as in a configuration
+//!   file.
+//! - `limit` above 500 or below 1 is a 400; `name` filters of GetApiKeys and GetUsagePlanKeys
+//!   match names that start with the text.
+//! - Tags are kept and shown, but set on create only (TagResource is not implemented). A plan's
+//!   creation time is kept (quota offsets use it) but not shown: the model has no member for it.
 //!
 //! ```
 //! use axum::body::Body;
