@@ -1,8 +1,241 @@
-//! Management API (feature `admin`), speaking API Gateway's REST wire format.
+//! Management over HTTP: an axum [`Router`] speaking API Gateway's REST wire format, so that
+//! boto3, the AWS CLI and the AWS SDKs (with `endpoint_url` pointing here) manage the keys and
+//! plans of an [`InMemoryKeyStore`] while the app serves.
 //!
-//! [`AdminAuth`] decides who may call it: AWS Signature Version 4 as the AWS SDKs and CLI sign
-//! (service `apigateway`), or bearer tokens.
+//! The 17 operations on `/apikeys` and `/usageplans` of the API Gateway service model
+//! (`apigateway` 2015-07-09), with its member names, status codes and error shapes
+//! (`x-amzn-ErrorType` and `{"message": ...}`): CreateApiKey, GetApiKey, GetApiKeys,
+//! UpdateApiKey, DeleteApiKey, ImportApiKeys, CreateUsagePlan, GetUsagePlan, GetUsagePlans,
+//! UpdateUsagePlan, DeleteUsagePlan, CreateUsagePlanKey, GetUsagePlanKey, GetUsagePlanKeys,
+//! DeleteUsagePlanKey; GetUsage and UpdateUsage answer 400 for now. Other paths get 404
+//! `NotFoundException`, other methods on these paths 400 `BadRequestException`.
+//! Every change is one atomic change of the store: checked as a configuration file is, nothing
+//! changes on error, and layers see it from their next request.
+//!
+//! Every request is authenticated first ([`AdminAuth`]: bearer tokens or AWS Signature Version
+//! 4) against the URI as received, mount prefix included, and the whole body; refusals are 403.
+//!
+//! Choices where API Gateway's behaviour had to be decided, or cannot be kept:
+//! - CreateApiKey: keys are created disabled unless `enabled` is true, as in API Gateway; a
+//!   value is generated when none is given (40 characters); `stageKeys` (deprecated) is refused
+//!   with 400 rather than ignored, since a key bound to nothing would fail silently;
+//!   `generateDistinctId` is ignored (ids are always distinct from values).
+//! - `createdDate` and `lastUpdatedDate` are set by this API (and `lastUpdatedDate` by the
+//!   store's key changes); keys loaded from a file without them show neither.
+//! - ImportApiKeys imports all rows or none: a bad row fails the call (400, 404 or 409, naming
+//!   the line and column), whatever `failonwarnings` says; `warnings` is always empty.
+//! - Throttles need both `rateLimit` (> 0) and `burstLimit` (>= 1), quotas `limit` (>= 1) and
+//!   `period` (a zero limit is refused). A plan may name any API stage, as in a configuration
+//!   file.
+//! - `limit` above 500 or below 1 is a 400; `name` filters of GetApiKeys and GetUsagePlanKeys
+//!   match names that start with the text.
+//! - Tags are kept and shown, but set on create only (TagResource is not implemented). A plan's
+//!   creation time is kept (quota offsets use it) but not shown: the model has no member for it.
+//!
+//! ```
+//! use axum::body::Body;
+//! use http::Request;
+//! use tower::ServiceExt;
+//! use tower_usage_plans::admin::{AdminAuth, AdminRouter};
+//! use tower_usage_plans::InMemoryKeyStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = InMemoryKeyStore::from_toml_str("[stage]\napi = \"petstore\"\nname = \"prod\"")?;
+//! let admin = AdminRouter::new(store.clone(), AdminAuth::new().bearer("admin-secret-token"));
+//! let app = axum::Router::new().nest("/admin", admin.into_router());
+//!
+//! let create = Request::post("/admin/usageplans")
+//!     .header("authorization", "Bearer admin-secret-token")
+//!     .body(Body::from(r#"{"name": "Free", "throttle": {"rateLimit": 10, "burstLimit": 20},
+//!                          "apiStages": [{"apiId": "petstore", "stage": "prod"}]}"#))?;
+//! let response = app.clone().oneshot(create).await?;
+//! assert_eq!(response.status(), 201);
+//! assert_eq!(store.config().plans()[0].display_name(), "Free");
+//!
+//! let anonymous = app.oneshot(Request::get("/admin/usageplans").body(Body::empty())?).await?;
+//! assert_eq!(anonymous.status(), 403);
+//! # Ok(())
+//! # }
+//! ```
 
 mod auth;
+mod draft;
+mod error;
+mod input;
+mod keys;
+mod page;
+mod patch;
+mod plan_keys;
+mod plans;
+mod usage;
+mod wire;
 
 pub use auth::{AdminAuth, AuthError, AuthErrorKind};
+
+use crate::store::InMemoryKeyStore;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use error::ApiError;
+use http::request::Parts;
+use http::{header, Method, Uri};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Default largest request body: 1 MiB.
+const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+/// Builds the admin [`Router`] over a store. See the [module documentation](self).
+#[derive(Debug)]
+#[must_use]
+pub struct AdminRouter {
+    store: InMemoryKeyStore,
+    auth: AdminAuth,
+    max_body_bytes: usize,
+}
+
+impl AdminRouter {
+    /// The admin API of `store`, for callers that `auth` accepts.
+    pub fn new(store: InMemoryKeyStore, auth: AdminAuth) -> Self {
+        Self { store, auth, max_body_bytes: DEFAULT_MAX_BODY }
+    }
+
+    /// Largest request body accepted (default 1 MiB, enough for an ImportApiKeys CSV of 10,000
+    /// keys); a larger one gets 400 `BadRequestException`.
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.max_body_bytes = n;
+        self
+    }
+
+    /// The router, to mount with `Router::nest("/admin", ...)` (SDK clients then use
+    /// `endpoint_url = "http://host/admin"`) or to serve at the root.
+    pub fn into_router(self) -> Router {
+        let guard = Arc::new(Guard { auth: self.auth, max_body: self.max_body_bytes });
+        let router = Router::new()
+            .route("/apikeys", get(keys::list).post(keys::create_or_import))
+            .route("/apikeys/{api_Key}", get(keys::get).patch(keys::update).delete(keys::delete))
+            .route("/usageplans", get(plans::list).post(plans::create))
+            .route("/usageplans/{usageplanId}", get(plans::get).patch(plans::update).delete(plans::delete))
+            .route("/usageplans/{usageplanId}/keys", get(plan_keys::list).post(plan_keys::create))
+            .route("/usageplans/{usageplanId}/keys/{keyId}", get(plan_keys::get).delete(plan_keys::delete));
+        usage::routes(router)
+            .fallback(unsupported_path)
+            .method_not_allowed_fallback(unsupported_method)
+            // The guard has read the body within its own limit.
+            .layer(DefaultBodyLimit::disable())
+            .layer(middleware::from_fn_with_state(guard, authenticate))
+            .with_state(Admin { store: self.store })
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct Admin {
+    store: InMemoryKeyStore,
+}
+
+impl Admin {
+    /// A new id like API Gateway's, that `taken` says is free.
+    fn new_id(&self, taken: impl Fn(&str) -> bool) -> String {
+        loop {
+            let id = crate::keys::generate_id();
+            if !taken(&id) {
+                return id;
+            }
+        }
+    }
+}
+
+/// Path parameters, refused in API Gateway's error shape.
+#[derive(Debug)]
+pub(crate) struct AwsPath<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for AwsPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(p) => Ok(Self(p.0)),
+            Err(_) => Err(ApiError::bad_request("Invalid path parameter")),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Guard {
+    auth: AdminAuth,
+    max_body: usize,
+}
+
+/// Reads the body (within the limit) and authenticates the request as received, before routing.
+async fn authenticate(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    // `nest` strips the mount prefix from the URI; a signature covers the full path.
+    let uri = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.clone(), |o| o.0.clone());
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let body = match declared {
+        Some(n) if n > guard.max_body as u64 => None,
+        _ => axum::body::to_bytes(body, guard.max_body).await.ok(),
+    };
+    let now = SystemTime::now();
+    let Some(body) = body else {
+        // A signature over a body we did not read cannot be checked: callers without known
+        // credentials still get 403, the others learn the body is too large.
+        return match guard.auth.verify(&parts.method, &uri, &parts.headers, &[], now) {
+            Err(e) if e.kind() != AuthErrorKind::BadSignature => refuse(&e),
+            _ => ApiError::bad_request(format!(
+                "The request body is larger than the {} bytes accepted, or could not be read",
+                guard.max_body
+            ))
+            .into_response(),
+        };
+    };
+    if let Err(e) = guard.auth.verify(&parts.method, &uri, &parts.headers, &body, now) {
+        return refuse(&e);
+    }
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+fn refuse(e: &AuthError) -> Response {
+    tracing::debug!(kind = ?e.kind(), "admin request refused");
+    ApiError::forbidden(e.aws_type(), e.message()).into_response()
+}
+
+/// Top-level resources of API Gateway's REST API (named in the answer to an unsupported call;
+/// any other first segment is not repeated, since a path could hold anything, even a key).
+const AWS_RESOURCES: [&str; 12] = [
+    "account",
+    "apikeys",
+    "clientcertificates",
+    "deployments",
+    "documentationparts",
+    "domainnameaccessassociations",
+    "domainnames",
+    "restapis",
+    "sdktypes",
+    "tags",
+    "usageplans",
+    "vpclinks",
+];
+
+/// Any path that is not one of the operations served here.
+async fn unsupported_path(method: Method, uri: Uri) -> ApiError {
+    let first = uri.path().trim_start_matches('/').split('/').next().unwrap_or_default();
+    let what = match AWS_RESOURCES.iter().find(|r| **r == first) {
+        Some(r) => format!("{method} /{r}..."),
+        None => format!("{method} on this path"),
+    };
+    ApiError::not_found(format!(
+        "Unsupported operation: {what} is not one of the API Gateway operations served here \
+         (API keys under /apikeys, usage plans and their keys under /usageplans)"
+    ))
+}
+
+async fn unsupported_method(method: Method) -> ApiError {
+    ApiError::bad_request(format!("Unsupported operation: {method} is not an operation on this resource"))
+}

@@ -3,6 +3,7 @@
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::import::ImportedKey;
 use crate::model::plan::push_method;
+use crate::model::tags::{check_tags, Tags};
 use crate::model::{ApiKey, KeySecret, MethodKey, PlanStage, Quota, QuotaPeriod, Stage, Throttle, UsagePlan};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -88,6 +89,12 @@ impl Config {
                 result
                     .map_err(|e| ConfigError::new(e.kind(), format!("plans[{i}].stages[{j}].methods"), e.reason()))?;
             }
+        }
+        for (i, plan) in plans.iter().enumerate() {
+            check_tags(plan.tags()).map_err(|e| e.under(&format!("plans[{i}]")))?;
+        }
+        for (i, (_, key)) in keys.iter().enumerate() {
+            check_tags(key.tags()).map_err(|e| e.under(&format!("keys[{i}]")))?;
         }
         check_cross_references(&plans, &keys)?;
         Ok(Self { stage, plans, keys, previous: Vec::new() })
@@ -396,6 +403,9 @@ struct RawPlan {
     created: Option<RawTime>,
     #[serde(default)]
     stages: Vec<RawPlanStage>,
+    product_code: Option<String>,
+    #[serde(default)]
+    tags: Tags,
 }
 
 #[derive(Deserialize)]
@@ -422,6 +432,10 @@ struct RawKey {
     expires: Option<RawTime>,
     #[serde(default)]
     previous_values: Vec<RawPreviousValue>,
+    created: Option<RawTime>,
+    last_updated: Option<RawTime>,
+    #[serde(default)]
+    tags: Tags,
 }
 
 #[derive(Deserialize)]
@@ -521,8 +535,16 @@ impl RawFile {
         for (i, raw) in self.plans.into_iter().enumerate() {
             let f = format!("plans[{i}]");
             nonempty(&format!("{f}.id"), &raw.id)?;
-            let _ = raw.description;
             let mut plan = UsagePlan::new(raw.id.as_str()).name(raw.name.unwrap_or(raw.id));
+            if let Some(d) = raw.description {
+                plan = plan.description(d);
+            }
+            if let Some(code) = raw.product_code {
+                plan = plan.product_code(code);
+            }
+            for (name, value) in raw.tags {
+                plan = plan.tag(name, value);
+            }
             if let Some(t) = &raw.throttle {
                 plan = plan.throttle(t.validate(&format!("{f}.throttle"))?);
             }
@@ -566,6 +588,15 @@ impl RawFile {
             }
             if let Some(e) = &raw.expires {
                 key = key.expires(e.parse(&format!("{f}.expires"))?);
+            }
+            if let Some(c) = &raw.created {
+                key = key.created(c.parse(&format!("{f}.created"))?);
+            }
+            if let Some(u) = &raw.last_updated {
+                key = key.last_updated(u.parse(&format!("{f}.last_updated"))?);
+            }
+            for (name, value) in raw.tags {
+                key = key.tag(name, value);
             }
             for p in raw.plans {
                 key = key.plan(p);
@@ -664,6 +695,25 @@ mod tests {
         .unwrap();
         assert_eq!(c.keys()[0].1.description_text(), Some("Acme's CI"));
         assert_eq!(c.keys()[1].1.description_text(), None);
+    }
+
+    #[test]
+    fn management_metadata_is_kept() {
+        let c = Config::from_toml_str(&format!(
+            "{BASE}[[plans]]\nid = \"p\"\ndescription = \"Gold tier\"\nproduct_code = \"prod-1\"\ntags = {{ tier = \"gold\" }}\n\
+             [[keys]]\nid = \"a\"\nvalue = \"0123456789abcdefghij\"\ncreated = \"2026-11-01T00:00:00Z\"\n\
+             last_updated = \"2026-11-02T00:00:00Z\"\ntags = {{ team = \"billing\" }}"
+        ))
+        .unwrap();
+        let plan = &c.plans()[0];
+        assert_eq!((plan.description_text(), plan.product_code_text()), (Some("Gold tier"), Some("prod-1")));
+        assert_eq!(plan.tags()["tier"], "gold");
+        let key = &c.keys()[0].1;
+        assert_eq!(key.created_at(), Some(UNIX_EPOCH + Duration::from_secs(1_793_491_200)));
+        assert_eq!(key.last_updated_at(), Some(UNIX_EPOCH + Duration::from_secs(1_793_577_600)));
+        assert_eq!(key.tags()["team"], "billing");
+        let e = err("[[keys]]\nid = \"a\"\nvalue = \"0123456789abcdefghij\"\ntags = { \"aws:x\" = \"1\" }");
+        assert_eq!(e, "keys[0].tags.\"aws:x\": tag names starting with \"aws:\" are reserved");
     }
 
     #[test]

@@ -4,14 +4,17 @@
 //! No I/O beyond reading a config file, no async.
 
 mod file;
+mod key;
 mod limits;
 mod period;
 pub(crate) mod plan;
 mod route;
 mod secret;
+pub(crate) mod tags;
 
 pub use file::{Config, PreviousValue};
+pub use key::ApiKey;
 pub use limits::{Quota, QuotaPeriod, Throttle, MAX_QUOTA_LIMIT};
-pub use plan::{ApiKey, PlanStage, Stage, UsagePlan};
+pub use plan::{PlanStage, Stage, UsagePlan};
 pub use route::MethodKey;
 pub use secret::{KeySecret, MAX_KEY_LEN, MIN_KEY_LEN};

@@ -1,7 +1,9 @@
 //! Usage plans, the stages they apply to, API keys and the stage a layer guards.
 
 use crate::error::{ConfigError, ConfigErrorKind};
+use crate::model::tags::Tags;
 use crate::model::{MethodKey, Quota, Throttle};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -27,6 +29,8 @@ pub struct UsagePlan {
     quota: Option<Quota>,
     created: Option<SystemTime>,
     stages: Vec<PlanStage>,
+    product_code: Option<String>,
+    tags: Tags,
 }
 
 impl UsagePlan {
@@ -41,6 +45,8 @@ impl UsagePlan {
             quota: None,
             created: None,
             stages: Vec::new(),
+            product_code: None,
+            tags: Tags::new(),
         }
     }
 
@@ -78,6 +84,39 @@ impl UsagePlan {
     pub fn stage(mut self, stage: PlanStage) -> Self {
         self.stages.push(stage);
         self
+    }
+
+    /// Sets the AWS Marketplace product code (informational: kept and shown, never enforced).
+    pub fn product_code(mut self, code: impl Into<String>) -> Self {
+        self.product_code = Some(code.into());
+        self
+    }
+
+    /// Adds a tag (or replaces the tag with this name). Checked as on [`ApiKey::tag`](crate::ApiKey::tag).
+    pub fn tag(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(name.into(), value.into());
+        self
+    }
+
+    #[cfg(feature = "admin")]
+    pub(crate) fn set_description(&mut self, description: Option<String>) {
+        self.description = description;
+    }
+
+    #[cfg(feature = "admin")]
+    pub(crate) fn set_product_code(&mut self, code: Option<String>) {
+        self.product_code = code;
+    }
+
+    #[cfg(feature = "admin")]
+    pub(crate) fn set_limits(&mut self, throttle: Option<Throttle>, quota: Option<Quota>) {
+        self.throttle = throttle;
+        self.quota = quota;
+    }
+
+    #[cfg(feature = "admin")]
+    pub(crate) fn set_stages(&mut self, stages: Vec<PlanStage>) {
+        self.stages = stages;
     }
 
     /// The plan id.
@@ -118,6 +157,18 @@ impl UsagePlan {
     #[must_use]
     pub fn created_at(&self) -> Option<SystemTime> {
         self.created
+    }
+
+    /// The AWS Marketplace product code, if any.
+    #[must_use]
+    pub fn product_code_text(&self) -> Option<&str> {
+        self.product_code.as_deref()
+    }
+
+    /// The plan's tags, by name.
+    #[must_use]
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.tags
     }
 
     /// The API stages the plan applies to.
@@ -189,123 +240,6 @@ pub(crate) fn push_method(list: &mut Vec<(MethodKey, Throttle)>, method: &str, t
     }
     list.push((key, t));
     Ok(())
-}
-
-/// An API key's record (everything but its secret value).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use]
-pub struct ApiKey {
-    id: Arc<str>,
-    name: String,
-    description: Option<String>,
-    enabled: bool,
-    customer_id: Option<String>,
-    expires: Option<SystemTime>,
-    plans: Vec<Arc<str>>,
-}
-
-impl ApiKey {
-    /// An enabled key with no plans.
-    pub fn new(id: impl Into<Arc<str>>) -> Self {
-        let id = id.into();
-        Self {
-            name: id.to_string(),
-            description: None,
-            id,
-            enabled: true,
-            customer_id: None,
-            expires: None,
-            plans: Vec::new(),
-        }
-    }
-
-    /// Sets the display name.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
-    }
-
-    /// Sets the description.
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
-        self
-    }
-
-    /// Enables or disables the key. A disabled key gets 403.
-    pub fn enabled(mut self, enabled: bool) -> Self {
-        self.enabled = enabled;
-        self
-    }
-
-    /// Sets the customer id (AWS Marketplace's customer, or yours).
-    pub fn customer_id(mut self, customer: impl Into<String>) -> Self {
-        self.customer_id = Some(customer.into());
-        self
-    }
-
-    /// Sets the expiry: from this instant on the key gets 403.
-    pub fn expires(mut self, at: SystemTime) -> Self {
-        self.expires = Some(at);
-        self
-    }
-
-    /// Adds the key to a plan.
-    pub fn plan(mut self, plan_id: impl Into<Arc<str>>) -> Self {
-        self.plans.push(plan_id.into());
-        self
-    }
-
-    /// The key id (not secret).
-    #[must_use]
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    pub(crate) fn id_arc(&self) -> &Arc<str> {
-        &self.id
-    }
-
-    /// The key without plan `plan_id`.
-    pub(crate) fn without_plan(mut self, plan_id: &str) -> Self {
-        self.plans.retain(|p| &**p != plan_id);
-        self
-    }
-
-    /// The display name.
-    #[must_use]
-    pub fn display_name(&self) -> &str {
-        &self.name
-    }
-
-    /// The description, if any.
-    #[must_use]
-    pub fn description_text(&self) -> Option<&str> {
-        self.description.as_deref()
-    }
-
-    /// Whether the key is enabled.
-    #[must_use]
-    pub fn is_enabled(&self) -> bool {
-        self.enabled
-    }
-
-    /// The customer id, if any.
-    #[must_use]
-    pub fn customer(&self) -> Option<&str> {
-        self.customer_id.as_deref()
-    }
-
-    /// The expiry, if any.
-    #[must_use]
-    pub fn expires_at(&self) -> Option<SystemTime> {
-        self.expires
-    }
-
-    /// Ids of the plans the key belongs to.
-    #[must_use]
-    pub fn plan_ids(&self) -> &[Arc<str>] {
-        &self.plans
-    }
 }
 
 /// The API stage a layer guards, with the throttles that hold for all clients together.

@@ -1,6 +1,7 @@
 //! The embedded default store: keys and plans held in memory, loaded from TOML or JSON.
 
 use crate::error::{ConfigError, ConfigErrorKind};
+use crate::import::ImportedKey;
 use crate::model::{ApiKey, Config, KeySecret, PreviousValue, Stage, UsagePlan};
 use crate::store::{Invalidation, KeyRecord, KeyStore, StoreError};
 use parking_lot::RwLock;
@@ -8,6 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Keys and plans in memory, from a [`Config`] (a TOML or JSON file), changeable while the app
 /// serves: clones share one store, so keep one to change keys and plans and give another to the
@@ -94,6 +96,20 @@ struct Parts {
     previous: Vec<PreviousValue>,
 }
 
+impl Parts {
+    /// The configuration of these parts, checked as a file is checked.
+    fn assemble(self) -> Result<Config, ConfigError> {
+        let mut config = Config::new(self.stage, self.plans, self.keys)?;
+        for p in self.previous {
+            // Old values of a deleted key go with it.
+            if config.keys().iter().any(|(_, k)| k.id() == p.key_id()) {
+                config = config.with_previous_value(p.key_id(), p.value().clone(), p.until())?;
+            }
+        }
+        Ok(config)
+    }
+}
+
 fn unknown(field: &str, what: &str, id: &str) -> ConfigError {
     ConfigError::new(ConfigErrorKind::UnknownReference, field, format!("no {what} has the id {id:?}"))
 }
@@ -138,6 +154,18 @@ impl InMemoryKeyStore {
         self.inner.loaded.read().by_value.get(presented).cloned()
     }
 
+    /// Key `id` with its value, if there is one.
+    #[must_use]
+    pub fn key_by_id(&self, id: &str) -> Option<(KeySecret, ApiKey)> {
+        self.inner.loaded.read().config.keys().iter().find(|(_, k)| k.id() == id).cloned()
+    }
+
+    /// Plan `id`, if there is one.
+    #[must_use]
+    pub fn plan_by_id(&self, id: &str) -> Option<Arc<UsagePlan>> {
+        self.inner.loaded.read().config.plans().iter().find(|p| p.id() == id).cloned()
+    }
+
     /// The configuration as it is now (changes included).
     #[must_use]
     pub fn config(&self) -> Config {
@@ -147,22 +175,15 @@ impl InMemoryKeyStore {
     /// Applies `change` to the configuration, checks the result as a file is checked, and
     /// swaps it in; layers built on the store see it from their next request. Nothing changes
     /// on error.
-    fn edit(&self, change: impl FnOnce(&mut Parts) -> Result<(), ConfigError>) -> Result<(), ConfigError> {
+    fn edit<T, E: From<ConfigError>>(&self, change: impl FnOnce(&mut Parts) -> Result<T, E>) -> Result<T, E> {
         let mut loaded = self.inner.loaded.write();
         let (stage, plans, keys, previous) = loaded.config.clone().into_parts();
         let mut parts = Parts { stage, plans: plans.into_iter().map(Arc::unwrap_or_clone).collect(), keys, previous };
-        change(&mut parts)?;
-        let mut config = Config::new(parts.stage, parts.plans, parts.keys)?;
-        for p in parts.previous {
-            // Old values of a deleted key go with it.
-            if config.keys().iter().any(|(_, k)| k.id() == p.key_id()) {
-                config = config.with_previous_value(p.key_id(), p.value().clone(), p.until())?;
-            }
-        }
-        *loaded = Loaded::new(config);
+        let out = change(&mut parts)?;
+        *loaded = Loaded::new(parts.assemble()?);
         drop(loaded);
         self.inner.invalidation.invalidate();
-        Ok(())
+        Ok(out)
     }
 
     /// Creates a plan, or replaces the one with its id (limits, stages, method throttles). The
@@ -209,9 +230,92 @@ impl InMemoryKeyStore {
         })
     }
 
-    /// Enables or disables a key; a disabled key is refused (403) from its next request on.
+    /// Enables or disables a key; a disabled key is refused (403) from its next request on. Sets
+    /// the key's [`last_updated`](ApiKey::last_updated) time to now.
     pub fn set_key_enabled(&self, id: &str, enabled: bool) -> Result<(), ConfigError> {
-        self.edit_key(id, |k| k.enabled(enabled))
+        self.edit_key(id, |k| k.enabled(enabled).last_updated(SystemTime::now()))
+    }
+
+    /// Creates a plan; errors ([`Duplicate`](ConfigErrorKind::Duplicate)) if a plan has its id.
+    pub fn create_plan(&self, plan: UsagePlan) -> Result<(), ConfigError> {
+        self.edit(|p| {
+            if p.plans.iter().any(|old| old.id() == plan.id()) {
+                let reason = format!("a plan already has the id {:?}", plan.id());
+                return Err(ConfigError::new(ConfigErrorKind::Duplicate, "plan_id", reason));
+            }
+            p.plans.push(plan);
+            Ok(())
+        })
+    }
+
+    /// Changes plan `id` in one step: `change` gets the plan as it is and returns it as it should
+    /// be (with the same id). Nothing changes if `change` or the check of the result fails.
+    /// Returns the plan as stored. The keys in it stay in it, and keep the counts of the current
+    /// period.
+    ///
+    /// ```
+    /// use tower_usage_plans::{InMemoryKeyStore, Throttle, UsagePlan};
+    /// let store = InMemoryKeyStore::from_toml_str("[stage]\napi = \"a\"\nname = \"b\"").unwrap();
+    /// store.create_plan(UsagePlan::new("free")).unwrap();
+    /// let plan = store.update_plan("free", |p| Ok::<_, tower_usage_plans::ConfigError>(p.throttle(Throttle::new(5.0, 10)?))).unwrap();
+    /// assert_eq!(plan.throttle_limit().unwrap().burst(), 10);
+    /// ```
+    pub fn update_plan<E: From<ConfigError>>(
+        &self,
+        id: &str,
+        change: impl FnOnce(UsagePlan) -> Result<UsagePlan, E>,
+    ) -> Result<UsagePlan, E> {
+        self.edit(|p| {
+            let plan = p.plans.iter_mut().find(|plan| plan.id() == id).ok_or_else(|| unknown("plan_id", "plan", id))?;
+            let new = change(plan.clone())?;
+            if new.id() != id {
+                return Err(ConfigError::invalid("plan_id", "a plan's id cannot be changed").into());
+            }
+            *plan = new.clone();
+            Ok(new)
+        })
+    }
+
+    /// Changes key `id` in one step, as [`update_plan`](Self::update_plan) changes a plan (the
+    /// value stays; the id cannot change). Sets the key's [`last_updated`](ApiKey::last_updated)
+    /// time to now. Returns the key as stored.
+    pub fn update_key<E: From<ConfigError>>(
+        &self,
+        id: &str,
+        change: impl FnOnce(ApiKey) -> Result<ApiKey, E>,
+    ) -> Result<ApiKey, E> {
+        self.edit(|p| {
+            let (_, key) = p.keys.iter_mut().find(|(_, k)| k.id() == id).ok_or_else(|| unknown("key_id", "key", id))?;
+            let new = change(key.clone())?.last_updated(SystemTime::now());
+            if new.id() != id {
+                return Err(ConfigError::invalid("key_id", "a key's id cannot be changed").into());
+            }
+            *key = new.clone();
+            Ok(new)
+        })
+    }
+
+    /// Adds keys read by [`parse_api_keys_csv`](crate::import::parse_api_keys_csv) in one step, as
+    /// [`Config::with_imported_keys`] does (the same checks and errors, naming CSV lines): all of
+    /// them or, on error, none. Each gets a new id and a creation time of now. Returns the new ids
+    /// in file order.
+    pub fn import_keys(&self, keys: Vec<ImportedKey>) -> Result<Vec<String>, ConfigError> {
+        let now = SystemTime::now();
+        let mut loaded = self.inner.loaded.write();
+        let existing = loaded.config.keys().len();
+        let (stage, plans, mut keys, previous) = loaded.config.clone().with_imported_keys(keys)?.into_parts();
+        let ids = keys[existing..]
+            .iter_mut()
+            .map(|(_, key)| {
+                *key = key.clone().created(now).last_updated(now);
+                key.id().to_owned()
+            })
+            .collect();
+        let parts = Parts { stage, plans: plans.into_iter().map(Arc::unwrap_or_clone).collect(), keys, previous };
+        *loaded = Loaded::new(parts.assemble()?);
+        drop(loaded);
+        self.inner.invalidation.invalidate();
+        Ok(ids)
     }
 
     /// Deletes a key (and its old values).
@@ -258,3 +362,6 @@ impl KeyStore for InMemoryKeyStore {
         Some(self.inner.invalidation.clone())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+//! API key operations: CreateApiKey, GetApiKey, GetApiKeys, UpdateApiKey, DeleteApiKey and
+//! ImportApiKeys (`POST /apikeys?mode=import`, the same path as CreateApiKey).
+
+use crate::admin::error::{ApiError, ApiResult};
+use crate::admin::input::{Object, Query};
+use crate::admin::page::Paging;
+use crate::admin::wire::{accepted, json, ApiKeyIds, ApiKeyOut};
+use crate::admin::{patch, Admin, AwsPath};
+use crate::import::parse_api_keys_csv;
+use crate::model::tags::check_tags;
+use crate::model::{ApiKey, KeySecret};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use http::{StatusCode, Uri};
+use std::time::SystemTime;
+
+/// `POST /apikeys`: CreateApiKey, or ImportApiKeys with `?mode=import`.
+pub(crate) async fn create_or_import(State(admin): State<Admin>, uri: Uri, body: Bytes) -> ApiResult<Response> {
+    let query = Query::parse(&uri)?;
+    match query.get("mode") {
+        None => create(&admin, &body),
+        Some("import") => import(&admin, &query, &body),
+        Some(_) => Err(ApiError::invalid("mode", "must be import (ImportApiKeys), or absent (CreateApiKey)")),
+    }
+}
+
+fn create(admin: &Admin, body: &[u8]) -> ApiResult<Response> {
+    let o = Object::parse(body)?;
+    if o.has_items("stageKeys") {
+        return Err(ApiError::invalid(
+            "stageKeys",
+            "is not supported (API Gateway deprecated it for usage plans): add the key to a usage plan with CreateUsagePlanKey",
+        ));
+    }
+    o.boolean("generateDistinctId")?; // Deprecated; ids are always distinct from values here.
+    let value = match o.string("value")? {
+        Some(v) => KeySecret::new(v).map_err(|e| ApiError::invalid("value", e.reason()))?,
+        None => crate::keys::generate(),
+    };
+    let now = SystemTime::now();
+    let id = admin.new_id(|id| admin.store.key_by_id(id).is_some());
+    // API Gateway creates keys disabled unless `enabled` is true.
+    let mut key = ApiKey::new(id).enabled(o.boolean("enabled")?.unwrap_or(false)).created(now).last_updated(now);
+    if let Some(name) = o.string("name")?.filter(|n| !n.is_empty()) {
+        patch::check_key_name(&name)?;
+        key = key.name(name);
+    }
+    if let Some(d) = o.string("description")?.filter(|d| !d.is_empty()) {
+        key = key.description(d);
+    }
+    if let Some(c) = o.string("customerId")?.filter(|c| !c.is_empty()) {
+        key = key.customer_id(c);
+    }
+    let tags = o.string_map("tags")?;
+    check_tags(&tags)?;
+    for (name, value) in tags {
+        key = key.tag(name, value);
+    }
+    admin.store.create_key(key.clone(), value.clone())?;
+    Ok(json(StatusCode::CREATED, &ApiKeyOut::new(&key, Some(&value))))
+}
+
+/// ImportApiKeys: all keys of the CSV or, on any error, none (`failonwarnings` or not).
+fn import(admin: &Admin, query: &Query, body: &[u8]) -> ApiResult<Response> {
+    match query.get("format") {
+        Some("csv") => {}
+        _ => return Err(ApiError::invalid("format", "must be csv")),
+    }
+    query.boolean("failonwarnings")?;
+    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("The body must be CSV text in UTF-8"))?;
+    let keys = parse_api_keys_csv(text)?;
+    let ids = admin.store.import_keys(keys)?;
+    Ok(json(StatusCode::CREATED, &ApiKeyIds { ids, warnings: Vec::new() }))
+}
+
+/// GetApiKey.
+pub(crate) async fn get(State(admin): State<Admin>, AwsPath(id): AwsPath<String>, uri: Uri) -> ApiResult<Response> {
+    let include_value = Query::parse(&uri)?.boolean("includeValue")?.unwrap_or(false);
+    let (value, key) = admin.store.key_by_id(&id).ok_or_else(ApiError::no_such_key)?;
+    Ok(json(StatusCode::OK, &ApiKeyOut::new(&key, include_value.then_some(&value))))
+}
+
+/// GetApiKeys: `name` matches names that start with it, `customerId` exactly.
+pub(crate) async fn list(State(admin): State<Admin>, uri: Uri) -> ApiResult<Response> {
+    let query = Query::parse(&uri)?;
+    let paging = Paging::parse(&query)?;
+    let include_values = query.boolean("includeValues")?.unwrap_or(false);
+    let name = query.get("name").unwrap_or_default();
+    let customer = query.get("customerId");
+    let config = admin.store.config();
+    let items = config
+        .keys()
+        .iter()
+        .filter(|(_, k)| k.display_name().starts_with(name) && customer.is_none_or(|c| k.customer() == Some(c)))
+        .map(|(v, k)| (k.id().to_owned(), ApiKeyOut::new(k, include_values.then_some(v))))
+        .collect();
+    Ok(json(StatusCode::OK, &paging.page(items)))
+}
+
+/// UpdateApiKey.
+pub(crate) async fn update(
+    State(admin): State<Admin>,
+    AwsPath(id): AwsPath<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let ops = patch::parse(&Object::parse(&body)?)?;
+    if admin.store.key_by_id(&id).is_none() {
+        return Err(ApiError::no_such_key());
+    }
+    let key = admin.store.update_key(&id, |key| patch::patch_key(key, &ops))?;
+    Ok(json(StatusCode::OK, &ApiKeyOut::new(&key, None)))
+}
+
+/// DeleteApiKey.
+pub(crate) async fn delete(State(admin): State<Admin>, AwsPath(id): AwsPath<String>) -> ApiResult<Response> {
+    if admin.store.key_by_id(&id).is_none() {
+        return Err(ApiError::no_such_key());
+    }
+    admin.store.delete_key(&id)?;
+    Ok(accepted())
+}

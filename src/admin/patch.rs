@@ -1,0 +1,255 @@
+//! `patchOperations` of UpdateApiKey and UpdateUsagePlan, on the paths API Gateway documents:
+//!
+//! | resource | op | path | value |
+//! |---|---|---|---|
+//! | API key | replace | `/name`, `/description`, `/customerId` | the text (empty: none, except the name) |
+//! | API key | replace | `/enabled` | `true` or `false` |
+//! | usage plan | replace | `/name`, `/description`, `/productCode` | the text |
+//! | usage plan | replace (or add) | `/throttle/rateLimit`, `/throttle/burstLimit` | a number |
+//! | usage plan | replace (or add) | `/quota/limit`, `/quota/offset` | a whole number |
+//! | usage plan | replace (or add) | `/quota/period` | `DAY`, `WEEK` or `MONTH` |
+//! | usage plan | remove | `/throttle`, `/quota` | |
+//! | usage plan | add, remove | `/apiStages` | `apiId:stage` |
+//! | usage plan | replace (or add) | `/apiStages/{apiId}:{stage}/throttle/{resourcePath}/{httpMethod}/rateLimit` (or `burstLimit`) | a number |
+//! | usage plan | remove | `/apiStages/{apiId}:{stage}/throttle/{resourcePath}/{httpMethod}` or `/apiStages/{apiId}:{stage}/throttle` | |
+//!
+//! A `/` inside a path segment is written `~1` (`~` is `~0`), as in JSON Pointer:
+//! `/apiStages/a1b2:prod/throttle/~1pets~1{petId}/DELETE/rateLimit`. The whole list applies or
+//! nothing does; a throttle or quota is checked once all operations are applied, so setting
+//! `rateLimit` and `burstLimit` of a new method throttle takes two operations in one request.
+
+use crate::admin::draft::{PlanDraft, StageDraft, ThrottleDraft};
+use crate::admin::error::{ApiError, ApiResult};
+use crate::admin::input::Object;
+use crate::import::MAX_NAME_LEN;
+use crate::model::{ApiKey, MethodKey, UsagePlan};
+
+/// The operations API Gateway has; only the first three change usage plans and keys.
+const OPS: [&str; 6] = ["add", "remove", "replace", "move", "copy", "test"];
+
+const KEY_PATHS: &str = "replace /name, /description, /enabled, /customerId";
+const PLAN_PATHS: &str = "replace /name, /description, /productCode, /throttle/rateLimit, /throttle/burstLimit, \
+    /quota/limit, /quota/period, /quota/offset, \
+    /apiStages/{apiId}:{stage}/throttle/{resourcePath}/{httpMethod}/rateLimit|burstLimit; \
+    add /apiStages (value apiId:stage); \
+    remove /throttle, /quota, /apiStages (value apiId:stage), /apiStages/{apiId}:{stage}/throttle[/{resourcePath}/{httpMethod}]";
+
+/// One `PatchOperation`, its path split into unescaped segments.
+#[derive(Debug)]
+pub(crate) struct PatchOp {
+    index: usize,
+    op: &'static str,
+    path: String,
+    segments: Vec<String>,
+    value: Option<String>,
+}
+
+impl PatchOp {
+    fn invalid_path(&self, paths: &str) -> ApiError {
+        ApiError::bad_request(format!(
+            "Invalid patch path '{}' specified for op '{}'. Supported: {paths}",
+            self.path, self.op
+        ))
+    }
+
+    fn value(&self) -> ApiResult<&str> {
+        self.value.as_deref().ok_or_else(|| {
+            ApiError::invalid(
+                &format!("patchOperations[{}].value", self.index),
+                format!("is required for op '{}' on '{}'", self.op, self.path),
+            )
+        })
+    }
+
+    /// The value, or `None` when absent or empty (clears an optional text).
+    fn text(&self) -> Option<String> {
+        self.value.clone().filter(|v| !v.is_empty())
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, what: &str) -> ApiResult<T> {
+        self.value()?.trim().parse().map_err(|_| {
+            ApiError::invalid(
+                &format!("patchOperations[{}].value", self.index),
+                format!("must be {what} for '{}'", self.path),
+            )
+        })
+    }
+
+    fn segments(&self) -> Vec<&str> {
+        self.segments.iter().map(String::as_str).collect()
+    }
+}
+
+/// Reads `patchOperations`; absent means none.
+pub(crate) fn parse(body: &Object) -> ApiResult<Vec<PatchOp>> {
+    let mut ops = Vec::new();
+    for (index, o) in body.objects("patchOperations")?.into_iter().enumerate() {
+        let op_name = o.required_string("op")?;
+        let Some(op) = OPS.iter().find(|n| **n == op_name) else {
+            return Err(ApiError::invalid(&o.field("op"), format!("must be one of {}", OPS.join(", "))));
+        };
+        let path = o.required_string("path")?;
+        let Some(rest) = path.strip_prefix('/') else {
+            return Err(ApiError::invalid(&o.field("path"), "must start with '/'"));
+        };
+        let segments = rest.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
+        ops.push(PatchOp { index, op, segments, value: o.string("value")?, path });
+    }
+    Ok(ops)
+}
+
+/// Applies `ops` to an API key.
+pub(crate) fn patch_key(mut key: ApiKey, ops: &[PatchOp]) -> ApiResult<ApiKey> {
+    for op in ops {
+        key = match (op.op, op.segments().as_slice()) {
+            ("replace", ["name"]) => {
+                let name = op.value()?;
+                if name.trim().is_empty() {
+                    return Err(ApiError::invalid("name", "must not be empty"));
+                }
+                check_key_name(name)?;
+                key.name(name)
+            }
+            ("replace", ["description"]) => {
+                key.set_description(op.text());
+                key
+            }
+            ("replace", ["customerId"]) => {
+                key.set_customer_id(op.text());
+                key
+            }
+            ("replace", ["enabled"]) => key.enabled(op.parsed::<bool>("true or false")?),
+            _ => return Err(op.invalid_path(KEY_PATHS)),
+        };
+    }
+    Ok(key)
+}
+
+/// Checks a key name's length (API Gateway's limit, as in CSV imports).
+pub(crate) fn check_key_name(name: &str) -> ApiResult<()> {
+    let len = name.chars().count();
+    if len > MAX_NAME_LEN {
+        return Err(ApiError::invalid("name", format!("must be at most {MAX_NAME_LEN} characters long, got {len}")));
+    }
+    Ok(())
+}
+
+/// Applies `ops` to a usage plan; limits are checked once all are applied.
+pub(crate) fn patch_plan(mut plan: UsagePlan, ops: &[PatchOp]) -> ApiResult<UsagePlan> {
+    let mut draft = PlanDraft::of(&plan);
+    for op in ops {
+        plan = plan_op(plan, &mut draft, op)?;
+    }
+    draft.apply(&mut plan)?;
+    Ok(plan)
+}
+
+fn plan_op(mut plan: UsagePlan, draft: &mut PlanDraft, op: &PatchOp) -> ApiResult<UsagePlan> {
+    let set = matches!(op.op, "replace" | "add");
+    match (op.op, op.segments().as_slice()) {
+        ("replace", ["name"]) => {
+            let name = op.value()?;
+            if name.trim().is_empty() {
+                return Err(ApiError::invalid("name", "must not be empty"));
+            }
+            plan = plan.name(name);
+        }
+        ("replace", ["description"]) => plan.set_description(op.text()),
+        ("replace", ["productCode"]) => plan.set_product_code(op.text()),
+        ("remove", ["throttle"]) => draft.throttle = None,
+        ("remove", ["quota"]) => draft.quota = None,
+        (_, ["throttle", leaf]) if set => set_throttle(draft.throttle.get_or_insert_default(), leaf, op)?,
+        (_, ["quota", "limit"]) if set => {
+            draft.quota.get_or_insert_default().limit = Some(op.parsed("a whole number")?)
+        }
+        (_, ["quota", "offset"]) if set => {
+            draft.quota.get_or_insert_default().offset = Some(op.parsed("a whole number")?);
+        }
+        (_, ["quota", "period"]) if set => draft.quota.get_or_insert_default().period = Some(op.value()?.to_owned()),
+        ("add", ["apiStages"]) => {
+            let (api, stage) = split_stage(op.value()?, op)?;
+            if find_stage(draft, api, stage).is_some() {
+                return Err(ApiError::conflict(format!("API stage {api}:{stage} is already in the usage plan")));
+            }
+            draft.stages.push(StageDraft { api: api.to_owned(), stage: stage.to_owned(), methods: Vec::new() });
+        }
+        ("remove", ["apiStages"]) => {
+            let (api, stage) = split_stage(op.value()?, op)?;
+            let i = stage_index(draft, api, stage)?;
+            draft.stages.remove(i);
+        }
+        ("remove", ["apiStages", label, "throttle"]) => {
+            let (api, stage) = split_stage(label, op)?;
+            let i = stage_index(draft, api, stage)?;
+            draft.stages[i].methods.clear();
+        }
+        (_, ["apiStages", label, "throttle", method @ .., leaf]) if set && !method.is_empty() => {
+            let (api, stage) = split_stage(label, op)?;
+            let i = stage_index(draft, api, stage)?;
+            let s = &mut draft.stages[i];
+            let key = method.join("/");
+            let i = match find_method(s, &key) {
+                Some(i) => i,
+                None => {
+                    s.methods.push((key, ThrottleDraft::default()));
+                    s.methods.len() - 1
+                }
+            };
+            set_throttle(&mut s.methods[i].1, leaf, op)?;
+        }
+        ("remove", ["apiStages", label, "throttle", method @ ..]) if !method.is_empty() => {
+            let (api, stage) = split_stage(label, op)?;
+            let i = stage_index(draft, api, stage)?;
+            let s = &mut draft.stages[i];
+            let key = method.join("/");
+            let i = find_method(s, &key).ok_or_else(|| {
+                ApiError::not_found(format!("API stage {} has no method throttle for {key}", s.label()))
+            })?;
+            s.methods.remove(i);
+        }
+        _ => return Err(op.invalid_path(PLAN_PATHS)),
+    }
+    Ok(plan)
+}
+
+fn set_throttle(t: &mut ThrottleDraft, leaf: &str, op: &PatchOp) -> ApiResult<()> {
+    match leaf {
+        "rateLimit" => t.rate = Some(op.parsed("a number")?),
+        "burstLimit" => t.burst = Some(op.parsed("a whole number")?),
+        _ => return Err(op.invalid_path(PLAN_PATHS)),
+    }
+    Ok(())
+}
+
+/// `apiId:stage`.
+fn split_stage<'v>(label: &'v str, op: &PatchOp) -> ApiResult<(&'v str, &'v str)> {
+    match label.split_once(':') {
+        Some((api, stage)) if !api.is_empty() && !stage.is_empty() => Ok((api, stage)),
+        _ => Err(ApiError::bad_request(format!(
+            "Invalid API stage in patch operation {} ('{}'): expected apiId:stage",
+            op.index, op.path
+        ))),
+    }
+}
+
+fn find_stage(draft: &PlanDraft, api: &str, stage: &str) -> Option<usize> {
+    draft.stages.iter().position(|s| s.api == api && s.stage == stage)
+}
+
+fn stage_index(draft: &PlanDraft, api: &str, stage: &str) -> ApiResult<usize> {
+    find_stage(draft, api, stage)
+        .ok_or_else(|| ApiError::not_found(format!("API stage {api}:{stage} is not in the usage plan")))
+}
+
+/// The method throttle for `key`: the same text, or the same method on the same path up to
+/// parameter names (`/pets/{id}/GET` is `/pets/{petId}/GET`).
+fn find_method(stage: &StageDraft, key: &str) -> Option<usize> {
+    let wanted = key.parse::<MethodKey>().ok();
+    stage.methods.iter().position(|(k, _)| {
+        k == key
+            || wanted
+                .as_ref()
+                .zip(k.parse::<MethodKey>().ok())
+                .is_some_and(|(w, k)| w.normalized_path() == k.normalized_path() && w.method() == k.method())
+    })
+}

@@ -1,0 +1,81 @@
+//! Usage plan operations: CreateUsagePlan, GetUsagePlan, GetUsagePlans, UpdateUsagePlan,
+//! DeleteUsagePlan.
+
+use crate::admin::draft::PlanDraft;
+use crate::admin::error::{ApiError, ApiResult};
+use crate::admin::input::{Object, Query};
+use crate::admin::page::Paging;
+use crate::admin::wire::{accepted, json, UsagePlanOut};
+use crate::admin::{patch, Admin, AwsPath};
+use crate::model::tags::check_tags;
+use crate::model::UsagePlan;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use http::{StatusCode, Uri};
+use std::time::SystemTime;
+
+/// CreateUsagePlan. The plan's creation time is now: a quota `offset` applies to the current period.
+pub(crate) async fn create(State(admin): State<Admin>, body: Bytes) -> ApiResult<Response> {
+    let o = Object::parse(&body)?;
+    let id = admin.new_id(|id| admin.store.plan_by_id(id).is_some());
+    let mut plan = UsagePlan::new(id).name(o.required_string("name")?).created(SystemTime::now());
+    if let Some(d) = o.string("description")?.filter(|d| !d.is_empty()) {
+        plan = plan.description(d);
+    }
+    let tags = o.string_map("tags")?;
+    check_tags(&tags)?;
+    for (name, value) in tags {
+        plan = plan.tag(name, value);
+    }
+    PlanDraft::from_request(&o)?.apply(&mut plan)?;
+    admin.store.create_plan(plan.clone())?;
+    Ok(json(StatusCode::CREATED, &UsagePlanOut::new(&plan)))
+}
+
+/// GetUsagePlan.
+pub(crate) async fn get(State(admin): State<Admin>, AwsPath(id): AwsPath<String>) -> ApiResult<Response> {
+    let plan = admin.store.plan_by_id(&id).ok_or_else(ApiError::no_such_plan)?;
+    Ok(json(StatusCode::OK, &UsagePlanOut::new(&plan)))
+}
+
+/// GetUsagePlans; with `keyId`, the plans that key is in.
+pub(crate) async fn list(State(admin): State<Admin>, uri: Uri) -> ApiResult<Response> {
+    let query = Query::parse(&uri)?;
+    let paging = Paging::parse(&query)?;
+    let key = match query.get("keyId") {
+        Some(id) => Some(admin.store.key_by_id(id).ok_or_else(ApiError::no_such_key)?.1),
+        None => None,
+    };
+    let config = admin.store.config();
+    let items = config
+        .plans()
+        .iter()
+        .filter(|p| key.as_ref().is_none_or(|k| k.plan_ids().iter().any(|id| &**id == p.id())))
+        .map(|p| (p.id().to_owned(), UsagePlanOut::new(p)))
+        .collect();
+    Ok(json(StatusCode::OK, &paging.page(items)))
+}
+
+/// UpdateUsagePlan: the patch operations of [`patch`], all or none.
+pub(crate) async fn update(
+    State(admin): State<Admin>,
+    AwsPath(id): AwsPath<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let ops = patch::parse(&Object::parse(&body)?)?;
+    if admin.store.plan_by_id(&id).is_none() {
+        return Err(ApiError::no_such_plan());
+    }
+    let plan = admin.store.update_plan(&id, |plan| patch::patch_plan(plan, &ops))?;
+    Ok(json(StatusCode::OK, &UsagePlanOut::new(&plan)))
+}
+
+/// DeleteUsagePlan: its keys leave it.
+pub(crate) async fn delete(State(admin): State<Admin>, AwsPath(id): AwsPath<String>) -> ApiResult<Response> {
+    if admin.store.plan_by_id(&id).is_none() {
+        return Err(ApiError::no_such_plan());
+    }
+    admin.store.delete_plan(&id)?;
+    Ok(accepted())
+}

@@ -1,0 +1,186 @@
+//! Response shapes of API Gateway's REST API (restJson1), member names as in the service model:
+//! camelCase, absent optional members omitted (never `null`), timestamps as epoch seconds.
+
+use crate::admin::draft::period_name;
+use crate::model::{ApiKey, KeySecret, PlanStage, Throttle, UsagePlan};
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `ApiKey`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ApiKeyOut<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_date: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_updated_date: Option<i64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tags: &'a BTreeMap<String, String>,
+}
+
+impl<'a> ApiKeyOut<'a> {
+    /// The key, with its value only when `value` is given (`includeValue`).
+    pub(crate) fn new(key: &'a ApiKey, value: Option<&'a KeySecret>) -> Self {
+        Self {
+            id: key.id(),
+            value: value.map(KeySecret::expose),
+            name: key.display_name(),
+            customer_id: key.customer(),
+            description: key.description_text(),
+            enabled: key.is_enabled(),
+            created_date: key.created_at().map(epoch_seconds),
+            last_updated_date: key.last_updated_at().map(epoch_seconds),
+            tags: key.tags(),
+        }
+    }
+}
+
+/// `UsagePlan`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UsagePlanOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    api_stages: Vec<ApiStageOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    throttle: Option<ThrottleOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota: Option<QuotaOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    product_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    tags: &'a BTreeMap<String, String>,
+}
+
+impl<'a> UsagePlanOut<'a> {
+    pub(crate) fn new(plan: &'a UsagePlan) -> Self {
+        Self {
+            id: plan.id(),
+            name: plan.display_name(),
+            description: plan.description_text(),
+            api_stages: plan.stages().iter().map(ApiStageOut::new).collect(),
+            throttle: plan.throttle_limit().map(ThrottleOut::new),
+            quota: plan.quota_limit().map(|q| QuotaOut {
+                limit: q.limit(),
+                offset: q.offset(),
+                period: period_name(q.period()),
+            }),
+            product_code: plan.product_code_text(),
+            tags: plan.tags(),
+        }
+    }
+}
+
+/// `ApiStage`: its `throttle` map is keyed `"<resourcePath>/<METHOD>"`, as in API Gateway.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiStageOut<'a> {
+    api_id: &'a str,
+    stage: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    throttle: BTreeMap<String, ThrottleOut>,
+}
+
+impl<'a> ApiStageOut<'a> {
+    fn new(s: &'a PlanStage) -> Self {
+        Self {
+            api_id: s.api(),
+            stage: s.stage_name(),
+            throttle: s.methods().iter().map(|(k, t)| (k.to_string(), ThrottleOut::new(*t))).collect(),
+        }
+    }
+}
+
+/// `ThrottleSettings`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ThrottleOut {
+    burst_limit: u32,
+    rate_limit: f64,
+}
+
+impl ThrottleOut {
+    fn new(t: Throttle) -> Self {
+        Self { burst_limit: t.burst(), rate_limit: t.rate() }
+    }
+}
+
+/// `QuotaSettings`.
+#[derive(Serialize)]
+struct QuotaOut {
+    limit: u64,
+    offset: u64,
+    period: &'static str,
+}
+
+/// `UsagePlanKey`: an API key as a member of a plan (API Gateway shows its value here).
+#[derive(Serialize)]
+pub(crate) struct UsagePlanKeyOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    key_type: &'static str,
+    value: &'a str,
+    name: &'a str,
+}
+
+impl<'a> UsagePlanKeyOut<'a> {
+    pub(crate) fn new(key: &'a ApiKey, value: &'a KeySecret) -> Self {
+        Self { id: key.id(), key_type: "API_KEY", value: value.expose(), name: key.display_name() }
+    }
+}
+
+/// A page of a collection: `ApiKeys`, `UsagePlans`, `UsagePlanKeys`. The list's JSON member is
+/// `item` (the model's `locationName`).
+#[derive(Serialize)]
+pub(crate) struct Page<T> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) position: Option<String>,
+    pub(crate) item: Vec<T>,
+}
+
+/// `ApiKeyIds`, ImportApiKeys' answer.
+#[derive(Serialize)]
+pub(crate) struct ApiKeyIds {
+    pub(crate) ids: Vec<String>,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// Whole seconds since the epoch (negative before it), restJson1's default timestamp format.
+fn epoch_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+/// A JSON response with `status`.
+pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = (status, bytes).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        // Plain structs of strings and numbers always serialize.
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// 202 with no body, the answer to a delete.
+pub(crate) fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}

@@ -1,0 +1,245 @@
+//! Usage plans and usage plan keys; GetUsage and UpdateUsage (not implemented yet); a change made
+//! here reaches a layer on its next request.
+
+use crate::{Harness, K1, K2};
+use http::{Request, StatusCode};
+use serde_json::json;
+use std::convert::Infallible;
+use std::time::{Duration, SystemTime};
+use tower::{service_fn, Layer, ServiceExt};
+use tower_usage_plans::{QuotaPeriod, Throttle, UsagePlanLayer};
+
+const GOLD: &str = r#"{"id": "gold", "name": "Gold", "apiStages": [{"apiId": "petstore", "stage": "prod",
+    "throttle": {"/pets/GET": {"burstLimit": 10, "rateLimit": 5.0}}}],
+    "throttle": {"burstLimit": 200, "rateLimit": 100.0}, "quota": {"limit": 1000, "offset": 0, "period": "DAY"}}"#;
+
+#[tokio::test]
+async fn create_get_list_delete() {
+    let h = Harness::new();
+    let body = r#"{"name": "Platinum", "description": "For partners", "tags": {"tier": "platinum"},
+        "throttle": {"rateLimit": 50.5, "burstLimit": 100},
+        "quota": {"limit": 5000, "offset": 100, "period": "MONTH"},
+        "apiStages": [{"apiId": "petstore", "stage": "prod",
+                       "throttle": {"/pets/{petId}/DELETE": {"rateLimit": 1, "burstLimit": 2}}},
+                      {"apiId": "other", "stage": "beta"}]}"#;
+    let created = h.call("POST", "/usageplans", body).await.expect(201);
+    let id = created["id"].as_str().unwrap().to_owned();
+    let want = json!({"id": id, "name": "Platinum", "description": "For partners", "tags": {"tier": "platinum"},
+        "throttle": {"rateLimit": 50.5, "burstLimit": 100},
+        "quota": {"limit": 5000, "offset": 100, "period": "MONTH"},
+        "apiStages": [{"apiId": "petstore", "stage": "prod",
+                       "throttle": {"/pets/{petId}/DELETE": {"rateLimit": 1.0, "burstLimit": 2}}},
+                      {"apiId": "other", "stage": "beta"}]});
+    assert_eq!(created, want);
+    let plan = h.store.plan_by_id(&id).unwrap();
+    let age = SystemTime::now().duration_since(plan.created_at().unwrap()).unwrap();
+    assert!(age < Duration::from_secs(60), "the plan's creation time is now");
+    assert_eq!(plan.quota_limit().unwrap().period(), QuotaPeriod::Month);
+    assert_eq!(plan.stages()[0].methods()[0].1, Throttle::new(1.0, 2).unwrap());
+
+    assert_eq!(h.get(&format!("/usageplans/{id}")).await, want);
+    let gold: serde_json::Value = serde_json::from_str(GOLD).unwrap();
+    assert_eq!(h.get("/usageplans/gold").await, gold);
+    let all = h.get("/usageplans").await;
+    let ids: Vec<&str> = all["item"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    let mut want_ids = vec!["gold", "silver", id.as_str()];
+    want_ids.sort();
+    assert_eq!(ids, want_ids);
+    assert_eq!(h.get("/usageplans?keyId=k1").await, json!({"item": [gold]}));
+    assert_eq!(h.get("/usageplans?keyId=k2").await, json!({"item": []}));
+    assert_eq!(h.get("/usageplans?limit=1").await["position"], want_ids[1]);
+
+    let reply = h.call("DELETE", "/usageplans/gold", "").await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert!(h.store.plan_by_id("gold").is_none());
+    assert!(h.store.get(K1).unwrap().plans().is_empty(), "its keys left it");
+}
+
+#[tokio::test]
+async fn patch_operations() {
+    let h = Harness::new();
+    let ops = r#"{"patchOperations": [
+        {"op": "replace", "path": "/name", "value": "Gold 2"},
+        {"op": "replace", "path": "/description", "value": "Second edition"},
+        {"op": "replace", "path": "/productCode", "value": "prod-123"},
+        {"op": "replace", "path": "/throttle/rateLimit", "value": "50"},
+        {"op": "replace", "path": "/throttle/burstLimit", "value": "60"},
+        {"op": "replace", "path": "/quota/limit", "value": "5000"},
+        {"op": "replace", "path": "/quota/period", "value": "WEEK"},
+        {"op": "replace", "path": "/quota/offset", "value": "10"},
+        {"op": "replace", "path": "/apiStages/petstore:prod/throttle/~1pets/GET/rateLimit", "value": "7"},
+        {"op": "add", "path": "/apiStages/petstore:prod/throttle/~1pets~1{petId}/DELETE/rateLimit", "value": "1"},
+        {"op": "add", "path": "/apiStages/petstore:prod/throttle/~1pets~1{petId}/DELETE/burstLimit", "value": "1"},
+        {"op": "add", "path": "/apiStages", "value": "other:beta"}]}"#;
+    let updated = h.call("PATCH", "/usageplans/gold", ops).await.expect(200);
+    assert_eq!(
+        updated,
+        json!({"id": "gold", "name": "Gold 2", "description": "Second edition", "productCode": "prod-123",
+            "apiStages": [{"apiId": "petstore", "stage": "prod", "throttle": {
+                "/pets/GET": {"burstLimit": 10, "rateLimit": 7.0},
+                "/pets/{petId}/DELETE": {"burstLimit": 1, "rateLimit": 1.0}}},
+                {"apiId": "other", "stage": "beta"}],
+            "throttle": {"burstLimit": 60, "rateLimit": 50.0},
+            "quota": {"limit": 5000, "offset": 10, "period": "WEEK"}})
+    );
+    let plan = h.store.get(K1).unwrap().plans()[0].clone();
+    assert_eq!((plan.display_name(), plan.throttle_limit()), ("Gold 2", Some(Throttle::new(50.0, 60).unwrap())));
+
+    let ops = r#"{"patchOperations": [
+        {"op": "remove", "path": "/apiStages/petstore:prod/throttle/~1pets/GET"},
+        {"op": "remove", "path": "/apiStages", "value": "other:beta"},
+        {"op": "remove", "path": "/throttle"},
+        {"op": "remove", "path": "/quota"}]}"#;
+    let updated = h.call("PATCH", "/usageplans/gold", ops).await.expect(200);
+    assert_eq!(
+        updated["apiStages"],
+        json!([{"apiId": "petstore", "stage": "prod", "throttle": {"/pets/{petId}/DELETE": {"burstLimit": 1, "rateLimit": 1.0}}}])
+    );
+    assert!(updated.get("throttle").is_none() && updated.get("quota").is_none(), "{updated}");
+    let ops = r#"{"patchOperations": [{"op": "remove", "path": "/apiStages/petstore:prod/throttle"}]}"#;
+    let updated = h.call("PATCH", "/usageplans/gold", ops).await.expect(200);
+    assert_eq!(updated["apiStages"], json!([{"apiId": "petstore", "stage": "prod"}]));
+    // No operations: the plan as it is.
+    assert_eq!(h.call("PATCH", "/usageplans/gold", "{}").await.expect(200), updated);
+}
+
+#[tokio::test]
+async fn usage_plan_keys() {
+    let h = Harness::new();
+    let created =
+        h.call("POST", "/usageplans/silver/keys", r#"{"keyId": "k2", "keyType": "API_KEY"}"#).await.expect(201);
+    let want = json!({"id": "k2", "type": "API_KEY", "value": K2, "name": "Beta"});
+    assert_eq!(created, want);
+    assert_eq!(h.store.get(K2).unwrap().plans()[0].id(), "silver");
+    assert_eq!(h.get("/usageplans/silver/keys/k2").await, want);
+    assert_eq!(h.get("/usageplans/silver/keys").await, json!({"item": [want]}));
+    assert_eq!(h.get("/usageplans/silver/keys?name=Be").await, json!({"item": [want]}));
+    assert_eq!(h.get("/usageplans/silver/keys?name=Zed").await, json!({"item": []}));
+
+    let body = r#"{"keyId": "k2", "keyType": "API_KEY"}"#;
+    h.refused(
+        "POST",
+        "/usageplans/silver/keys",
+        body,
+        409,
+        "ConflictException",
+        "The API key is already in the usage plan",
+    )
+    .await;
+    // One plan per stage: k1 is in gold, on the same stage as silver.
+    let body = r#"{"keyId": "k1", "keyType": "API_KEY"}"#;
+    h.refused(
+        "POST",
+        "/usageplans/silver/keys",
+        body,
+        409,
+        "ConflictException",
+        "keys[0].plans: plans \"gold\" and \"silver\" both apply to stage petstore/prod",
+    )
+    .await;
+    h.refused(
+        "POST",
+        "/usageplans/silver/keys",
+        r#"{"keyId": "k9", "keyType": "API_KEY"}"#,
+        404,
+        "NotFoundException",
+        "Invalid API Key identifier specified",
+    )
+    .await;
+    h.refused(
+        "POST",
+        "/usageplans/nope/keys",
+        r#"{"keyId": "k2", "keyType": "API_KEY"}"#,
+        404,
+        "NotFoundException",
+        "Invalid Usage Plan ID specified",
+    )
+    .await;
+    h.refused(
+        "POST",
+        "/usageplans/silver/keys",
+        r#"{"keyId": "k2", "keyType": "JWT"}"#,
+        400,
+        "BadRequestException",
+        "keyType: must be API_KEY",
+    )
+    .await;
+    h.refused(
+        "POST",
+        "/usageplans/silver/keys",
+        r#"{"keyType": "API_KEY"}"#,
+        400,
+        "BadRequestException",
+        "keyId: is required",
+    )
+    .await;
+    h.refused(
+        "GET",
+        "/usageplans/gold/keys/k2",
+        "",
+        404,
+        "NotFoundException",
+        "Invalid Usage Plan Key identifier specified",
+    )
+    .await;
+    h.refused("GET", "/usageplans/nope/keys", "", 404, "NotFoundException", "Invalid Usage Plan ID specified").await;
+
+    let reply = h.call("DELETE", "/usageplans/silver/keys/k2", "").await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert!(h.store.get(K2).unwrap().plans().is_empty());
+    assert!(h.store.key_by_id("k2").is_some(), "the key itself stays");
+    h.refused(
+        "DELETE",
+        "/usageplans/silver/keys/k2",
+        "",
+        404,
+        "NotFoundException",
+        "Invalid Usage Plan Key identifier specified",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn usage_operations_are_not_implemented_yet() {
+    let h = Harness::new();
+    h.refused(
+        "GET",
+        "/usageplans/gold/usage?startDate=2026-11-01&endDate=2026-11-30",
+        "",
+        400,
+        "BadRequestException",
+        "GetUsage is not implemented yet",
+    )
+    .await;
+    h.refused(
+        "PATCH",
+        "/usageplans/gold/keys/k1/usage",
+        "{}",
+        400,
+        "BadRequestException",
+        "UpdateUsage is not implemented yet",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn changes_reach_the_layer_on_its_next_request() {
+    let h = Harness::new();
+    let layer = UsagePlanLayer::new(h.store.clone());
+    let svc = layer
+        .layer(service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(http::Response::new(String::new())) }));
+    let call = |key: &'static str| {
+        let svc = svc.clone();
+        async move {
+            let req = Request::get("/pets").header("x-api-key", key).body(String::new()).unwrap();
+            svc.oneshot(req).await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(call(K2).await, 403, "k2 is in no plan");
+    h.call("POST", "/usageplans/silver/keys", r#"{"keyId": "k2", "keyType": "API_KEY"}"#).await.expect(201);
+    assert_eq!(call(K2).await, 200);
+    h.call("PATCH", "/apikeys/k2", r#"{"patchOperations": [{"op": "replace", "path": "/enabled", "value": "false"}]}"#)
+        .await
+        .expect(200);
+    assert_eq!(call(K2).await, 403, "disabled");
+}
