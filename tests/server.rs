@@ -157,7 +157,8 @@ async fn used_today(base: &str, plan: &str, key: &str) -> (u64, u64) {
     let req = http::Request::get(url).header("authorization", "Bearer admin-secret").body(Empty::new()).unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
-    let body: serde_json::Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let body: serde_json::Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
     let pair = &body["values"][key][0];
     (pair[0].as_u64().unwrap(), pair[1].as_u64().unwrap())
 }

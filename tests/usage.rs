@@ -84,7 +84,8 @@ async fn keys_without_usage_read_as_zero_and_plans_without_quota_have_no_remaini
 async fn refunded_requests_leave_the_ledger_too() {
     let clock = clock();
     let store = store(&one_key("", r#"quota = { limit = 10, period = "DAY" }"#));
-    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).refund_quota_when(|s| s.is_server_error()).build();
+    let layer =
+        UsagePlanLayer::builder(store.clone()).clock(clock.clone()).refund_quota_when(|s| s.is_server_error()).build();
     let inner = tower::service_fn(|req: http::Request<String>| async move {
         let status = if req.uri().path() == "/fail" { 500 } else { 200 };
         Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(String::new()).unwrap())
@@ -155,7 +156,8 @@ async fn a_sink_gets_every_increment_at_least_once_and_the_rest_on_shutdown() {
     let layer = builder(&one_key("", ""), &clock).build();
     let svc = service(&layer);
     let billing = Arc::new(Billing::default());
-    let reporter = UsageReporter::builder(layer.usage(), Arc::clone(&billing)).interval(Duration::from_secs(3600)).spawn();
+    let reporter =
+        UsageReporter::builder(layer.usage(), Arc::clone(&billing)).interval(Duration::from_secs(3600)).spawn();
     send_n(&svc, 5).await;
     billing.down.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(reporter.flush().await.unwrap_err().to_string().contains("billing is down"));

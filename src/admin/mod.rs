@@ -7,7 +7,8 @@
 //! (`x-amzn-ErrorType` and `{"message": ...}`): CreateApiKey, GetApiKey, GetApiKeys,
 //! UpdateApiKey, DeleteApiKey, ImportApiKeys, CreateUsagePlan, GetUsagePlan, GetUsagePlans,
 //! UpdateUsagePlan, DeleteUsagePlan, CreateUsagePlanKey, GetUsagePlanKey, GetUsagePlanKeys,
-//! DeleteUsagePlanKey; GetUsage and UpdateUsage answer 400 for now. Other paths get 404
+//! DeleteUsagePlanKey, and GetUsage and UpdateUsage over a layer's usage ledger
+//! ([`AdminRouter::usage`]). Other paths get 404
 //! `NotFoundException`, other methods on these paths 400 `BadRequestException`.
 //! Every change is one atomic change of the store: checked as a configuration file is, nothing
 //! changes on error, and layers see it from their next request.
@@ -74,6 +75,7 @@ mod wire;
 pub use auth::{AdminAuth, AuthError, AuthErrorKind};
 
 use crate::store::InMemoryKeyStore;
+use crate::usage::Usage;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, Request, State};
 use axum::middleware::{self, Next};
@@ -97,12 +99,20 @@ pub struct AdminRouter {
     store: InMemoryKeyStore,
     auth: AdminAuth,
     max_body_bytes: usize,
+    usage: Option<Usage>,
 }
 
 impl AdminRouter {
     /// The admin API of `store`, for callers that `auth` accepts.
     pub fn new(store: InMemoryKeyStore, auth: AdminAuth) -> Self {
-        Self { store, auth, max_body_bytes: DEFAULT_MAX_BODY }
+        Self { store, auth, max_body_bytes: DEFAULT_MAX_BODY, usage: None }
+    }
+
+    /// Serves GetUsage and UpdateUsage from this layer's usage ledger
+    /// ([`UsagePlanLayer::usage`](crate::UsagePlanLayer::usage)); without it they answer 400.
+    pub fn usage(mut self, usage: Usage) -> Self {
+        self.usage = Some(usage);
+        self
     }
 
     /// Largest request body accepted (default 1 MiB, enough for an ImportApiKeys CSV of 10,000
@@ -129,7 +139,7 @@ impl AdminRouter {
             // The guard has read the body within its own limit.
             .layer(DefaultBodyLimit::disable())
             .layer(middleware::from_fn_with_state(guard, authenticate))
-            .with_state(Admin { store: self.store })
+            .with_state(Admin { store: self.store, usage: self.usage })
     }
 }
 
@@ -137,6 +147,7 @@ impl AdminRouter {
 #[derive(Debug, Clone)]
 pub(crate) struct Admin {
     store: InMemoryKeyStore,
+    usage: Option<Usage>,
 }
 
 impl Admin {

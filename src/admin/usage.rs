@@ -1,11 +1,28 @@
 //! Usage operations: GetUsage (`GET /usageplans/{usageplanId}/usage`) and UpdateUsage
-//! (`PATCH /usageplans/{usageplanId}/keys/{keyId}/usage`). Not implemented yet: both answer
-//! 400. This file owns their routes, so that it can be replaced on its own.
+//! (`PATCH /usageplans/{usageplanId}/keys/{keyId}/usage`), over the layer's usage ledger
+//! ([`crate::usage::Usage`], given with [`AdminRouter::usage`](crate::admin::AdminRouter::usage)).
+//!
+//! GetUsage answers API Gateway's `Usage` shape: `usagePlanId`, `startDate`, `endDate`, `values`
+//! (per key id, one `[used, remaining]` pair per day from `startDate` to `endDate`) and `position`
+//! when more keys follow (`limit` keys a page, default 25). A day of a plan without quota is
+//! `[used, -1]`. UpdateUsage takes one operation, `replace /remaining` with a whole number from 0
+//! to the period's limit, and answers today's `Usage` of the key.
 
-use crate::admin::error::ApiError;
-use crate::admin::Admin;
+use crate::admin::error::{ApiError, ApiResult};
+use crate::admin::input::{Object, Query};
+use crate::admin::page::Paging;
+use crate::admin::wire::json;
+use crate::admin::{Admin, AwsPath};
+use crate::usage::{DayUsage, UsageError, UsageReport};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
 use axum::routing::{get, patch};
 use axum::Router;
+use http::{StatusCode, Uri};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use time::Date;
 
 /// Adds the usage routes to `router`.
 pub(crate) fn routes(router: Router<Admin>) -> Router<Admin> {
@@ -14,10 +31,125 @@ pub(crate) fn routes(router: Router<Admin>) -> Router<Admin> {
         .route("/usageplans/{usageplanId}/keys/{keyId}/usage", patch(update_usage))
 }
 
-async fn get_usage() -> ApiError {
-    ApiError::bad_request("GetUsage is not implemented yet")
+/// API Gateway's `Usage`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageOut {
+    usage_plan_id: String,
+    start_date: String,
+    end_date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<String>,
+    values: BTreeMap<String, Vec<[i64; 2]>>,
 }
 
-async fn update_usage() -> ApiError {
-    ApiError::bad_request("UpdateUsage is not implemented yet")
+fn format_date(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+fn parse_date(query: &Query, name: &str) -> ApiResult<Date> {
+    let text = query.get(name).ok_or_else(|| ApiError::invalid(name, "is required (YYYY-MM-DD)"))?;
+    Date::parse(text, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| ApiError::invalid(name, "must be a date written YYYY-MM-DD"))
+}
+
+fn pairs(days: &[DayUsage]) -> Vec<[i64; 2]> {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    days.iter().map(|d| [n(d.used), d.remaining.map_or(-1, n)]).collect()
+}
+
+fn usage_error(e: UsageError) -> ApiError {
+    match e {
+        UsageError::Invalid { field, reason } => ApiError::invalid(field, reason),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+fn usage_of(admin: &Admin) -> ApiResult<&crate::usage::Usage> {
+    admin.usage.as_ref().ok_or_else(|| {
+        ApiError::bad_request(
+            "Usage is not available here: the admin router was built without a layer's usage \
+             (AdminRouter::usage)",
+        )
+    })
+}
+
+/// GetUsage: the plan's keys (or `keyId`) from `startDate` to `endDate`, both included.
+async fn get_usage(State(admin): State<Admin>, AwsPath(plan_id): AwsPath<String>, uri: Uri) -> ApiResult<Response> {
+    let query = Query::parse(&uri)?;
+    let paging = Paging::parse(&query)?;
+    let (start, end) = (parse_date(&query, "startDate")?, parse_date(&query, "endDate")?);
+    let plan = admin.store.plan_by_id(&plan_id).ok_or_else(ApiError::no_such_plan)?;
+    let usage = usage_of(&admin)?;
+    let report: UsageReport = match query.get("keyId") {
+        Some(key) => {
+            if admin.store.key_by_id(key).is_none() {
+                return Err(ApiError::no_such_key());
+            }
+            usage.report_keys(&plan, &[key], start, end)
+        }
+        None => {
+            let config = admin.store.config();
+            let members: Vec<&str> = config
+                .keys()
+                .iter()
+                .filter(|(_, k)| k.plan_ids().iter().any(|p| **p == *plan_id))
+                .map(|(_, k)| k.id())
+                .collect();
+            usage.report(&plan, &members, start, end)
+        }
+    }
+    .map_err(usage_error)?;
+    let page = paging.page(report.keys.into_iter().map(|(id, days)| (id.clone(), (id, pairs(&days)))).collect());
+    let out = UsageOut {
+        usage_plan_id: plan_id,
+        start_date: format_date(start),
+        end_date: format_date(end),
+        position: page.position,
+        values: page.item.into_iter().collect(),
+    };
+    Ok(json(StatusCode::OK, &out))
+}
+
+/// UpdateUsage: `replace /remaining` sets the quota the key has left in the current period.
+async fn update_usage(
+    State(admin): State<Admin>,
+    AwsPath((plan_id, key_id)): AwsPath<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body = Object::parse(&body)?;
+    let ops = body.objects("patchOperations")?;
+    let [op] = ops.as_slice() else {
+        return Err(ApiError::invalid("patchOperations", "must hold exactly one operation: replace /remaining"));
+    };
+    let (name, path) = (op.required_string("op")?, op.required_string("path")?);
+    if name != "replace" || path != "/remaining" {
+        return Err(ApiError::bad_request(format!(
+            "Invalid patch path '{path}' specified for op '{name}'. Supported: replace /remaining"
+        )));
+    }
+    let remaining: u64 = op
+        .required_string("value")?
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::invalid(&op.field("value"), "must be a whole number of requests, 0 or more"))?;
+    let plan = admin.store.plan_by_id(&plan_id).ok_or_else(ApiError::no_such_plan)?;
+    let (_, key) = admin.store.key_by_id(&key_id).ok_or_else(ApiError::no_such_key)?;
+    if !key.plan_ids().iter().any(|p| **p == *plan_id) {
+        return Err(ApiError::not_found(
+            "Invalid Usage Plan Key identifier specified: the API key is not in the usage plan",
+        ));
+    }
+    let usage = usage_of(&admin)?;
+    usage.set_remaining(&plan, &key_id, remaining).map_err(usage_error)?;
+    let today = usage.today();
+    let report = usage.report_keys(&plan, &[&key_id], today, today).map_err(usage_error)?;
+    let out = UsageOut {
+        usage_plan_id: plan_id,
+        start_date: format_date(today),
+        end_date: format_date(today),
+        position: None,
+        values: report.keys.into_iter().map(|(id, days)| (id, pairs(&days))).collect(),
+    };
+    Ok(json(StatusCode::OK, &out))
 }

@@ -131,4 +131,10 @@ impl Usage {
     fn now(&self) -> crate::Now {
         self.shared.clock.now()
     }
+
+    /// Today (UTC) by the layer's clock.
+    #[must_use]
+    pub fn today(&self) -> Date {
+        report::date_of_day(crate::engine::ledger::day_of(self.now().unix_secs))
+    }
 }

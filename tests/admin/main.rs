@@ -6,6 +6,7 @@ mod errors;
 mod keys;
 mod plans;
 mod sdk;
+mod usage;
 
 use axum::body::Body;
 use axum::Router;

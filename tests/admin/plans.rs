@@ -200,29 +200,6 @@ async fn usage_plan_keys() {
 }
 
 #[tokio::test]
-async fn usage_operations_are_not_implemented_yet() {
-    let h = Harness::new();
-    h.refused(
-        "GET",
-        "/usageplans/gold/usage?startDate=2026-11-01&endDate=2026-11-30",
-        "",
-        400,
-        "BadRequestException",
-        "GetUsage is not implemented yet",
-    )
-    .await;
-    h.refused(
-        "PATCH",
-        "/usageplans/gold/keys/k1/usage",
-        "{}",
-        400,
-        "BadRequestException",
-        "UpdateUsage is not implemented yet",
-    )
-    .await;
-}
-
-#[tokio::test]
 async fn changes_reach_the_layer_on_its_next_request() {
     let h = Harness::new();
     let layer = UsagePlanLayer::new(h.store.clone());

@@ -138,3 +138,44 @@ async fn boto3_and_the_aws_cli_manage_the_store() {
     let names: Vec<&str> = listed["items"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Gold 2"]);
 }
+
+/// The acceptance scenario: the numbers boto3 reads with GetUsage are the data plane's, and
+/// UpdateUsage and disabling the key change what the next requests get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_reads_and_changes_the_usage_the_data_plane_counts() {
+    let store = InMemoryKeyStore::from_toml_str("[stage]\napi = \"petstore\"\nname = \"prod\"").unwrap();
+    let layer = tower_usage_plans::UsagePlanLayer::new(store.clone());
+    let admin = AdminRouter::new(store.clone(), AdminAuth::new().sigv4(AKID, SECRET)).usage(layer.usage());
+    let app = axum::Router::new()
+        .route("/pets", axum::routing::get(|| async { "[]" }))
+        .layer(layer)
+        .nest("/admin", admin.into_router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/admin_usage_boto3.py");
+    let mut python = Command::new("python3");
+    python
+        .arg(script)
+        .env("ADMIN_ENDPOINT", format!("{base}/admin"))
+        .env("DATA_ENDPOINT", &base)
+        .env("AWS_ACCESS_KEY_ID", AKID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    let Some(out) = run("python3 with boto3", &mut python).await else { return };
+    let out: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let (plan, key, today) = (&out["ids"]["plan"], out["ids"]["key"].as_str().unwrap(), &out["today"]);
+    assert_eq!(out["first"], json!([200, 200, 200, 200]));
+    // GetUsage in the service model's shape (boto3 calls `values` `items`).
+    assert_eq!(
+        out["usage_after_4"],
+        json!({"usagePlanId": plan, "startDate": today, "endDate": today, "items": {key: [[4, 6]]}})
+    );
+    assert_eq!(out["plan_usage"], json!({key: [[4, 6]]}));
+    assert_eq!(out["after_update"], json!([200, 429]), "UpdateUsage left exactly one request");
+    assert_eq!(out["usage_after_update"]["items"], json!({key: [[5, 0]]}));
+    assert_eq!(out["after_disable"], json!([403]));
+}

@@ -1,0 +1,214 @@
+//! GetUsage and UpdateUsage over a layer's usage ledger.
+
+use crate::{Harness, TOKEN};
+use axum::Router;
+use http::Request;
+use serde_json::json;
+use tower::ServiceExt;
+use tower_usage_plans::admin::{AdminAuth, AdminRouter};
+use tower_usage_plans::{InMemoryKeyStore, UsagePlanLayer};
+
+struct Metered {
+    h: Harness,
+    layer: UsagePlanLayer,
+}
+
+fn metered() -> Metered {
+    let store = InMemoryKeyStore::from_toml_str(crate::CONFIG).unwrap();
+    let layer = UsagePlanLayer::new(store.clone());
+    let admin = AdminRouter::new(store.clone(), AdminAuth::new().bearer(TOKEN)).usage(layer.usage());
+    Metered { h: Harness { store, app: Router::new().nest("/admin", admin.into_router()) }, layer }
+}
+
+impl Metered {
+    /// Data-plane requests with key value `value`; their statuses.
+    async fn call(&self, value: &str, n: usize) -> Vec<u16> {
+        let svc = tower::Layer::layer(
+            &self.layer,
+            tower::service_fn(|_r: Request<String>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+            }),
+        );
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let req = Request::get("/pets").header("x-api-key", value).body(String::new()).unwrap();
+            out.push(svc.clone().oneshot(req).await.unwrap().status().as_u16());
+        }
+        out
+    }
+
+    fn remaining(&self) -> u64 {
+        let plan = self.h.store.plan_by_id("gold").unwrap();
+        self.layer.usage().quota(&plan, "k1").unwrap().unwrap().remaining
+    }
+}
+
+fn day(offset_days: i64) -> String {
+    let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(offset_days);
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+#[tokio::test]
+async fn get_usage_answers_the_service_model_shape() {
+    let m = metered();
+    assert_eq!(m.call(crate::K1, 3).await, [200, 200, 200]);
+    let (today, yesterday) = (day(0), day(-1));
+    let body = m.h.get(&format!("/usageplans/gold/usage?startDate={yesterday}&endDate={today}")).await;
+    assert_eq!(
+        body,
+        json!({"usagePlanId": "gold", "startDate": yesterday, "endDate": today, "values": {"k1": [[0, 1000], [3, 997]]}})
+    );
+    let body = m.h.get(&format!("/usageplans/gold/usage?keyId=k1&startDate={today}&endDate={today}")).await;
+    assert_eq!(body["values"], json!({"k1": [[3, 997]]}));
+    // A plan without quota: [used, -1]; a plan without keys: no values.
+    m.h.store.add_key_to_plan("k2", "silver").unwrap();
+    assert_eq!(m.call(crate::K2, 2).await, [200, 200]);
+    let body = m.h.get(&format!("/usageplans/silver/usage?startDate={today}&endDate={today}")).await;
+    assert_eq!(body["values"], json!({"k2": [[2, -1]]}));
+    // Pages of keys: `limit` keys a page, `position` the next key.
+    m.h.store.remove_key_from_plan("k2", "silver").unwrap();
+    m.h.store.add_key_to_plan("k2", "gold").unwrap();
+    let url = format!("/usageplans/gold/usage?startDate={today}&endDate={today}&limit=1");
+    let first = m.h.get(&url).await;
+    assert_eq!((&first["values"], &first["position"]), (&json!({"k1": [[3, 997]]}), &json!("k2")));
+    let second = m.h.get(&format!("{url}&position=k2")).await;
+    assert_eq!(second["values"], json!({"k2": [[0, 1000]]}), "its silver usage is not gold's");
+    assert!(second.get("position").is_none());
+}
+
+#[tokio::test]
+async fn update_usage_sets_what_the_next_requests_get() {
+    let m = metered();
+    assert_eq!(m.call(crate::K1, 3).await, [200, 200, 200]);
+    let today = day(0);
+    let body =
+        m.h.call(
+            "PATCH",
+            "/usageplans/gold/keys/k1/usage",
+            r#"{"patchOperations":[{"op":"replace","path":"/remaining","value":"2"}]}"#,
+        )
+        .await
+        .expect(200);
+    assert_eq!(body, json!({"usagePlanId": "gold", "startDate": today, "endDate": today, "values": {"k1": [[3, 2]]}}));
+    assert_eq!(m.call(crate::K1, 3).await, [200, 200, 429]);
+    let body = m.h.get(&format!("/usageplans/gold/usage?startDate={today}&endDate={today}")).await;
+    assert_eq!(body["values"], json!({"k1": [[5, 0]]}));
+}
+
+#[tokio::test]
+async fn bad_usage_requests_change_nothing() {
+    let m = metered();
+    m.call(crate::K1, 3).await;
+    let today = day(0);
+    let h = &m.h;
+    let bad = "BadRequestException";
+    for (path, message) in [
+        (format!("/usageplans/gold/usage?endDate={today}"), "startDate: is required"),
+        (format!("/usageplans/gold/usage?startDate=2026-13-01&endDate={today}"), "startDate: must be a date"),
+        (format!("/usageplans/gold/usage?startDate={today}&endDate={}", day(-1)), "endDate: is before startDate"),
+        (format!("/usageplans/gold/usage?startDate={today}&endDate={today}&limit=0"), "limit:"),
+    ] {
+        h.refused("GET", &path, "", 400, bad, message).await;
+    }
+    let nf = "NotFoundException";
+    h.refused(
+        "GET",
+        &format!("/usageplans/nope/usage?startDate={today}&endDate={today}"),
+        "",
+        404,
+        nf,
+        "Invalid Usage Plan ID specified",
+    )
+    .await;
+    h.refused(
+        "GET",
+        &format!("/usageplans/gold/usage?keyId=nope&startDate={today}&endDate={today}"),
+        "",
+        404,
+        nf,
+        "Invalid API Key identifier specified",
+    )
+    .await;
+
+    let op = |op: &str, path: &str, value: &str| {
+        format!(r#"{{"patchOperations":[{{"op":"{op}","path":"{path}","value":"{value}"}}]}}"#)
+    };
+    let url = "/usageplans/gold/keys/k1/usage";
+    h.refused("PATCH", url, "{not json", 400, bad, "").await;
+    h.refused("PATCH", url, &op("replace", "/used", "1"), 400, bad, "Invalid patch path '/used'").await;
+    h.refused(
+        "PATCH",
+        url,
+        &op("add", "/remaining", "1"),
+        400,
+        bad,
+        "Invalid patch path '/remaining' specified for op 'add'",
+    )
+    .await;
+    h.refused(
+        "PATCH",
+        url,
+        &op("replace", "/remaining", "-1"),
+        400,
+        bad,
+        "patchOperations[0].value: must be a whole number",
+    )
+    .await;
+    h.refused("PATCH", url, &op("replace", "/remaining", "lots"), 400, bad, "patchOperations[0].value").await;
+    h.refused("PATCH", url, &op("replace", "/remaining", "1001"), 400, bad, "remaining: 1001 is more than the limit")
+        .await;
+    h.refused("PATCH", url, r#"{"patchOperations":[]}"#, 400, bad, "patchOperations: must hold exactly one").await;
+    h.refused(
+        "PATCH",
+        "/usageplans/nope/keys/k1/usage",
+        &op("replace", "/remaining", "1"),
+        404,
+        nf,
+        "Invalid Usage Plan ID",
+    )
+    .await;
+    h.refused(
+        "PATCH",
+        "/usageplans/gold/keys/nope/usage",
+        &op("replace", "/remaining", "1"),
+        404,
+        nf,
+        "Invalid API Key",
+    )
+    .await;
+    h.refused(
+        "PATCH",
+        "/usageplans/gold/keys/k2/usage",
+        &op("replace", "/remaining", "1"),
+        404,
+        nf,
+        "Invalid Usage Plan Key",
+    )
+    .await;
+    h.store.add_key_to_plan("k2", "silver").unwrap();
+    h.refused(
+        "PATCH",
+        "/usageplans/silver/keys/k2/usage",
+        &op("replace", "/remaining", "1"),
+        400,
+        bad,
+        "usage plan \"silver\" has no quota",
+    )
+    .await;
+    assert_eq!(m.remaining(), 997, "no refused call changed the quota");
+}
+
+#[tokio::test]
+async fn usage_without_a_layer_is_a_clear_400() {
+    let h = Harness::new();
+    let today = day(0);
+    h.refused(
+        "GET",
+        &format!("/usageplans/gold/usage?startDate={today}&endDate={today}"),
+        "",
+        400,
+        "BadRequestException",
+        "Usage is not available here",
+    )
+    .await;
+}
