@@ -114,6 +114,21 @@ async fn main() {
         println!("  curl -i -H 'x-api-key: {STAGING_KEY}' {base}/pets");
         println!("  curl -i {base}/health");
         println!();
+        if let Some(token) = &args.admin_token {
+            println!("Admin API (API Gateway's wire format) under {base}/admin:");
+            println!("  curl -s -H 'Authorization: Bearer {token}' {base}/admin/usageplans");
+            println!(
+                "  curl -s -H 'Authorization: Bearer {token}' \\\n    \
+                 '{base}/admin/usageplans/silver/usage?keyId=k-acme&startDate=2026-11-01&endDate=2026-11-30'"
+            );
+        }
+        if let (Some(id), Some(_)) = (&args.admin_access_key, &args.admin_secret_key) {
+            println!("  AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY=... \\");
+            println!("    aws apigateway get-usage-plans --endpoint-url {base}/admin --region us-east-1");
+        }
+        if args.admin_token.is_some() || args.admin_access_key.is_some() {
+            println!();
+        }
     }
     println!("listening on http://{addr}");
 
@@ -143,6 +158,6 @@ fn admin(args: &common::Args, app: Router, store: tower_usage_plans::InMemoryKey
     if let (Some(id), Some(secret)) = (&args.admin_access_key, &args.admin_secret_key) {
         auth = auth.sigv4(id.as_str(), secret.as_str());
     }
-    println!("admin API (API Gateway wire format) under /admin");
+
     app.nest("/admin", AdminRouter::new(store, auth).usage(usage).into_router())
 }
