@@ -22,10 +22,11 @@
 //! - Keys: `id`, `value`, `name` (none: the id), `description`, `customerId`, `enabled` (absent:
 //!   `false`, API Gateway's default; disabled keys are kept disabled), and their plans from the
 //!   `get-usage-plan-keys` documents.
-//! - Dropped, as the model has no place for them: `productCode` and `tags` of plans;
-//!   `createdDate`, `lastUpdatedDate` (ISO 8601 text or epoch seconds, both accepted),
-//!   `stageKeys` and `tags` of keys; `name` of plan keys. Unknown members are ignored (AWS adds
-//!   members over time), and so is `position`.
+//! - Kept: `productCode` and `tags` of plans; `createdDate`, `lastUpdatedDate` (ISO 8601 text
+//!   or epoch seconds, both accepted) and `tags` of keys. Dropped: `stageKeys` of keys (API
+//!   Gateway's deprecated binding; plans bind keys to stages here) and `name` of plan keys (the
+//!   key's own name is kept). Unknown members are ignored (AWS adds members over time), and so
+//!   is `position`.
 //!
 //! Pagination: the CLI fetches every page itself. A document printed with `--no-paginate` or
 //! `--max-items` holds one page: pass each one; calling a method again appends.

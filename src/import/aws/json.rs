@@ -119,6 +119,41 @@ impl<'v> Obj<'v> {
         }
     }
 
+    /// A timestamp: ISO 8601 text (the aws CLI v2) or epoch seconds (v1, the REST wire).
+    fn time(&self, name: &str) -> Result<Option<std::time::SystemTime>, ImportError> {
+        let from_secs = |secs: f64| {
+            (secs.is_finite() && secs >= 0.0 && secs < 1e11)
+                .then(|| std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs))
+        };
+        match self.get(name) {
+            None => Ok(None),
+            Some(v @ Value::Number(n)) => {
+                n.as_f64().and_then(from_secs).map(Some).ok_or_else(|| self.wrong_type(name, "a time", v))
+            }
+            Some(v @ Value::String(text)) => {
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .ok()
+                    .and_then(|t| from_secs(t.unix_timestamp() as f64))
+                    .map(Some)
+                    .ok_or_else(|| self.wrong_type(name, "an ISO 8601 time or epoch seconds", v))
+            }
+            Some(v) => Err(self.wrong_type(name, "a time", v)),
+        }
+    }
+
+    /// `{"name": "value", ...}`.
+    fn tags(&self, name: &str) -> Result<Vec<(&'v str, &'v str)>, ImportError> {
+        let Some(tags) = self.object(name)? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for (k, v) in tags.map {
+            match v {
+                Value::String(v) => out.push((k.as_str(), v.as_str())),
+                v => return Err(tags.wrong_type(k, "a string", v)),
+            }
+        }
+        Ok(out)
+    }
+
     fn whole(&self, name: &str) -> Result<Option<u64>, ImportError> {
         match self.get(name) {
             None => Ok(None),
@@ -195,6 +230,12 @@ impl<'v> Obj<'v> {
         if let Some(description) = self.string("description")? {
             plan = plan.description(description);
         }
+        if let Some(code) = self.string("productCode")? {
+            plan = plan.product_code(code);
+        }
+        for (name, value) in self.tags("tags")? {
+            plan = plan.tag(name, value);
+        }
         if let Some(t) = self.object("throttle")?.map(|o| o.throttle()).transpose()?.flatten() {
             plan = plan.throttle(t);
         }
@@ -240,6 +281,15 @@ impl<'v> Obj<'v> {
         }
         if let Some(customer) = self.string("customerId")? {
             key = key.customer_id(customer);
+        }
+        if let Some(at) = self.time("createdDate")? {
+            key = key.created(at);
+        }
+        if let Some(at) = self.time("lastUpdatedDate")? {
+            key = key.last_updated(at);
+        }
+        for (name, value) in self.tags("tags")? {
+            key = key.tag(name, value);
         }
         Ok((value, key))
     }

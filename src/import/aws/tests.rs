@@ -112,7 +112,16 @@ fn a_realistic_export_becomes_a_store() {
     assert_eq!(methods, [("/pets/GET".to_owned(), 10.0, 20), ("/pets/{petId}/DELETE".to_owned(), 0.5, 1)]);
     assert!(plan.stage_binding("a1b2c3d4e5", "beta").is_some());
 
+    // Dates and tags come along: ISO 8601 text and epoch seconds alike.
+    let secs = |t: Option<std::time::SystemTime>| t.map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
+    assert_eq!(secs(gold.key().created_at()), Some(1_709_280_922));
+    assert_eq!(secs(gold.key().last_updated_at()), Some(1_736_697_723));
+    assert_eq!(gold.key().tags().get("env").map(String::as_str), Some("prod"));
+    assert_eq!(plan.tags().get("team").map(String::as_str), Some("billing"));
+
     let free = store.get(FREE_KEY).unwrap();
+    assert_eq!(secs(free.key().created_at()), Some(1_709_280_922));
+    assert_eq!(free.plans()[0].product_code_text(), Some("prod-abc"));
     assert_eq!(free.plans()[0].id(), "9kz0ba");
     assert_eq!(free.plans()[0].quota_limit().unwrap().period(), QuotaPeriod::Day);
     let old = store.get(OLD_KEY).unwrap();
