@@ -81,6 +81,11 @@
 //!   `SqlKeyStore` (PostgreSQL or SQLite, keys stored as SHA-256 hashes).
 //! - `http`: [`UsagePlanLayer`], [`UsagePlanService`], [`ResponseFuture`], key extraction
 //!   ([`KeySource`]), rejection rendering ([`RenderRejection`]) and rate-limit headers.
+//! - [`usage`]: the usage ledger (per key, plan and UTC day) seen from outside: API Gateway's
+//!   GetUsage and UpdateUsage figures, snapshots across restarts, usage sinks for billing.
+//! - `admin` (feature `admin`): API Gateway's REST management API as an axum Router, with SigV4
+//!   and bearer authentication.
+//! - [`import`]: ImportApiKeys CSV files and the JSON of the aws CLI (`import::aws`).
 //!
 //! Every clone of the layer and of its services shares one state. `poll_ready` is the inner
 //! service's; refusals are responses, so `Error = S::Error`.
