@@ -69,8 +69,13 @@ impl UsageBatch {
 
 /// Where usage increments go: a billing system, a database, a queue.
 ///
-/// `deliver` returns `Ok` once the batch is stored; an `Err` (or a crash before the
-/// acknowledgement) has the same increments offered again later.
+/// The ledger remembers, per key, plan and day, how much of the count a sink has acknowledged.
+/// [`Usage::pending`] gives what is not acknowledged yet; [`Usage::acknowledge`] records a batch
+/// as delivered; [`UsageReporter`](crate::usage::UsageReporter) runs that loop. `deliver`
+/// returns `Ok` once the batch is stored; after an `Err`, or a crash between delivery and
+/// acknowledgement, the same increments are offered again, merged with newer counts: delivery is
+/// at least once. Every record carries the day's `total` as well as the increment, so a sink
+/// that stores totals (an upsert on key, plan and day) is exact even when a batch arrives twice.
 pub trait UsageSink: Send + Sync + 'static {
     /// Why a delivery failed (logged, and returned by [`UsageReporter::flush`]).
     type Error: fmt::Display + Send + 'static;
@@ -88,7 +93,7 @@ impl<S: UsageSink> UsageSink for std::sync::Arc<S> {
 }
 
 impl Usage {
-    /// Usage not acknowledged by a sink yet (see the [module docs](self)).
+    /// Usage not acknowledged by a sink yet (see [`UsageSink`]).
     pub fn pending(&self) -> Result<UsageBatch, UsageError> {
         let pending = self.backend()?.pending();
         let records = pending
