@@ -276,7 +276,7 @@ impl CounterBackend for InProcess {
 
 #[cfg(test)]
 mod tests {
-    use super::InProcess;
+    use super::{day_of, InProcess};
     use crate::backend::CounterBackend;
     use crate::{ApiKey, Config, InMemoryKeyStore, KeySecret, ManualClock, PlanStage, Quota, QuotaPeriod};
     use crate::{Stage, Throttle, UsagePlan, UsagePlanLayer};
@@ -328,5 +328,15 @@ mod tests {
         // The key whose quota counted a request kept its count through the sweeps.
         assert_eq!(call(value(999_999)).await, 200);
         assert_eq!(call(value(999_999)).await, 429);
+        // The swept states' day counts went into the ledger: every key still reads 1 request
+        // today (most of 0..2000 were swept).
+        use crate::backend::UsageBackend;
+        let today = day_of(1_795_435_200);
+        for i in [0, 999, 1999, 2000, 3999] {
+            let days = backend.days(&format!("k{i}"), "fast", today, today);
+            assert_eq!(days.iter().map(|d| d.used).sum::<u64>(), 1, "k{i}");
+        }
+        let swept = (0..2000).filter(|i| backend.keys.lock().get(&format!("k{i}"), "fast").is_none()).count();
+        assert!(swept > 1000, "the test sweeps ({swept} swept)");
     }
 }
