@@ -349,8 +349,8 @@ impl Engine {
             None => record.plans().first(),
         };
         let grant = match plan {
-            _ if !key.is_enabled() => Grant::Disabled(Arc::clone(key.id_arc())),
-            None => Grant::WrongStage(Arc::clone(key.id_arc())),
+            _ if !key.is_enabled() => Grant::refused(key.id_arc(), RejectionKind::DisabledKey),
+            None => Grant::refused(key.id_arc(), RejectionKind::WrongStage),
             Some(plan) => {
                 let compiled = self.compile(plan, now)?;
                 let previous = previous.and_then(|p| match &p.grant {
@@ -424,12 +424,7 @@ impl Engine {
     fn decide(&self, entry: &KeyEntry, req: Req<'_>, slots: Slots, now: Now, want: Want) -> Decision {
         let (plan, state) = match &entry.grant {
             Grant::Plan(p, s) => (p, s),
-            Grant::Disabled(id) => {
-                return Decision::Ready(Err(Rejection::new(RejectionKind::DisabledKey).with_key(id)))
-            }
-            Grant::WrongStage(id) => {
-                return Decision::Ready(Err(Rejection::new(RejectionKind::WrongStage).with_key(id)))
-            }
+            Grant::Refused(r) => return Decision::Ready(Err(Rejection::new(r.kind).with_key(&r.id))),
         };
         if now.unix_secs >= i64::from(entry.expires) {
             return Decision::Ready(Err(Rejection::new(RejectionKind::ExpiredKey).with_key(entry.id())));

@@ -32,17 +32,30 @@ pub(crate) struct CompiledPlan {
 #[derive(Clone)]
 pub(crate) enum Grant {
     Plan(Arc<CompiledPlan>, KeyState),
-    /// The key id is kept here; a plan grant's is in its backend state.
-    Disabled(Arc<str>),
-    WrongStage(Arc<str>),
+    /// A key this stage refuses. Behind one pointer, so that a grant (and every cache entry)
+    /// stays three words: two variants holding their id inline would need a fourth for the tag.
+    Refused(Arc<RefusedKey>),
+}
+
+/// Why a known key is refused, and its id (a plan grant's id is in its backend state).
+#[derive(Debug)]
+pub(crate) struct RefusedKey {
+    pub(crate) id: Arc<str>,
+    /// `DisabledKey` or `WrongStage`.
+    pub(crate) kind: crate::rejection::RejectionKind,
+}
+
+impl Grant {
+    pub(crate) fn refused(id: &Arc<str>, kind: crate::rejection::RejectionKind) -> Self {
+        Grant::Refused(Arc::new(RefusedKey { id: Arc::clone(id), kind }))
+    }
 }
 
 impl fmt::Debug for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Grant::Plan(p, _) => f.debug_tuple("Plan").field(&p.plan.id()).finish(),
-            Grant::Disabled(_) => f.write_str("Disabled"),
-            Grant::WrongStage(_) => f.write_str("WrongStage"),
+            Grant::Refused(r) => f.debug_tuple("Refused").field(&r.kind).finish(),
         }
     }
 }
@@ -82,7 +95,7 @@ impl KeyEntry {
     pub(crate) fn id(&self) -> &Arc<str> {
         match &self.grant {
             Grant::Plan(_, state) => state.key_id(),
-            Grant::Disabled(id) | Grant::WrongStage(id) => id,
+            Grant::Refused(r) => &r.id,
         }
     }
 }
@@ -146,3 +159,7 @@ impl fmt::Debug for KeyBytes {
         f.write_str("KeyBytes(<redacted>)")
     }
 }
+
+// A cache entry is per key value at 1M keys: its size is part of the memory goal.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<KeyEntry>() == 40 && std::mem::size_of::<Grant>() == 24);
