@@ -1,6 +1,8 @@
 //! Key stores seen from the layer: caching, concurrent first lookups, store failures.
 
 mod common;
+#[path = "store/persist.rs"]
+mod persist;
 
 use common::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

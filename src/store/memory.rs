@@ -166,7 +166,30 @@ impl InMemoryKeyStore {
         self.inner.loaded.read().config.plans().iter().find(|p| p.id() == id).cloned()
     }
 
-    /// The configuration as it is now (changes included).
+    /// The configuration as it is now (changes included). To keep the changes across restarts,
+    /// write it with [`Config::to_json_string`] (or [`to_toml_string`](Config::to_toml_string))
+    /// and load that file at the next start. The file holds every key value: keep it private.
+    ///
+    /// ```
+    /// use tower_usage_plans::{ApiKey, InMemoryKeyStore, KeySecret, PlanStage, UsagePlan};
+    /// let store = InMemoryKeyStore::from_toml_str("[stage]\napi = \"petstore\"\nname = \"prod\"")?;
+    /// store.put_plan(UsagePlan::new("free").stage(PlanStage::new("petstore", "prod")))?;
+    /// store.create_key(ApiKey::new("k1").plan("free"), KeySecret::new("k1-0123456789abcdefghij")?)?;
+    ///
+    /// // Persist: write a new file, then rename it over the old one (never a half-written file).
+    /// let dir = std::env::temp_dir().join(format!("usage-plans-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let (path, tmp) = (dir.join("plans.json"), dir.join("plans.json.tmp"));
+    /// std::fs::write(&tmp, store.config().to_json_string())?;
+    /// std::fs::rename(&tmp, &path)?;
+    ///
+    /// // Reload, e.g. at the next start.
+    /// let reloaded = InMemoryKeyStore::from_path(&path)?;
+    /// assert_eq!(reloaded.config(), store.config());
+    /// assert!(reloaded.get("k1-0123456789abcdefghij").is_some());
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn config(&self) -> Config {
         self.inner.loaded.read().config.clone()

@@ -122,7 +122,7 @@ impl<'v> Obj<'v> {
     /// A timestamp: ISO 8601 text (the aws CLI v2) or epoch seconds (v1, the REST wire).
     fn time(&self, name: &str) -> Result<Option<std::time::SystemTime>, ImportError> {
         let from_secs = |secs: f64| {
-            (secs.is_finite() && secs >= 0.0 && secs < 1e11)
+            (secs.is_finite() && (0.0..1e11).contains(&secs))
                 .then(|| std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs))
         };
         match self.get(name) {

@@ -1,0 +1,178 @@
+//! The file's structure as serde sees it, field names as in the file: what is read (then checked
+//! in `read.rs`) and what is written (built in `write.rs`). Numbers are wide (`i64`) so that a
+//! negative or oversized value gets a checked error naming its field rather than a serde error.
+
+use crate::model::tags::Tags;
+use crate::model::QuotaPeriod;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    pub(super) stage: RawStage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) account: Option<RawAccount>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) plans: Vec<RawPlan>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) keys: Vec<RawKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStage {
+    pub(super) api: String,
+    pub(super) name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) throttle: Option<RawThrottle>,
+    #[serde(default, skip_serializing_if = "Methods::is_empty")]
+    pub(super) methods: Methods,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) public_methods: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccount {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) throttle: Option<RawThrottle>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawThrottle {
+    pub(super) rate: f64,
+    pub(super) burst: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQuota {
+    pub(super) limit: i64,
+    pub(super) period: QuotaPeriod,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) offset: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlan {
+    pub(super) id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) throttle: Option<RawThrottle>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) quota: Option<RawQuota>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) created: Option<RawTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) product_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub(super) tags: Tags,
+    /// Last: the TOML writer puts these in `[[plans.stages]]` tables after the plan's own lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) stages: Vec<RawPlanStage>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlanStage {
+    pub(super) api: String,
+    pub(super) stage: String,
+    #[serde(default, skip_serializing_if = "Methods::is_empty")]
+    pub(super) methods: Methods,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    pub(super) id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) name: Option<String>,
+    pub(super) value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) customer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) plans: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) expires: Option<RawTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) created: Option<RawTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) last_updated: Option<RawTime>,
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub(super) tags: Tags,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) previous_values: Vec<RawPreviousValue>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPreviousValue {
+    pub(super) value: String,
+    pub(super) until: RawTime,
+}
+
+/// RFC 3339 timestamps: a string in JSON and TOML, or a bare TOML datetime. Written as a string.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawTime {
+    Text(String),
+    Toml(toml::value::Datetime),
+}
+
+/// Method throttles by method key (`"/pets/{petId}/DELETE"`): a JSON object or a TOML table, kept
+/// in file order so that what is written reads back in the same order. A key repeated in JSON
+/// replaces the earlier value, as it would in a map.
+#[derive(Default)]
+pub(super) struct Methods(pub(super) Vec<(String, RawThrottle)>);
+
+impl Methods {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Methods {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Methods {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = Methods;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Methods, A::Error> {
+                let mut list: Vec<(String, RawThrottle)> = Vec::new();
+                while let Some((key, throttle)) = map.next_entry::<String, RawThrottle>()? {
+                    match list.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, t)) => *t = throttle,
+                        None => list.push((key, throttle)),
+                    }
+                }
+                Ok(Methods(list))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
+}
