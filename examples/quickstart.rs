@@ -10,7 +10,8 @@
 //! `--admin-token` mounts the admin API (API Gateway's REST wire format: boto3 and the aws CLI
 //! work with `--endpoint-url http://127.0.0.1:3000/admin`) under `/admin`, answering that bearer
 //! token, and SigV4 with `--admin-access-key ID --admin-secret-key SECRET`. `--state-file`
-//! restores usage counts at start and writes them every 5 s and at shutdown (Ctrl-C, SIGTERM).
+//! restores keys, plans (with the admin API's changes) and usage counts at start, and writes them
+//! every 5 s and at shutdown (Ctrl-C, SIGTERM).
 
 use axum::extract::{Path, State};
 use axum::http::{Request, StatusCode};
@@ -77,9 +78,12 @@ fn app(pets: Pets) -> Router {
 #[tokio::main]
 async fn main() {
     let args = common::args("quickstart", 3000);
-    let store = common::store(&args);
+    let mut state = common::StateFile::read(&args);
+    let store = state.as_ref().and_then(common::StateFile::store).unwrap_or_else(|| common::store(&args));
     let (layer, redis) = common::layer(&args, store.clone()).await;
-    let state = common::StateFile::open(&args, &layer);
+    if let Some(state) = &mut state {
+        state.start(&store, &layer);
+    }
     let usage = layer.usage();
     let app = if args.no_layer { app(Pets::default()) } else { app(Pets::default()).layer(layer) };
     let app = admin(&args, app, store, usage);
@@ -138,7 +142,7 @@ async fn main() {
     }
     if let Some(state) = state {
         state.save();
-        println!("usage counts written to the state file");
+        println!("keys, plans and usage counts written to the state file");
     }
     if let Some(redis) = redis {
         redis.shutdown().await;

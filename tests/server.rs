@@ -148,6 +148,30 @@ fn start_quickstart(args: &[&str]) -> Option<(common::Killed, String)> {
     }
 }
 
+/// `method` on the admin API (bearer token) with a JSON body; the JSON answer.
+async fn admin(base: &str, method: &str, path: &str, body: &str) -> serde_json::Value {
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("{base}/admin{path}"))
+        .header("authorization", "Bearer admin-secret")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_owned())))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(status.is_success(), "{method} {path}: {status} {}", String::from_utf8_lossy(&bytes));
+    serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+}
+
+async fn statuses_of(url: &str, key: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(fetch(url, Some(key)).await.0);
+    }
+    out
+}
+
 /// GetUsage through the admin API (bearer token): today's `[used, remaining]` of `key` in `plan`.
 async fn used_today(base: &str, plan: &str, key: &str) -> (u64, u64) {
     let today = time::OffsetDateTime::now_utc().date();
@@ -178,6 +202,32 @@ async fn quickstart_keeps_every_counted_request_across_sigterm_and_restart() {
     }
     let (used, remaining) = used_today(&base, "silver", "k-acme").await;
     assert_eq!(used, 25);
+    // A plan and a key made through the admin API, and used: they survive the restart too.
+    let made = "made-0123456789abcdefghij";
+    admin(
+        &base,
+        "POST",
+        "/usageplans",
+        r#"{"name": "Made", "apiStages": [{"apiId": "petstore", "stage": "prod"}],
+        "quota": {"limit": 10, "period": "DAY"}}"#,
+    )
+    .await;
+    let plans = admin(&base, "GET", "/usageplans?limit=500", "").await;
+    let plan = plans["item"].as_array().unwrap().iter().find(|p| p["name"] == "Made").unwrap()["id"].clone();
+    let plan = plan.as_str().unwrap();
+    let key =
+        admin(&base, "POST", "/apikeys", &format!(r#"{{"name": "made", "enabled": true, "value": "{made}"}}"#)).await;
+    let key = key["id"].as_str().unwrap();
+    admin(
+        &base,
+        "POST",
+        &format!("/usageplans/{plan}/keys"),
+        &format!(r#"{{"keyId": "{key}", "keyType": "API_KEY"}}"#),
+    )
+    .await;
+    for _ in 0..4 {
+        assert_eq!(fetch(&format!("{base}/pets"), Some(made)).await.0, 200);
+    }
     // SIGTERM: a graceful shutdown writes the state file.
     let pid = first.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -191,5 +241,8 @@ async fn quickstart_keeps_every_counted_request_across_sigterm_and_restart() {
         assert_eq!(fetch(&format!("{base}/pets"), acme).await.0, 200);
     }
     assert_eq!(used_today(&base, "silver", "k-acme").await, (30, remaining - 5));
+    assert_eq!(used_today(&base, plan, key).await, (4, 6));
+    let statuses: Vec<u16> = statuses_of(&format!("{base}/pets"), made, 7).await;
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429], "6 left of the 10");
     std::fs::remove_dir_all(&dir).unwrap();
 }

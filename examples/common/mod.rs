@@ -25,8 +25,8 @@ pub struct Args {
     /// also accepts (for boto3 and the aws CLI).
     pub admin_access_key: Option<String>,
     pub admin_secret_key: Option<String>,
-    /// `--state-file PATH`: restore usage counts from PATH at start; write them every 5 s and at
-    /// shutdown.
+    /// `--state-file PATH`: restore keys, plans and usage counts from PATH at start; write them
+    /// every 5 s and at shutdown.
     pub state_file: Option<std::path::PathBuf>,
 }
 
@@ -161,27 +161,63 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// `--state-file`: usage counts restored at start, written every 5 s and at shutdown.
+/// `--state-file PATH`: the store's keys and plans (with changes made through the admin API) and
+/// its usage counts, restored at start and written every 5 s and at shutdown. One JSON file:
+/// `{"version": 1, "config": <the configuration file format>, "usage": <a usage snapshot>}`. It
+/// holds key values, like a configuration file: it is written readable by its owner only.
 pub struct StateFile {
-    usage: tower_usage_plans::usage::Usage,
     path: std::path::PathBuf,
+    saved: Option<Saved>,
+    live: Option<(InMemoryKeyStore, tower_usage_plans::usage::Usage)>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    version: u32,
+    config: serde_json::Value,
+    usage: tower_usage_plans::usage::UsageSnapshot,
+}
+
+fn fail(path: &std::path::Path, e: impl std::fmt::Display) -> ! {
+    eprintln!("error: --state-file {}: {e}", path.display());
+    std::process::exit(1);
 }
 
 impl StateFile {
-    /// Restores the counts from `--state-file` (if given and present) into `layer`, and starts
-    /// writing them every 5 s. Exits with status 1 when the file cannot be read.
-    pub fn open(args: &Args, layer: &tower_usage_plans::UsagePlanLayer) -> Option<StateFile> {
+    /// Reads `--state-file` if given; exits with status 1 when it exists but cannot be read.
+    pub fn read(args: &Args) -> Option<StateFile> {
         let path = args.state_file.clone()?;
-        let usage = layer.usage();
-        match usage.load(&path) {
-            Ok(true) => println!("usage counts restored from {}", path.display()),
-            Ok(false) => println!("no state file at {} yet: starting from zero", path.display()),
-            Err(e) => {
-                eprintln!("error: --state-file: {e}");
-                std::process::exit(1);
-            }
+        let saved = match std::fs::read(&path) {
+            Ok(bytes) => Some(serde_json::from_slice::<Saved>(&bytes).unwrap_or_else(|e| fail(&path, e))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => fail(&path, e),
+        };
+        if saved.as_ref().is_some_and(|s| s.version != 1) {
+            fail(&path, "written by a newer version (this one reads version 1)");
         }
-        let periodic = StateFile { usage: usage.clone(), path: path.clone() };
+        Some(StateFile { path, saved, live: None })
+    }
+
+    /// The store saved in the file, if any (it wins over `--config`: it holds later changes).
+    pub fn store(&self) -> Option<InMemoryKeyStore> {
+        let saved = self.saved.as_ref()?;
+        let store = InMemoryKeyStore::from_json_str(&saved.config.to_string()).unwrap_or_else(|e| fail(&self.path, e));
+        println!("keys and plans restored from {}", self.path.display());
+        Some(store)
+    }
+
+    /// Restores the usage counts into `layer` and starts writing `store` and the counts every 5 s.
+    pub fn start(&mut self, store: &InMemoryKeyStore, layer: &tower_usage_plans::UsagePlanLayer) {
+        let usage = layer.usage();
+        match self.saved.take() {
+            Some(saved) => {
+                usage.restore(saved.usage).unwrap_or_else(|e| fail(&self.path, e));
+                println!("usage counts restored from {}", self.path.display());
+            }
+            None => println!("no state file at {} yet: starting from zero", self.path.display()),
+        }
+        self.live = Some((store.clone(), usage));
+        let periodic = StateFile { path: self.path.clone(), saved: None, live: self.live.clone() };
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
             tick.tick().await;
@@ -190,13 +226,35 @@ impl StateFile {
                 periodic.save();
             }
         });
-        Some(StateFile { usage, path })
     }
 
-    /// Writes the counts now (atomically: a crash mid-write keeps the previous file).
+    /// Writes the store and the counts now, atomically (a temporary file renamed over the old
+    /// one: a crash mid-write keeps the previous state).
     pub fn save(&self) {
-        if let Err(e) = self.usage.save(&self.path) {
-            eprintln!("warning: --state-file: {e}");
+        let Some((store, usage)) = &self.live else { return };
+        if let Err(e) = write_state(&self.path, store, usage) {
+            eprintln!("warning: --state-file {}: {e}", self.path.display());
         }
     }
+}
+
+fn write_state(
+    path: &std::path::Path,
+    store: &InMemoryKeyStore,
+    usage: &tower_usage_plans::usage::Usage,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let saved =
+        Saved { version: 1, config: serde_json::from_str(&store.config().to_json_string())?, usage: usage.snapshot()? };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(&serde_json::to_vec(&saved)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
