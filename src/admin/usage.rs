@@ -81,32 +81,38 @@ async fn get_usage(State(admin): State<Admin>, AwsPath(plan_id): AwsPath<String>
     let (start, end) = (parse_date(&query, "startDate")?, parse_date(&query, "endDate")?);
     let plan = admin.store.plan_by_id(&plan_id).ok_or_else(ApiError::no_such_plan)?;
     let usage = usage_of(&admin)?;
-    let report: UsageReport = match query.get("keyId") {
+    // The page's keys first (the plan's keys and every key with usage under it, in id order),
+    // then the figures of those keys only.
+    let keys: Vec<String> = match query.get("keyId") {
         Some(key) => {
             if admin.store.key_by_id(key).is_none() {
                 return Err(ApiError::no_such_key());
             }
-            usage.report_keys(&plan, &[key], start, end)
+            vec![key.to_owned()]
         }
         None => {
             let config = admin.store.config();
-            let members: Vec<&str> = config
+            let mut keys: Vec<String> = config
                 .keys()
                 .iter()
                 .filter(|(_, k)| k.plan_ids().iter().any(|p| **p == *plan_id))
-                .map(|(_, k)| k.id())
+                .map(|(_, k)| k.id().to_owned())
                 .collect();
-            usage.report(&plan, &members, start, end)
+            keys.extend(usage.keys_with_usage(&plan).map_err(usage_error)?);
+            keys.sort_unstable();
+            keys.dedup();
+            keys
         }
-    }
-    .map_err(usage_error)?;
-    let page = paging.page(report.keys.into_iter().map(|(id, days)| (id.clone(), (id, pairs(&days)))).collect());
+    };
+    let page = paging.page(keys.into_iter().map(|k| (k.clone(), k)).collect());
+    let ids: Vec<&str> = page.item.iter().map(String::as_str).collect();
+    let report: UsageReport = usage.report_keys(&plan, &ids, start, end).map_err(usage_error)?;
     let out = UsageOut {
         usage_plan_id: plan_id,
         start_date: format_date(start),
         end_date: format_date(end),
         position: page.position,
-        values: page.item.into_iter().collect(),
+        values: report.keys.into_iter().map(|(id, days)| (id, pairs(&days))).collect(),
     };
     Ok(json(StatusCode::OK, &out))
 }

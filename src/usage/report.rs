@@ -101,6 +101,12 @@ impl Usage {
         Ok(quota_usage(rule, unix, limit - remaining))
     }
 
+    /// The ids of the keys with counts or ledger days under `plan` (whether or not they are in
+    /// it now), unordered.
+    pub fn keys_with_usage(&self, plan: &UsagePlan) -> Result<Vec<String>, UsageError> {
+        Ok(self.backend()?.keys_of_plan(plan.id()).iter().map(|k| k.to_string()).collect())
+    }
+
     /// Usage per day from `start` to `end` (inclusive, UTC days) of `plan`: every key in `keys`
     /// (with zeros when it forwarded nothing) and every other key with usage under the plan.
     /// Each day is `[used, remaining]` as API Gateway's GetUsage defines it: requests forwarded
