@@ -51,7 +51,6 @@ async fn each_day_reads_as_used_and_remaining_at_its_end() {
     assert_eq!(pairs(&report.keys["k"]), [(0, Some(100)), (5, Some(95)), (3, Some(92)), (0, Some(92)), (10, Some(50))]);
     let after = send_n(&svc, 51).await;
     assert_eq!((count(&after, 200), count(&after, 429)), (50, 1));
-    assert!(usage.set_remaining(&plan, "k", 101).is_err(), "more than the limit");
 
     // December: November is a past period, read from the ledger alone.
     clock.advance(DAY * 5);
@@ -61,6 +60,19 @@ async fn each_day_reads_as_used_and_remaining_at_its_end() {
     assert_eq!(days[1], (60, Some(0)), "26th: 10 + 50 requests, nothing left");
     assert_eq!(days[6], (0, Some(100)), "December starts over");
     assert_eq!(count(&send_n(&svc, 1).await, 200), 1);
+
+    // A temporary extension (API Gateway's UpdateUsage may grant more than the limit): 150 more
+    // this month, then December's limit again.
+    usage.set_remaining(&plan, "k", 150).unwrap();
+    let q = usage.quota(&plan, "k").unwrap().unwrap();
+    assert_eq!((q.used, q.remaining), (-50, 150));
+    let report = usage.report(&plan, &["k"], date!(2026 - 12 - 01), date!(2026 - 12 - 01)).unwrap();
+    assert_eq!(pairs(&report.keys["k"]), [(1, Some(150))]);
+    let extended = send_n(&svc, 151).await;
+    assert_eq!((count(&extended, 200), count(&extended, 429)), (150, 1));
+    assert!(usage.set_remaining(&plan, "k", u64::MAX).is_err(), "more than a counter holds");
+    clock.advance(DAY * 31);
+    assert_eq!(usage.quota(&plan, "k").unwrap().unwrap().remaining, 100, "January: the plan's limit");
 }
 
 #[tokio::test]
@@ -198,4 +210,20 @@ async fn unacknowledged_usage_survives_a_restart_through_the_snapshot() {
     let offered = again.usage().pending().unwrap();
     assert_eq!(offered.records().len(), 1);
     assert_eq!((offered.records()[0].requests, offered.records()[0].total), (2, 8));
+}
+
+#[tokio::test]
+async fn an_acknowledgement_after_the_retention_dropped_the_day_brings_nothing_back() {
+    let clock = clock();
+    let layer = builder(&one_key("", ""), &clock).usage_retention_days(2).build();
+    let svc = service(&layer);
+    send_n(&svc, 3).await;
+    let usage = layer.usage();
+    let batch = usage.pending().unwrap();
+    clock.advance(DAY * 5);
+    send_n(&svc, 1).await; // the day's first roll drops the old day
+    usage.acknowledge(&batch).unwrap();
+    let pending = usage.pending().unwrap();
+    let got: Vec<_> = pending.records().iter().map(|r| (r.date, r.requests)).collect();
+    assert_eq!(got, [(date!(2026 - 11 - 28), 1)], "no negative record for the dropped day");
 }

@@ -195,10 +195,12 @@ async fn authenticate(State(guard): State<Arc<Guard>>, request: Request, next: N
     };
     let now = SystemTime::now();
     let Some(body) = body else {
-        // A signature over a body we did not read cannot be checked: callers without known
-        // credentials still get 403, the others learn the body is too large.
+        // A signature over a body we did not read cannot be checked. Callers that sent no
+        // credentials, or unreadable ones, get 403; every other caller learns the body is too
+        // large, whether or not its credentials are known (no answer tells a valid access key
+        // id from an invalid one without the secret).
         return match guard.auth.verify(&parts.method, &uri, &parts.headers, &[], now) {
-            Err(e) if e.kind() != AuthErrorKind::BadSignature => refuse(&e),
+            Err(e) if matches!(e.kind(), AuthErrorKind::Missing | AuthErrorKind::Malformed) => refuse(&e),
             _ => ApiError::bad_request(format!(
                 "The request body is larger than the {} bytes accepted, or could not be read",
                 guard.max_body

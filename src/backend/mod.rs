@@ -177,10 +177,11 @@ pub(crate) trait UsageBackend: Send + Sync {
     fn days(&self, key: &str, plan: &str, from: i32, to: i32) -> Vec<DayTotal>;
     /// The keys with counts or rows under `plan`.
     fn keys_of_plan(&self, plan: &str) -> Vec<Arc<str>>;
-    /// Requests counted against the quota in the period containing `unix`.
-    fn quota_used(&self, key: &str, plan: &str, rule: &QuotaRule, unix: i64) -> u64;
+    /// Requests counted against the quota in the period containing `unix` (below 0 after an
+    /// UpdateUsage granted more than the limit).
+    fn quota_used(&self, key: &str, plan: &str, rule: &QuotaRule, unix: i64) -> i64;
     /// Sets that count to `used`, records the change in the ledger, and returns the old count.
-    fn set_quota_used(&self, key: &Arc<str>, plan: &Arc<str>, rule: &QuotaRule, unix: i64, used: u64) -> u64;
+    fn set_quota_used(&self, key: &Arc<str>, plan: &Arc<str>, rule: &QuotaRule, unix: i64, used: i64) -> i64;
     /// Every count, for a snapshot.
     fn counts(&self) -> Counts;
     /// Adds counts from a snapshot.

@@ -80,7 +80,12 @@ impl DayCounter {
                     if let Some(closed) = day_of_tag(cur) {
                         book.row(owner.key, owner.plan, closed).used += cur & COUNT_MASK;
                     }
-                    book.prune(day - owner.ledger.retention_days);
+                    // The first roll of each day drops what is past the retention (a walk of the
+                    // whole book, once a day, not once per key).
+                    if book.pruned_on < day {
+                        book.pruned_on = day;
+                        book.prune(day.saturating_sub(owner.ledger.retention_days));
+                    }
                     return;
                 }
                 Err(actual) => cur = actual,
@@ -141,9 +146,19 @@ impl Row {
 pub(crate) type PlanRows = HashMap<Arc<str>, BTreeMap<i32, Row>>;
 
 /// Rows by key id, plan id, day.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Book {
     pub(crate) keys: HashMap<Arc<str>, PlanRows>,
+    /// The day of the last prune.
+    pruned_on: i32,
+    /// Days before this one have been dropped (and must not come back as rows).
+    pub(crate) first_kept: i32,
+}
+
+impl Default for Book {
+    fn default() -> Self {
+        Self { keys: HashMap::new(), pruned_on: i32::MIN, first_kept: i32::MIN }
+    }
 }
 
 impl Book {
@@ -158,6 +173,7 @@ impl Book {
 
     /// Drops the days before `first`.
     pub(crate) fn prune(&mut self, first: i32) {
+        self.first_kept = self.first_kept.max(first);
         self.keys.retain(|_, plans| {
             plans.retain(|_, days| {
                 while days.first_key_value().is_some_and(|(d, _)| *d < first) {
@@ -261,5 +277,21 @@ mod tests {
         let (day, live) = c.get().unwrap();
         assert_eq!(day, 8);
         assert_eq!(closed + live, 40_000);
+    }
+
+    #[test]
+    fn the_book_is_pruned_once_a_day_by_its_first_roll() {
+        let ledger = Ledger::new(2);
+        let p: Arc<str> = "p".into();
+        let keys: Vec<Arc<str>> = (0..3).map(|i| Arc::from(format!("k{i}"))).collect();
+        let counters: Vec<DayCounter> = (0..3).map(|_| DayCounter::default()).collect();
+        counters[0].add(10, owner(&ledger, &keys[0], &p));
+        counters[0].add(11, owner(&ledger, &keys[0], &p)); // day 11's first roll prunes (< 9)
+        ledger.book.lock().row(&keys[2], &p, 5).used = 7; // an old row appears after that prune
+        counters[1].add(11, owner(&ledger, &keys[1], &p)); // the same day: no second walk
+        assert!(ledger.book.lock().days("k2", "p").is_some(), "pruned again on the same day");
+        counters[1].add(12, owner(&ledger, &keys[1], &p)); // the next day's first roll
+        assert!(ledger.book.lock().days("k2", "p").is_none());
+        assert_eq!(ledger.book.lock().first_kept, 10);
     }
 }

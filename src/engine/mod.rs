@@ -17,7 +17,9 @@ pub use clock::{Clock, ManualClock, Now, SystemClock};
 pub(crate) use gcra::{BucketView, Gcra, Undo};
 #[cfg(feature = "redis")]
 pub(crate) use quota::PeriodInfo;
-pub(crate) use quota::{decode as decode_quota, encode as encode_quota, merge_quota, QuotaRule, QuotaView};
+pub(crate) use quota::{
+    decode as decode_quota, encode as encode_quota, merge_quota, quota_holds_count, QuotaRule, QuotaView,
+};
 pub(crate) use routes::check_routes;
 pub(crate) use state::{CompiledPlan, Limits};
 

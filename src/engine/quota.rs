@@ -2,8 +2,9 @@
 //!
 //! Layout: high 24 bits are the period's tag — its kind (DAY, WEEK, MONTH: 2 bits) and
 //! `index + 1` (22 bits; 0 = never used) — and the low 40 bits the count of forwarded requests
-//! in that period. A count made under another kind of period (a plan changed from DAY to MONTH)
-//! is not comparable and starts over. Every change is one CAS, so no request is admitted over
+//! in that period, signed (two's complement): UpdateUsage may grant more than the limit for the
+//! rest of a period, which sets the count below zero. A count made under another kind of period
+//! (a plan changed from DAY to MONTH) is not comparable and starts over. Every change is one CAS, so no request is admitted over
 //! the limit under any concurrency, and a new period starts from zero without a reset job.
 
 use crate::model::{Quota, QuotaPeriod};
@@ -13,6 +14,19 @@ const COUNT_BITS: u32 = 40;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 const INDEX_BITS: u32 = 64 - COUNT_BITS - 2;
 const MAX_INDEX: i64 = (1 << INDEX_BITS) - 2;
+/// Counts are 40-bit two's complement: from `MIN_COUNT` to `MAX_COUNT`.
+const MAX_COUNT: i64 = (1 << (COUNT_BITS - 1)) - 1;
+const MIN_COUNT: i64 = -(1 << (COUNT_BITS - 1));
+
+/// The signed count in the low bits of `raw`.
+fn count_of(raw: u64) -> i64 {
+    (((raw & COUNT_MASK) << (64 - COUNT_BITS)) as i64) >> (64 - COUNT_BITS)
+}
+
+/// `count` as the low bits of a raw word (clamped to the representable range).
+fn count_bits(count: i64) -> u64 {
+    (count.clamp(MIN_COUNT, MAX_COUNT) as u64) & COUNT_MASK
+}
 
 /// A plan's quota, ready for counting.
 #[derive(Debug)]
@@ -38,7 +52,7 @@ struct Period {
 pub(crate) struct Counted {
     pub(crate) ticket: Ticket,
     period: Period,
-    used: u64,
+    used: i64,
 }
 
 /// The quota as a client sees it right after a decision.
@@ -125,11 +139,11 @@ impl QuotaRule {
         }
     }
 
-    fn view(&self, period: Period, unix: i64, used: u64) -> QuotaView {
+    fn view(&self, period: Period, unix: i64, used: i64) -> QuotaView {
         let limit = self.limit_for(period.index);
         QuotaView {
             limit,
-            remaining: limit.saturating_sub(used),
+            remaining: u64::try_from(i64::try_from(limit).unwrap_or(i64::MAX).saturating_sub(used)).unwrap_or(0),
             resets_in_secs: u64::try_from(period.end - unix).unwrap_or(0).max(1),
             window_secs: u64::try_from(period.end - period.start).unwrap_or(0),
         }
@@ -145,7 +159,7 @@ impl QuotaRule {
         let now = self.period_at(unix);
         let mut cur = state.load(Ordering::Acquire);
         loop {
-            let (stored_tag, count) = (cur >> COUNT_BITS, cur & COUNT_MASK);
+            let (stored_tag, count) = (cur >> COUNT_BITS, count_of(cur));
             // A new period starts from zero; if wall time stepped back, keep counting the newer one.
             let current = tag(self.period(), now.index);
             let same_kind = stored_tag >> INDEX_BITS == current >> INDEX_BITS;
@@ -158,10 +172,10 @@ impl QuotaRule {
                 let index = index_of_tag(stored_tag);
                 (stored_tag, count, Period { index, start: p.start_of_index(index), end: p.start_of_index(index + 1) })
             };
-            if used >= self.limit_for(period.index) {
+            if used >= i64::try_from(self.limit_for(period.index)).unwrap_or(i64::MAX) {
                 return Err(Counted { ticket: Ticket(t), period, used });
             }
-            let next = (t << COUNT_BITS) | (used + 1);
+            let next = (t << COUNT_BITS) | count_bits(used + 1);
             match state.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(Counted { ticket: Ticket(t), period, used: used + 1 }),
                 Err(actual) => cur = actual,
@@ -172,7 +186,8 @@ impl QuotaRule {
     /// Takes back one counted request if its period is still the current one.
     pub(crate) fn refund(state: &AtomicU64, ticket: Ticket) {
         let _ = state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-            (cur >> COUNT_BITS == ticket.0 && cur & COUNT_MASK > 0).then(|| cur - 1)
+            (cur >> COUNT_BITS == ticket.0 && count_of(cur) > MIN_COUNT)
+                .then(|| (cur & !COUNT_MASK) | count_bits(count_of(cur) - 1))
         });
     }
 
@@ -187,15 +202,16 @@ impl QuotaRule {
     /// What a client sees when `used` requests were counted in the current period.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn view_used(&self, unix: i64, used: u64) -> QuotaView {
-        self.view(self.period_at(unix), unix, used)
+        self.view(self.period_at(unix), unix, i64::try_from(used).unwrap_or(i64::MAX))
     }
 
-    /// Requests counted in the period containing `unix` (0 when the count is of another period).
-    pub(crate) fn used(&self, state: &AtomicU64, unix: i64) -> u64 {
+    /// Requests counted in the period containing `unix` (0 when the count is of another period;
+    /// below 0 after UpdateUsage granted more than the limit).
+    pub(crate) fn used(&self, state: &AtomicU64, unix: i64) -> i64 {
         let now = self.period_at(unix);
         let cur = state.load(Ordering::Acquire);
         if cur >> COUNT_BITS == tag(self.period(), now.index) {
-            cur & COUNT_MASK
+            count_of(cur)
         } else {
             0
         }
@@ -207,12 +223,12 @@ impl QuotaRule {
     }
 
     /// Sets the count of the period containing `unix` to `used`; returns the count it replaced.
-    pub(crate) fn set_used(&self, state: &AtomicU64, unix: i64, used: u64) -> u64 {
+    pub(crate) fn set_used(&self, state: &AtomicU64, unix: i64, used: i64) -> i64 {
         let now = tag(self.period(), self.period_at(unix).index);
-        let next = (now << COUNT_BITS) | used.min(COUNT_MASK);
+        let next = (now << COUNT_BITS) | count_bits(used);
         let old = state.swap(next, Ordering::AcqRel);
         if old >> COUNT_BITS == now {
-            old & COUNT_MASK
+            count_of(old)
         } else {
             0
         }
@@ -236,7 +252,7 @@ impl QuotaRule {
     pub(crate) fn peek(&self, state: &AtomicU64, unix: i64) -> QuotaView {
         let now = self.period_at(unix);
         let cur = state.load(Ordering::Acquire);
-        let (stored_tag, count) = (cur >> COUNT_BITS, cur & COUNT_MASK);
+        let (stored_tag, count) = (cur >> COUNT_BITS, count_of(cur));
         if stored_tag == tag(self.period(), now.index) {
             self.view(now, unix, count)
         } else {
@@ -246,7 +262,7 @@ impl QuotaRule {
 }
 
 /// A raw quota count taken apart, for snapshots: period kind, period index, count.
-pub(crate) fn decode(raw: u64) -> Option<(QuotaPeriod, i64, u64)> {
+pub(crate) fn decode(raw: u64) -> Option<(QuotaPeriod, i64, i64)> {
     let t = raw >> COUNT_BITS;
     let period = match t >> INDEX_BITS {
         1 => QuotaPeriod::Day,
@@ -255,7 +271,7 @@ pub(crate) fn decode(raw: u64) -> Option<(QuotaPeriod, i64, u64)> {
         _ => return None,
     };
     let index = index_of_tag(t);
-    (index >= 0).then_some((period, index, raw & COUNT_MASK))
+    (index >= 0).then_some((period, index, count_of(raw)))
 }
 
 /// Two raw counts of one key and plan made apart (before and after a restart): counts of the
@@ -263,7 +279,7 @@ pub(crate) fn decode(raw: u64) -> Option<(QuotaPeriod, i64, u64)> {
 pub(crate) fn merge_quota(cur: u64, restored: u64) -> u64 {
     let (a, b) = (cur >> COUNT_BITS, restored >> COUNT_BITS);
     if a == b {
-        (cur & !COUNT_MASK) | ((cur & COUNT_MASK) + (restored & COUNT_MASK)).min(COUNT_MASK)
+        (cur & !COUNT_MASK) | count_bits(count_of(cur).saturating_add(count_of(restored)))
     } else if (b & ((1 << INDEX_BITS) - 1)) > (a & ((1 << INDEX_BITS) - 1)) || a == 0 {
         restored
     } else {
@@ -271,9 +287,15 @@ pub(crate) fn merge_quota(cur: u64, restored: u64) -> u64 {
     }
 }
 
+/// Whether raw count `raw` holds requests counted in a period that is not over at `unix` (judged
+/// by the period kind in its own tag, whatever plan reads it now).
+pub(crate) fn quota_holds_count(raw: u64, unix: i64) -> bool {
+    decode(raw).is_some_and(|(period, index, count)| count != 0 && index >= period.index_of(unix))
+}
+
 /// The raw quota count of `used` requests in period `index` of kind `period`.
-pub(crate) fn encode(period: QuotaPeriod, index: i64, used: u64) -> u64 {
-    (tag(period, index) << COUNT_BITS) | used.min(COUNT_MASK)
+pub(crate) fn encode(period: QuotaPeriod, index: i64, used: i64) -> u64 {
+    (tag(period, index) << COUNT_BITS) | count_bits(used)
 }
 
 #[cfg(test)]

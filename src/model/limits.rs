@@ -3,8 +3,10 @@
 use crate::error::ConfigError;
 use serde::{Deserialize, Serialize};
 
-/// Largest quota limit a counter can hold (2^40 - 1, about 1.1 trillion requests per period).
-pub const MAX_QUOTA_LIMIT: u64 = (1 << 40) - 1;
+/// Largest quota limit a counter can hold (2^39 - 1, about 550 billion requests per period; API
+/// Gateway's own limit is a 32-bit integer). Counts are signed, so that UpdateUsage can grant
+/// more than the limit for the rest of a period.
+pub const MAX_QUOTA_LIMIT: u64 = (1 << 39) - 1;
 
 /// A token bucket: holds at most `burst` tokens and refills `rate` tokens per second.
 ///

@@ -43,8 +43,9 @@ pub struct DayUsage {
 pub struct QuotaUsage {
     /// The limit of this period (after the plan's `offset` in its first period).
     pub limit: u64,
-    /// Requests counted in this period.
-    pub used: u64,
+    /// Requests counted in this period, as UpdateUsage left it: `limit - remaining` after an
+    /// UpdateUsage (below 0 when it granted more than the limit).
+    pub used: i64,
     /// `limit - used`, at least 0.
     pub remaining: u64,
     /// First day of the period.
@@ -60,6 +61,9 @@ pub(super) fn date_of_day(day: i32) -> Date {
 pub(super) fn day_of_date(date: Date) -> i32 {
     date.to_julian_day() - 2_440_588
 }
+
+/// The last day a report covers.
+const LAST_DATE: Date = time::macros::date!(9999 - 12 - 31);
 
 /// Longest range one report covers.
 const MAX_REPORT_DAYS: i32 = 366;
@@ -83,22 +87,27 @@ impl Usage {
 
     /// Sets the quota `key_id` has left in the current period (API Gateway's UpdateUsage
     /// `replace /remaining`): from the next request on, exactly `remaining` more are admitted in
-    /// this period. The change is recorded in the ledger, so earlier days' figures stay right.
+    /// this period. It may be more than the limit (API Gateway's "temporary extension"): the
+    /// next period starts from the plan's limit again. The change is recorded in the ledger, so
+    /// earlier days' figures stay right.
     pub fn set_remaining(&self, plan: &UsagePlan, key_id: &str, remaining: u64) -> Result<QuotaUsage, UsageError> {
         let backend = self.backend()?;
         let compiled = self.plan_rule(plan)?.ok_or_else(|| UsageError::NoQuota(plan.id().to_owned()))?;
         let rule = compiled.quota.as_ref().expect("checked by plan_rule");
         let unix = self.now().unix_secs;
         let limit = rule.limit_at(unix);
-        if remaining > limit {
+        let most = limit.saturating_add(crate::model::MAX_QUOTA_LIMIT);
+        if remaining > most {
             return Err(UsageError::invalid(
                 "remaining",
-                format!("{remaining} is more than the limit of this period ({limit})"),
+                format!("{remaining} is more than {most}, the most a counter holds"),
             ));
         }
+        // Both below 2^40: no overflow.
+        let used = limit as i64 - remaining as i64;
         let key: Arc<str> = key_id.into();
-        backend.set_quota_used(&key, plan.id_arc(), rule, unix, limit - remaining);
-        Ok(quota_usage(rule, unix, limit - remaining))
+        backend.set_quota_used(&key, plan.id_arc(), rule, unix, used);
+        Ok(quota_usage(rule, unix, used))
     }
 
     /// The ids of the keys with counts or ledger days under `plan` (whether or not they are in
@@ -139,6 +148,9 @@ impl Usage {
         if last < first {
             return Err(UsageError::invalid("endDate", "is before startDate"));
         }
+        if first < 0 || last > day_of_date(LAST_DATE) {
+            return Err(UsageError::invalid("startDate", "dates go from 1970-01-01 to 9999-12-31"));
+        }
         if last - first >= MAX_REPORT_DAYS {
             return Err(UsageError::invalid("endDate", format!("a report covers at most {MAX_REPORT_DAYS} days")));
         }
@@ -165,44 +177,53 @@ impl Usage {
     }
 }
 
-fn quota_usage(rule: &QuotaRule, unix: i64, used: u64) -> QuotaUsage {
+fn quota_usage(rule: &QuotaRule, unix: i64, used: i64) -> QuotaUsage {
     let limit = rule.limit_at(unix);
     let (start, end) = rule.days_of_period(day_of(unix));
     QuotaUsage {
         limit,
         used,
-        remaining: limit.saturating_sub(used),
+        remaining: left(limit, used),
         period_start: date_of_day(start),
         resets_at: UNIX_EPOCH + Duration::from_secs(u64::try_from(i64::from(end) * 86_400).unwrap_or(0)),
     }
 }
 
+/// `limit - used`, at least 0.
+fn left(limit: u64, used: i64) -> u64 {
+    u64::try_from(i64::try_from(limit).unwrap_or(i64::MAX).saturating_sub(used)).unwrap_or(0)
+}
+
 /// Quota left at the end of `day`. In the current period it is read back from the live count
-/// (`used_now`), so changes by UpdateUsage and counts from before the retention are right; in a
-/// past period it is the limit less what the ledger holds for that period up to `day`.
+/// (`used_now`), so changes by UpdateUsage and counts from before the retention are right: what
+/// is left now, plus what was used or taken by UpdateUsage after `day`. In a past period it is
+/// the limit less what the ledger holds for that period up to `day`.
 fn remaining_on(
     rule: &QuotaRule,
     by_day: &BTreeMap<i32, DayTotal>,
     day: i32,
     today: i32,
     unix: i64,
-    used_now: u64,
+    used_now: i64,
 ) -> u64 {
     let counted = |from: i32, to: i32| -> i64 {
+        if from > to {
+            return 0;
+        }
         by_day.range(from..=to).map(|(_, t)| i64::try_from(t.used).unwrap_or(i64::MAX).saturating_add(t.adjust)).sum()
     };
     let (start, end) = rule.days_of_period(day);
     let limit = rule.limit_on_day(day);
     if (start..end).contains(&today) {
-        let now = rule.limit_at(unix).saturating_sub(used_now);
+        let now = left(rule.limit_at(unix), used_now);
         if day >= today {
             return now;
         }
-        let later = counted(day + 1, today);
-        return u64::try_from(i64::try_from(now).unwrap_or(i64::MAX).saturating_add(later)).unwrap_or(0).min(limit);
+        return u64::try_from(i64::try_from(now).unwrap_or(i64::MAX).saturating_add(counted(day + 1, today)))
+            .unwrap_or(0);
     }
     if start > today {
         return limit;
     }
-    u64::try_from(i64::try_from(limit).unwrap_or(i64::MAX).saturating_sub(counted(start, day))).unwrap_or(0).min(limit)
+    left(limit, counted(start, day))
 }

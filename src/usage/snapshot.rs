@@ -30,7 +30,8 @@ struct QuotaEntry {
     period: QuotaPeriod,
     /// First day of the period the count belongs to.
     period_start: String,
-    used: u64,
+    /// Below 0 after UpdateUsage granted more than the limit.
+    used: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

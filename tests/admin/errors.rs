@@ -131,6 +131,20 @@ async fn oversized_bodies_are_bad_requests() {
     let h = Harness::with(|r| r.max_body_bytes(64));
     let body = format!(r#"{{"name": "{}"}}"#, "x".repeat(100));
     h.refused("POST", "/usageplans", &body, 400, BAD, "The request body is larger than the 64 bytes accepted").await;
+    // An oversized ImportApiKeys CSV too.
+    let csv = format!("Name,Key,Enabled\nbig,{},true\n", "k".repeat(100));
+    h.refused("POST", "/apikeys?mode=import&format=csv", &csv, 400, BAD, "The request body is larger").await;
+    // A wrong token gets the same answer as the right one: no way to tell them apart without
+    // the body being read.
+    let reply = h
+        .send(
+            Request::post("/admin/usageplans")
+                .header("authorization", "Bearer not-the-token")
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 400);
     // Without credentials it is still 403.
     let before = snapshot(&h.store);
     let reply = h.send(Request::post("/admin/usageplans").body(Body::from(body)).unwrap()).await;

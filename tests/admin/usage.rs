@@ -93,6 +93,17 @@ async fn update_usage_sets_what_the_next_requests_get() {
     assert_eq!(m.call(crate::K1, 3).await, [200, 200, 429]);
     let body = m.h.get(&format!("/usageplans/gold/usage?startDate={today}&endDate={today}")).await;
     assert_eq!(body["values"], json!({"k1": [[5, 0]]}));
+    // A temporary extension beyond the limit (1000 a day), as API Gateway grants it.
+    let body =
+        m.h.call(
+            "PATCH",
+            "/usageplans/gold/keys/k1/usage",
+            r#"{"patchOperations":[{"op":"replace","path":"/remaining","value":"1200"}]}"#,
+        )
+        .await
+        .expect(200);
+    assert_eq!(body["values"], json!({"k1": [[5, 1200]]}));
+    assert_eq!(m.remaining(), 1200);
 }
 
 #[tokio::test]
@@ -110,6 +121,16 @@ async fn bad_usage_requests_change_nothing() {
     ] {
         h.refused("GET", &path, "", 400, bad, message).await;
     }
+    // Dates outside 1970..=9999 (the date parser takes a sign) are refused, not a panic.
+    h.refused(
+        "GET",
+        &format!("/usageplans/gold/usage?keyId=k1&startDate=-0001-01-01&endDate={today}"),
+        "",
+        400,
+        bad,
+        "startDate: dates go from 1970-01-01",
+    )
+    .await;
     let nf = "NotFoundException";
     h.refused(
         "GET",
@@ -155,8 +176,15 @@ async fn bad_usage_requests_change_nothing() {
     )
     .await;
     h.refused("PATCH", url, &op("replace", "/remaining", "lots"), 400, bad, "patchOperations[0].value").await;
-    h.refused("PATCH", url, &op("replace", "/remaining", "1001"), 400, bad, "remaining: 1001 is more than the limit")
-        .await;
+    h.refused(
+        "PATCH",
+        url,
+        &op("replace", "/remaining", "9999999999999"),
+        400,
+        bad,
+        "remaining: 9999999999999 is more than",
+    )
+    .await;
     h.refused("PATCH", url, r#"{"patchOperations":[]}"#, 400, bad, "patchOperations: must hold exactly one").await;
     h.refused(
         "PATCH",

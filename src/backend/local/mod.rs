@@ -72,18 +72,17 @@ impl LocalKey {
         }
     }
 
-    /// Whether this state holds nothing a new one would not: buckets full, quota unused in the
-    /// current period.
+    /// Whether this state holds nothing a new one would not: buckets full, no count in the
+    /// current quota period. The count is judged by its own period tag, not by `self.plan`: a
+    /// state outlives plan versions (a plan that gains or changes its quota keeps its keys'
+    /// states), so the plan it was made for may have had no quota or another period.
     fn is_idle(&self, now: Now) -> bool {
         let full = |b: &AtomicU64| b.load(std::sync::atomic::Ordering::Acquire) <= now.mono_nanos;
         let core = self.core();
         full(&core.key)
             && self.methods.iter().all(full)
             && self.extra.as_ref().is_none_or(|e| e.more_methods.iter().all(full))
-            && self.plan.quota.as_ref().is_none_or(|q| {
-                let view = q.peek(&core.quota, now.unix_secs);
-                view.remaining == view.limit
-            })
+            && !crate::engine::quota_holds_count(core.quota.load(std::sync::atomic::Ordering::Acquire), now.unix_secs)
     }
 
     /// Where this state's closed days go.
@@ -338,5 +337,46 @@ mod tests {
         }
         let swept = (0..2000).filter(|i| backend.keys.lock().get(&format!("k{i}"), "fast").is_none()).count();
         assert!(swept > 1000, "the test sweeps ({swept} swept)");
+    }
+
+    /// A plan that gains a quota keeps its keys' states (same method list), made for the plan
+    /// without quota: the sweep must still see their counts (found by review).
+    #[tokio::test]
+    async fn a_quota_count_survives_the_sweep_after_the_plan_gained_its_quota() {
+        let stage = Stage::new("a", "b");
+        let t = Throttle::new(1000.0, 10).unwrap();
+        let fast = UsagePlan::new("fast").throttle(t).stage(PlanStage::new("a", "b"));
+        let capped = UsagePlan::new("capped").throttle(t).stage(PlanStage::new("a", "b"));
+        let mut keys: Vec<_> =
+            (0..4000).map(|i| (KeySecret::new(value(i)).unwrap(), ApiKey::new(format!("k{i}")).plan("fast"))).collect();
+        keys.push((KeySecret::new(value(999_999)).unwrap(), ApiKey::new("capped-key").plan("capped")));
+        let store =
+            InMemoryKeyStore::from_config(Config::new(stage.clone(), vec![fast, capped.clone()], keys).unwrap());
+        let backend = Arc::new(InProcess::new(Some(&stage), 90));
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_795_435_200));
+        let layer = UsagePlanLayer::builder(store.clone())
+            .clock(clock.clone())
+            .backend(Arc::clone(&backend) as Arc<dyn CounterBackend>)
+            .key_cache_ttl(Duration::from_secs(1))
+            .stale_if_error(Duration::ZERO)
+            .build();
+        let svc = layer.layer(tower::service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
+        let call = |v: String| {
+            let svc = svc.clone();
+            async move { svc.oneshot(Request::get("/").header("x-api-key", v).body(()).unwrap()).await.unwrap().status() }
+        };
+        assert_eq!(call(value(999_999)).await, 200);
+        store.put_plan(capped.quota(Quota::new(2, QuotaPeriod::Day).unwrap())).unwrap();
+        clock.advance(Duration::from_secs(2));
+        let statuses = [call(value(999_999)).await, call(value(999_999)).await, call(value(999_999)).await];
+        assert_eq!(statuses, [200, 200, 429]);
+        for i in 0..2000 {
+            assert_eq!(call(value(i)).await, 200);
+        }
+        clock.advance(Duration::from_secs(10));
+        for i in 2000..4000 {
+            assert_eq!(call(value(i)).await, 200);
+        }
+        assert_eq!(call(value(999_999)).await, 429, "the quota count survived the sweep");
     }
 }

@@ -34,8 +34,10 @@ fn rows_with_live<'a>(
 impl UsageBackend for InProcess {
     fn days(&self, key: &str, plan: &str, from: i32, to: i32) -> Vec<DayTotal> {
         let keys = self.keys.lock();
-        let live = keys.get(key, plan).and_then(|s| s.core().day.get());
+        // The book's lock first: a day roll holds it while it moves the closed day from the
+        // counter into the book, so reading the counter under it sees the day in one place.
         let book = self.ledger.book.lock();
+        let live = keys.get(key, plan).and_then(|s| s.core().day.get());
         let mut days: BTreeMap<i32, DayTotal> = book
             .days(key, plan)
             .into_iter()
@@ -58,7 +60,7 @@ impl UsageBackend for InProcess {
         ids.into_iter().collect()
     }
 
-    fn quota_used(&self, key: &str, plan: &str, rule: &QuotaRule, unix: i64) -> u64 {
+    fn quota_used(&self, key: &str, plan: &str, rule: &QuotaRule, unix: i64) -> i64 {
         let keys = self.keys.lock();
         match keys.get(key, plan) {
             Some(s) => rule.used(&s.core().quota, unix),
@@ -69,7 +71,7 @@ impl UsageBackend for InProcess {
         }
     }
 
-    fn set_quota_used(&self, key: &Arc<str>, plan: &Arc<str>, rule: &QuotaRule, unix: i64, used: u64) -> u64 {
+    fn set_quota_used(&self, key: &Arc<str>, plan: &Arc<str>, rule: &QuotaRule, unix: i64, used: i64) -> i64 {
         let mut keys = self.keys.lock();
         let old = match keys.get(key, plan) {
             Some(s) => rule.set_used(&s.core().quota, unix, used),
@@ -82,7 +84,7 @@ impl UsageBackend for InProcess {
             }
         };
         let mut book = self.ledger.book.lock();
-        let delta = i64::try_from(used).unwrap_or(i64::MAX).saturating_sub(i64::try_from(old).unwrap_or(i64::MAX));
+        let delta = used.saturating_sub(old);
         let row = book.row(key, plan, crate::engine::ledger::day_of(unix));
         row.adjust = row.adjust.saturating_add(delta);
         old
@@ -151,6 +153,10 @@ impl UsageBackend for InProcess {
     fn acknowledge(&self, batch: &[Pending]) {
         let mut book = self.ledger.book.lock();
         for p in batch {
+            // A day dropped since `pending` (past the retention) is not brought back.
+            if p.day < book.first_kept {
+                continue;
+            }
             // Lower than before after a refund: the sink has the lower count now.
             book.row(&p.key, &p.plan, p.day).reported = p.total;
         }

@@ -46,13 +46,20 @@ fn type_of(v: &Value) -> &'static str {
     }
 }
 
-/// One JSON object inside item `item` of document `doc`, at `path` inside the item.
-#[derive(Debug, Clone)]
+/// One JSON object inside item `item` of document `doc`, at `path` inside the item. Its
+/// `Debug` leaves out the JSON, which may hold key values.
+#[derive(Clone)]
 pub(super) struct Obj<'v> {
     map: &'v Map<String, Value>,
     doc: String,
     item: String,
     path: String,
+}
+
+impl std::fmt::Debug for Obj<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Obj").field("doc", &self.doc).field("item", &self.item).field("path", &self.path).finish()
+    }
 }
 
 impl<'v> Obj<'v> {
