@@ -5,8 +5,9 @@
 //! GetUsage answers API Gateway's `Usage` shape: `usagePlanId`, `startDate`, `endDate`, `values`
 //! (per key id, one `[used, remaining]` pair per day from `startDate` to `endDate`) and `position`
 //! when more keys follow (`limit` keys a page, default 25). A day of a plan without quota is
-//! `[used, -1]`. UpdateUsage takes one operation, `replace /remaining` with a whole number from 0
-//! to the period's limit, and answers today's `Usage` of the key.
+//! `[used, -1]`. UpdateUsage takes one operation, `replace /remaining` with a whole number, 0 or
+//! more (more than the limit is a temporary extension for the rest of the period), and answers
+//! today's `Usage` of the key.
 
 use crate::admin::error::{ApiError, ApiResult};
 use crate::admin::input::{Object, Query};
