@@ -29,7 +29,7 @@ use std::time::Duration;
 use tower::{service_fn, Layer, Service};
 use tower_usage_plans::{
     ApiKey, Config, InMemoryKeyStore, KeySecret, PlanStage, Quota, QuotaPeriod, RateLimitHeaders, Stage, Throttle,
-    UsagePlan, UsagePlanLayer,
+    UsagePlan, UsagePlanLayer, MAX_QUOTA_LIMIT,
 };
 
 static API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -50,7 +50,7 @@ fn store(keys: usize, throttle: Throttle, quota: Quota) -> InMemoryKeyStore {
 }
 
 fn open_store(keys: usize) -> InMemoryKeyStore {
-    store(keys, Throttle::new(1e9, 1_000_000).unwrap(), Quota::new(1 << 39, QuotaPeriod::Month).unwrap())
+    store(keys, Throttle::new(1e9, 1_000_000).unwrap(), Quota::new(MAX_QUOTA_LIMIT, QuotaPeriod::Month).unwrap())
 }
 
 fn poll_now<F: Future>(fut: F) -> F::Output {
@@ -160,7 +160,7 @@ fn rejected(c: &mut Criterion) {
         ("forbidden_unknown_key", open_store(1), HeaderValue::from_static("unknown-0123456789abcdefghij"), 403),
         (
             "throttled",
-            store(1, Throttle::new(1e-6, 1).unwrap(), Quota::new(1 << 39, QuotaPeriod::Month).unwrap()),
+            store(1, Throttle::new(1e-6, 1).unwrap(), Quota::new(MAX_QUOTA_LIMIT, QuotaPeriod::Month).unwrap()),
             good.clone(),
             429,
         ),

@@ -45,7 +45,7 @@ use tokio::runtime::Runtime;
 use tower::{service_fn, Layer, Service};
 use tower_usage_plans::{
     ApiKey, Config, InMemoryKeyStore, KeySecret, PlanStage, Quota, QuotaPeriod, RateLimitHeaders, RedisBackend,
-    RedisStats, Stage, Throttle, UsagePlan, UsagePlanLayer, UsagePlanService,
+    RedisStats, Stage, Throttle, UsagePlan, UsagePlanLayer, UsagePlanService, MAX_QUOTA_LIMIT,
 };
 
 static API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -104,7 +104,7 @@ fn key(i: usize) -> String {
 }
 
 fn store(keys: usize, throttle: bool) -> InMemoryKeyStore {
-    let mut plan = UsagePlan::new("bench").quota(Quota::new(1_000_000_000_000, QuotaPeriod::Month).unwrap());
+    let mut plan = UsagePlan::new("bench").quota(Quota::new(MAX_QUOTA_LIMIT, QuotaPeriod::Month).unwrap());
     if throttle {
         plan = plan.throttle(Throttle::new(1e9, 1_000_000).unwrap());
     }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use tower::{service_fn, Layer, Service};
 use tower_usage_plans::{
     ApiKey, Config, InMemoryKeyStore, KeySecret, PlanStage, Quota, QuotaPeriod, RateLimitHeaders, Stage, Throttle,
-    UsagePlan, UsagePlanLayer,
+    UsagePlan, UsagePlanLayer, MAX_QUOTA_LIMIT,
 };
 
 fn poll_now<F: Future>(fut: F) -> F::Output {
@@ -37,7 +37,7 @@ fn request(value: &HeaderValue) -> Request<()> {
 fn throughput(keys: usize, threads: usize, per_thread: usize) -> f64 {
     let plan = UsagePlan::new("p")
         .throttle(Throttle::new(1e9, u32::MAX).unwrap())
-        .quota(Quota::new(1 << 39, QuotaPeriod::Month).unwrap())
+        .quota(Quota::new(MAX_QUOTA_LIMIT, QuotaPeriod::Month).unwrap())
         .stage(
             PlanStage::new("petstore", "prod")
                 .method_throttle("/pets/{petId}/GET", Throttle::new(1e9, u32::MAX).unwrap())

@@ -80,7 +80,7 @@ impl Usage {
     pub fn quota(&self, plan: &UsagePlan, key_id: &str) -> Result<Option<QuotaUsage>, UsageError> {
         let backend = self.backend()?;
         let Some(compiled) = self.plan_rule(plan)? else { return Ok(None) };
-        let rule = compiled.quota.as_ref().expect("checked by plan_rule");
+        let Some(rule) = compiled.quota.as_ref() else { return Ok(None) };
         let unix = self.now().unix_secs;
         Ok(Some(quota_usage(rule, unix, backend.quota_used(key_id, plan.id(), rule, unix))))
     }
@@ -92,8 +92,9 @@ impl Usage {
     /// earlier days' figures stay right.
     pub fn set_remaining(&self, plan: &UsagePlan, key_id: &str, remaining: u64) -> Result<QuotaUsage, UsageError> {
         let backend = self.backend()?;
-        let compiled = self.plan_rule(plan)?.ok_or_else(|| UsageError::NoQuota(plan.id().to_owned()))?;
-        let rule = compiled.quota.as_ref().expect("checked by plan_rule");
+        let no_quota = || UsageError::NoQuota(plan.id().to_owned());
+        let compiled = self.plan_rule(plan)?.ok_or_else(no_quota)?;
+        let rule = compiled.quota.as_ref().ok_or_else(no_quota)?;
         let unix = self.now().unix_secs;
         let limit = rule.limit_at(unix);
         let most = limit.saturating_add(crate::model::MAX_QUOTA_LIMIT);

@@ -289,44 +289,79 @@ mod tests {
         format!("key-{i:06}-0123456789abcdef")
     }
 
+    /// 4,000 keys `k0..k3999` in plan "fast" and "capped-key" (value 999,999) in `capped`; a
+    /// layer with a 1 s key cache over its own in-process backend, returned for inspection.
+    struct Sweeping {
+        store: InMemoryKeyStore,
+        backend: Arc<InProcess>,
+        clock: ManualClock,
+        svc: crate::UsagePlanService<
+            tower::util::ServiceFn<fn(Request<()>) -> std::future::Ready<Result<Response<()>, Infallible>>>,
+        >,
+    }
+
+    impl Sweeping {
+        fn new(capped: UsagePlan) -> Self {
+            let stage = Stage::new("a", "b");
+            let fast =
+                UsagePlan::new("fast").throttle(Throttle::new(1000.0, 10).unwrap()).stage(PlanStage::new("a", "b"));
+            let mut keys: Vec<_> = (0..4000)
+                .map(|i| (KeySecret::new(value(i)).unwrap(), ApiKey::new(format!("k{i}")).plan("fast")))
+                .collect();
+            keys.push((KeySecret::new(value(999_999)).unwrap(), ApiKey::new("capped-key").plan(capped.id())));
+            let store = InMemoryKeyStore::from_config(Config::new(stage.clone(), vec![fast, capped], keys).unwrap());
+            let backend = Arc::new(InProcess::new(Some(&stage), 90));
+            let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_795_435_200));
+            let layer = UsagePlanLayer::builder(store.clone())
+                .clock(clock.clone())
+                .backend(Arc::clone(&backend) as Arc<dyn CounterBackend>)
+                .key_cache_ttl(Duration::from_secs(1))
+                .stale_if_error(Duration::ZERO)
+                .build();
+            let ok: fn(Request<()>) -> std::future::Ready<Result<Response<()>, Infallible>> =
+                |_r| std::future::ready(Ok(Response::new(())));
+            Self { store, backend, clock, svc: layer.layer(tower::service_fn(ok)) }
+        }
+
+        async fn call(&self, i: usize) -> http::StatusCode {
+            let req = Request::get("/").header("x-api-key", value(i)).body(()).unwrap();
+            self.svc.clone().oneshot(req).await.unwrap().status()
+        }
+
+        /// Keys 0..2000, then 10 s later keys 2000..4000: the first half's entries expire and
+        /// their states are swept.
+        async fn churn(&self) {
+            for i in 0..2000 {
+                assert_eq!(self.call(i).await, 200);
+            }
+            self.clock.advance(Duration::from_secs(10));
+            for i in 2000..4000 {
+                assert_eq!(self.call(i).await, 200);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn state_of_keys_gone_from_the_cache_is_dropped_when_idle_and_kept_while_it_counts() {
-        let stage = Stage::new("a", "b");
-        let fast = UsagePlan::new("fast").throttle(Throttle::new(1000.0, 10).unwrap()).stage(PlanStage::new("a", "b"));
         let capped =
             UsagePlan::new("capped").quota(Quota::new(2, QuotaPeriod::Day).unwrap()).stage(PlanStage::new("a", "b"));
-        let mut keys: Vec<_> =
-            (0..4000).map(|i| (KeySecret::new(value(i)).unwrap(), ApiKey::new(format!("k{i}")).plan("fast"))).collect();
-        keys.push((KeySecret::new(value(999_999)).unwrap(), ApiKey::new("capped-key").plan("capped")));
-        let store = InMemoryKeyStore::from_config(Config::new(stage.clone(), vec![fast, capped], keys).unwrap());
-        let backend = Arc::new(InProcess::new(Some(&stage), 90));
-        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_795_435_200));
-        let layer = UsagePlanLayer::builder(store)
-            .clock(clock.clone())
-            .backend(Arc::clone(&backend) as Arc<dyn CounterBackend>)
-            .key_cache_ttl(Duration::from_secs(1))
-            .stale_if_error(Duration::ZERO)
-            .build();
-        let svc = layer.layer(tower::service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
-        let call = |v: String| {
-            let svc = svc.clone();
-            async move { svc.oneshot(Request::get("/").header("x-api-key", v).body(()).unwrap()).await.unwrap().status() }
-        };
-        assert_eq!(call(value(999_999)).await, 200);
+        let t = Sweeping::new(capped);
+        let backend = &t.backend;
+        assert_eq!(t.call(999_999).await, 200);
         for i in 0..2000 {
-            assert_eq!(call(value(i)).await, 200);
+            assert_eq!(t.call(i).await, 200);
         }
         assert_eq!(backend.keys.lock().iter().count(), 2001);
         // Later, other keys come: the first ones' entries have expired and their buckets refilled.
-        clock.advance(Duration::from_secs(10));
+        t.clock.advance(Duration::from_secs(10));
         for i in 2000..4000 {
-            assert_eq!(call(value(i)).await, 200);
+            assert_eq!(t.call(i).await, 200);
         }
         let kept = backend.keys.lock().iter().count();
         assert!(kept <= 2100, "{kept} states kept for 2,000 active keys");
         // The key whose quota counted a request kept its count through the sweeps.
-        assert_eq!(call(value(999_999)).await, 200);
-        assert_eq!(call(value(999_999)).await, 429);
+        assert_eq!(t.call(999_999).await, 200);
+        assert_eq!(t.call(999_999).await, 429);
         // The swept states' day counts went into the ledger: every key still reads 1 request
         // today (most of 0..2000 were swept).
         use crate::backend::UsageBackend;
@@ -343,40 +378,15 @@ mod tests {
     /// without quota: the sweep must still see their counts (found by review).
     #[tokio::test]
     async fn a_quota_count_survives_the_sweep_after_the_plan_gained_its_quota() {
-        let stage = Stage::new("a", "b");
-        let t = Throttle::new(1000.0, 10).unwrap();
-        let fast = UsagePlan::new("fast").throttle(t).stage(PlanStage::new("a", "b"));
-        let capped = UsagePlan::new("capped").throttle(t).stage(PlanStage::new("a", "b"));
-        let mut keys: Vec<_> =
-            (0..4000).map(|i| (KeySecret::new(value(i)).unwrap(), ApiKey::new(format!("k{i}")).plan("fast"))).collect();
-        keys.push((KeySecret::new(value(999_999)).unwrap(), ApiKey::new("capped-key").plan("capped")));
-        let store =
-            InMemoryKeyStore::from_config(Config::new(stage.clone(), vec![fast, capped.clone()], keys).unwrap());
-        let backend = Arc::new(InProcess::new(Some(&stage), 90));
-        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_795_435_200));
-        let layer = UsagePlanLayer::builder(store.clone())
-            .clock(clock.clone())
-            .backend(Arc::clone(&backend) as Arc<dyn CounterBackend>)
-            .key_cache_ttl(Duration::from_secs(1))
-            .stale_if_error(Duration::ZERO)
-            .build();
-        let svc = layer.layer(tower::service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) }));
-        let call = |v: String| {
-            let svc = svc.clone();
-            async move { svc.oneshot(Request::get("/").header("x-api-key", v).body(()).unwrap()).await.unwrap().status() }
-        };
-        assert_eq!(call(value(999_999)).await, 200);
-        store.put_plan(capped.quota(Quota::new(2, QuotaPeriod::Day).unwrap())).unwrap();
-        clock.advance(Duration::from_secs(2));
-        let statuses = [call(value(999_999)).await, call(value(999_999)).await, call(value(999_999)).await];
-        assert_eq!(statuses, [200, 200, 429]);
-        for i in 0..2000 {
-            assert_eq!(call(value(i)).await, 200);
-        }
-        clock.advance(Duration::from_secs(10));
-        for i in 2000..4000 {
-            assert_eq!(call(value(i)).await, 200);
-        }
-        assert_eq!(call(value(999_999)).await, 429, "the quota count survived the sweep");
+        let capped =
+            UsagePlan::new("capped").throttle(Throttle::new(1000.0, 10).unwrap()).stage(PlanStage::new("a", "b"));
+        let t = Sweeping::new(capped.clone());
+        assert_eq!(t.call(999_999).await, 200);
+        t.store.put_plan(capped.quota(Quota::new(2, QuotaPeriod::Day).unwrap())).unwrap();
+        t.clock.advance(Duration::from_secs(2));
+        assert_eq!([t.call(999_999).await, t.call(999_999).await, t.call(999_999).await], [200, 200, 429]);
+        t.churn().await;
+        assert!(t.backend.keys.lock().get("k0", "fast").is_none(), "the churn sweeps");
+        assert_eq!(t.call(999_999).await, 429, "the quota count survived the sweep");
     }
 }
