@@ -289,15 +289,16 @@ mod tests {
         format!("key-{i:06}-0123456789abcdef")
     }
 
+    /// The inner service: 200 at once.
+    type Answer = fn(Request<()>) -> std::future::Ready<Result<Response<()>, Infallible>>;
+
     /// 4,000 keys `k0..k3999` in plan "fast" and "capped-key" (value 999,999) in `capped`; a
     /// layer with a 1 s key cache over its own in-process backend, returned for inspection.
     struct Sweeping {
         store: InMemoryKeyStore,
         backend: Arc<InProcess>,
         clock: ManualClock,
-        svc: crate::UsagePlanService<
-            tower::util::ServiceFn<fn(Request<()>) -> std::future::Ready<Result<Response<()>, Infallible>>>,
-        >,
+        svc: crate::UsagePlanService<tower::util::ServiceFn<Answer>>,
     }
 
     impl Sweeping {
@@ -318,8 +319,7 @@ mod tests {
                 .key_cache_ttl(Duration::from_secs(1))
                 .stale_if_error(Duration::ZERO)
                 .build();
-            let ok: fn(Request<()>) -> std::future::Ready<Result<Response<()>, Infallible>> =
-                |_r| std::future::ready(Ok(Response::new(())));
+            let ok: Answer = |_r| std::future::ready(Ok(Response::new(())));
             Self { store, backend, clock, svc: layer.layer(tower::service_fn(ok)) }
         }
 
