@@ -227,3 +227,96 @@ async fn an_acknowledgement_after_the_retention_dropped_the_day_brings_nothing_b
     let got: Vec<_> = pending.records().iter().map(|r| (r.date, r.requests)).collect();
     assert_eq!(got, [(date!(2026 - 11 - 28), 1)], "no negative record for the dropped day");
 }
+
+/// Many tasks across a day change: the ledger's days add up to exactly the admitted requests,
+/// and a reader never sees a total go down (a day counted twice at a roll would show as a spike).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_across_midnight_are_counted_exactly_once() {
+    let clock = clock();
+    clock.advance(Duration::from_secs(12 * 3600 - 1)); // 23:59:59
+    let store = store(&one_key("", r#"quota = { limit = 100000, period = "MONTH" }"#));
+    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build();
+    let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
+    let admitted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (usage, plan, done) = (usage.clone(), plan.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut last = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let r = usage.report(&plan, &["k"], date!(2026 - 11 - 23), date!(2026 - 11 - 24)).unwrap();
+                let total: u64 = r.keys["k"].iter().map(|d| d.used).sum();
+                assert!(total >= last, "the total went from {last} down to {total}");
+                last = total;
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (svc, admitted, clock) = (svc.clone(), Arc::clone(&admitted), clock.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..400 {
+                if t == 0 && i == 200 {
+                    clock.advance(Duration::from_secs(2)); // midnight, mid-flight
+                }
+                if send(&svc, "GET", "/pets", Some(K)).await.status == 200 {
+                    admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    reader.join().unwrap();
+    let admitted = admitted.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(admitted, 3200);
+    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 23), date!(2026 - 11 - 24)).unwrap();
+    let days: Vec<u64> = report.keys["k"].iter().map(|d| d.used).collect();
+    assert_eq!(days.iter().sum::<u64>(), admitted);
+    assert!(days[0] > 0 && days[1] > 0, "both days have requests: {days:?}");
+    assert_eq!(usage.quota(&plan, "k").unwrap().unwrap().used, admitted as i64);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// GetUsage against a model: per day of a month, what was sent that day and the limit less
+    /// everything sent up to that day's end (with an UpdateUsage on one day).
+    #[test]
+    fn each_day_of_a_month_reads_as_the_model_says(
+        sent in proptest::collection::vec(0u64..6, 1..12),
+        update in proptest::option::of((0usize..12, 0u64..40)),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let clock = tower_usage_plans::ManualClock::new(
+                std::time::UNIX_EPOCH + Duration::from_secs(1_793_534_400), // 2026-11-01 12:00 UTC
+            );
+            let store = store(&one_key("", r#"quota = { limit = 40, period = "MONTH" }"#));
+            let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build();
+            let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
+            let (mut left, mut want) = (40u64, Vec::new());
+            for (day, n) in sent.iter().enumerate() {
+                if day > 0 {
+                    clock.advance(DAY);
+                }
+                let got = send_n(&svc, *n as usize).await;
+                let admitted = got.iter().filter(|s| **s == 200).count() as u64;
+                assert_eq!(admitted, (*n).min(left), "day {day}");
+                left -= admitted;
+                if let Some((d, r)) = update {
+                    if d == day {
+                        usage.set_remaining(&plan, "k", r).unwrap();
+                        left = r;
+                    }
+                }
+                want.push((admitted, Some(left)));
+            }
+            let last = date!(2026 - 11 - 01) + time::Duration::days(sent.len() as i64 - 1);
+            let report = usage.report(&plan, &["k"], date!(2026 - 11 - 01), last).unwrap();
+            assert_eq!(pairs(&report.keys["k"]), want);
+        });
+    }
+}
