@@ -36,25 +36,25 @@ async fn each_day_reads_as_used_and_remaining_at_its_end() {
         assert_eq!(count(&send_n(&svc, n).await, 200), n);
     }
     // Now 2026-11-26.
-    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 22), date!(2026 - 11 - 27)).unwrap();
+    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 22), date!(2026 - 11 - 27)).await.unwrap();
     assert_eq!(report.plan_id, "p");
     assert_eq!(
         pairs(&report.keys["k"]),
         [(0, Some(100)), (5, Some(95)), (3, Some(92)), (0, Some(92)), (10, Some(82)), (0, Some(82))]
     );
-    let q = usage.quota(&plan, "k").unwrap().unwrap();
+    let q = usage.quota(&plan, "k").await.unwrap().unwrap();
     assert_eq!((q.limit, q.used, q.remaining, q.period_start), (100, 18, 82, date!(2026 - 11 - 01)));
 
     // UpdateUsage: 50 left from now on; earlier days keep their figures.
-    usage.set_remaining(&plan, "k", 50).unwrap();
-    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 22), date!(2026 - 11 - 26)).unwrap();
+    usage.set_remaining(&plan, "k", 50).await.unwrap();
+    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 22), date!(2026 - 11 - 26)).await.unwrap();
     assert_eq!(pairs(&report.keys["k"]), [(0, Some(100)), (5, Some(95)), (3, Some(92)), (0, Some(92)), (10, Some(50))]);
     let after = send_n(&svc, 51).await;
     assert_eq!((count(&after, 200), count(&after, 429)), (50, 1));
 
     // December: November is a past period, read from the ledger alone.
     clock.advance(DAY * 5);
-    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 25), date!(2026 - 12 - 01)).unwrap();
+    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 25), date!(2026 - 12 - 01)).await.unwrap();
     let days = pairs(&report.keys["k"]);
     assert_eq!(days[0], (0, Some(92)));
     assert_eq!(days[1], (60, Some(0)), "26th: 10 + 50 requests, nothing left");
@@ -63,16 +63,16 @@ async fn each_day_reads_as_used_and_remaining_at_its_end() {
 
     // A temporary extension (API Gateway's UpdateUsage may grant more than the limit): 150 more
     // this month, then December's limit again.
-    usage.set_remaining(&plan, "k", 150).unwrap();
-    let q = usage.quota(&plan, "k").unwrap().unwrap();
+    usage.set_remaining(&plan, "k", 150).await.unwrap();
+    let q = usage.quota(&plan, "k").await.unwrap().unwrap();
     assert_eq!((q.used, q.remaining), (-50, 150));
-    let report = usage.report(&plan, &["k"], date!(2026 - 12 - 01), date!(2026 - 12 - 01)).unwrap();
+    let report = usage.report(&plan, &["k"], date!(2026 - 12 - 01), date!(2026 - 12 - 01)).await.unwrap();
     assert_eq!(pairs(&report.keys["k"]), [(1, Some(150))]);
     let extended = send_n(&svc, 151).await;
     assert_eq!((count(&extended, 200), count(&extended, 429)), (150, 1));
-    assert!(usage.set_remaining(&plan, "k", u64::MAX).is_err(), "more than a counter holds");
+    assert!(usage.set_remaining(&plan, "k", u64::MAX).await.is_err(), "more than a counter holds");
     clock.advance(DAY * 31);
-    assert_eq!(usage.quota(&plan, "k").unwrap().unwrap().remaining, 100, "January: the plan's limit");
+    assert_eq!(usage.quota(&plan, "k").await.unwrap().unwrap().remaining, 100, "January: the plan's limit");
 }
 
 #[tokio::test]
@@ -82,14 +82,14 @@ async fn keys_without_usage_read_as_zero_and_plans_without_quota_have_no_remaini
     let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build();
     let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
     let today = date!(2026 - 11 - 23);
-    let report = usage.report(&plan, &["k", "other"], today, today).unwrap();
+    let report = usage.report(&plan, &["k", "other"], today, today).await.unwrap();
     assert_eq!(pairs(&report.keys["other"]), [(0, None)]);
     send_n(&svc, 4).await;
-    let report = usage.report(&plan, &[], today, today).unwrap();
+    let report = usage.report(&plan, &[], today, today).await.unwrap();
     assert_eq!(pairs(&report.keys["k"]), [(4, None)], "keys with usage are reported unasked");
-    assert!(usage.quota(&plan, "k").unwrap().is_none());
-    assert!(usage.set_remaining(&plan, "k", 1).is_err());
-    assert!(usage.report(&plan, &["k"], today, date!(2026 - 11 - 22)).is_err(), "end before start");
+    assert!(usage.quota(&plan, "k").await.unwrap().is_none());
+    assert!(usage.set_remaining(&plan, "k", 1).await.is_err());
+    assert!(usage.report(&plan, &["k"], today, date!(2026 - 11 - 22)).await.is_err(), "end before start");
 }
 
 #[tokio::test]
@@ -106,7 +106,7 @@ async fn refunded_requests_leave_the_ledger_too() {
     assert_eq!(count(&statuses(&svc, "GET", "/fail", Some(K), 3).await, 500), 3);
     assert_eq!(count(&statuses(&svc, "GET", "/ok", Some(K), 2).await, 200), 2);
     let today = date!(2026 - 11 - 23);
-    let report = layer.usage().report(&store.config().plans()[0], &["k"], today, today).unwrap();
+    let report = layer.usage().report(&store.config().plans()[0], &["k"], today, today).await.unwrap();
     assert_eq!(pairs(&report.keys["k"]), [(2, Some(8))]);
 }
 
@@ -133,7 +133,7 @@ async fn a_snapshot_carries_every_count_across_a_restart() {
     let after = send_n(&service(&layer), 4).await;
     assert_eq!(after, [200, 200, 200, 429]);
     let today = date!(2026 - 11 - 23);
-    let report = layer.usage().report(&store.config().plans()[0], &["k"], today, today).unwrap();
+    let report = layer.usage().report(&store.config().plans()[0], &["k"], today, today).await.unwrap();
     assert_eq!(pairs(&report.keys["k"]), [(10, Some(0))]);
 
     std::fs::write(&file, "{\"version\": 9, \"quotas\": [], \"days\": []}").unwrap();
@@ -241,10 +241,11 @@ async fn concurrent_requests_across_midnight_are_counted_exactly_once() {
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
         let (usage, plan, done) = (usage.clone(), plan.clone(), Arc::clone(&done));
+        let rt = tokio::runtime::Handle::current();
         std::thread::spawn(move || {
             let mut last = 0;
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                let r = usage.report(&plan, &["k"], date!(2026 - 11 - 23), date!(2026 - 11 - 24)).unwrap();
+                let r = rt.block_on(usage.report(&plan, &["k"], date!(2026 - 11 - 23), date!(2026 - 11 - 24))).unwrap();
                 let total: u64 = r.keys["k"].iter().map(|d| d.used).sum();
                 assert!(total >= last, "the total went from {last} down to {total}");
                 last = total;
@@ -272,11 +273,11 @@ async fn concurrent_requests_across_midnight_are_counted_exactly_once() {
     reader.join().unwrap();
     let admitted = admitted.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(admitted, 3200);
-    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 23), date!(2026 - 11 - 24)).unwrap();
+    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 23), date!(2026 - 11 - 24)).await.unwrap();
     let days: Vec<u64> = report.keys["k"].iter().map(|d| d.used).collect();
     assert_eq!(days.iter().sum::<u64>(), admitted);
     assert!(days[0] > 0 && days[1] > 0, "both days have requests: {days:?}");
-    assert_eq!(usage.quota(&plan, "k").unwrap().unwrap().used, admitted as i64);
+    assert_eq!(usage.quota(&plan, "k").await.unwrap().unwrap().used, admitted as i64);
 }
 
 proptest::proptest! {
@@ -308,14 +309,14 @@ proptest::proptest! {
                 left -= admitted;
                 if let Some((d, r)) = update {
                     if d == day {
-                        usage.set_remaining(&plan, "k", r).unwrap();
+                        usage.set_remaining(&plan, "k", r).await.unwrap();
                         left = r;
                     }
                 }
                 want.push((admitted, Some(left)));
             }
             let last = date!(2026 - 11 - 01) + time::Duration::days(sent.len() as i64 - 1);
-            let report = usage.report(&plan, &["k"], date!(2026 - 11 - 01), last).unwrap();
+            let report = usage.report(&plan, &["k"], date!(2026 - 11 - 01), last).await.unwrap();
             assert_eq!(pairs(&report.keys["k"]), want);
         });
     }

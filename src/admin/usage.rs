@@ -99,7 +99,7 @@ async fn get_usage(State(admin): State<Admin>, AwsPath(plan_id): AwsPath<String>
                 .filter(|(_, k)| k.plan_ids().iter().any(|p| **p == *plan_id))
                 .map(|(_, k)| k.id().to_owned())
                 .collect();
-            keys.extend(usage.keys_with_usage(&plan).map_err(usage_error)?);
+            keys.extend(usage.keys_with_usage(&plan).await.map_err(usage_error)?);
             keys.sort_unstable();
             keys.dedup();
             keys
@@ -107,7 +107,7 @@ async fn get_usage(State(admin): State<Admin>, AwsPath(plan_id): AwsPath<String>
     };
     let page = paging.page(keys.into_iter().map(|k| (k.clone(), k)).collect());
     let ids: Vec<&str> = page.item.iter().map(String::as_str).collect();
-    let report: UsageReport = usage.report_keys(&plan, &ids, start, end).map_err(usage_error)?;
+    let report: UsageReport = usage.report_keys(&plan, &ids, start, end).await.map_err(usage_error)?;
     let out = UsageOut {
         usage_plan_id: plan_id,
         start_date: format_date(start),
@@ -148,9 +148,9 @@ async fn update_usage(
         ));
     }
     let usage = usage_of(&admin)?;
-    usage.set_remaining(&plan, &key_id, remaining).map_err(usage_error)?;
+    usage.set_remaining(&plan, &key_id, remaining).await.map_err(usage_error)?;
     let today = usage.today();
-    let report = usage.report_keys(&plan, &[&key_id], today, today).map_err(usage_error)?;
+    let report = usage.report_keys(&plan, &[&key_id], today, today).await.map_err(usage_error)?;
     let out = UsageOut {
         usage_plan_id: plan_id,
         start_date: format_date(today),

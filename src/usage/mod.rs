@@ -4,7 +4,9 @@
 //! A [`Usage`] handle comes from the layer ([`UsagePlanLayer::usage`]). The layer counts every
 //! forwarded request of a key under its plan in the usage ledger: one atomic add beside the quota
 //! count, and a short lock once per key per day when the day changes. Days are kept for the
-//! retention (90 by default, [`UsagePlanLayerBuilder::usage_retention_days`]).
+//! retention (90 by default, [`UsagePlanLayerBuilder::usage_retention_days`]). The queries and
+//! UpdateUsage are `async`, so that counter backends keeping counts elsewhere can answer them
+//! (the in-process backend answers at once).
 //!
 //! ```
 //! use tower_usage_plans::{InMemoryKeyStore, UsagePlanLayer};
@@ -32,13 +34,13 @@
 //! }
 //! let config = store.config();
 //! let plan = &config.plans()[0];
-//! let quota = usage.quota(plan, "k1")?.expect("the plan has a quota");
+//! let quota = usage.quota(plan, "k1").await?.expect("the plan has a quota");
 //! assert_eq!((quota.used, quota.remaining), (3, 97));
 //! let today = quota.period_start;
-//! let report = usage.report(plan, &["k1"], today, today)?;
+//! let report = usage.report(plan, &["k1"], today, today).await?;
 //! assert_eq!(report.keys["k1"][0].used, 3);
-//! usage.set_remaining(plan, "k1", 10)?; // UpdateUsage: 10 more requests today
-//! assert_eq!(usage.quota(plan, "k1")?.unwrap().remaining, 10);
+//! usage.set_remaining(plan, "k1", 10).await?; // UpdateUsage: 10 more requests today
+//! assert_eq!(usage.quota(plan, "k1").await?.unwrap().remaining, 10);
 //! # Ok(())
 //! # }
 //! ```

@@ -77,7 +77,7 @@ impl Usage {
 
     /// The quota of `key_id` under `plan` in the current period; `None` when the plan has no
     /// quota.
-    pub fn quota(&self, plan: &UsagePlan, key_id: &str) -> Result<Option<QuotaUsage>, UsageError> {
+    pub async fn quota(&self, plan: &UsagePlan, key_id: &str) -> Result<Option<QuotaUsage>, UsageError> {
         let backend = self.backend()?;
         let Some(compiled) = self.plan_rule(plan)? else { return Ok(None) };
         let Some(rule) = compiled.quota.as_ref() else { return Ok(None) };
@@ -90,7 +90,12 @@ impl Usage {
     /// this period. It may be more than the limit (API Gateway's "temporary extension"): the
     /// next period starts from the plan's limit again. The change is recorded in the ledger, so
     /// earlier days' figures stay right.
-    pub fn set_remaining(&self, plan: &UsagePlan, key_id: &str, remaining: u64) -> Result<QuotaUsage, UsageError> {
+    pub async fn set_remaining(
+        &self,
+        plan: &UsagePlan,
+        key_id: &str,
+        remaining: u64,
+    ) -> Result<QuotaUsage, UsageError> {
         let backend = self.backend()?;
         let no_quota = || UsageError::NoQuota(plan.id().to_owned());
         let compiled = self.plan_rule(plan)?.ok_or_else(no_quota)?;
@@ -113,7 +118,7 @@ impl Usage {
 
     /// The ids of the keys with counts or ledger days under `plan` (whether or not they are in
     /// it now), unordered.
-    pub fn keys_with_usage(&self, plan: &UsagePlan) -> Result<Vec<String>, UsageError> {
+    pub async fn keys_with_usage(&self, plan: &UsagePlan) -> Result<Vec<String>, UsageError> {
         Ok(self.backend()?.keys_of_plan(plan.id()).iter().map(|k| k.to_string()).collect())
     }
 
@@ -122,12 +127,18 @@ impl Usage {
     /// Each day is `[used, remaining]` as API Gateway's GetUsage defines it: requests forwarded
     /// that day, and quota left at the end of that day in its period. Days before the retention
     /// read as unused.
-    pub fn report(&self, plan: &UsagePlan, keys: &[&str], start: Date, end: Date) -> Result<UsageReport, UsageError> {
-        let mut report = self.report_keys(plan, keys, start, end)?;
+    pub async fn report(
+        &self,
+        plan: &UsagePlan,
+        keys: &[&str],
+        start: Date,
+        end: Date,
+    ) -> Result<UsageReport, UsageError> {
+        let mut report = self.report_keys(plan, keys, start, end).await?;
         let backend = self.backend()?;
         for key in backend.keys_of_plan(plan.id()) {
             if !report.keys.contains_key(&*key) {
-                let extra = self.report_keys(plan, &[&key], start, end)?;
+                let extra = self.report_keys(plan, &[&key], start, end).await?;
                 if extra.keys.values().flatten().any(|d| d.used > 0) {
                     report.keys.extend(extra.keys);
                 }
@@ -137,7 +148,7 @@ impl Usage {
     }
 
     /// Like [`Usage::report`], for exactly the keys in `keys`.
-    pub fn report_keys(
+    pub async fn report_keys(
         &self,
         plan: &UsagePlan,
         keys: &[&str],

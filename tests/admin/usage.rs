@@ -37,9 +37,9 @@ impl Metered {
         out
     }
 
-    fn remaining(&self) -> u64 {
+    async fn remaining(&self) -> u64 {
         let plan = self.h.store.plan_by_id("gold").unwrap();
-        self.layer.usage().quota(&plan, "k1").unwrap().unwrap().remaining
+        self.layer.usage().quota(&plan, "k1").await.unwrap().unwrap().remaining
     }
 }
 
@@ -103,7 +103,7 @@ async fn update_usage_sets_what_the_next_requests_get() {
         .await
         .expect(200);
     assert_eq!(body["values"], json!({"k1": [[5, 1200]]}));
-    assert_eq!(m.remaining(), 1200);
+    assert_eq!(m.remaining().await, 1200);
 }
 
 #[tokio::test]
@@ -223,7 +223,7 @@ async fn bad_usage_requests_change_nothing() {
         "usage plan \"silver\" has no quota",
     )
     .await;
-    assert_eq!(m.remaining(), 997, "no refused call changed the quota");
+    assert_eq!(m.remaining().await, 997, "no refused call changed the quota");
 }
 
 #[tokio::test]
