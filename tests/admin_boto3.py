@@ -6,25 +6,10 @@ Exits with 97 if boto3 is not installed (the test then skips).
 """
 
 import json
-import os
-import sys
 
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import ClientError
-except ImportError as e:
-    print(e, file=sys.stderr)
-    sys.exit(97)
+from admin_client import ClientError, make_client
 
-client = boto3.client(
-    "apigateway",
-    endpoint_url=os.environ["ADMIN_ENDPOINT"],
-    region_name="us-east-1",
-    aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-    aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-    config=Config(retries={"max_attempts": 1}),
-)
+client = make_client("us-east-1")
 
 
 def clean(response):

@@ -10,25 +10,12 @@ prints one JSON object with the results. Exits with 97 if boto3 is not installed
 import datetime
 import json
 import os
-import sys
 import urllib.error
 import urllib.request
 
-try:
-    import boto3
-    from botocore.config import Config
-except ImportError as e:
-    print(e, file=sys.stderr)
-    sys.exit(97)
+from admin_client import make_client
 
-client = boto3.client(
-    "apigateway",
-    endpoint_url=os.environ["ADMIN_ENDPOINT"],
-    region_name="eu-west-1",
-    aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-    aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-    config=Config(retries={"max_attempts": 1}),
-)
+client = make_client("eu-west-1")
 VALUE = "sdk-usage-0123456789abcdefghij"
 
 

@@ -123,10 +123,10 @@ impl Usage {
     }
 
     /// Usage per day from `start` to `end` (inclusive, UTC days) of `plan`: every key in `keys`
-    /// (with zeros when it forwarded nothing) and every other key with usage under the plan.
-    /// Each day is `[used, remaining]` as API Gateway's GetUsage defines it: requests forwarded
-    /// that day, and quota left at the end of that day in its period. Days before the retention
-    /// read as unused.
+    /// and every key with counts under the plan ([`Usage::keys_with_usage`]), the same set the
+    /// admin API's GetUsage reports, with zeros on days a key forwarded nothing. Each day is
+    /// `[used, remaining]` as API Gateway's GetUsage defines it: requests forwarded that day, and
+    /// quota left at the end of that day in its period. Days before the retention read as unused.
     pub async fn report(
         &self,
         plan: &UsagePlan,
@@ -134,17 +134,12 @@ impl Usage {
         start: Date,
         end: Date,
     ) -> Result<UsageReport, UsageError> {
-        let mut report = self.report_keys(plan, keys, start, end).await?;
-        let backend = self.backend()?;
-        for key in backend.keys_of_plan(plan.id()) {
-            if !report.keys.contains_key(&*key) {
-                let extra = self.report_keys(plan, &[&key], start, end).await?;
-                if extra.keys.values().flatten().any(|d| d.used > 0) {
-                    report.keys.extend(extra.keys);
-                }
-            }
-        }
-        Ok(report)
+        let mut all: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        all.extend(self.keys_with_usage(plan).await?);
+        all.sort_unstable();
+        all.dedup();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.report_keys(plan, &all, start, end).await
     }
 
     /// Like [`Usage::report`], for exactly the keys in `keys`.

@@ -40,6 +40,24 @@ async fn run(what: &str, command: &mut Command) -> Option<Output> {
     }
 }
 
+/// Runs `tests/<script>` with boto3 against the admin API at `endpoint` (SigV4 credentials in
+/// the environment, plus `env`); its JSON output, or `None` when skipped.
+async fn boto3(script: &str, endpoint: &str, env: &[(&str, &str)]) -> Option<Value> {
+    let mut python = Command::new("python3");
+    python
+        .arg(format!("{}/tests/{script}", env!("CARGO_MANIFEST_DIR")))
+        .env("ADMIN_ENDPOINT", endpoint)
+        .env("AWS_ACCESS_KEY_ID", AKID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(env.iter().copied());
+    let out = run("python3 with boto3", &mut python).await?;
+    Some(
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout))),
+    )
+}
+
 async fn serve(store: InMemoryKeyStore) -> String {
     let admin = AdminRouter::new(store, AdminAuth::new().sigv4(AKID, SECRET)).into_router();
     let app = axum::Router::new().nest("/admin", admin);
@@ -53,18 +71,7 @@ async fn serve(store: InMemoryKeyStore) -> String {
 async fn boto3_and_the_aws_cli_manage_the_store() {
     let store = InMemoryKeyStore::from_toml_str("[stage]\napi = \"petstore\"\nname = \"prod\"").unwrap();
     let endpoint = serve(store.clone()).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/admin_boto3.py");
-    let mut python = Command::new("python3");
-    python
-        .arg(script)
-        .env("ADMIN_ENDPOINT", &endpoint)
-        .env("AWS_ACCESS_KEY_ID", AKID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-    let Some(out) = run("python3 with boto3", &mut python).await else { return };
-    let out: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let Some(out) = boto3("admin_boto3.py", &endpoint, &[]).await else { return };
     let plan_id = out["ids"]["plan"].as_str().unwrap();
     let key_id = out["ids"]["key"].as_str().unwrap();
 
@@ -154,19 +161,9 @@ async fn boto3_reads_and_changes_the_usage_the_data_plane_counts() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/admin_usage_boto3.py");
-    let mut python = Command::new("python3");
-    python
-        .arg(script)
-        .env("ADMIN_ENDPOINT", format!("{base}/admin"))
-        .env("DATA_ENDPOINT", &base)
-        .env("AWS_ACCESS_KEY_ID", AKID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-    let Some(out) = run("python3 with boto3", &mut python).await else { return };
-    let out: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let Some(out) = boto3("admin_usage_boto3.py", &format!("{base}/admin"), &[("DATA_ENDPOINT", &base)]).await else {
+        return;
+    };
     let (plan, key, today) = (&out["ids"]["plan"], out["ids"]["key"].as_str().unwrap(), &out["today"]);
     assert_eq!(out["first"], json!([200, 200, 200, 200]));
     // GetUsage in the service model's shape (boto3 calls `values` `items`).
