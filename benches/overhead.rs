@@ -126,7 +126,7 @@ fn allowed(c: &mut Criterion) {
         for (name, style) in
             [("usage_plans/headers_off", RateLimitHeaders::Off), ("usage_plans/headers_draft", RateLimitHeaders::Draft)]
         {
-            let layer = UsagePlanLayer::builder(open_store(keys)).rate_limit_headers(style).build();
+            let layer = UsagePlanLayer::builder(open_store(keys)).rate_limit_headers(style).build().unwrap();
             run(&mut group, name, &values, layer.layer(inner()));
         }
 

@@ -47,7 +47,7 @@ fn throughput(keys: usize, threads: usize, per_thread: usize) -> f64 {
         (0..keys).map(|i| (KeySecret::new(key(i)).unwrap(), ApiKey::new(format!("k{i}")).plan("p"))).collect();
     let store =
         InMemoryKeyStore::from_config(Config::new(Stage::new("petstore", "prod"), vec![plan], secrets).unwrap());
-    let layer = UsagePlanLayer::builder(store).rate_limit_headers(RateLimitHeaders::Off).build();
+    let layer = UsagePlanLayer::builder(store).rate_limit_headers(RateLimitHeaders::Off).build().unwrap();
     let inner = service_fn(|_r: Request<()>| ready(Ok::<_, Infallible>(Response::new(()))));
     let values: Vec<HeaderValue> = (0..keys).map(|i| HeaderValue::from_str(&key(i)).unwrap()).collect();
     let mut warm = layer.layer(inner);

@@ -57,7 +57,7 @@ async fn main() {
             .await
     } else {
         tonic::transport::Server::builder()
-            .layer(UsagePlanLayer::new(store))
+            .layer(common::built(UsagePlanLayer::new(store)))
             .add_service(GreeterServer::new(MyGreeter))
             .serve_with_incoming_shutdown(incoming, common::shutdown_signal())
             .await

@@ -35,7 +35,7 @@ where
 #[tokio::main]
 async fn main() {
     let args = common::args("hyper", 3001);
-    let layer = UsagePlanLayer::new(common::store(&args));
+    let layer = common::built(UsagePlanLayer::new(common::store(&args)));
     let listener = common::bind(args.addr).await;
     let addr = listener.local_addr().expect("bound socket has an address");
     if args.config.is_none() {

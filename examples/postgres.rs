@@ -125,7 +125,8 @@ async fn main() {
     let gone = issue("gone", "Gone Corp", "pro", false).await;
 
     let app = Router::new().route("/pets", get(|| async { Json(serde_json::json!([{ "id": 1, "name": "Rex" }])) }));
-    let app = if args.no_layer { app } else { app.layer(UsagePlanLayer::new(store)) };
+    let app =
+        if args.no_layer { app } else { app.layer(UsagePlanLayer::new(store).unwrap_or_else(|e| fail("layer", e))) };
     let listener = common::bind(args.addr).await;
     let addr = listener.local_addr().expect("bound socket has an address");
     let base = format!("http://{addr}");

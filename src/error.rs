@@ -16,6 +16,8 @@ pub enum ConfigErrorKind {
     UnknownReference,
     /// Two things that must be unique are not (ids, key values, one plan per stage).
     Duplicate,
+    /// A required setting is missing (e.g. the stage a layer guards).
+    Missing,
 }
 
 /// A configuration value was refused. Names the field (e.g. `plans[0].quota.limit`) and the reason.

@@ -45,7 +45,7 @@
 //! "#)?;
 //!
 //! let svc = ServiceBuilder::new()
-//!     .layer(UsagePlanLayer::new(store))
+//!     .layer(UsagePlanLayer::new(store)?)
 //!     .service(service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::from("hi"))) }));
 //!
 //! let call = |key: Option<&str>| {
@@ -106,11 +106,13 @@ mod engine;
 mod error;
 mod http;
 pub mod import;
+mod keycache;
 pub mod keys;
 mod model;
 mod rejection;
 mod store;
 pub mod usage;
+mod view;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -128,7 +130,7 @@ pub use crate::model::{
 pub use crate::rejection::{Rejection, RejectionKind, ThrottleScope};
 pub use crate::store::{
     CacheStats, CachedKeyStore, CachedKeyStoreBuilder, InMemoryKeyStore, Invalidation, KeyRecord, KeyStore,
-    LookupBudgetExhausted, StoreError,
+    LookupBudgetExhausted, StoreError, StoreErrorKind,
 };
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]

@@ -1,6 +1,6 @@
 //! Why a request was refused: the typed rejection the layer puts in the response extensions.
 
-use crate::engine::Limits;
+use crate::view::Limits;
 use http::StatusCode;
 use std::fmt;
 use std::sync::Arc;

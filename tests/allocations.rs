@@ -54,7 +54,7 @@ plans = ["p"]
 fn per_request(style: RateLimitHeaders, path: &str) -> usize {
     let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
     let inner = service_fn(|_req: Request<()>| ready(Ok::<_, Infallible>(Response::new(()))));
-    let mut svc = UsagePlanLayer::builder(store).rate_limit_headers(style).build().layer(inner);
+    let mut svc = UsagePlanLayer::builder(store).rate_limit_headers(style).build().unwrap().layer(inner);
     let key = HeaderValue::from_static("k-0123456789abcdefghij");
     let request = || {
         let mut req = Request::get(path).body(()).unwrap();

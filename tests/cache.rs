@@ -66,7 +66,7 @@ fn builder(store: impl KeyStore, clock: &ManualClock) -> tower_usage_plans::Usag
 }
 
 fn layer(store: impl KeyStore, clock: &ManualClock) -> Svc {
-    service(&builder(store, clock).build())
+    service(&builder(store, clock).build().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -218,7 +218,8 @@ async fn a_failing_store_keeps_recent_keys_working_refuses_others_with_503_and_r
         &builder(cached.clone(), &clock)
             .key_cache_ttl(Duration::from_secs(10))
             .stale_if_error(Duration::ZERO) // only the wrapper's window applies here
-            .build(),
+            .build()
+            .unwrap(),
     );
     assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
     db.failing.store(true, Ordering::SeqCst);
@@ -276,7 +277,7 @@ async fn the_values_of_a_rotated_key_share_its_quota_and_counts_survive_a_disabl
     db.keys.lock().unwrap().insert(common::key("old"), rec(true));
     db.keys.lock().unwrap().insert(common::key("new"), rec(true));
     let clock = clock();
-    let svc = service(&builder(Arc::clone(&db), &clock).key_cache_ttl(Duration::ZERO).build());
+    let svc = service(&builder(Arc::clone(&db), &clock).key_cache_ttl(Duration::ZERO).build().unwrap());
     let mut ok = 0;
     for i in 0..12 {
         let value = if i % 2 == 0 { common::key("old") } else { common::key("new") };
@@ -349,7 +350,7 @@ async fn fail_open_never_forwards_a_value_refused_by_the_lookup_budget() {
         .clock(clock.clone())
         .lookup_budget(Some(Throttle::new(1.0, 2).unwrap()))
         .build();
-    let svc = service(&builder(cached, &clock).fail_open_on_store_error(true).build());
+    let svc = service(&builder(cached, &clock).fail_open_on_store_error(true).build().unwrap());
     let mut seed = 42;
     let statuses: Vec<u16> = {
         let mut v = Vec::new();
@@ -369,7 +370,7 @@ async fn fail_open_never_forwards_a_value_refused_by_the_lookup_budget() {
 async fn debug_output_of_a_layer_never_shows_key_values_even_mid_lookup() {
     let db = db(Duration::from_millis(100));
     let clock = clock();
-    let layer = builder(Arc::clone(&db), &clock).build();
+    let layer = builder(Arc::clone(&db), &clock).build().unwrap();
     let svc = service(&layer);
     let pending = {
         let svc = svc.clone();
@@ -392,8 +393,9 @@ async fn known_keys_revalidate_through_a_flood_longer_than_their_stale_window() 
         .stale_if_error(Duration::ZERO)
         .lookup_budget(Some(Throttle::new(1.0, 10).unwrap()))
         .build();
-    let svc =
-        service(&builder(cached, &clock).key_cache_ttl(Duration::from_secs(1)).stale_if_error(Duration::ZERO).build());
+    let svc = service(
+        &builder(cached, &clock).key_cache_ttl(Duration::from_secs(1)).stale_if_error(Duration::ZERO).build().unwrap(),
+    );
     assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
     let mut seed = 7;
     for _ in 0..60 {
@@ -421,7 +423,8 @@ async fn stale_windows_of_the_wrapper_and_the_layer_do_not_add_up() {
         &builder(cached, &clock)
             .key_cache_ttl(Duration::from_secs(10))
             .stale_if_error(Duration::from_secs(300))
-            .build(),
+            .build()
+            .unwrap(),
     );
     assert_eq!(get(&svc, "/pets", Some(&common::key("a"))).await.status, 200);
     db.failing.store(true, Ordering::SeqCst);

@@ -43,7 +43,7 @@ async fn eight_tasks_never_get_more_than_burst() {
 throttle = { rate = 0.5, burst = 37 }
 "#,
     );
-    let svc = service(&builder(text, &clock).build());
+    let svc = service(&builder(text, &clock).build().unwrap());
     let (ok, throttled, quota) = hammer(svc.clone(), key("k"), 8, 250).await;
     assert_eq!((ok, throttled, quota), (37, 8 * 250 - 37, 0));
     // 10 s later: exactly 5 more tokens.
@@ -63,7 +63,7 @@ throttle = { rate = 1000.0, burst = 10000 }
 quota = { limit = 523, period = "MONTH" }
 "#,
     );
-    let svc = service(&builder(text, &clock).build());
+    let svc = service(&builder(text, &clock).build().unwrap());
     let (ok, throttled, quota) = hammer(svc, key("k"), 8, 200).await;
     assert_eq!((ok, throttled, quota), (523, 0, 8 * 200 - 523));
 }
@@ -82,7 +82,7 @@ throttle = { rate = 0.001, burst = 30 }
 throttle = { rate = 0.001, burst = 50 }
 "#,
     );
-    let svc = service(&builder(text, &clock).build());
+    let svc = service(&builder(text, &clock).build().unwrap());
     let (ok, _, _) = hammer(svc.clone(), key("k"), 8, 100).await;
     assert_eq!(ok, 30);
     // The stage bucket refills completely in 30 000 s; the key bucket gains 30 tokens too, so

@@ -77,7 +77,7 @@ plans = ["burst2"]
 "#;
 
 fn layer() -> UsagePlanLayer {
-    UsagePlanLayer::new(InMemoryKeyStore::from_toml_str(CONFIG).unwrap())
+    UsagePlanLayer::new(InMemoryKeyStore::from_toml_str(CONFIG).unwrap()).unwrap()
 }
 
 async fn tonic_server() -> SocketAddr {

@@ -166,7 +166,7 @@ const Q: &str = "q-0123456789abcdefghij";
 
 fn layer(backend: &RedisBackend) -> Svc {
     let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
-    service(&UsagePlanLayer::builder(store).redis(backend.clone()).build())
+    service(&UsagePlanLayer::builder(store).redis(backend.clone()).build().unwrap())
 }
 
 async fn hammer(replicas: &[Svc], tasks_each: usize, requests: usize, key: &'static str) -> (u32, u32) {
@@ -224,7 +224,7 @@ async fn throttles_hold_across_replicas_within_burst_plus_rate_times_t() {
         .replace("plans = [\"quota-only\"]", "plans = [\"throttled\"]");
     let mk = |backend: &RedisBackend| {
         let store = InMemoryKeyStore::from_toml_str(&config).unwrap();
-        service(&UsagePlanLayer::builder(store).redis(backend.clone()).build())
+        service(&UsagePlanLayer::builder(store).redis(backend.clone()).build().unwrap())
     };
     let a = server.backend().connect().await.unwrap();
     let b = server.backend().connect().await.unwrap();
@@ -375,7 +375,7 @@ async fn each_failure_policy_answers_as_documented_while_redis_is_paused() {
         .replace("rate = 50.0, burst = 10", "rate = 0.001, burst = 4");
     let layer_with = |backend: &RedisBackend| {
         let store = InMemoryKeyStore::from_toml_str(&config).unwrap();
-        service(&UsagePlanLayer::builder(store).redis(backend.clone()).build())
+        service(&UsagePlanLayer::builder(store).redis(backend.clone()).build().unwrap())
     };
     let connect = |throttle: FailurePolicy, quota: FailurePolicy| {
         server
@@ -531,7 +531,7 @@ async fn on_a_redis_cluster_two_replicas_admit_exactly_the_quota_and_one_shard_h
         .replace("plans = [\"quota-only\"]", "plans = [\"throttled\"]");
     let mk = |backend: &RedisBackend| {
         let store = InMemoryKeyStore::from_toml_str(&config).unwrap();
-        service(&UsagePlanLayer::builder(store).redis(backend.clone()).build())
+        service(&UsagePlanLayer::builder(store).redis(backend.clone()).build().unwrap())
     };
     let start = Instant::now();
     let (ok, _) = hammer(&[mk(&a), mk(&b)], 2, 20, Q).await;
@@ -557,7 +557,7 @@ async fn the_local_quota_fallback_keeps_to_its_share_however_long_the_outage() {
     let backend =
         server.backend().timeout(Duration::from_millis(30)).leasing(false).replicas(2).connect().await.unwrap();
     let store = InMemoryKeyStore::from_toml_str(&config).unwrap();
-    let svc = service(&UsagePlanLayer::builder(store).redis(backend.clone()).build());
+    let svc = service(&UsagePlanLayer::builder(store).redis(backend.clone()).build().unwrap());
     server.signal("-STOP");
     // 2.5 s of outage, across several maintenance rounds: at most this replica's half of 20.
     let mut admitted = 0;
@@ -601,8 +601,11 @@ async fn refunds_reach_redis_with_and_without_leases() {
         server.clear();
         let backend = server.backend().leasing(leasing).connect().await.unwrap();
         let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
-        let layer =
-            UsagePlanLayer::builder(store).redis(backend.clone()).refund_quota_when(|s| s.is_server_error()).build();
+        let layer = UsagePlanLayer::builder(store)
+            .redis(backend.clone())
+            .refund_quota_when(|s| s.is_server_error())
+            .build()
+            .unwrap();
         let failing = tower::service_fn(|_r: http::Request<String>| async {
             Ok::<_, std::convert::Infallible>(http::Response::builder().status(500).body(String::from("boom")).unwrap())
         });

@@ -26,7 +26,7 @@ plans = ["p"]
 #[tokio::test]
 async fn draft_headers_describe_each_per_key_limit() {
     let clock = clock();
-    let svc = service(&builder(TEXT, &clock).build());
+    let svc = service(&builder(TEXT, &clock).build().unwrap());
     let r = get(&svc, "/pets", Some(&key("k"))).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["ratelimit-policy"], r#""quota";q=100;w=86400, "throttle";q=4;w=1"#);
@@ -47,7 +47,7 @@ async fn draft_headers_describe_each_per_key_limit() {
 #[tokio::test]
 async fn legacy_headers_show_the_most_binding_limit() {
     let clock = clock();
-    let svc = service(&builder(TEXT, &clock).rate_limit_headers(RateLimitHeaders::Legacy).build());
+    let svc = service(&builder(TEXT, &clock).rate_limit_headers(RateLimitHeaders::Legacy).build().unwrap());
     let r = get(&svc, "/pets", Some(&key("k"))).await;
     assert_eq!(r.headers["x-ratelimit-limit"], "4");
     assert_eq!(r.headers["x-ratelimit-remaining"], "3");
@@ -58,7 +58,7 @@ async fn legacy_headers_show_the_most_binding_limit() {
 #[tokio::test]
 async fn headers_off_sends_none() {
     let clock = clock();
-    let svc = service(&builder(TEXT, &clock).rate_limit_headers(RateLimitHeaders::Off).build());
+    let svc = service(&builder(TEXT, &clock).rate_limit_headers(RateLimitHeaders::Off).build().unwrap());
     let r = get(&svc, "/pets", Some(&key("k"))).await;
     assert_eq!(r.status, 200);
     assert!(r.headers.keys().all(|k| !k.as_str().contains("ratelimit")), "{:?}", r.headers);
@@ -82,7 +82,8 @@ async fn custom_renderer_builds_the_body_and_the_layer_adds_retry_after() {
                 .body(Bytes::from(body))
                 .unwrap()
         })
-        .build();
+        .build()
+        .unwrap();
     let svc = service(&layer);
     let r = get(&svc, "/pets", None).await;
     assert_eq!(r.status, 403);
@@ -108,7 +109,7 @@ fn grpc(path: &str, key: Option<&str>) -> Request<String> {
 #[tokio::test]
 async fn grpc_requests_get_trailers_only_answers() {
     let clock = clock();
-    let svc = service(&builder(TEXT, &clock).build());
+    let svc = service(&builder(TEXT, &clock).build().unwrap());
     let r = send_req(&svc, grpc("/helloworld.Greeter/SayHello", None)).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["content-type"], "application/grpc");
@@ -127,21 +128,22 @@ async fn grpc_requests_get_trailers_only_answers() {
 #[tokio::test]
 async fn other_key_sources() {
     let clock = clock();
-    let bearer = service(&builder(TEXT, &clock).key_source(KeySource::AuthorizationBearer).build());
+    let bearer = service(&builder(TEXT, &clock).key_source(KeySource::AuthorizationBearer).build().unwrap());
     let req = Request::get("/").header("authorization", format!("Bearer {}", key("k"))).body(String::new()).unwrap();
     assert_eq!(send_req(&bearer, req).await.status, 200);
     assert_eq!(get(&bearer, "/", Some(&key("k"))).await.status, 403, "x-api-key is not read");
 
-    let query = service(&builder(TEXT, &clock).key_source(KeySource::Query("api_key".into())).build());
+    let query = service(&builder(TEXT, &clock).key_source(KeySource::Query("api_key".into())).build().unwrap());
     assert_eq!(get(&query, &format!("/pets?limit=2&api_key={}", key("k")), None).await.status, 200);
     assert_eq!(get(&query, "/pets?api_key=", None).await.status, 403);
 
-    let upstream = service(&builder(TEXT, &clock).key_source(KeySource::Authorizer).build());
+    let upstream = service(&builder(TEXT, &clock).key_source(KeySource::Authorizer).build().unwrap());
     let mut req = Request::get("/").body(String::new()).unwrap();
     req.extensions_mut().insert(AuthorizerKey::new(key("k")));
     assert_eq!(send_req(&upstream, req).await.status, 200);
 
-    let custom = service(&builder(TEXT, &clock).key_source(KeySource::Header("x-tenant-key".parse().unwrap())).build());
+    let custom =
+        service(&builder(TEXT, &clock).key_source(KeySource::Header("x-tenant-key".parse().unwrap())).build().unwrap());
     let req = Request::get("/").header("x-tenant-key", key("k")).body(String::new()).unwrap();
     assert_eq!(send_req(&custom, req).await.status, 200);
 }
@@ -149,7 +151,7 @@ async fn other_key_sources() {
 #[tokio::test]
 async fn odd_requests_do_not_panic() {
     let clock = clock();
-    let svc = service(&builder(TEXT, &clock).build());
+    let svc = service(&builder(TEXT, &clock).build().unwrap());
     for path in ["/", "/pets/", "//", "/pets/%F0%9F%90%B6/DELETE", "/a/b/c/d/e/f/g", "*"] {
         let uri = if path == "*" { "*".to_owned() } else { path.to_owned() };
         let req = Request::builder().method("OPTIONS").uri(uri).header("x-api-key", key("k")).body(String::new());
@@ -165,7 +167,7 @@ async fn odd_requests_do_not_panic() {
 
 #[test]
 fn debug_output_never_shows_key_values() {
-    let layer = tower_usage_plans::UsagePlanLayer::new(store(TEXT));
+    let layer = tower_usage_plans::UsagePlanLayer::new(store(TEXT)).unwrap();
     let store = store(TEXT);
     let config = tower_usage_plans::Config::from_toml_str(&format!("{HEAD}{TEXT}")).unwrap();
     for text in [format!("{store:?}"), format!("{layer:?}"), format!("{config:?}"), format!("{:#?}", config.keys())] {
@@ -176,7 +178,7 @@ fn debug_output_never_shows_key_values() {
 #[tokio::test]
 async fn grpc_web_clients_get_their_own_content_type_back() {
     let clock = clock();
-    let svc = service(&builder(TEXT, &clock).build());
+    let svc = service(&builder(TEXT, &clock).build().unwrap());
     let req = Request::post("/helloworld.Greeter/SayHello")
         .header("content-type", "application/grpc-web+proto")
         .body(String::new())

@@ -64,7 +64,7 @@ expires = "2026-11-23T12:00:10Z"
 "#;
 
 fn svc(clock: &tower_usage_plans::ManualClock) -> Svc {
-    service(&builder(PLANS, clock).build())
+    service(&builder(PLANS, clock).build().unwrap())
 }
 
 #[tokio::test]
@@ -123,7 +123,8 @@ quota = { limit = 4, period = "WEEK" }
             ),
             &clock,
         )
-        .build(),
+        .build()
+        .unwrap(),
     );
     let k = key("k");
     assert_eq!(statuses(&svc, "GET", "/", Some(&k), 10).await, [200, 200, 429, 429, 429, 429, 429, 429, 429, 429]);
@@ -174,7 +175,7 @@ plans = ["p"]
     let stage = tower_usage_plans::Stage::new("petstore", "prod")
         .method_throttle("/pets/GET", tower_usage_plans::Throttle::new(0.001, 3).unwrap())
         .unwrap();
-    let svc = service(&UsagePlanLayer::builder(store).stage(stage).clock(clock.clone()).build());
+    let svc = service(&UsagePlanLayer::builder(store).stage(stage).clock(clock.clone()).build().unwrap());
     let (a, b) = (key("a"), key("b"));
     assert_eq!(statuses(&svc, "GET", "/pets", Some(&a), 2).await, [200, 200]);
     assert_eq!(statuses(&svc, "GET", "/pets", Some(&b), 2).await, [200, 429]);
@@ -247,7 +248,7 @@ quota = { limit = 1, period = "DAY" }
 #[tokio::test]
 async fn public_methods_need_no_key_but_obey_stage_throttles() {
     let clock = clock();
-    let svc = service(&builder(&public(), &clock).build());
+    let svc = service(&builder(&public(), &clock).build().unwrap());
     let r = get(&svc, "/health", None).await;
     assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
     assert!(!r.headers.contains_key("ratelimit"), "no per-key headers for anonymous traffic");
@@ -287,7 +288,7 @@ id = "b"
 value = "b-0123456789abcdefghij"
 plans = ["p"]
 "#;
-    let svc = service(&builder(text, &clock).build());
+    let svc = service(&builder(text, &clock).build().unwrap());
     assert_eq!(get(&svc, "/x", Some(&key("a"))).await.status, 200);
     assert_eq!(get(&svc, "/x", Some(&key("b"))).await.status, 200);
     assert_eq!(get(&svc, "/health", None).await.status, 200);
@@ -308,7 +309,7 @@ quota = { limit = 5, period = "MONTH", offset = 3 }
 created = "2026-11-02T09:00:00Z"
 "#,
     );
-    let svc = service(&builder(text, &clock).build());
+    let svc = service(&builder(text, &clock).build().unwrap());
     let k = key("k");
     assert_eq!(statuses(&svc, "GET", "/", Some(&k), 4).await, [200, 200, 429, 429]);
     // December 1st, 00:00 UTC: 8 days and 12 hours after Monday noon, 2026-11-23.
@@ -319,7 +320,7 @@ created = "2026-11-02T09:00:00Z"
 #[tokio::test]
 async fn clones_of_the_layer_and_service_share_one_state() {
     let clock = clock();
-    let layer = builder(PLANS, &clock).build();
+    let layer = builder(PLANS, &clock).build().unwrap();
     let a = service(&layer);
     let b = service(&layer.clone());
     let c = a.clone();
@@ -356,7 +357,7 @@ quota = { limit = 3, period = "DAY" }
         if refund {
             b = b.refund_quota_when(|s: StatusCode| s.is_server_error());
         }
-        let svc: Svc = tower::util::BoxCloneSyncService::new(b.build().layer(inner));
+        let svc: Svc = tower::util::BoxCloneSyncService::new(b.build().unwrap().layer(inner));
         let mut got = Vec::new();
         for i in 0..want.len() {
             let path = if !refund || i < 5 { "/broken" } else { "/ok" };
@@ -376,7 +377,7 @@ async fn without_created_the_offset_applies_to_the_period_of_first_use() {
 quota = { limit = 5, period = "DAY", offset = 2 }
 "#,
     );
-    let svc = service(&builder(text, &clock).build());
+    let svc = service(&builder(text, &clock).build().unwrap());
     let k = key("k");
     assert_eq!(statuses(&svc, "GET", "/", Some(&k), 4).await, [200, 200, 200, 429]);
     clock.advance(Duration::from_secs(12 * 3600));
@@ -386,7 +387,7 @@ quota = { limit = 5, period = "DAY", offset = 2 }
 #[tokio::test]
 async fn head_is_held_by_get_limits_and_trailing_slashes_do_not_escape() {
     let clock = clock();
-    let svc = service(&builder(&public(), &clock).build());
+    let svc = service(&builder(&public(), &clock).build().unwrap());
     // HEAD /health is public like GET /health, and shares its stage method bucket (burst 2).
     assert_eq!(send(&svc, "HEAD", "/health", None).await.status, 200);
     assert_eq!(get(&svc, "/health/", None).await.status, 200);
@@ -415,6 +416,6 @@ async fn a_stale_clock_reading_does_not_cause_a_spurious_429() {
     // 6.6 s is refused for real: its fresh reading (6.7 s) agrees.
     let script = [0, 0, 5 * s, 4 * s, 6 * s + s / 2, 6 * s + s * 6 / 10, 6 * s + s * 7 / 10];
     let clock = Scripted(parking_lot::Mutex::new(script.into()));
-    let svc = service(&tower_usage_plans::UsagePlanLayer::builder(store(&text)).clock(clock).build());
+    let svc = service(&tower_usage_plans::UsagePlanLayer::builder(store(&text)).clock(clock).build().unwrap());
     assert_eq!(statuses(&svc, "GET", "/", Some(&key("k")), 4).await, [200, 200, 200, 429]);
 }

@@ -48,7 +48,7 @@ async fn axum_server_on_loopback() {
     let app = axum::Router::new()
         .route("/pets", axum::routing::get(|| async { "[]" }))
         .route("/health", axum::routing::get(|| async { "ok" }))
-        .layer(UsagePlanLayer::new(store));
+        .layer(UsagePlanLayer::new(store).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

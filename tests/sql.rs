@@ -50,7 +50,13 @@ fn daily(id: &str, limit: u64) -> UsagePlan {
 }
 
 fn layer(store: &SqlKeyStore, clock: &ManualClock) -> common::Svc {
-    service(&UsagePlanLayer::builder(store.clone()).stage(Stage::new("petstore", "prod")).clock(clock.clone()).build())
+    service(
+        &UsagePlanLayer::builder(store.clone())
+            .stage(Stage::new("petstore", "prod"))
+            .clock(clock.clone())
+            .build()
+            .unwrap(),
+    )
 }
 
 async fn lookup(store: &SqlKeyStore, secret: &KeySecret) -> tower_usage_plans::KeyRecord {
@@ -320,7 +326,8 @@ async fn axum_router_over_the_sql_store() {
         s.put_plan(&daily("trial", 2)).await.unwrap();
         let good = s.create_key(ApiKey::new("good").plan("trial")).await.unwrap();
         let off = s.create_key(ApiKey::new("off").plan("trial").enabled(false)).await.unwrap();
-        let layer = UsagePlanLayer::builder(s.clone()).stage(Stage::new("petstore", "prod")).clock(clock()).build();
+        let layer =
+            UsagePlanLayer::builder(s.clone()).stage(Stage::new("petstore", "prod")).clock(clock()).build().unwrap();
         let app = axum::Router::new().route("/pets", axum::routing::get(|| async { "[]" })).layer(layer);
         let call = |key: &str| {
             let req = http::Request::get("/pets").header("x-api-key", key).body(Body::empty()).unwrap();
@@ -433,7 +440,8 @@ async fn changes_made_through_the_store_reach_the_layer_on_the_next_request() {
             .stage(Stage::new("petstore", "prod"))
             .clock(clock())
             .key_cache_ttl(Duration::from_secs(60))
-            .build();
+            .build()
+            .unwrap();
         let svc = service(&layer);
         assert_eq!(get(&svc, "/pets", Some(value.expose())).await.status, 200, "{}", db.name);
         s.set_key_enabled("k", false).await.unwrap();

@@ -61,7 +61,7 @@ fn test_store() -> Arc<TestStore> {
 async fn racing_first_lookups_share_one_set_of_counters() {
     let clock = clock();
     let store = test_store();
-    let svc = service(&UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).build());
+    let svc = service(&UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).build().unwrap());
     let ok = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
     for _ in 0..8 {
@@ -88,7 +88,8 @@ async fn answers_are_cached_for_the_ttl() {
         &UsagePlanLayer::builder(Arc::clone(&store))
             .clock(clock.clone())
             .key_cache_ttl(Duration::from_secs(30))
-            .build(),
+            .build()
+            .unwrap(),
     );
     for _ in 0..5 {
         assert_eq!(get(&svc, "/", Some(&key("a"))).await.status, 200);
@@ -110,7 +111,8 @@ async fn stale_if_error_then_503_then_recovery() {
             .clock(clock.clone())
             .key_cache_ttl(Duration::from_secs(10))
             .stale_if_error(Duration::from_secs(60))
-            .build(),
+            .build()
+            .unwrap(),
     );
     assert_eq!(get(&svc, "/", Some(&key("a"))).await.status, 200);
     store.failing.store(true, Ordering::SeqCst);
@@ -138,17 +140,21 @@ async fn fail_open_is_explicit() {
     let clock = clock();
     let store = test_store();
     store.failing.store(true, Ordering::SeqCst);
-    let closed = service(&UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).build());
+    let closed = service(&UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).build().unwrap());
     assert_eq!(get(&closed, "/", Some(&key("a"))).await.status, 503);
     let open = service(
-        &UsagePlanLayer::builder(Arc::clone(&store)).clock(clock.clone()).fail_open_on_store_error(true).build(),
+        &UsagePlanLayer::builder(Arc::clone(&store))
+            .clock(clock.clone())
+            .fail_open_on_store_error(true)
+            .build()
+            .unwrap(),
     );
     assert_eq!(get(&open, "/", Some(&key("a"))).await.status, 200);
     // Fail-open still refuses requests without any key: the store is not asked for those.
     assert_eq!(get(&open, "/", None).await.status, 403);
 }
 
-/// A store of the user's own, with no stage: a key's first plan applies.
+/// A store of the user's own, with no stage of its own.
 #[derive(Debug)]
 struct OwnStore;
 
@@ -164,9 +170,16 @@ impl KeyStore for OwnStore {
 }
 
 #[tokio::test]
-async fn a_store_without_stage_applies_the_first_plan() {
+async fn a_store_without_stage_is_refused_at_build_and_works_once_the_builder_names_one() {
+    // Never silently open: a layer that knows no stage is not built.
+    let err = UsagePlanLayer::builder(OwnStore).build().unwrap_err();
+    assert_eq!((err.kind(), err.field()), (tower_usage_plans::ConfigErrorKind::Missing, "stage"));
+    let err = UsagePlanLayer::new(OwnStore).unwrap_err();
+    assert_eq!(err.kind(), tower_usage_plans::ConfigErrorKind::Missing);
     let clock = clock();
-    let svc = service(&UsagePlanLayer::builder(OwnStore).clock(clock.clone()).build());
+    let svc = service(
+        &UsagePlanLayer::builder(OwnStore).stage(Stage::new("any", "any")).clock(clock.clone()).build().unwrap(),
+    );
     let k = "own-0123456789abcdefghij";
     assert_eq!(statuses(&svc, "GET", "/slow", Some(k), 2).await, [200, 429]);
     assert_eq!(statuses(&svc, "GET", "/fast", Some(k), 2).await, [200, 429]);
@@ -176,7 +189,9 @@ async fn a_store_without_stage_applies_the_first_plan() {
 #[tokio::test]
 async fn the_builder_stage_replaces_the_stores() {
     let clock = clock();
-    let svc = service(&UsagePlanLayer::builder(store(TEXT)).stage(Stage::new("petstore", "beta")).clock(clock).build());
+    let svc = service(
+        &UsagePlanLayer::builder(store(TEXT)).stage(Stage::new("petstore", "beta")).clock(clock).build().unwrap(),
+    );
     let r = get(&svc, "/", Some(&key("a"))).await;
     forbidden(&r);
     assert_eq!(r.extensions.get::<tower_usage_plans::Rejection>().unwrap().kind(), RejectionKind::WrongStage);
@@ -189,7 +204,12 @@ async fn fail_open_still_applies_stage_and_account_throttles() {
     store.failing.store(true, Ordering::SeqCst);
     let stage = Stage::new("petstore", "prod").account_throttle(Throttle::new(0.001, 2).unwrap());
     let svc = service(
-        &UsagePlanLayer::builder(Arc::clone(&store)).stage(stage).clock(clock).fail_open_on_store_error(true).build(),
+        &UsagePlanLayer::builder(Arc::clone(&store))
+            .stage(stage)
+            .clock(clock)
+            .fail_open_on_store_error(true)
+            .build()
+            .unwrap(),
     );
     assert_eq!(statuses(&svc, "GET", "/", Some(&key("a")), 4).await, [200, 200, 429, 429]);
 }
@@ -226,7 +246,8 @@ async fn moving_a_key_to_another_plan_starts_its_quota_under_that_plan() {
             .stage(Stage::new("petstore", "prod"))
             .clock(clock.clone())
             .key_cache_ttl(Duration::from_secs(1))
-            .build(),
+            .build()
+            .unwrap(),
     );
     let k = "sw-0123456789abcdefghij";
     assert_eq!(statuses(&svc, "GET", "/", Some(k), 3).await, [200, 200, 429]);
@@ -256,7 +277,8 @@ value = "new-0123456789abcdefghij"
 plans = ["p"]
 previous_values = [{ value = "old-0123456789abcdefghij", until = "2026-11-23T13:00:00Z" }]
 "#;
-    let svc = common::service(&common::builder(config, &clock).key_cache_ttl(std::time::Duration::ZERO).build());
+    let svc =
+        common::service(&common::builder(config, &clock).key_cache_ttl(std::time::Duration::ZERO).build().unwrap());
     let (old, new) = (Some("old-0123456789abcdefghij"), Some("new-0123456789abcdefghij"));
     // Both values work during the overlap and draw on one quota of 4.
     assert_eq!(common::get(&svc, "/pets", old).await.status, 200);
@@ -300,7 +322,7 @@ fn previous_values_are_checked_like_values() {
 async fn live_changes_take_effect_on_the_next_request_and_keep_counts() {
     let clock = common::clock();
     let store = common::store(&common::one_key("", "quota = { limit = 5, period = \"DAY\" }"));
-    let svc = common::service(&UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build());
+    let svc = common::service(&UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap());
     let k = common::key("k");
     for _ in 0..3 {
         assert_eq!(common::get(&svc, "/pets", Some(&k)).await.status, 200);

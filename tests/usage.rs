@@ -29,7 +29,7 @@ async fn send_n(svc: &Svc, n: usize) -> Vec<u16> {
 async fn each_day_reads_as_used_and_remaining_at_its_end() {
     let clock = clock(); // Monday 2026-11-23, noon
     let store = store(&one_key("", r#"quota = { limit = 100, period = "MONTH" }"#));
-    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build();
+    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
     let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
     for (advance, n) in [(0, 5), (1, 3), (2, 10)] {
         clock.advance(DAY * advance);
@@ -79,7 +79,7 @@ async fn each_day_reads_as_used_and_remaining_at_its_end() {
 async fn keys_without_usage_read_as_zero_and_plans_without_quota_have_no_remaining() {
     let clock = clock();
     let store = store(&one_key("", "throttle = { rate = 100.0, burst = 100 }"));
-    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build();
+    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
     let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
     let today = date!(2026 - 11 - 23);
     let report = usage.report(&plan, &["k", "other"], today, today).await.unwrap();
@@ -96,8 +96,11 @@ async fn keys_without_usage_read_as_zero_and_plans_without_quota_have_no_remaini
 async fn refunded_requests_leave_the_ledger_too() {
     let clock = clock();
     let store = store(&one_key("", r#"quota = { limit = 10, period = "DAY" }"#));
-    let layer =
-        UsagePlanLayer::builder(store.clone()).clock(clock.clone()).refund_quota_when(|s| s.is_server_error()).build();
+    let layer = UsagePlanLayer::builder(store.clone())
+        .clock(clock.clone())
+        .refund_quota_when(|s| s.is_server_error())
+        .build()
+        .unwrap();
     let inner = tower::service_fn(|req: http::Request<String>| async move {
         let status = if req.uri().path() == "/fail" { 500 } else { 200 };
         Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(String::new()).unwrap())
@@ -119,7 +122,7 @@ async fn a_snapshot_carries_every_count_across_a_restart() {
     let clock = clock();
     let text = one_key("", r#"quota = { limit = 10, period = "DAY" }"#);
     {
-        let layer = UsagePlanLayer::builder(store(&text)).clock(clock.clone()).build();
+        let layer = UsagePlanLayer::builder(store(&text)).clock(clock.clone()).build().unwrap();
         assert!(!layer.usage().load(&file).unwrap(), "no file yet");
         assert_eq!(count(&send_n(&service(&layer), 7).await, 200), 7);
         layer.usage().save(&file).unwrap();
@@ -128,7 +131,7 @@ async fn a_snapshot_carries_every_count_across_a_restart() {
     assert!(!body.contains(K), "key values never go into a snapshot");
     // A new process: same config, the snapshot restored before serving.
     let store = store(&text);
-    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build();
+    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
     assert!(layer.usage().load(&file).unwrap());
     let after = send_n(&service(&layer), 4).await;
     assert_eq!(after, [200, 200, 200, 429]);
@@ -165,7 +168,7 @@ impl UsageSink for Billing {
 #[tokio::test]
 async fn a_sink_gets_every_increment_at_least_once_and_the_rest_on_shutdown() {
     let clock = clock();
-    let layer = builder(&one_key("", ""), &clock).build();
+    let layer = builder(&one_key("", ""), &clock).build().unwrap();
     let svc = service(&layer);
     let billing = Arc::new(Billing::default());
     let reporter =
@@ -196,7 +199,7 @@ async fn a_sink_gets_every_increment_at_least_once_and_the_rest_on_shutdown() {
 async fn unacknowledged_usage_survives_a_restart_through_the_snapshot() {
     let clock = clock();
     let text = one_key("", "");
-    let layer = builder(&text, &clock).build();
+    let layer = builder(&text, &clock).build().unwrap();
     send_n(&service(&layer), 6).await;
     let usage = layer.usage();
     let first = usage.pending().unwrap();
@@ -205,7 +208,7 @@ async fn unacknowledged_usage_survives_a_restart_through_the_snapshot() {
     let lost = usage.pending().unwrap(); // delivered, but the process dies before acknowledging
     assert_eq!(lost.records()[0].requests, 2);
     let snapshot = usage.snapshot().unwrap();
-    let again = builder(&text, &clock).build();
+    let again = builder(&text, &clock).build().unwrap();
     again.usage().restore(snapshot).unwrap();
     let offered = again.usage().pending().unwrap();
     assert_eq!(offered.records().len(), 1);
@@ -215,7 +218,7 @@ async fn unacknowledged_usage_survives_a_restart_through_the_snapshot() {
 #[tokio::test]
 async fn an_acknowledgement_after_the_retention_dropped_the_day_brings_nothing_back() {
     let clock = clock();
-    let layer = builder(&one_key("", ""), &clock).usage_retention_days(2).build();
+    let layer = builder(&one_key("", ""), &clock).usage_retention_days(2).build().unwrap();
     let svc = service(&layer);
     send_n(&svc, 3).await;
     let usage = layer.usage();
@@ -235,7 +238,7 @@ async fn concurrent_requests_across_midnight_are_counted_exactly_once() {
     let clock = clock();
     clock.advance(Duration::from_secs(12 * 3600 - 1)); // 23:59:59
     let store = store(&one_key("", r#"quota = { limit = 100000, period = "MONTH" }"#));
-    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build();
+    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
     let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
     let admitted = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -296,7 +299,7 @@ proptest::proptest! {
                 std::time::UNIX_EPOCH + Duration::from_secs(1_793_534_400), // 2026-11-01 12:00 UTC
             );
             let store = store(&one_key("", r#"quota = { limit = 40, period = "MONTH" }"#));
-            let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build();
+            let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
             let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
             let (mut left, mut want) = (40u64, Vec::new());
             for (day, n) in sent.iter().enumerate() {

@@ -99,19 +99,29 @@ pub fn store(args: &Args) -> InMemoryKeyStore {
     })
 }
 
+/// The layer, or the configuration error printed and exit status 2.
+pub fn built(
+    layer: Result<tower_usage_plans::UsagePlanLayer, tower_usage_plans::ConfigError>,
+) -> tower_usage_plans::UsagePlanLayer {
+    layer.unwrap_or_else(|e| {
+        eprintln!("error: config: {e}");
+        std::process::exit(2);
+    })
+}
+
 /// The layer for `store`: counters in Redis with `--redis URL` (and the backend, to shut down
 /// gracefully), in this process otherwise. Exits with status 2 when `--redis` is given to a
 /// build without the `redis` feature, 1 when Redis cannot be set up.
 pub async fn layer(args: &Args, store: InMemoryKeyStore) -> (tower_usage_plans::UsagePlanLayer, Option<Redis>) {
     let builder = tower_usage_plans::UsagePlanLayer::builder(store);
-    let Some(url) = &args.redis else { return (builder.build(), None) };
+    let Some(url) = &args.redis else { return (built(builder.build()), None) };
     #[cfg(feature = "redis")]
     {
         let backend = tower_usage_plans::RedisBackend::builder(url.as_str()).connect().await.unwrap_or_else(|e| {
             eprintln!("error: --redis: {e}");
             std::process::exit(1);
         });
-        (builder.redis(backend.clone()).build(), Some(Redis(backend)))
+        (built(builder.redis(backend.clone()).build()), Some(Redis(backend)))
     }
     #[cfg(not(feature = "redis"))]
     {

@@ -14,7 +14,7 @@ use crate::admin::input::{Object, Query};
 use crate::admin::page::Paging;
 use crate::admin::wire::json;
 use crate::admin::{Admin, AwsPath};
-use crate::usage::{DayUsage, UsageError, UsageReport};
+use crate::usage::{DayUsage, UsageError, UsageErrorKind, UsageReport};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -60,9 +60,9 @@ fn pairs(days: &[DayUsage]) -> Vec<[i64; 2]> {
 }
 
 fn usage_error(e: UsageError) -> ApiError {
-    match e {
-        UsageError::Invalid { field, reason } => ApiError::invalid(field, reason),
-        other => ApiError::bad_request(other.to_string()),
+    match (e.kind(), e.field()) {
+        (UsageErrorKind::Invalid, Some(field)) => ApiError::invalid(field, e.reason()),
+        _ => ApiError::bad_request(e.to_string()),
     }
 }
 

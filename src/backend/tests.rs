@@ -1,8 +1,9 @@
 //! The seam works without changing the service: a backend that answers later (as a
 //! distributed one will) gives the same answers through the real layer.
 
-use super::{Check, CounterBackend, InProcess, KeyState, Verdict};
+use super::InProcess;
 use crate::engine::CompiledPlan;
+use crate::engine::{Check, CounterBackend, KeyState, Verdict};
 use crate::{InMemoryKeyStore, ManualClock, Rejection, RejectionKind, UsagePlanLayer};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -66,13 +67,16 @@ plans = ["p"]
 async fn a_pending_backend_gives_the_same_answers() {
     let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
     let backend = Arc::new(Deferred {
-        inner: InProcess::new(crate::KeyStore::stage(&store).as_ref(), 90),
+        inner: InProcess::new(&crate::KeyStore::stage(&store).unwrap(), 90),
         pending: AtomicUsize::new(0),
         seen_key: parking_lot::Mutex::new(None),
     });
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_795_435_200));
-    let layer =
-        UsagePlanLayer::builder(store).clock(clock).backend(Arc::clone(&backend) as Arc<dyn CounterBackend>).build();
+    let layer = UsagePlanLayer::builder(store)
+        .clock(clock)
+        .backend(Arc::clone(&backend) as Arc<dyn CounterBackend>)
+        .build()
+        .unwrap();
     let svc = layer.layer(tower::service_fn(|_r: Request<String>| async {
         Ok::<_, Infallible>(Response::new(String::from("ok")))
     }));

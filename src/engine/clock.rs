@@ -81,6 +81,11 @@ fn unix_nanos(t: SystemTime) -> i64 {
     }
 }
 
+/// A duration in nanoseconds, saturating (a `Duration` can exceed `u64` nanoseconds).
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 pub(crate) fn unix_secs(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),

@@ -10,6 +10,7 @@
 //! in any interval `[t0, t1]`, under any interleaving of threads (every update is one CAS).
 
 use crate::model::Throttle;
+use crate::view::BucketView;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A bucket's parameters, derived once from a [`Throttle`].
@@ -27,18 +28,6 @@ pub(crate) struct Gcra {
 pub(crate) struct Undo {
     before: u64,
     after: u64,
-}
-
-/// The bucket as a client sees it right after a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct BucketView {
-    pub(crate) burst: u32,
-    /// Requests that would be admitted right now.
-    pub(crate) remaining: u64,
-    /// Nanoseconds until the bucket is full again.
-    pub(crate) full_in_nanos: u64,
-    /// Nanoseconds to refill from empty (`burst * T`).
-    pub(crate) window_nanos: u64,
 }
 
 impl Gcra {

@@ -8,6 +8,7 @@
 //! the limit under any concurrency, and a new period starts from zero without a reset job.
 
 use crate::model::{Quota, QuotaPeriod};
+use crate::view::QuotaView;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const COUNT_BITS: u32 = 40;
@@ -53,18 +54,6 @@ pub(crate) struct Counted {
     pub(crate) ticket: Ticket,
     period: Period,
     used: i64,
-}
-
-/// The quota as a client sees it right after a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct QuotaView {
-    /// The limit of the current period (after `offset` in the initial period).
-    pub(crate) limit: u64,
-    pub(crate) remaining: u64,
-    /// Seconds until the period ends.
-    pub(crate) resets_in_secs: u64,
-    /// Length of the current period, seconds.
-    pub(crate) window_secs: u64,
 }
 
 /// The current period, for backends that count elsewhere.

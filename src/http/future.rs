@@ -1,34 +1,17 @@
 //! [`ResponseFuture`]: the inner service's future, a pending key lookup, or a ready rejection.
 
 use super::body::UsagePlanBody;
-use super::headers::RateLimitHeaders;
-use super::layer::Shared;
-use crate::backend::Refund;
-use crate::engine::Limits;
+use super::post::Post;
 use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-/// What to do when a forwarded request's response arrives: add rate-limit headers, and give the
-/// quota count back if the refund policy says so. Boxed, and only made when either is on.
-pub(crate) struct Post {
-    pub(crate) headers: RateLimitHeaders,
-    pub(crate) limits: Option<Box<Limits>>,
-    pub(crate) refund: Option<(Refund, Arc<Shared>)>,
-}
-
-impl fmt::Debug for Post {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Post").field("headers", &self.headers).field("limits", &self.limits).finish_non_exhaustive()
-    }
-}
-
-/// The outcome of a key lookup: forward (with the inner future already started) or refuse.
+/// The outcome of the slow path (a key lookup or a distributed check): forward (with the inner
+/// future already started) or refuse.
 pub(crate) enum Step<F> {
     Forward(F, Option<Box<Post>>),
     Reject(Response<Bytes>),
@@ -90,14 +73,8 @@ where
                 StateProj::Inner { fut, post } => {
                     let mut resp = ready!(fut.poll(cx))?;
                     if let Some(post) = post {
-                        if let Some((refund, shared)) = post.refund.take() {
-                            if shared.refund_applies(resp.status()) {
-                                refund();
-                            }
-                        }
-                        if let Some(limits) = &post.limits {
-                            post.headers.apply(limits, resp.headers_mut());
-                        }
+                        let status = resp.status();
+                        post.apply(status, resp.headers_mut());
                     }
                     return Poll::Ready(Ok(resp.map(UsagePlanBody::inner)));
                 }

@@ -1,7 +1,7 @@
 //! Rate-limit response headers: draft-ietf-httpapi-ratelimit-headers-10 or the legacy
 //! `X-RateLimit-*` trio.
 
-use crate::engine::Limits;
+use crate::view::{BucketView, Limits};
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
@@ -34,7 +34,7 @@ fn ceil_secs(nanos: u64) -> u64 {
 /// (name, quota, window secs, remaining, reset secs) of each per-key limit.
 fn items(limits: &Limits) -> impl Iterator<Item = (&'static str, u64, u64, u64, u64)> + '_ {
     let quota = limits.quota.map(|q| ("quota", q.limit, q.window_secs, q.remaining, q.resets_in_secs));
-    let bucket = |name, v: crate::engine::BucketView| {
+    let bucket = |name, v: BucketView| {
         (name, u64::from(v.burst), ceil_secs(v.window_nanos).max(1), v.remaining, ceil_secs(v.full_in_nanos))
     };
     let key = limits.key.map(|v| bucket("throttle", v));

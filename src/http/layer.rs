@@ -2,52 +2,21 @@
 
 use super::extract::KeySource;
 use super::headers::RateLimitHeaders;
+use super::post::RefundPolicy;
 use super::render::{AwsRejection, RenderRejection, Renderer};
 use super::service::UsagePlanService;
-use crate::backend::CounterBackend;
-use crate::engine::{CacheSettings, Clock, Engine, SystemClock};
+use super::shared::Shared;
+use crate::backend::InProcess;
+use crate::engine::{Clock, CounterBackend, Engine, SystemClock};
+use crate::error::{ConfigError, ConfigErrorKind};
+use crate::keycache::{CacheSettings, KeyCache};
 use crate::model::Stage;
 use crate::store::{DynKeyStore, Invalidation, KeyStore};
+use crate::usage::{Usage, UsageBackend};
 use http::StatusCode;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
-
-/// What every clone of the layer and of its services shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) engine: Engine,
-    pub(crate) store: Arc<dyn DynKeyStore>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) source: KeySource,
-    pub(crate) headers: RateLimitHeaders,
-    pub(crate) renderer: Renderer,
-    pub(crate) fail_open: bool,
-    pub(crate) refund: Option<RefundPolicy>,
-    pub(crate) flights: super::flight::Flights,
-}
-
-impl Shared {
-    pub(crate) fn refund_applies(&self, status: StatusCode) -> bool {
-        self.refund.as_ref().is_some_and(|p| (p.0)(status))
-    }
-}
-
-/// Which response statuses give the quota count back.
-pub(crate) struct RefundPolicy(Box<dyn Fn(StatusCode) -> bool + Send + Sync>);
-
-impl fmt::Debug for RefundPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RefundPolicy(..)")
-    }
-}
-
-impl fmt::Debug for dyn DynKeyStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("KeyStore")
-    }
-}
 
 /// Enforces usage plans on every request: API key, throttles, quota.
 ///
@@ -57,19 +26,33 @@ impl fmt::Debug for dyn DynKeyStore {
 #[must_use]
 pub struct UsagePlanLayer {
     shared: Arc<Shared>,
+    usage: Option<Arc<dyn UsageBackend>>,
+}
+
+impl std::fmt::Debug for dyn UsageBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UsageBackend")
+    }
 }
 
 impl UsagePlanLayer {
     /// A layer with default settings, guarding the stage the store was configured with
     /// ([`KeyStore::stage`]).
-    pub fn new<K: KeyStore>(store: K) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// A store that carries no stage (a [`KeyStore`] of yours whose
+    /// [`stage`](KeyStore::stage) is `None`) is refused with a [`ConfigError`] of kind
+    /// [`Missing`](ConfigErrorKind::Missing) for the field `stage`: name it with
+    /// [`UsagePlanLayerBuilder::stage`]. A layer never guards "any stage".
+    pub fn new<K: KeyStore>(store: K) -> Result<Self, ConfigError> {
         Self::builder(store).build()
     }
 
     /// A handle on this layer's usage: per-day counts for GetUsage, the current quota, UpdateUsage,
     /// snapshots and usage sinks. Every clone of the layer gives a handle on the same counts.
-    pub fn usage(&self) -> crate::usage::Usage {
-        crate::usage::Usage::new(Arc::clone(&self.shared))
+    pub fn usage(&self) -> Usage {
+        Usage::new(Arc::clone(&self.shared.engine), self.usage.clone(), Arc::clone(&self.shared.clock))
     }
 
     /// A builder to change the defaults.
@@ -82,9 +65,8 @@ impl UsagePlanLayer {
             source: KeySource::default(),
             headers: RateLimitHeaders::default(),
             renderer: Renderer(Box::new(AwsRejection)),
-            cache: CacheSettings { ttl: Duration::from_secs(60), stale_if_error: Duration::from_secs(300) },
+            cache: CacheSettings::default(),
             retention_days: crate::engine::ledger::DEFAULT_RETENTION_DAYS,
-            fail_open: false,
             refund: None,
             backend: None,
             #[cfg(feature = "redis")]
@@ -113,7 +95,6 @@ pub struct UsagePlanLayerBuilder {
     renderer: Renderer,
     cache: CacheSettings,
     retention_days: u32,
-    fail_open: bool,
     refund: Option<RefundPolicy>,
     backend: Option<Arc<dyn CounterBackend>>,
     #[cfg(feature = "redis")]
@@ -139,8 +120,8 @@ impl UsagePlanLayerBuilder {
 
     /// The stage this layer guards (replaces the store's). Keys must belong to a plan bound to it.
     ///
-    /// Without any stage (neither here nor from the store), stage bindings are not checked: a
-    /// key's first plan applies, with the method throttles of that plan's first stage.
+    /// A layer needs a stage, from here or from the store ([`KeyStore::stage`]):
+    /// [`build`](Self::build) refuses one without.
     pub fn stage(mut self, stage: Stage) -> Self {
         self.stage = Some(stage);
         self
@@ -196,7 +177,7 @@ impl UsagePlanLayerBuilder {
     /// and account throttles (no per-key limit, no quota). Off by default (fail closed with 503).
     /// Logged at `warn` each time it happens.
     pub fn fail_open_on_store_error(mut self, fail_open: bool) -> Self {
-        self.fail_open = fail_open;
+        self.cache.fail_open = fail_open;
         self
     }
 
@@ -217,23 +198,44 @@ impl UsagePlanLayerBuilder {
     }
 
     /// The layer.
-    pub fn build(self) -> UsagePlanLayer {
-        #[cfg(feature = "redis")]
-        let backend = self.backend.or_else(|| self.redis.as_ref().map(|r| r.bind(self.stage.as_ref())));
-        #[cfg(not(feature = "redis"))]
-        let backend = self.backend;
-        UsagePlanLayer {
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] of kind [`Missing`](ConfigErrorKind::Missing) for the field `stage`
+    /// when neither [`stage`](Self::stage) nor the store named the stage to guard.
+    pub fn build(self) -> Result<UsagePlanLayer, ConfigError> {
+        let stage = self.stage.ok_or_else(|| {
+            ConfigError::new(
+                ConfigErrorKind::Missing,
+                "stage",
+                "the layer guards no stage: name it with UsagePlanLayerBuilder::stage (the store carries none)",
+            )
+        })?;
+        // The builder picks where counters live: in this process unless told otherwise.
+        let (backend, usage): (Arc<dyn CounterBackend>, Option<Arc<dyn UsageBackend>>) = match self.backend {
+            Some(backend) => (backend, None),
+            #[cfg(feature = "redis")]
+            None if self.redis.is_some() => {
+                let redis = self.redis.as_ref().map(|r| r.bind(Some(&stage)));
+                (redis.unwrap_or_else(|| Arc::new(InProcess::new(&stage, self.retention_days))), None)
+            }
+            None => {
+                let local = Arc::new(InProcess::new(&stage, self.retention_days));
+                (Arc::clone(&local) as Arc<dyn CounterBackend>, Some(local as Arc<dyn UsageBackend>))
+            }
+        };
+        Ok(UsagePlanLayer {
             shared: Arc::new(Shared {
-                engine: Engine::new(self.stage, self.cache, backend, self.invalidation, self.retention_days),
+                engine: Arc::new(Engine::new(stage, backend)),
+                keys: KeyCache::new(self.cache, self.invalidation),
                 store: self.store,
                 clock: self.clock,
                 source: self.source,
                 headers: self.headers,
                 renderer: self.renderer,
-                fail_open: self.fail_open,
-                refund: self.refund,
-                flights: Default::default(),
+                refund: self.refund.map(Arc::new),
             }),
-        }
+            usage,
+        })
     }
 }

@@ -4,18 +4,18 @@
 
 mod body;
 mod extract;
-mod flight;
 mod future;
 mod headers;
 mod layer;
+mod post;
 mod render;
 mod service;
+mod shared;
 
 pub use body::UsagePlanBody;
 pub use extract::{AuthorizerKey, KeySource, MAX_PRESENTED_KEY_LEN};
 pub use future::ResponseFuture;
 pub use headers::RateLimitHeaders;
-pub(crate) use layer::Shared;
 pub use layer::{UsagePlanLayer, UsagePlanLayerBuilder};
 pub use render::{AwsRejection, RenderRejection};
 pub use service::UsagePlanService;

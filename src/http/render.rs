@@ -31,7 +31,8 @@ static GRPC_RETRY_PUSHBACK: HeaderName = HeaderName::from_static("grpc-retry-pus
 ///             .body(Bytes::from(body))
 ///             .unwrap()
 ///     })
-///     .build();
+///     .build()
+///     .unwrap();
 /// ```
 ///
 /// The layer then adds `Retry-After` (if the renderer did not) and the rate-limit headers, and

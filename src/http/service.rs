@@ -1,16 +1,11 @@
 //! [`UsagePlanService`]: extract → look up → decide → forward.
 
-use super::flight::{Failure, Role};
-use super::future::{Post, ResponseFuture, Step};
-use super::layer::Shared;
-use super::render;
-use crate::engine::{Admitted, Cached, Decision, Now, Req, Slots, Want};
+use super::future::{ResponseFuture, Step};
+use super::shared::Shared;
+use crate::engine::{Decision, Input, Now, Req};
 use crate::rejection::{Rejection, RejectionKind};
-use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{Request, Response};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
@@ -42,52 +37,20 @@ fn grpc_type<B>(req: &Request<B>) -> Option<http::HeaderValue> {
     req.headers().get(CONTENT_TYPE).filter(|v| v.as_bytes().starts_with(b"application/grpc")).cloned()
 }
 
-impl Shared {
-    /// A throttle refusal decided with a clock reading taken before this thread was preempted
-    /// can be spurious (other requests moved the bucket to a later time meanwhile). Refusals
-    /// are the rare path, so decide once more with a fresh reading before answering 429.
-    fn recheck(&self, decided: Decision, then: Now, again: impl FnOnce(Now) -> Option<Decision>) -> Decision {
-        match &decided {
-            Decision::Ready(Err(r)) if r.kind() == RejectionKind::Throttled => {
-                let now = self.clock.now();
-                if now.mono_nanos > then.mono_nanos {
-                    again(now).unwrap_or(decided)
-                } else {
-                    decided
-                }
-            }
-            _ => decided,
-        }
-    }
-
-    fn want(&self) -> Want {
-        Want { views: self.headers != super::RateLimitHeaders::Off, refund: self.refund.is_some() }
-    }
-
-    fn post(self: &Arc<Self>, admitted: Admitted) -> Option<Box<Post>> {
-        let Admitted { limits, refund } = admitted;
-        if self.headers == super::RateLimitHeaders::Off && refund.is_none() {
-            return None;
-        }
-        Some(Box::new(Post { headers: self.headers, limits, refund: refund.map(|r| (r, Arc::clone(self))) }))
-    }
-
-    fn render(&self, rejection: Rejection, grpc: Option<http::HeaderValue>) -> Response<Bytes> {
-        let is_grpc = grpc.is_some();
-        let mut resp = match grpc {
-            Some(content_type) => render::grpc(&rejection, Some(&content_type)),
-            None => self.renderer.0.render(&rejection),
-        };
-        if !is_grpc {
-            render::add_retry_after(&rejection, &mut resp);
-            if rejection.key_id().is_some() {
-                if let Some(limits) = rejection.limits() {
-                    self.headers.apply(limits, resp.headers_mut());
-                }
+/// A throttle refusal decided with a clock reading taken before this thread was preempted can be
+/// spurious (other requests moved the bucket to a later time meanwhile). Refusals are the rare
+/// path, so decide once more with a fresh reading before answering 429.
+fn recheck(shared: &Shared, decided: Decision, then: Now, again: impl FnOnce(Now) -> Option<Decision>) -> Decision {
+    match &decided {
+        Decision::Ready(Err(r)) if r.kind() == RejectionKind::Throttled => {
+            let now = shared.clock.now();
+            if now.mono_nanos > then.mono_nanos {
+                again(now).unwrap_or(decided)
+            } else {
+                decided
             }
         }
-        resp.extensions_mut().insert(rejection);
-        resp
+        _ => decided,
     }
 }
 
@@ -106,42 +69,37 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let shared = &self.shared;
-        let now = shared.clock.now();
+        let shared = &*self.shared;
+        let (engine, keys) = (&*shared.engine, &shared.keys);
         let r = Req { method: req.method(), path: req.uri().path() };
-        let slots = shared.engine.route(r);
-        let first =
-            if slots.public {
-                let decided = shared.engine.decide_public(slots, now);
-                First::Public(shared.recheck(decided, now, |now| Some(shared.engine.decide_public(slots, now))))
-            } else {
-                match shared.source.extract(&req) {
-                    Err(kind) => First::Keyed(Decision::Ready(Err(Rejection::new(kind)))),
-                    Ok(value) => match shared.engine.decide_cached(&value, r, slots, now, shared.want()) {
-                        Cached::Decided(d) => First::Keyed(shared.recheck(d, now, |now| {
-                            match shared.engine.decide_cached(&value, r, slots, now, shared.want()) {
-                                Cached::Decided(d) => Some(d),
-                                Cached::Miss => None,
-                            }
-                        })),
-                        // Extracted values are visible ASCII, hence UTF-8.
-                        Cached::Miss => First::Lookup(Box::<str>::from(String::from_utf8_lossy(&value))),
-                    },
-                }
-            };
+        let now = shared.clock.now();
+        let input = Input { req: r, slots: engine.route(r), now, want: shared.want() };
+        // Decided now, or the presented value to ask the store about.
+        let first: Result<Decision, Box<str>> = if input.slots.public {
+            let d = engine.decide_public(&input);
+            Ok(recheck(shared, d, now, |now| Some(engine.decide_public(&input.at(now)))))
+        } else {
+            match shared.source.extract(&req) {
+                Err(kind) => Ok(Decision::reject(Rejection::new(kind))),
+                Ok(value) => match keys.decide_cached(engine, &value, &input) {
+                    Some(d) => Ok(recheck(shared, d, now, |now| keys.decide_cached(engine, &value, &input.at(now)))),
+                    // Extracted values are visible ASCII, hence UTF-8.
+                    None => Err(Box::<str>::from(String::from_utf8_lossy(&value))),
+                },
+            }
+        };
         // The hot path: decided now.
         let pending = match first {
-            First::Public(Decision::Ready(Ok(_))) => return ResponseFuture::inner(self.inner.call(req), None),
-            First::Keyed(Decision::Ready(Ok(admitted))) => {
+            Ok(Decision::Ready(Ok(admitted))) => {
                 return ResponseFuture::inner(self.inner.call(req), shared.post(admitted))
             }
-            First::Public(Decision::Ready(Err(rejection))) | First::Keyed(Decision::Ready(Err(rejection))) => {
+            Ok(Decision::Ready(Err(rejection))) => {
                 return ResponseFuture::reject(shared.render(rejection, grpc_type(&req)))
             }
-            First::Public(Decision::Pending(fut)) => Pending::Public(fut),
-            First::Keyed(Decision::Pending(fut)) => Pending::Keyed(fut),
-            First::Lookup(value) => Pending::Lookup(value, slots),
+            Ok(Decision::Pending(fut)) => Ok(fut),
+            Err(value) => Err(value),
         };
+        let slots = input.slots;
         // Waiting for the key store or the counter backend: move the ready inner service into
         // the future and leave a clone in its place.
         let shared = Arc::clone(&self.shared);
@@ -149,107 +107,19 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::lookup(Box::pin(async move {
             let grpc = grpc_type(&req);
-            let (decided, public) = match pending {
-                Pending::Public(fut) => (fut.await, true),
-                Pending::Keyed(fut) => (fut.await, false),
-                Pending::Lookup(value, slots) => {
-                    match shared.look_up(&req.method().clone(), req.uri().path().into(), value, slots).await {
-                        Ok(decided) => (decided, false),
-                        Err(fail_open) => (settle(fail_open).await, true),
-                    }
+            let decided = match pending {
+                Ok(fut) => fut.await,
+                Err(value) => {
+                    let r = Req { method: req.method(), path: req.uri().path() };
+                    let input = Input { req: r, slots, now, want: shared.want() };
+                    let (engine, store, clock) = (&*shared.engine, &shared.store, &*shared.clock);
+                    shared.keys.look_up(engine, store, clock, value, input).await.settle().await
                 }
             };
             match decided {
-                Ok(_) if public => Step::Forward(inner.call(req), None),
                 Ok(admitted) => Step::Forward(inner.call(req), shared.post(admitted)),
                 Err(rejection) => Step::Reject(shared.render(rejection, grpc)),
             }
         }))
-    }
-}
-
-/// What `call` knows before any await.
-enum First {
-    Public(Decision),
-    Keyed(Decision),
-    Lookup(Box<str>),
-}
-
-/// What the slow path waits for.
-enum Pending {
-    Public(Pin<Box<dyn Future<Output = Result<Admitted, Rejection>> + Send>>),
-    Keyed(Pin<Box<dyn Future<Output = Result<Admitted, Rejection>> + Send>>),
-    Lookup(Box<str>, Slots),
-}
-
-async fn settle(decision: Decision) -> Result<Admitted, Rejection> {
-    match decision {
-        Decision::Ready(d) => d,
-        Decision::Pending(fut) => fut.await,
-    }
-}
-
-impl Shared {
-    /// Asks the store about `value` (one request per value at a time: concurrent misses wait for
-    /// the first one's answer) and decides. `Err` carries a fail-open decision (stage and account
-    /// throttles only) when the store failed, the key is not cached and fail-open is on.
-    async fn look_up(
-        &self,
-        method: &http::Method,
-        path: Box<str>,
-        value: Box<str>,
-        slots: Slots,
-    ) -> Result<Result<Admitted, Rejection>, Decision> {
-        let r = Req { method, path: &path };
-        let want = self.want();
-        let decision = loop {
-            match self.flights.join(&value, self.engine.generation()) {
-                Role::Leader(leader) => {
-                    let generation = leader.generation();
-                    let looked_up = Arc::clone(&self.store).lookup_owned(value.clone()).await;
-                    leader.answer(&looked_up);
-                    let looked_up = looked_up.map_err(|error| {
-                        tracing::warn!(%error, "API key lookup failed");
-                        Failure::of(&error)
-                    });
-                    // The flight ends (`leader` dropped) once the answer is in the key cache.
-                    break self.decide_looked_up(looked_up, generation, &value, r, slots, want)?;
-                }
-                Role::Follower(wait) => match wait.await {
-                    Some((looked_up, generation)) => {
-                        break self.decide_looked_up(looked_up, generation, &value, r, slots, want)?
-                    }
-                    // The request asking the store was dropped: ask again.
-                    None => continue,
-                },
-            }
-        };
-        Ok(settle(decision).await)
-    }
-
-    fn decide_looked_up(
-        &self,
-        looked_up: Result<Option<crate::store::KeyRecord>, Failure>,
-        generation: u32,
-        value: &str,
-        r: Req<'_>,
-        slots: Slots,
-        want: Want,
-    ) -> Result<Decision, Decision> {
-        let now = self.clock.now();
-        Ok(match looked_up {
-            Ok(record) => self.engine.decide_record(value.as_bytes(), record, generation, r, slots, now, want),
-            Err(failure) => match self.engine.decide_stale(value.as_bytes(), r, slots, now, want) {
-                Some(d) => d,
-                // Never on an overloaded store: that would let a flood of random keys through.
-                None if self.fail_open && failure == Failure::Failed => {
-                    // Fail-open skips the key's own limits, never the stage and account
-                    // throttles that protect the backend.
-                    tracing::warn!("key store failed: forwarding without per-key limits (fail-open)");
-                    return Err(self.engine.decide_public(slots, now));
-                }
-                None => Decision::Ready(Err(Rejection::new(RejectionKind::StoreUnavailable))),
-            },
-        })
     }
 }

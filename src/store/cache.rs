@@ -130,7 +130,7 @@ struct TimedOut(Duration);
 ///     .ttl(Duration::from_secs(30))
 ///     .negative_ttl(Duration::from_secs(2))
 ///     .build();
-/// let layer = UsagePlanLayer::new(store.clone());
+/// let layer = UsagePlanLayer::new(store.clone()).unwrap();
 /// // later, after disabling a key in the database:
 /// # async {
 /// store.invalidate_key_id("k1").await;

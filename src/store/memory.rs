@@ -24,7 +24,7 @@ use std::time::SystemTime;
 ///     api = "petstore"
 ///     name = "prod"
 /// "#).unwrap();
-/// let layer = UsagePlanLayer::new(store.clone());
+/// let layer = UsagePlanLayer::new(store.clone()).unwrap();
 /// store.put_plan(UsagePlan::new("free").stage(PlanStage::new("petstore", "prod"))).unwrap();
 /// store.create_key(ApiKey::new("k1").plan("free"), KeySecret::new("k1-0123456789abcdefghij").unwrap()).unwrap();
 /// assert_eq!(store.len(), 1);

@@ -106,7 +106,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// assert!(store.lookup("not-a-key-0123456789").await?.is_none());
 ///
 /// // This store carries no stage: give the layer the one it guards.
-/// let layer = UsagePlanLayer::builder(store.clone()).stage(Stage::new("petstore", "prod")).build();
+/// let layer = UsagePlanLayer::builder(store.clone()).stage(Stage::new("petstore", "prod")).build().unwrap();
 /// # let _ = layer;
 /// # Ok(())
 /// # }

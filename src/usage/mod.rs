@@ -25,7 +25,7 @@
 //!     value = "free-0123456789abcdefghij"
 //!     plans = ["free"]
 //! "#)?;
-//! let layer = UsagePlanLayer::new(store.clone());
+//! let layer = UsagePlanLayer::new(store.clone()).unwrap();
 //! let usage: Usage = layer.usage();
 //! let svc = layer.layer(service_fn(|_r: http::Request<()>| async { Ok::<_, std::convert::Infallible>(http::Response::new(())) }));
 //! for _ in 0..3 {
@@ -48,95 +48,19 @@
 //! [`UsagePlanLayer::usage`]: crate::UsagePlanLayer::usage
 //! [`UsagePlanLayerBuilder::usage_retention_days`]: crate::UsagePlanLayerBuilder::usage_retention_days
 
+mod backend;
+mod error;
+mod handle;
 mod report;
 mod sink;
 mod snapshot;
 
+pub(crate) use backend::{Counts, DayTotal, Pending, UsageBackend};
+pub use error::{UsageError, UsageErrorKind};
+pub use handle::Usage;
 pub use report::{DayUsage, QuotaUsage, UsageReport};
 #[cfg(feature = "tokio")]
 pub use sink::{ReportError, UsageReporter, UsageReporterBuilder};
 pub use sink::{UsageBatch, UsageRecord, UsageSink};
 pub use snapshot::UsageSnapshot;
 pub use time::Date;
-
-use crate::backend::UsageBackend;
-use crate::http::Shared;
-use std::fmt;
-use std::sync::Arc;
-
-/// A handle on a layer's usage counts. Cheap to clone; every clone sees the same counts.
-#[derive(Clone)]
-pub struct Usage {
-    shared: Arc<Shared>,
-}
-
-impl fmt::Debug for Usage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Usage").field("engine", &self.shared.engine).finish()
-    }
-}
-
-/// Why a usage query or change was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum UsageError {
-    /// The counter backend keeps no usage this handle can read or change (e.g. Redis).
-    #[error("the counter backend does not keep usage that can be read or changed here")]
-    Unsupported,
-    /// The plan has no quota, so there is no remaining quota to read or set.
-    #[error("usage plan {0:?} has no quota")]
-    NoQuota(String),
-    /// A value is out of range; names the field and the reason.
-    #[error("{field}: {reason}")]
-    Invalid {
-        /// The field, e.g. `remaining` or `endDate`.
-        field: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// The plan cannot be applied to this stage (its method throttles conflict).
-    #[error(transparent)]
-    Config(#[from] crate::ConfigError),
-    /// A snapshot file could not be read or written.
-    #[error("snapshot {path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// What failed.
-        source: std::io::Error,
-    },
-    /// A snapshot file is not a snapshot this version can read.
-    #[error("snapshot {path}: {reason}")]
-    Snapshot {
-        /// The file.
-        path: String,
-        /// Why it was refused.
-        reason: String,
-    },
-}
-
-impl UsageError {
-    fn invalid(field: &'static str, reason: impl fmt::Display) -> Self {
-        Self::Invalid { field, reason: reason.to_string() }
-    }
-}
-
-impl Usage {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
-    }
-
-    fn backend(&self) -> Result<&dyn UsageBackend, UsageError> {
-        self.shared.engine.backend().usage().ok_or(UsageError::Unsupported)
-    }
-
-    fn now(&self) -> crate::Now {
-        self.shared.clock.now()
-    }
-
-    /// Today (UTC) by the layer's clock.
-    #[must_use]
-    pub fn today(&self) -> Date {
-        report::date_of_day(crate::engine::ledger::day_of(self.now().unix_secs))
-    }
-}

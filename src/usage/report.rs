@@ -1,7 +1,8 @@
 //! Usage per day (GetUsage), the current quota, and UpdateUsage.
 
-use super::{Usage, UsageError};
-use crate::backend::DayTotal;
+use super::backend::DayTotal;
+use super::error::UsageError;
+use super::handle::Usage;
 use crate::engine::ledger::day_of;
 use crate::engine::QuotaRule;
 use crate::model::UsagePlan;
@@ -69,9 +70,15 @@ const LAST_DATE: Date = time::macros::date!(9999 - 12 - 31);
 const MAX_REPORT_DAYS: i32 = 366;
 
 impl Usage {
+    /// Today (UTC) by the layer's clock.
+    #[must_use]
+    pub fn today(&self) -> Date {
+        date_of_day(day_of(self.now().unix_secs))
+    }
+
     fn plan_rule(&self, plan: &UsagePlan) -> Result<Option<Arc<crate::engine::CompiledPlan>>, UsageError> {
         let plan = Arc::new(plan.clone());
-        let compiled = self.shared.engine.compile(&plan, self.now())?;
+        let compiled = self.engine.compile(&plan, self.now())?;
         Ok(compiled.quota.is_some().then_some(compiled))
     }
 
@@ -97,7 +104,7 @@ impl Usage {
         remaining: u64,
     ) -> Result<QuotaUsage, UsageError> {
         let backend = self.backend()?;
-        let no_quota = || UsageError::NoQuota(plan.id().to_owned());
+        let no_quota = || UsageError::no_quota(plan.id());
         let compiled = self.plan_rule(plan)?.ok_or_else(no_quota)?;
         let rule = compiled.quota.as_ref().ok_or_else(no_quota)?;
         let unix = self.now().unix_secs;

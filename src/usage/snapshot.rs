@@ -1,8 +1,9 @@
 //! Snapshots of the counts (quota counts and the ledger), so a restart loses nothing.
 
+use super::backend::Counts;
+use super::error::UsageError;
+use super::handle::Usage;
 use super::report::{date_of_day, day_of_date};
-use super::{Usage, UsageError};
-use crate::backend::Counts;
 use crate::engine::ledger::Row;
 use crate::engine::{decode_quota, encode_quota};
 use crate::model::QuotaPeriod;
@@ -139,9 +140,7 @@ impl Usage {
     /// of a format this version cannot read.
     pub fn restore(&self, snapshot: UsageSnapshot) -> Result<(), UsageError> {
         let backend = self.backend()?;
-        let counts = snapshot
-            .into_counts()
-            .map_err(|reason| UsageError::Snapshot { path: String::from("(in memory)"), reason })?;
+        let counts = snapshot.into_counts().map_err(|reason| UsageError::snapshot("(in memory)", reason))?;
         backend.restore(counts);
         Ok(())
     }
@@ -150,7 +149,7 @@ impl Usage {
     /// over it), so a crash mid-write leaves the previous snapshot whole.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), UsageError> {
         let path = path.as_ref();
-        let io = |source| UsageError::Io { path: path.display().to_string(), source };
+        let io = |source| UsageError::io(path.display().to_string(), source);
         let json = serde_json::to_vec(&self.snapshot()?).map_err(|e| io(std::io::Error::other(e)))?;
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
@@ -173,14 +172,13 @@ impl Usage {
         let text = match std::fs::read(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(source) => return Err(UsageError::Io { path: path.display().to_string(), source }),
+            Err(source) => return Err(UsageError::io(path.display().to_string(), source)),
         };
         let snapshot: UsageSnapshot = serde_json::from_slice(&text)
-            .map_err(|e| UsageError::Snapshot { path: path.display().to_string(), reason: e.to_string() })?;
+            .map_err(|e| UsageError::snapshot(path.display().to_string(), e.to_string()))?;
         let backend = self.backend()?;
-        let counts = snapshot
-            .into_counts()
-            .map_err(|reason| UsageError::Snapshot { path: path.display().to_string(), reason })?;
+        let counts =
+            snapshot.into_counts().map_err(|reason| UsageError::snapshot(path.display().to_string(), reason))?;
         backend.restore(counts);
         Ok(true)
     }

@@ -202,7 +202,7 @@ async fn usage_plan_keys() {
 #[tokio::test]
 async fn changes_reach_the_layer_on_its_next_request() {
     let h = Harness::new();
-    let layer = UsagePlanLayer::new(h.store.clone());
+    let layer = UsagePlanLayer::new(h.store.clone()).unwrap();
     let svc = layer
         .layer(service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(http::Response::new(String::new())) }));
     let call = |key: &'static str| {

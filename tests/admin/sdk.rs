@@ -151,7 +151,7 @@ async fn boto3_and_the_aws_cli_manage_the_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_reads_and_changes_the_usage_the_data_plane_counts() {
     let store = InMemoryKeyStore::from_toml_str("[stage]\napi = \"petstore\"\nname = \"prod\"").unwrap();
-    let layer = tower_usage_plans::UsagePlanLayer::new(store.clone());
+    let layer = tower_usage_plans::UsagePlanLayer::new(store.clone()).unwrap();
     let admin = AdminRouter::new(store.clone(), AdminAuth::new().sigv4(AKID, SECRET)).usage(layer.usage());
     let app = axum::Router::new()
         .route("/pets", axum::routing::get(|| async { "[]" }))

@@ -15,7 +15,7 @@ struct Metered {
 
 fn metered() -> Metered {
     let store = InMemoryKeyStore::from_toml_str(crate::CONFIG).unwrap();
-    let layer = UsagePlanLayer::new(store.clone());
+    let layer = UsagePlanLayer::new(store.clone()).unwrap();
     let admin = AdminRouter::new(store.clone(), AdminAuth::new().bearer(TOKEN)).usage(layer.usage());
     Metered { h: Harness { store, app: Router::new().nest("/admin", admin.into_router()) }, layer }
 }

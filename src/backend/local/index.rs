@@ -1,7 +1,7 @@
 //! The in-process states by (key id, plan id), and the counts waiting for a state (restored from
 //! a snapshot or set by `UpdateUsage` before the key's first request).
 
-use super::LocalKey;
+use super::key::LocalKey;
 use crate::engine::ledger::Ledger;
 use crate::engine::Now;
 use std::collections::HashMap;

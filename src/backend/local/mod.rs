@@ -2,98 +2,19 @@
 //! concurrency; answers at once and allocates nothing on the allowed path.
 
 mod index;
+mod key;
 mod usage;
 
-use super::{bucket_view, BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refused, Verdict};
-use crate::engine::ledger::{day_of, DayCounter, Ledger, Owner};
-use crate::engine::{CompiledPlan, Gcra, Limits, Now, QuotaRule, Undo};
-use crate::model::{MethodKey, Stage};
+use crate::engine::ledger::{day_of, DayCounter, Ledger};
+use crate::engine::{bucket_view, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict};
+use crate::engine::{CompiledPlan, Gcra, Now, QuotaRule, Undo};
+use crate::model::Stage;
+use crate::view::{Limits, QuotaView};
 use index::KeyIndex;
-use std::any::Any;
+use key::{Extra, LocalKey};
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-
-/// One key's state under one version of a plan: its plan bucket and quota count inline (one
-/// cache line to touch), and one bucket per method throttle.
-#[derive(Debug)]
-struct LocalKey {
-    key: AtomicU64,
-    quota: AtomicU64,
-    /// Today's count of forwarded requests (the usage ledger's hot part).
-    day: DayCounter,
-    /// The bucket of the plan's first method throttle (most plans have at most one); no separate
-    /// allocation to reach.
-    methods: [AtomicU64; 1],
-    /// What few keys need, out of line to keep every key's state small.
-    extra: Option<Box<Extra>>,
-    /// The key id (shared with the store's record, not a copy).
-    id: Arc<str>,
-    /// The plan version this state was made for (its method keys carry buckets over changes).
-    plan: Arc<CompiledPlan>,
-}
-
-#[derive(Debug)]
-struct Extra {
-    /// When a plan change replaced the method list, the first state of this key and plan: its
-    /// `key` and `quota` are the ones that count, so a plan change never loses a count.
-    origin: Option<Arc<LocalKey>>,
-    /// The buckets of method throttles after the first.
-    more_methods: Box<[AtomicU64]>,
-}
-
-impl BackendKey for LocalKey {
-    fn key_id(&self) -> &Arc<str> {
-        &self.id
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
-    }
-}
-
-impl LocalKey {
-    /// The state holding the plan bucket and the quota count.
-    fn core(&self) -> &LocalKey {
-        self.extra.as_ref().and_then(|e| e.origin.as_deref()).unwrap_or(self)
-    }
-
-    fn method(&self, i: usize) -> Option<&AtomicU64> {
-        if i >= self.plan.method_keys.len() {
-            None
-        } else if i < self.methods.len() {
-            self.methods.get(i)
-        } else {
-            self.extra.as_ref().and_then(|e| e.more_methods.get(i - self.methods.len()))
-        }
-    }
-
-    /// Whether this state holds nothing a new one would not: buckets full, no count in the
-    /// current quota period. The count is judged by its own period tag, not by `self.plan`: a
-    /// state outlives plan versions (a plan that gains or changes its quota keeps its keys'
-    /// states), so the plan it was made for may have had no quota or another period.
-    fn is_idle(&self, now: Now) -> bool {
-        let full = |b: &AtomicU64| b.load(std::sync::atomic::Ordering::Acquire) <= now.mono_nanos;
-        let core = self.core();
-        full(&core.key)
-            && self.methods.iter().all(full)
-            && self.extra.as_ref().is_none_or(|e| e.more_methods.iter().all(full))
-            && !crate::engine::quota_holds_count(core.quota.load(std::sync::atomic::Ordering::Acquire), now.unix_secs)
-    }
-
-    /// Where this state's closed days go.
-    fn owner<'a>(&'a self, ledger: &'a Ledger) -> Owner<'a> {
-        Owner { ledger, key: &self.id, plan: self.plan.plan.id_arc() }
-    }
-
-    fn method_keys(&self) -> &[MethodKey] {
-        &self.plan.method_keys
-    }
-}
 
 /// Counters in this process. The key cache holds each key's state (so a request reaches it
 /// without a second lookup); `keys` is the index that makes it one state per key and plan, shared
@@ -115,9 +36,9 @@ impl fmt::Debug for InProcess {
 }
 
 impl InProcess {
-    pub(crate) fn new(stage: Option<&Stage>, retention_days: u32) -> Self {
+    pub(crate) fn new(stage: &Stage, retention_days: u32) -> Self {
         Self {
-            stage_methods: (0..stage.map_or(0, |s| s.methods().len())).map(|_| AtomicU64::new(0)).collect(),
+            stage_methods: (0..stage.methods().len()).map(|_| AtomicU64::new(0)).collect(),
             stage_default: AtomicU64::new(0),
             account: AtomicU64::new(0),
             keys: parking_lot::Mutex::new(KeyIndex::default()),
@@ -137,12 +58,7 @@ impl InProcess {
 
     /// Per-key views for rate-limit headers; `None` unless asked for (boxed, so the allowed
     /// path moves a pointer, not the views, when headers are off).
-    fn limits(
-        &self,
-        check: &Check<'_>,
-        local: Option<&LocalKey>,
-        quota: Option<crate::engine::QuotaView>,
-    ) -> Option<Box<Limits>> {
+    fn limits(&self, check: &Check<'_>, local: Option<&LocalKey>, quota: Option<QuotaView>) -> Option<Box<Limits>> {
         let (Some(key), Some(local)) = (check.key, local) else { return None };
         if !check.views {
             return None;
@@ -166,10 +82,6 @@ impl InProcess {
 }
 
 impl CounterBackend for InProcess {
-    fn usage(&self) -> Option<&dyn super::UsageBackend> {
-        Some(self)
-    }
-
     fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>, now: Now) -> KeyState {
         let mut keys = self.keys.lock();
         keys.sweep(now, &self.ledger);
@@ -266,7 +178,7 @@ impl CounterBackend for InProcess {
                         }
                         local.core().day.sub(day, local.owner(&ledger));
                     }
-                }) as super::Refund);
+                }) as Refund);
             }
         }
         Verdict::Ready(Outcome { result: Ok(refund), limits: self.limits(check, local, quota_view) })
@@ -276,7 +188,7 @@ impl CounterBackend for InProcess {
 #[cfg(test)]
 mod tests {
     use super::{day_of, InProcess};
-    use crate::backend::CounterBackend;
+    use crate::engine::CounterBackend;
     use crate::{ApiKey, Config, InMemoryKeyStore, KeySecret, ManualClock, PlanStage, Quota, QuotaPeriod};
     use crate::{Stage, Throttle, UsagePlan, UsagePlanLayer};
     use http::{Request, Response};
@@ -311,14 +223,15 @@ mod tests {
                 .collect();
             keys.push((KeySecret::new(value(999_999)).unwrap(), ApiKey::new("capped-key").plan(capped.id())));
             let store = InMemoryKeyStore::from_config(Config::new(stage.clone(), vec![fast, capped], keys).unwrap());
-            let backend = Arc::new(InProcess::new(Some(&stage), 90));
+            let backend = Arc::new(InProcess::new(&stage, 90));
             let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_795_435_200));
             let layer = UsagePlanLayer::builder(store.clone())
                 .clock(clock.clone())
                 .backend(Arc::clone(&backend) as Arc<dyn CounterBackend>)
                 .key_cache_ttl(Duration::from_secs(1))
                 .stale_if_error(Duration::ZERO)
-                .build();
+                .build()
+                .unwrap();
             let ok: Answer = |_r| std::future::ready(Ok(Response::new(())));
             Self { store, backend, clock, svc: layer.layer(tower::service_fn(ok)) }
         }
@@ -364,7 +277,7 @@ mod tests {
         assert_eq!(t.call(999_999).await, 429);
         // The swept states' day counts went into the ledger: every key still reads 1 request
         // today (most of 0..2000 were swept).
-        use crate::backend::UsageBackend;
+        use crate::usage::UsageBackend;
         let today = day_of(1_795_435_200);
         for i in [0, 999, 1999, 2000, 3999] {
             let days = backend.days(&format!("k{i}"), "fast", today, today);

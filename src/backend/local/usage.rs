@@ -1,10 +1,11 @@
 //! Usage queries and changes on the in-process counters. Lock order: the key index, then the
 //! ledger's book (a day roll takes only the book).
 
-use super::{InProcess, LocalKey};
-use crate::backend::{Counts, DayTotal, Pending, UsageBackend};
+use super::key::LocalKey;
+use super::InProcess;
 use crate::engine::ledger::{Book, Row};
 use crate::engine::QuotaRule;
+use crate::usage::{Counts, DayTotal, Pending, UsageBackend};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -14,10 +14,11 @@
 
 mod script;
 
-use super::{BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict};
-use crate::engine::{nanos, CompiledPlan, Gcra, Limits, Now, PeriodInfo, QuotaRule};
+use crate::engine::{nanos, CompiledPlan, Gcra, Now, PeriodInfo, QuotaRule};
+use crate::engine::{BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict};
 use crate::model::Stage;
 use crate::rejection::ThrottleScope;
+use crate::view::{Limits, QuotaView};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use script::{quota_key, Names};
@@ -274,7 +275,7 @@ impl RedisBackendBuilder {
 /// use tower_usage_plans::{InMemoryKeyStore, RedisBackend, UsagePlanLayer};
 /// let redis = RedisBackend::builder("redis://127.0.0.1:6379").replicas(3).connect().await?;
 /// let store = InMemoryKeyStore::from_path("plans.toml")?;
-/// let layer = UsagePlanLayer::builder(store).redis(redis.clone()).build();
+/// let layer = UsagePlanLayer::builder(store).redis(redis.clone()).build().unwrap();
 /// // ... serve; then, on shutdown:
 /// let unwritten = redis.shutdown().await;
 /// assert_eq!(unwritten, 0, "Redis was unreachable: usage lost");
@@ -558,7 +559,7 @@ struct RedisKey {
     /// Monotonic nanoseconds until which the quota is known to be spent (the period's end), and
     /// the view to answer with. A lease this replica still holds is used first.
     quota_deny_until: AtomicU64,
-    quota_deny: parking_lot::Mutex<Option<crate::engine::QuotaView>>,
+    quota_deny: parking_lot::Mutex<Option<QuotaView>>,
     /// Used since the last idle round.
     touched: AtomicBool,
     /// Requests admitted while Redis was unreachable and not yet written to it (tag, count).

@@ -133,7 +133,7 @@ fn a_realistic_export_becomes_a_store() {
 async fn the_imported_store_guards_the_stage() {
     let store = InMemoryKeyStore::from_config(full().into_config(prod()).unwrap());
     let svc = ServiceBuilder::new()
-        .layer(UsagePlanLayer::new(store))
+        .layer(UsagePlanLayer::new(store).unwrap())
         .service(service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::from("ok"))) }));
     for (key, want) in [(GOLD_KEY, StatusCode::OK), (FREE_KEY, StatusCode::OK), (OLD_KEY, StatusCode::FORBIDDEN)] {
         let req = Request::get("/pets").header("x-api-key", key).body(String::new()).unwrap();

@@ -1,7 +1,7 @@
 //! [`UsageReporter`]: a tokio task delivering usage to a [`UsageSink`] on an interval, and once
 //! more on shutdown.
 
-use super::{UsageBatch, UsageSink};
+use super::batch::{UsageBatch, UsageSink};
 use crate::usage::Usage;
 use std::fmt;
 use std::time::Duration;
@@ -45,7 +45,7 @@ impl<S> fmt::Debug for UsageReporterBuilder<S> {
 /// }
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// # let layer = UsagePlanLayer::new(InMemoryKeyStore::from_toml_str("stage = { api = \"a\", name = \"b\" }").unwrap());
+/// # let layer = UsagePlanLayer::new(InMemoryKeyStore::from_toml_str("stage = { api = \"a\", name = \"b\" }").unwrap()).unwrap();
 /// let reporter = UsageReporter::builder(layer.usage(), Log).spawn();
 /// // ... serve ...
 /// reporter.shutdown().await.unwrap();

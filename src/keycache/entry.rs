@@ -1,64 +1,8 @@
-//! Per-key state and compiled plans.
-//!
-//! A presented key value maps to one [`KeyEntry`]: the store's answer (cached until
-//! `fresh_until`) and, for a key allowed on this stage, the counter backend's state for it. That
-//! state belongs to the key and plan, not to the entry, so revalidating a key loses no count.
+//! One cached key: the store's answer for a presented value, as a grant on this stage, with
+//! how long it is fresh and the invalidation generation it was asked at.
 
-use super::gcra::{BucketView, Gcra};
-use super::quota::{QuotaRule, QuotaView};
-use super::routes::RouteTable;
-use crate::backend::KeyState;
-use crate::model::{MethodKey, UsagePlan};
+use crate::engine::Grant;
 use std::fmt;
-use std::sync::Arc;
-
-/// A plan as this stage applies it.
-#[derive(Debug)]
-pub(crate) struct CompiledPlan {
-    pub(crate) plan: Arc<UsagePlan>,
-    /// Stage routes plus this plan's method routes; `None` when the plan adds no routes and the
-    /// stage's table can be used as it is.
-    pub(crate) routes: Option<RouteTable>,
-    pub(crate) throttle: Option<Gcra>,
-    pub(crate) methods: Box<[Gcra]>,
-    /// The method key of each entry of `methods`.
-    pub(crate) method_keys: Arc<[MethodKey]>,
-    pub(crate) quota: Option<QuotaRule>,
-    /// Unix seconds the plan counts as created at (for the quota offset).
-    pub(crate) created: i64,
-}
-
-/// What the store said about a key, as this stage sees it.
-#[derive(Clone)]
-pub(crate) enum Grant {
-    Plan(Arc<CompiledPlan>, KeyState),
-    /// A key this stage refuses. Behind one pointer, so that a grant (and every cache entry)
-    /// stays three words: two variants holding their id inline would need a fourth for the tag.
-    Refused(Arc<RefusedKey>),
-}
-
-/// Why a known key is refused, and its id (a plan grant's id is in its backend state).
-#[derive(Debug)]
-pub(crate) struct RefusedKey {
-    pub(crate) id: Arc<str>,
-    /// `DisabledKey` or `WrongStage`.
-    pub(crate) kind: crate::rejection::RejectionKind,
-}
-
-impl Grant {
-    pub(crate) fn refused(id: &Arc<str>, kind: crate::rejection::RejectionKind) -> Self {
-        Grant::Refused(Arc::new(RefusedKey { id: Arc::clone(id), kind }))
-    }
-}
-
-impl fmt::Debug for Grant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Grant::Plan(p, _) => f.debug_tuple("Plan").field(&p.plan.id()).finish(),
-            Grant::Refused(r) => f.debug_tuple("Refused").field(&r.kind).finish(),
-        }
-    }
-}
 
 /// One cached key.
 #[derive(Debug, Clone)]
@@ -90,22 +34,6 @@ impl KeyEntry {
     pub(crate) fn may_serve_stale(&self) -> bool {
         self.fresh & NO_STALE == 0
     }
-
-    /// The key id.
-    pub(crate) fn id(&self) -> &Arc<str> {
-        match &self.grant {
-            Grant::Plan(_, state) => state.key_id(),
-            Grant::Refused(r) => &r.id,
-        }
-    }
-}
-
-/// Per-key limits as seen right after a decision, for rate-limit headers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Limits {
-    pub(crate) quota: Option<QuotaView>,
-    pub(crate) key: Option<BucketView>,
-    pub(crate) method: Option<BucketView>,
 }
 
 /// Longest key value stored inline in the cache (API Gateway's generated keys have 40).

@@ -1,15 +1,9 @@
-//! Usage increments for billing: [`UsageSink`], delivered at least once.
-//!
-//! The ledger remembers, per key, plan and day, how much of the count a sink has acknowledged.
-//! [`Usage::pending`] gives what is not acknowledged yet; [`Usage::acknowledge`] records a batch
-//! as delivered. A batch that failed, or whose acknowledgement was lost (a crash between the two),
-//! is offered again, merged with newer counts: delivery is at least once. Every record carries
-//! the day's `total` as well as the increment, so a sink that stores totals (an upsert on key,
-//! plan and day) is exact even when a batch arrives twice.
+//! Usage batches, records and the sink trait, and the handle's pending and acknowledge.
 
-use super::report::date_of_day;
-use super::{Usage, UsageError};
-use crate::backend::Pending;
+use crate::usage::backend::Pending;
+use crate::usage::error::UsageError;
+use crate::usage::handle::Usage;
+use crate::usage::report::date_of_day;
 use std::fmt;
 use std::future::Future;
 use time::Date;
@@ -115,8 +109,3 @@ impl Usage {
         Ok(())
     }
 }
-
-#[cfg(feature = "tokio")]
-mod reporter;
-#[cfg(feature = "tokio")]
-pub use reporter::{ReportError, UsageReporter, UsageReporterBuilder};

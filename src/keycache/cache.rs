@@ -1,0 +1,201 @@
+//! [`KeyCache`]: the store's answers by presented value, as grants on this stage. The one owner
+//! of the key cache's TTL, generations, sweeping and stale-if-error window.
+
+use super::entry::{KeyBytes, KeyEntry, NO_STALE};
+use crate::engine::{nanos, unix_secs, Decision, Engine, Grant, Input, Now};
+use crate::error::ConfigError;
+use crate::rejection::{Rejection, RejectionKind};
+use crate::store::{Invalidation, KeyRecord};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+type Map<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// How long answers from the key store are trusted, and what happens when it fails.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CacheSettings {
+    pub(crate) ttl: Duration,
+    pub(crate) stale_if_error: Duration,
+    /// Forward (held to the stage and account throttles only) when the store fails and the key
+    /// has no usable answer.
+    pub(crate) fail_open: bool,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self { ttl: Duration::from_secs(60), stale_if_error: Duration::from_secs(300), fail_open: false }
+    }
+}
+
+/// Sweeps of the key cache start from this many entries.
+const SWEEP_FROM: usize = 1024;
+
+/// The store's answers by presented value. Entries exist only for values the store answered
+/// about, so a flood of random values cannot grow it beyond what the store let through.
+pub(crate) struct KeyCache {
+    /// A concurrent map tuned for read-mostly use: inserts happen only when a key is
+    /// (re)validated, so resizes block the inserting thread instead of leaving a half-moved
+    /// table that every lookup must search twice (papaya's incremental default).
+    entries: Map<KeyBytes, KeyEntry>,
+    pub(super) settings: CacheSettings,
+    /// The store's invalidation handle: entries cached at an older generation are revalidated.
+    invalidation: Option<Invalidation>,
+    /// The cache's length after its last sweep (see [`KeyCache::sweep`]).
+    swept_at: AtomicUsize,
+    pub(super) flights: super::flight::Flights,
+}
+
+impl fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the map's keys: they are presented key values.
+        f.debug_struct("KeyCache")
+            .field("keys", &self.entries.len())
+            .field("settings", &self.settings)
+            .field("flights", &self.flights)
+            .finish()
+    }
+}
+
+impl KeyCache {
+    pub(crate) fn new(settings: CacheSettings, invalidation: Option<Invalidation>) -> Self {
+        Self {
+            entries: papaya::HashMap::builder()
+                .hasher(foldhash::fast::RandomState::default())
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
+            settings,
+            invalidation,
+            swept_at: AtomicUsize::new(0),
+            flights: Default::default(),
+        }
+    }
+
+    /// The store's current invalidation generation (0 for a store without a handle). Read it
+    /// before asking the store, and pass it to [`decide_record`](Self::decide_record).
+    pub(crate) fn generation(&self) -> u32 {
+        // Compared for equality only: the low 32 bits suffice.
+        self.invalidation.as_ref().map_or(0, |i| i.generation() as u32)
+    }
+
+    /// Decides a keyed request from the cache if the key's entry is fresh; `None` when the
+    /// store must be asked.
+    pub(crate) fn decide_cached(&self, engine: &Engine, value: &[u8], input: &Input<'_>) -> Option<Decision> {
+        let guard = self.entries.pin();
+        let entry = guard.get(value)?;
+        (entry.fresh_until() > input.now.mono_nanos && entry.generation == self.generation())
+            .then(|| engine.decide(&entry.grant, entry.expires, input))
+    }
+
+    /// Decides with a cached entry that is past its TTL but within the stale-if-error window.
+    pub(crate) fn decide_stale(&self, engine: &Engine, value: &[u8], input: &Input<'_>) -> Option<Decision> {
+        let guard = self.entries.pin();
+        // An invalidated entry is not served stale: it may be a key that was just disabled.
+        let entry = guard.get(value).filter(|e| e.generation == self.generation() && e.may_serve_stale())?;
+        let stale_until = entry.fresh_until().saturating_add(nanos(self.settings.stale_if_error));
+        (stale_until > input.now.mono_nanos).then(|| engine.decide(&entry.grant, entry.expires, input))
+    }
+
+    /// Records the store's answer for `value` (asked at invalidation `generation`) and decides
+    /// the request with it.
+    pub(crate) fn decide_record(
+        &self,
+        engine: &Engine,
+        value: &[u8],
+        record: Option<KeyRecord>,
+        generation: u32,
+        input: &Input<'_>,
+    ) -> Decision {
+        let Some(record) = record else {
+            self.entries.pin().remove(value);
+            return Decision::reject(Rejection::new(RejectionKind::UnknownKey));
+        };
+        let now = input.now;
+        self.sweep(now);
+        let guard = self.entries.pin();
+        let previous = guard.get(value);
+        let entry = match self.entry_for(engine, record, previous, generation, now) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "usage plan cannot be applied to this stage");
+                return Decision::reject(Rejection::new(RejectionKind::StoreUnavailable));
+            }
+        };
+        let decide = |e: &KeyEntry| engine.decide(&e.grant, e.expires, input);
+        // Insert unless a racing lookup of the same value has just put a fresh entry there: then
+        // decide with that one, so that racing first requests of a key share one set of counters.
+        let result = guard.compute(KeyBytes::new(value), |existing| match existing {
+            Some((_, e))
+                if e.fresh_until() > now.mono_nanos
+                    // As new as ours or newer (generations wrap: compare by difference).
+                    && e.generation.wrapping_sub(generation) < u32::MAX / 2
+                    && previous.is_none_or(|p| !std::ptr::eq(p, e)) =>
+            {
+                papaya::Operation::Abort(())
+            }
+            _ => papaya::Operation::Insert(entry.clone()),
+        });
+        match result {
+            papaya::Compute::Inserted(_, e) | papaya::Compute::Updated { new: (_, e), .. } => decide(e),
+            papaya::Compute::Aborted(()) => match guard.get(value) {
+                Some(e) => decide(e),
+                None => decide(&entry),
+            },
+            papaya::Compute::Removed(..) => decide(&entry),
+        }
+    }
+
+    /// The cache entry for the store's answer: the key's grant on this stage. The counter state
+    /// of the previous entry for the same value is handed to the backend, which keeps it when
+    /// the key and plan are unchanged, so revalidation loses no count.
+    fn entry_for(
+        &self,
+        engine: &Engine,
+        record: KeyRecord,
+        previous: Option<&KeyEntry>,
+        generation: u32,
+        now: Now,
+    ) -> Result<KeyEntry, ConfigError> {
+        let max_age = record.max_age_hint();
+        let key = record.key();
+        let stage = engine.stage();
+        let plan = record.plans().iter().find(|p| p.stage_binding(stage.api(), stage.stage_name()).is_some());
+        let grant = match plan {
+            _ if !key.is_enabled() => Grant::refused(key.id_arc(), RejectionKind::DisabledKey),
+            None => Grant::refused(key.id_arc(), RejectionKind::WrongStage),
+            Some(plan) => {
+                let compiled = engine.compile(plan, now)?;
+                let previous = previous.and_then(|p| match &p.grant {
+                    Grant::Plan(_, state) if **state.key_id() == *key.id() => Some(state),
+                    _ => None,
+                });
+                let state = engine.backend().key_state(key.id_arc(), &compiled, previous, now);
+                Grant::Plan(compiled, state)
+            }
+        };
+        let ttl = self.settings.ttl;
+        Ok(KeyEntry {
+            grant,
+            expires: key.expires_at().map_or(u32::MAX, |t| u32::try_from(unix_secs(t).max(0)).unwrap_or(u32::MAX)),
+            fresh: match max_age {
+                None => now.mono_nanos.saturating_add(nanos(ttl)).min(!NO_STALE),
+                Some(age) => now.mono_nanos.saturating_add(nanos(ttl.min(age))).min(!NO_STALE) | NO_STALE,
+            },
+            generation,
+        })
+    }
+
+    /// Drops cache entries that can no longer be used, even stale (asked about longer ago than
+    /// TTL + stale-if-error): their key's next request asks the store anyway, and the counts live
+    /// on in the backend. Runs when the cache has doubled since the last sweep, so idle keys do
+    /// not hold memory for ever at O(1) cost per insertion.
+    fn sweep(&self, now: Now) {
+        let len = self.entries.len();
+        if len < SWEEP_FROM.max(2 * self.swept_at.load(Ordering::Relaxed)) {
+            return;
+        }
+        let horizon = nanos(self.settings.stale_if_error);
+        self.entries.pin().retain(|_, e| e.fresh_until().saturating_add(horizon) > now.mono_nanos);
+        self.swept_at.store(self.entries.len(), Ordering::Relaxed);
+    }
+}
