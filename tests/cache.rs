@@ -464,3 +464,34 @@ async fn the_wrapper_follows_the_wrapped_stores_own_invalidations() {
     handle.invalidate();
     common::forbidden(&get(&svc, "/pets", Some(&common::key("a"))).await);
 }
+
+/// Polls a future that needs no runtime to completion (the in-memory store answers at once).
+fn poll_once<F: std::future::Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..1000 {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+    panic!("the lookup did not finish without a runtime");
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_lookup_timeout_outside_a_tokio_runtime_waits_instead_of_panicking() {
+    // No tokio runtime here: the deadline cannot be set, the lookup still answers.
+    let db = db(Duration::ZERO);
+    let cached = CachedKeyStore::builder(Arc::clone(&db)).lookup_timeout(Some(Duration::from_secs(1))).build();
+    assert!(poll_once(cached.lookup(&common::key("a"))).unwrap().is_some());
+    assert!(poll_once(cached.lookup(&common::key("nobody"))).unwrap().is_none());
+    assert_eq!(db.lookups.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn the_wrapper_sets_no_lookup_timeout_unless_asked() {
+    // The default needs no runtime at all.
+    let db = db(Duration::ZERO);
+    let cached = CachedKeyStore::new(Arc::clone(&db));
+    assert!(poll_once(cached.lookup(&common::key("a"))).unwrap().is_some());
+}

@@ -1,101 +1,15 @@
-//! [`CachedKeyStore`]: a cache in front of any [`KeyStore`] that talks to a database.
+//! [`CachedKeyStore`]: the cache, its invalidation and its answers.
 
-use super::{Invalidation, KeyRecord, KeyStore, StoreError};
-use crate::engine::{nanos, Clock, Gcra, SystemClock};
-use crate::model::{Stage, Throttle};
-use moka::future::Cache;
+#[cfg(feature = "tokio")]
+use super::state::TimedOut;
+use super::state::{Answer, CacheStats, ConcurrentFailure, Inner, LookupBudgetExhausted, Recent};
+use crate::model::Stage;
+use crate::store::{Invalidation, KeyRecord, KeyStore, StoreError};
 use moka::ops::compute::Op;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A store's answer and when it was given (monotonic nanoseconds of the cache's clock).
-#[derive(Debug)]
-struct Answer {
-    record: Option<KeyRecord>,
-    at: u64,
-}
-
-/// Counters of what the cache did, for metrics and tests. Cumulative since the cache was built.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct CacheStats {
-    /// Lookups answered from the cache (known or unknown key) without asking the store.
-    pub hits: u64,
-    /// Calls made to the wrapped store.
-    pub store_lookups: u64,
-    /// Store calls that failed.
-    pub store_errors: u64,
-    /// Lookups answered with a known key's expired answer because the store failed or the
-    /// lookup budget was spent (stale-if-error).
-    pub stale_served: u64,
-    /// Lookups refused because the lookup budget was spent and no stale answer could be used.
-    pub budget_refused: u64,
-    /// Known keys in the cache (approximate until pending maintenance has run).
-    pub known_entries: u64,
-    /// Unknown keys in the cache (approximate until pending maintenance has run).
-    pub unknown_entries: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    hits: AtomicU64,
-    store_lookups: AtomicU64,
-    store_errors: AtomicU64,
-    stale_served: AtomicU64,
-    budget_refused: AtomicU64,
-}
-
-/// The lookup budget was spent: the store is not asked about uncached keys faster than
-/// [`CachedKeyStoreBuilder::lookup_budget`] allows (a flood of random keys).
-#[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("key store lookup budget exhausted; retry in {retry_after:?}")]
-pub struct LookupBudgetExhausted {
-    /// When the budget admits the next lookup.
-    pub retry_after: Duration,
-}
-
-struct Inner<S> {
-    store: S,
-    known: Cache<Box<str>, Arc<Answer>, foldhash::fast::RandomState>,
-    unknown: Cache<Box<str>, Arc<Answer>, foldhash::fast::RandomState>,
-    ttl: u64,
-    negative_ttl: u64,
-    stale_if_error: u64,
-    clock: Arc<dyn Clock>,
-    budget: Option<(Gcra, AtomicU64)>,
-    invalidation: Invalidation,
-    /// The wrapped store's own invalidation handle and the generation last seen of it.
-    inner_invalidation: Option<(Invalidation, AtomicU64)>,
-    /// Store calls completed so far, and per value the number and kind of the last one that
-    /// did not leave a usable answer in `known`/`unknown` (a failure, or an unknown key with
-    /// negative caching off): callers that waited for that call take its outcome instead of
-    /// calling again, so concurrent lookups make one store call whatever the answer.
-    completed: AtomicU64,
-    recent: Cache<Box<str>, (u64, Recent), foldhash::fast::RandomState>,
-    #[cfg(feature = "tokio")]
-    timeout: Option<Duration>,
-    counters: Counters,
-}
-
-/// What a recent store call for a value ended with.
-#[derive(Debug, Clone, Copy)]
-enum Recent {
-    Failed,
-    Unknown,
-}
-
-/// A concurrent caller's store call failed; this caller waited for it instead of calling again.
-#[derive(Debug, thiserror::Error)]
-#[error("the key store failed for a concurrent lookup of the same key")]
-struct ConcurrentFailure;
-
-/// The store did not answer within the lookup timeout.
-#[cfg(feature = "tokio")]
-#[derive(Debug, thiserror::Error)]
-#[error("the key store did not answer within {0:?}")]
-struct TimedOut(Duration);
 
 /// A cache in front of any [`KeyStore`]: what a store that queries a database needs.
 ///
@@ -141,7 +55,7 @@ struct TimedOut(Duration);
 /// this cache's TTL plus the layer's
 /// ([`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)).
 pub struct CachedKeyStore<S> {
-    inner: Arc<Inner<S>>,
+    pub(super) inner: Arc<Inner<S>>,
 }
 
 impl<S> Clone for CachedKeyStore<S> {
@@ -160,161 +74,6 @@ impl<S: fmt::Debug> fmt::Debug for CachedKeyStore<S> {
             .field("stale_if_error", &Duration::from_nanos(i.stale_if_error))
             .field("stats", &self.stats())
             .finish_non_exhaustive()
-    }
-}
-
-/// Builds a [`CachedKeyStore`].
-#[must_use]
-pub struct CachedKeyStoreBuilder<S> {
-    store: S,
-    ttl: Duration,
-    negative_ttl: Duration,
-    stale_if_error: Duration,
-    max_known: u64,
-    max_unknown: u64,
-    budget: Option<Throttle>,
-    clock: Arc<dyn Clock>,
-    #[cfg(feature = "tokio")]
-    timeout: Option<Duration>,
-}
-
-impl<S: fmt::Debug> fmt::Debug for CachedKeyStoreBuilder<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CachedKeyStoreBuilder")
-            .field("store", &self.store)
-            .field("ttl", &self.ttl)
-            .field("negative_ttl", &self.negative_ttl)
-            .field("stale_if_error", &self.stale_if_error)
-            .field("max_known", &self.max_known)
-            .field("max_unknown", &self.max_unknown)
-            .field("budget", &self.budget)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S: KeyStore> CachedKeyStore<S> {
-    /// `store` behind a cache with default settings.
-    pub fn new(store: S) -> Self {
-        Self::builder(store).build()
-    }
-
-    /// A builder to change the defaults.
-    pub fn builder(store: S) -> CachedKeyStoreBuilder<S> {
-        CachedKeyStoreBuilder {
-            store,
-            ttl: Duration::from_secs(60),
-            negative_ttl: Duration::from_secs(5),
-            stale_if_error: Duration::from_secs(300),
-            max_known: 1_000_000,
-            max_unknown: 10_000,
-            // Checked constants: rate > 0, burst >= 1.
-            budget: Throttle::new(1000.0, 2000).ok(),
-            clock: Arc::new(SystemClock::new()),
-            #[cfg(feature = "tokio")]
-            timeout: Some(Duration::from_secs(2)),
-        }
-    }
-}
-
-impl<S: KeyStore> CachedKeyStoreBuilder<S> {
-    /// How long a known key's answer is used (60 s by default).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How long an unknown key's answer is used (5 s by default). Zero turns negative caching off.
-    pub fn negative_ttl(mut self, ttl: Duration) -> Self {
-        self.negative_ttl = ttl;
-        self
-    }
-
-    /// How long past its TTL a known key keeps its last answer while the store fails (5 min by
-    /// default). Zero turns stale-if-error off.
-    pub fn stale_if_error(mut self, window: Duration) -> Self {
-        self.stale_if_error = window;
-        self
-    }
-
-    /// Most known keys kept (1,000,000 by default); beyond it the least useful are evicted
-    /// (moka's TinyLFU), which only costs them a store lookup.
-    pub fn max_known_keys(mut self, n: u64) -> Self {
-        self.max_known = n;
-        self
-    }
-
-    /// Most unknown keys remembered (10,000 by default): the memory bound under a flood of
-    /// random values.
-    pub fn max_unknown_keys(mut self, n: u64) -> Self {
-        self.max_unknown = n;
-        self
-    }
-
-    /// How fast the store may be asked about values that are not cached (`Some(1000/s, burst
-    /// 2000)` by default); `None` removes the bound.
-    pub fn lookup_budget(mut self, budget: Option<Throttle>) -> Self {
-        self.budget = budget;
-        self
-    }
-
-    /// How long a store call may take before it counts as failed (stale-if-error or 503): 2 s
-    /// by default, `None` to wait for ever. Needs the `tokio` feature (enabled by `sqlx`) and a
-    /// tokio runtime with its timer; without the feature, give your store its own timeout.
-    #[cfg(feature = "tokio")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-    pub fn lookup_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The clock for TTLs and the budget ([`SystemClock`] by default; a
-    /// [`ManualClock`](crate::ManualClock) in tests).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// The cache.
-    pub fn build(self) -> CachedKeyStore<S> {
-        // moka drops entries on its own (real-time) clock once they cannot be used any more;
-        // whether an entry is fresh is decided on this store's clock.
-        let floor = Duration::from_secs(1);
-        // Known keys stay known (exempt from the budget) for a while past their stale window, so
-        // a key used at least that often never waits for a flood to pass.
-        let known = Cache::builder()
-            .max_capacity(self.max_known)
-            .time_to_live(self.ttl.saturating_add(self.stale_if_error).saturating_mul(2).max(Duration::from_secs(60)))
-            .build_with_hasher(foldhash::fast::RandomState::default());
-        let unknown = Cache::builder()
-            .max_capacity(if self.negative_ttl.is_zero() { 0 } else { self.max_unknown })
-            .time_to_live(self.negative_ttl.max(floor))
-            .build_with_hasher(foldhash::fast::RandomState::default());
-        let inner_invalidation = self.store.invalidation().map(|h| {
-            let seen = AtomicU64::new(h.generation());
-            (h, seen)
-        });
-        CachedKeyStore {
-            inner: Arc::new(Inner {
-                inner_invalidation,
-                completed: AtomicU64::new(0),
-                recent: Cache::builder()
-                    .max_capacity(self.max_unknown.max(1))
-                    .time_to_live(Duration::from_secs(10))
-                    .build_with_hasher(foldhash::fast::RandomState::default()),
-                #[cfg(feature = "tokio")]
-                timeout: self.timeout,
-                store: self.store,
-                known,
-                unknown,
-                ttl: nanos(self.ttl),
-                negative_ttl: nanos(self.negative_ttl),
-                stale_if_error: nanos(self.stale_if_error),
-                clock: self.clock,
-                budget: self.budget.map(|t| (Gcra::new(t), AtomicU64::new(0))),
-                invalidation: Invalidation::new(),
-                counters: Counters::default(),
-            }),
-        }
     }
 }
 
@@ -343,8 +102,14 @@ impl<S: KeyStore> CachedKeyStore<S> {
 
     /// The wrapped store's answer, within the lookup timeout.
     async fn ask_store(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
+        // Opt-in, and only inside a tokio runtime: outside one the lookup is awaited without a
+        // deadline (and a warning) rather than panicking.
         #[cfg(feature = "tokio")]
         if let Some(limit) = self.inner.timeout {
+            if tokio::runtime::Handle::try_current().is_err() {
+                tracing::warn!("lookup_timeout needs a tokio runtime: waiting for the key store without one");
+                return self.inner.store.lookup(presented).await;
+            }
             return match tokio::time::timeout(limit, self.inner.store.lookup(presented)).await {
                 Ok(answer) => answer,
                 Err(_) => Err(StoreError::new(TimedOut(limit))),
@@ -572,3 +337,4 @@ impl<S: KeyStore> KeyStore for CachedKeyStore<S> {
         })
     }
 }
+
