@@ -238,7 +238,7 @@ fn allowed(c: &mut Criterion) {
             |throttle| UsagePlanLayer::builder(store(keys, throttle)).rate_limit_headers(RateLimitHeaders::Off);
 
         for (name, throttle) in [("in_process/quota", false), ("in_process/throttle_quota", true)] {
-            let svc = builder(throttle).build().layer(inner());
+            let svc = builder(throttle).build().unwrap().layer(inner());
             variant(&mut group, &rt, name, &values, &svc, None, 1);
         }
 
@@ -251,7 +251,7 @@ fn allowed(c: &mut Criterion) {
         ] {
             let backend = RedisBackend::builder(server.url.as_str()).prefix("tup-bench").leasing(leasing);
             let backend = rt.block_on(backend.max_lease(LEASE as u64).connect()).unwrap();
-            let svc = builder(throttle).redis(backend.clone()).build().layer(inner());
+            let svc = builder(throttle).redis(backend.clone()).build().unwrap().layer(inner());
             variant(&mut group, &rt, name, &values, &svc, Some(&backend), stagger);
             rt.block_on(backend.shutdown());
         }

@@ -1,4 +1,4 @@
-//! The allowed path makes no heap allocation with rate-limit headers off (DESIGN.md,
+//! The allowed path makes no heap allocation with rate-limit headers off (docs/design.md,
 //! "Performance goals"). A counting global allocator counts what one request allocates.
 
 use http::{HeaderValue, Request, Response};

@@ -1,4 +1,4 @@
-//! The request contract of DESIGN.md, through the real layer, with a manual clock.
+//! The request contract of docs/design.md, through the real layer, with a manual clock.
 
 mod common;
 

@@ -91,11 +91,7 @@ fn strip(src: &str) -> String {
             }
             b'\'' => {
                 // A char literal ('a', '\n', '\'') or a lifetime ('a): skip only literals.
-                let lit = match (b.get(i + 1), b.get(i + 2)) {
-                    (Some(b'\\'), _) => true,
-                    (Some(_), Some(b'\'')) => true,
-                    _ => false,
-                };
+                let lit = matches!((b.get(i + 1), b.get(i + 2)), (Some(b'\\'), _) | (Some(_), Some(b'\'')));
                 if lit {
                     i += 1;
                     while i < b.len() && b[i] != b'\'' {

@@ -7,7 +7,9 @@ use common::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::macros::date;
-use tower_usage_plans::usage::{DayUsage, UsageRecord, UsageReporter, UsageSink};
+#[cfg(feature = "tokio")]
+use tower_usage_plans::usage::UsageReporter;
+use tower_usage_plans::usage::{DayUsage, UsageRecord, UsageSink};
 use tower_usage_plans::{UsagePlan, UsagePlanLayer};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -149,6 +151,7 @@ async fn a_snapshot_carries_every_count_across_a_restart() {
 
 /// A sink that stores what it is given, and fails while told to.
 #[derive(Default)]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 struct Billing {
     records: Mutex<Vec<UsageRecord>>,
     down: std::sync::atomic::AtomicBool,
@@ -165,6 +168,7 @@ impl UsageSink for Billing {
     }
 }
 
+#[cfg(feature = "tokio")]
 #[tokio::test]
 async fn a_sink_gets_every_increment_at_least_once_and_the_rest_on_shutdown() {
     let clock = clock();
