@@ -98,7 +98,7 @@ pub struct UsagePlanLayerBuilder {
     refund: Option<RefundPolicy>,
     backend: Option<Arc<dyn CounterBackend>>,
     #[cfg(feature = "redis")]
-    redis: Option<crate::RedisBackend>,
+    redis: Option<crate::backend::redis::RedisBackend>,
     invalidation: Option<Invalidation>,
 }
 
@@ -113,7 +113,7 @@ impl UsagePlanLayerBuilder {
     /// Keeps the counters in Redis, shared by every replica of the app (feature `redis`).
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis(mut self, backend: crate::RedisBackend) -> Self {
+    pub fn redis(mut self, backend: crate::backend::redis::RedisBackend) -> Self {
         self.redis = Some(backend);
         self
     }

@@ -115,8 +115,8 @@ impl std::error::Error for UsageError {
     }
 }
 
-impl From<crate::ConfigError> for UsageError {
-    fn from(e: crate::ConfigError) -> Self {
+impl From<crate::error::ConfigError> for UsageError {
+    fn from(e: crate::error::ConfigError) -> Self {
         Self { reason: e.to_string(), source: Some(Box::new(e)), ..Self::new(UsageErrorKind::Config, "") }
     }
 }
