@@ -61,7 +61,8 @@ fn main() {
         InMemoryKeyStore::from_config(Config::new(Stage::new("petstore", "prod"), vec![plan], secrets).unwrap());
     let values: Vec<HeaderValue> = (0..keys).map(|i| HeaderValue::from_str(&key(i)).unwrap()).collect();
     let inner = service_fn(|_r: Request<()>| ready(Ok::<_, Infallible>(Response::new(()))));
-    let mut svc = UsagePlanLayer::builder(store).rate_limit_headers(RateLimitHeaders::Off).build().unwrap().layer(inner);
+    let mut svc =
+        UsagePlanLayer::builder(store).rate_limit_headers(RateLimitHeaders::Off).build().unwrap().layer(inner);
 
     // Active keys: each key's first request makes its state.
     let region = Region::new(GLOBAL);

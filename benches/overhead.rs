@@ -172,7 +172,8 @@ fn rejected(c: &mut Criterion) {
         ),
     ];
     for (name, store, value, status) in cases {
-        let mut svc = UsagePlanLayer::builder(store).rate_limit_headers(RateLimitHeaders::Off).build().unwrap().layer(inner());
+        let mut svc =
+            UsagePlanLayer::builder(store).rate_limit_headers(RateLimitHeaders::Off).build().unwrap().layer(inner());
         for _ in 0..2 {
             poll_now(svc.call(request(&value))).unwrap();
         }

@@ -109,7 +109,10 @@ fn requests(c: &mut Criterion) {
         group.measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1)).sample_size(40);
         let values: Vec<HeaderValue> = (0..n).map(|i| HeaderValue::from_str(&key(i)).unwrap()).collect();
         let variants = [
-            ("layer_cached", UsagePlanLayer::builder(store(n)).rate_limit_headers(RateLimitHeaders::Off).build().unwrap()),
+            (
+                "layer_cached",
+                UsagePlanLayer::builder(store(n)).rate_limit_headers(RateLimitHeaders::Off).build().unwrap(),
+            ),
             (
                 "revalidate_each_time",
                 UsagePlanLayer::builder(cached(n))

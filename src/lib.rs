@@ -123,6 +123,7 @@ pub use crate::http::{
     AuthorizerKey, AwsRejection, KeySource, RateLimitHeaders, RenderRejection, ResponseFuture, UsagePlanBody,
     UsagePlanLayer, UsagePlanLayerBuilder, UsagePlanService, MAX_PRESENTED_KEY_LEN,
 };
+pub use crate::keycache::KeyCacheStats;
 pub use crate::model::{
     ApiKey, Config, KeySecret, MethodKey, PlanStage, PreviousValue, Quota, QuotaPeriod, Stage, Throttle, UsagePlan,
     MAX_KEY_LEN, MAX_QUOTA_LIMIT, MIN_KEY_LEN,

@@ -9,7 +9,7 @@ use super::shared::Shared;
 use crate::backend::InProcess;
 use crate::engine::{Clock, CounterBackend, Engine, SystemClock};
 use crate::error::{ConfigError, ConfigErrorKind};
-use crate::keycache::{CacheSettings, KeyCache};
+use crate::keycache::{CacheSettings, KeyCache, KeyCacheStats};
 use crate::model::Stage;
 use crate::store::{DynKeyStore, Invalidation, KeyStore};
 use crate::usage::{Usage, UsageBackend};
@@ -53,6 +53,13 @@ impl UsagePlanLayer {
     /// snapshots and usage sinks. Every clone of the layer gives a handle on the same counts.
     pub fn usage(&self) -> Usage {
         Usage::new(Arc::clone(&self.shared.engine), self.usage.clone(), Arc::clone(&self.shared.clock))
+    }
+
+    /// What this layer's key cache has done so far: store calls and failures, stale-if-error
+    /// and fail-open answers, cached values.
+    #[must_use]
+    pub fn key_cache_stats(&self) -> KeyCacheStats {
+        self.shared.keys.stats()
     }
 
     /// A builder to change the defaults.

@@ -1,13 +1,13 @@
 //! [`KeyCache`]: the store's answers by presented value, as grants on this stage. The one owner
 //! of the key cache's TTL, generations, sweeping and stale-if-error window.
 
-use super::entry::{KeyBytes, KeyEntry, NO_STALE};
+use super::entry::{KeyBytes, KeyEntry};
 use crate::engine::{nanos, unix_secs, Decision, Engine, Grant, Input, Now};
 use crate::error::ConfigError;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::store::{Invalidation, KeyRecord};
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 type Map<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;
@@ -28,6 +28,32 @@ impl Default for CacheSettings {
     }
 }
 
+/// What the key cache did, for metrics and tests: cumulative since the layer was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyCacheStats {
+    /// Calls made to the key store (one per value at a time, however many requests waited).
+    pub store_lookups: u64,
+    /// Store calls that failed.
+    pub store_errors: u64,
+    /// Requests decided with a key's answer past its TTL because the store failed
+    /// (stale-if-error).
+    pub stale_served: u64,
+    /// Requests forwarded without per-key limits because the store failed (fail-open).
+    pub failed_open: u64,
+    /// Values cached now (valid or not yet swept).
+    pub cached_keys: u64,
+}
+
+/// The counters behind [`KeyCacheStats`]; touched only off the hot path.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) store_lookups: AtomicU64,
+    pub(super) store_errors: AtomicU64,
+    pub(super) stale_served: AtomicU64,
+    pub(super) failed_open: AtomicU64,
+}
+
 /// Sweeps of the key cache start from this many entries.
 const SWEEP_FROM: usize = 1024;
 
@@ -44,6 +70,7 @@ pub(crate) struct KeyCache {
     /// The cache's length after its last sweep (see [`KeyCache::sweep`]).
     swept_at: AtomicUsize,
     pub(super) flights: super::flight::Flights,
+    pub(super) stats: Counters,
 }
 
 impl fmt::Debug for KeyCache {
@@ -68,6 +95,19 @@ impl KeyCache {
             invalidation,
             swept_at: AtomicUsize::new(0),
             flights: Default::default(),
+            stats: Counters::default(),
+        }
+    }
+
+    /// What the cache has done so far.
+    pub(crate) fn stats(&self) -> KeyCacheStats {
+        let c = &self.stats;
+        KeyCacheStats {
+            store_lookups: c.store_lookups.load(Ordering::Relaxed),
+            store_errors: c.store_errors.load(Ordering::Relaxed),
+            stale_served: c.stale_served.load(Ordering::Relaxed),
+            failed_open: c.failed_open.load(Ordering::Relaxed),
+            cached_keys: self.entries.len() as u64,
         }
     }
 
@@ -78,12 +118,31 @@ impl KeyCache {
         self.invalidation.as_ref().map_or(0, |i| i.generation() as u32)
     }
 
+    /// Whether `entry` is still good at the current invalidation generation: one comparison
+    /// when nothing was invalidated since it was cached; otherwise the handle says whether the
+    /// invalidations since then were about this key (or every key), and an entry they were not
+    /// about is moved to the current generation.
+    fn valid(&self, entry: &KeyEntry) -> bool {
+        let Some(handle) = &self.invalidation else { return true };
+        let current = handle.generation();
+        let cached = entry.generation();
+        let behind = (current as u32).wrapping_sub(cached);
+        if behind == 0 {
+            return true;
+        }
+        if handle.outdates(current.saturating_sub(u64::from(behind)), entry.grant.id()) {
+            return false;
+        }
+        entry.generation.store(current as u32, Ordering::Relaxed);
+        true
+    }
+
     /// Decides a keyed request from the cache if the key's entry is fresh; `None` when the
     /// store must be asked.
     pub(crate) fn decide_cached(&self, engine: &Engine, value: &[u8], input: &Input<'_>) -> Option<Decision> {
         let guard = self.entries.pin();
         let entry = guard.get(value)?;
-        (entry.fresh_until() > input.now.mono_nanos && entry.generation == self.generation())
+        (entry.fresh_until > input.now.mono_nanos && self.valid(entry))
             .then(|| engine.decide(&entry.grant, entry.expires, input))
     }
 
@@ -91,9 +150,13 @@ impl KeyCache {
     pub(crate) fn decide_stale(&self, engine: &Engine, value: &[u8], input: &Input<'_>) -> Option<Decision> {
         let guard = self.entries.pin();
         // An invalidated entry is not served stale: it may be a key that was just disabled.
-        let entry = guard.get(value).filter(|e| e.generation == self.generation() && e.may_serve_stale())?;
-        let stale_until = entry.fresh_until().saturating_add(nanos(self.settings.stale_if_error));
-        (stale_until > input.now.mono_nanos).then(|| engine.decide(&entry.grant, entry.expires, input))
+        let entry = guard.get(value).filter(|e| self.valid(e))?;
+        let stale_until = entry.fresh_until.saturating_add(nanos(self.settings.stale_if_error));
+        let decided = (stale_until > input.now.mono_nanos).then(|| engine.decide(&entry.grant, entry.expires, input));
+        if decided.is_some() {
+            self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
+        }
+        decided
     }
 
     /// Records the store's answer for `value` (asked at invalidation `generation`) and decides
@@ -126,9 +189,9 @@ impl KeyCache {
         // decide with that one, so that racing first requests of a key share one set of counters.
         let result = guard.compute(KeyBytes::new(value), |existing| match existing {
             Some((_, e))
-                if e.fresh_until() > now.mono_nanos
+                if e.fresh_until > now.mono_nanos
                     // As new as ours or newer (generations wrap: compare by difference).
-                    && e.generation.wrapping_sub(generation) < u32::MAX / 2
+                    && e.generation().wrapping_sub(generation) < u32::MAX / 2
                     && previous.is_none_or(|p| !std::ptr::eq(p, e)) =>
             {
                 papaya::Operation::Abort(())
@@ -156,7 +219,6 @@ impl KeyCache {
         generation: u32,
         now: Now,
     ) -> Result<KeyEntry, ConfigError> {
-        let max_age = record.max_age_hint();
         let key = record.key();
         let stage = engine.stage();
         let plan = record.plans().iter().find(|p| p.stage_binding(stage.api(), stage.stage_name()).is_some());
@@ -177,11 +239,8 @@ impl KeyCache {
         Ok(KeyEntry {
             grant,
             expires: key.expires_at().map_or(u32::MAX, |t| u32::try_from(unix_secs(t).max(0)).unwrap_or(u32::MAX)),
-            fresh: match max_age {
-                None => now.mono_nanos.saturating_add(nanos(ttl)).min(!NO_STALE),
-                Some(age) => now.mono_nanos.saturating_add(nanos(ttl.min(age))).min(!NO_STALE) | NO_STALE,
-            },
-            generation,
+            fresh_until: now.mono_nanos.saturating_add(nanos(ttl)),
+            generation: AtomicU32::new(generation),
         })
     }
 
@@ -195,7 +254,7 @@ impl KeyCache {
             return;
         }
         let horizon = nanos(self.settings.stale_if_error);
-        self.entries.pin().retain(|_, e| e.fresh_until().saturating_add(horizon) > now.mono_nanos);
+        self.entries.pin().retain(|_, e| e.fresh_until.saturating_add(horizon) > now.mono_nanos);
         self.swept_at.store(self.entries.len(), Ordering::Relaxed);
     }
 }

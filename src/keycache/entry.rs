@@ -3,36 +3,39 @@
 
 use crate::engine::Grant;
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// One cached key.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct KeyEntry {
     pub(crate) grant: Grant,
     /// Unix seconds from which the key is expired (`u32::MAX`: never; an expiry after 2106 counts
     /// as never, so that this and `generation` fit in one word).
     pub(crate) expires: u32,
     /// Monotonic nanoseconds until which the store's answer is used without asking again; it
-    /// may still be used for the engine's stale-if-error window after that if the store fails.
-    /// (Bit 63 set: the answer must not be served past that, see [`KeyEntry::may_serve_stale`].)
-    pub(crate) fresh: u64,
-    /// The store's invalidation generation the answer was asked at (low 32 bits: compared for
-    /// equality only, so it wraps harmlessly).
-    pub(crate) generation: u32,
+    /// may still be used for the stale-if-error window after that if the store fails.
+    pub(crate) fresh_until: u64,
+    /// The store's invalidation generation the answer is known good at (low 32 bits). Moved
+    /// forward when an invalidation turns out to be about other keys, so the next request of
+    /// this key need not look at it again.
+    pub(crate) generation: AtomicU32,
 }
 
-/// In [`KeyEntry::fresh`]: the store said how long its answer may be used (a stale answer
-/// from a cache), so the layer does not extend it with its own stale-if-error window.
-pub(crate) const NO_STALE: u64 = 1 << 63;
+impl Clone for KeyEntry {
+    fn clone(&self) -> Self {
+        Self {
+            grant: self.grant.clone(),
+            expires: self.expires,
+            fresh_until: self.fresh_until,
+            generation: AtomicU32::new(self.generation()),
+        }
+    }
+}
 
 impl KeyEntry {
-    /// Monotonic nanoseconds until which the answer is used without asking the store again.
-    pub(crate) fn fresh_until(&self) -> u64 {
-        self.fresh & !NO_STALE
-    }
-
-    /// Whether the answer may be used past `fresh_until` while the store fails.
-    pub(crate) fn may_serve_stale(&self) -> bool {
-        self.fresh & NO_STALE == 0
+    /// The generation the answer is known good at (low 32 bits).
+    pub(crate) fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Relaxed)
     }
 }
 

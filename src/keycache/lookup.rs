@@ -7,6 +7,7 @@ use super::flight::{Failure, Role};
 use crate::engine::{Clock, Decision, Engine, Input};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::store::{DynKeyStore, KeyRecord};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl KeyCache {
@@ -24,9 +25,11 @@ impl KeyCache {
             match self.flights.join(&value, self.generation()) {
                 Role::Leader(leader) => {
                     let generation = leader.generation();
+                    self.stats.store_lookups.fetch_add(1, Ordering::Relaxed);
                     let looked_up = Arc::clone(store).lookup_owned(value.clone()).await;
                     leader.answer(&looked_up);
                     let looked_up = looked_up.map_err(|error| {
+                        self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(%error, "API key lookup failed");
                         Failure::of(&error)
                     });
@@ -60,6 +63,7 @@ impl KeyCache {
                 None if self.settings.fail_open && failure == Failure::Failed => {
                     // Fail-open skips the key's own limits, never the stage and account
                     // throttles that protect the backend.
+                    self.stats.failed_open.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("key store failed: forwarding without per-key limits (fail-open)");
                     engine.decide_public(&input)
                 }

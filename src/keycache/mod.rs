@@ -12,4 +12,6 @@ mod entry;
 mod flight;
 mod lookup;
 
+pub use cache::KeyCacheStats;
 pub(crate) use cache::{CacheSettings, KeyCache};
+pub(crate) use flight::{Failure, Flights, Role};

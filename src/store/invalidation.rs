@@ -1,14 +1,21 @@
 //! [`Invalidation`]: how a store tells layers that answers they cached are out of date.
 
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// How many recent invalidations a handle remembers by key id; an answer cached before the
+/// oldest of them is revalidated whatever its key.
+const LOG_LEN: usize = 1024;
+
 /// Tells layers that cached key answers are out of date: a shared generation number, bumped by
-/// [`invalidate`](Self::invalidate). Clones share it.
+/// every invalidation, and a short log of what each one was about. Clones share it.
 ///
-/// Checking it costs a layer one atomic load per request; invalidating makes every cached key
-/// revalidate once (through the store, or through [`CachedKeyStore`]'s cache, which drops only
-/// the keys that changed), so it is meant for changes, not for every request.
+/// Checking it costs a layer one atomic load per request. [`invalidate`](Self::invalidate) makes
+/// every cached key revalidate once; [`invalidate_key`](Self::invalidate_key) only the answers
+/// for that key id (every value of it, while it is rotated), so it can follow every change.
 ///
 /// ```
 /// use tower_usage_plans::Invalidation;
@@ -16,13 +23,29 @@ use std::sync::Arc;
 /// let generation = handle.generation();
 /// handle.clone().invalidate();
 /// assert_eq!(handle.generation(), generation + 1);
+/// handle.invalidate_key("k1");
+/// assert!(handle.outdates(generation + 1, "k1"));
+/// assert!(!handle.outdates(generation + 1, "k2"), "only k1 changed since");
+/// assert!(handle.outdates(generation, "k2"), "everything changed since");
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[must_use]
 pub struct Invalidation {
-    own: Arc<AtomicU64>,
-    /// Another handle this one follows (see [`following`](Self::following)).
-    also: Option<Box<Invalidation>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    generation: AtomicU64,
+    /// The most recent invalidations, oldest first: the generation each one made, and the key
+    /// id it was about (`None`: every key).
+    log: Mutex<VecDeque<(u64, Option<Arc<str>>)>>,
+}
+
+impl fmt::Debug for Invalidation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Invalidation").field("generation", &self.generation()).finish()
+    }
 }
 
 impl Invalidation {
@@ -31,34 +54,46 @@ impl Invalidation {
         Self::default()
     }
 
+    fn record(&self, key: Option<Arc<str>>) {
+        // Under the log's lock, so that the log is in generation order.
+        let mut log = self.inner.log.lock();
+        let generation = self.inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        if log.len() == LOG_LEN {
+            log.pop_front();
+        }
+        log.push_back((generation, key));
+    }
+
     /// Marks every answer cached so far as out of date.
     pub fn invalidate(&self) {
-        self.own.fetch_add(1, Ordering::AcqRel);
+        self.record(None);
     }
 
-    /// The current generation: answers cached at an earlier one are out of date.
+    /// Marks the answers cached so far for key `key_id` (any of its values) as out of date; the
+    /// answers for other keys stay valid.
+    pub fn invalidate_key(&self, key_id: &str) {
+        self.record(Some(Arc::from(key_id)));
+    }
+
+    /// The current generation: answers cached at an earlier one may be out of date (see
+    /// [`outdates`](Self::outdates)).
     #[must_use]
     pub fn generation(&self) -> u64 {
-        let own = self.own.load(Ordering::Acquire);
-        match &self.also {
-            Some(other) => own.wrapping_add(other.generation()),
-            None => own,
-        }
+        self.inner.generation.load(Ordering::Acquire)
     }
 
-    /// A handle that changes when this one or `other` does ([`invalidate`](Self::invalidate) on
-    /// it bumps this one). A store wrapping another gives this to layers, so that they follow
-    /// the wrapped store's invalidations too.
-    ///
-    /// ```
-    /// use tower_usage_plans::Invalidation;
-    /// let (mine, inner) = (Invalidation::new(), Invalidation::new());
-    /// let both = mine.following(&inner);
-    /// let before = both.generation();
-    /// inner.invalidate();
-    /// assert_ne!(both.generation(), before);
-    /// ```
-    pub fn following(&self, other: &Invalidation) -> Invalidation {
-        Invalidation { own: Arc::clone(&self.own), also: Some(Box::new(other.clone())) }
+    /// Whether an answer about key `key_id` cached at `generation` is out of date: an
+    /// invalidation since then was about every key or about this one, or is too old to know.
+    #[must_use]
+    pub fn outdates(&self, generation: u64, key_id: &str) -> bool {
+        if generation >= self.generation() {
+            return false;
+        }
+        let log = self.inner.log.lock();
+        // Forgotten invalidations may have been about this key.
+        if log.front().is_none_or(|(g, _)| *g > generation + 1) {
+            return true;
+        }
+        log.iter().rev().take_while(|(g, _)| *g > generation).any(|(_, k)| k.as_deref().is_none_or(|k| k == key_id))
     }
 }

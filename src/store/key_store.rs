@@ -6,7 +6,6 @@ use crate::model::{ApiKey, Stage, UsagePlan};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A key's record and the plans it belongs to, as a store returns them.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,28 +13,12 @@ use std::time::Duration;
 pub struct KeyRecord {
     key: ApiKey,
     plans: Vec<Arc<UsagePlan>>,
-    max_age: Option<Duration>,
 }
 
 impl KeyRecord {
     /// A key with the plans it belongs to.
     pub fn new(key: ApiKey, plans: Vec<Arc<UsagePlan>>) -> Self {
-        Self { key, plans, max_age: None }
-    }
-
-    /// Tells the layer to use this answer for at most `age` (less than its
-    /// [`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl) if shorter) and not to
-    /// serve it past that when the store fails. [`CachedKeyStore`] sets it on the stale answers
-    /// it gives while the store is down, so that stale windows do not add up.
-    pub fn max_age(mut self, age: Duration) -> Self {
-        self.max_age = Some(age);
-        self
-    }
-
-    /// The [`max_age`](Self::max_age), if any.
-    #[must_use]
-    pub fn max_age_hint(&self) -> Option<Duration> {
-        self.max_age
+        Self { key, plans }
     }
 
     /// The key's record.
