@@ -219,7 +219,8 @@ impl UsagePlanLayerBuilder {
     /// The layer.
     pub fn build(self) -> UsagePlanLayer {
         #[cfg(feature = "redis")]
-        let backend = self.backend.or_else(|| self.redis.as_ref().map(|r| r.bind(self.stage.as_ref())));
+        let backend =
+            self.backend.or_else(|| self.redis.as_ref().map(|r| r.bind(self.stage.as_ref(), Arc::clone(&self.clock))));
         #[cfg(not(feature = "redis"))]
         let backend = self.backend;
         UsagePlanLayer {
