@@ -116,7 +116,9 @@ mod view;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use crate::backend::redis::{FailurePolicy, RedisBackend, RedisBackendBuilder, RedisBackendError, RedisStats};
+pub use crate::backend::redis::{
+    FailurePolicy, RedisBackend, RedisBackendBuilder, RedisBackendError, RedisBackendErrorKind, RedisStats,
+};
 pub use crate::engine::{Clock, ManualClock, Now, SystemClock};
 pub use crate::error::{ConfigError, ConfigErrorKind};
 pub use crate::http::{

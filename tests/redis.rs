@@ -8,8 +8,10 @@ use common::{get, service, Svc};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tower_usage_plans::{FailurePolicy, InMemoryKeyStore, RedisBackend, UsagePlanLayer};
+use std::time::{Duration, Instant, SystemTime};
+use tower_usage_plans::{
+    FailurePolicy, InMemoryKeyStore, ManualClock, RedisBackend, RedisBackendErrorKind, UsagePlanLayer,
+};
 
 /// A redis-server of this test's own, or the one at `REDIS_URL` for tests that do no harm.
 struct Server {
@@ -661,4 +663,175 @@ async fn state_of_keys_no_layer_holds_is_dropped_once_it_holds_nothing() {
     assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
     assert_eq!(backend.shutdown().await, 0);
     assert_eq!(server.quota_total(), 2);
+}
+
+/// A layer on `backend` reading time from `clock`.
+fn layer_at(config: &str, backend: &RedisBackend, clock: &ManualClock) -> Svc {
+    let store = InMemoryKeyStore::from_toml_str(config).unwrap();
+    service(&UsagePlanLayer::builder(store).clock(clock.clone()).redis(backend.clone()).build().unwrap())
+}
+
+fn retry_after(reply: &common::Reply) -> u64 {
+    reply.headers["retry-after"].to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_clock_drives_the_deny_cache() {
+    let Some(server) = Server::spawn("a_manual_clock_drives_the_deny_cache") else { return };
+    // Wall time now: quota counters and the server's clock agree. Monotonic time moves only
+    // when told to.
+    let clock = ManualClock::new(SystemTime::now());
+    // One request per 1000 s, burst 1: Redis refuses the second with a retry time of ~1000 s.
+    let config = CONFIG
+        .replace("stage = \"other\"", "stage = \"prod\"")
+        .replace("plans = [\"quota-only\"]", "plans = [\"throttled\"]")
+        .replace("rate = 50.0, burst = 10", "rate = 0.001, burst = 1");
+    let backend = server.backend().clock(clock.clone()).connect().await.unwrap();
+    let svc = layer_at(&config, &backend, &clock);
+    let stats = || {
+        let s = backend.stats();
+        (s.round_trips, s.deny_cache_hits)
+    };
+    assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
+    let refused = get(&svc, "/pets", Some(Q)).await;
+    assert_eq!((refused.status.as_u16(), retry_after(&refused)), (429, 1000), "refused by Redis");
+    assert_eq!(stats(), (2, 0));
+    // Inside the refusal's retry time on the manual clock: refused locally, no round trip, and
+    // the retry time counts down with the manual clock.
+    for (step, left) in [(0, 1000), (500, 500), (499, 1)] {
+        clock.advance(Duration::from_secs(step));
+        let r = get(&svc, "/pets", Some(Q)).await;
+        assert_eq!((r.status.as_u16(), retry_after(&r)), (429, left), "{step} s later");
+    }
+    assert_eq!(stats(), (2, 3), "three answers from the deny cache, none from Redis");
+    // Past the retry time: Redis is asked again. On its own clock only milliseconds have passed,
+    // so it refuses again, and the deny cache holds the new refusal.
+    clock.advance(Duration::from_secs(2));
+    let again = get(&svc, "/pets", Some(Q)).await;
+    assert_eq!(again.status, 429);
+    assert_eq!(stats(), (3, 3), "asked Redis again");
+    assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 429);
+    assert_eq!(stats(), (3, 4), "the new refusal is cached");
+    assert_eq!(backend.stats().errors, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_clock_drives_the_circuit_breaker() {
+    let Some(mut server) = Server::spawn_own("a_manual_clock_drives_the_circuit_breaker") else { return };
+    let clock = ManualClock::new(SystemTime::now());
+    let cooldown = Duration::from_secs(10);
+    // No leases: every request of the quota-only plan calls Redis; fail-closed answers 503.
+    let backend = server
+        .backend()
+        .clock(clock.clone())
+        .timeout(Duration::from_millis(200))
+        .leasing(false)
+        .quota_policy(FailurePolicy::FailClosed)
+        .circuit_breaker(3, cooldown)
+        .connect()
+        .await
+        .unwrap();
+    let svc = layer_at(CONFIG, &backend, &clock);
+    let trips = || backend.stats().round_trips;
+    let status = || async { get(&svc, "/pets", Some(Q)).await.status.as_u16() };
+    assert_eq!(status().await, 200);
+    assert_eq!(trips(), 1);
+    server.kill();
+    // Three failed calls in a row: each one calls Redis; the failure policy answers.
+    for n in 1..=3 {
+        assert_eq!(status().await, 503);
+        assert_eq!(trips(), 1 + n, "call {n} went to Redis");
+    }
+    let s = backend.stats();
+    assert_eq!((s.errors, s.fallback_decisions), (3, 3), "{s:?}");
+    // Open: while the manual clock is inside the cooldown, Redis is not called at all.
+    for step in [0, 5, 4] {
+        clock.advance(Duration::from_secs(step));
+        assert_eq!(status().await, 503);
+        assert_eq!(trips(), 4, "{step} s later: no call");
+    }
+    let s = backend.stats();
+    assert_eq!((s.errors, s.fallback_decisions), (3, 6), "decided by the failure policy: {s:?}");
+    // Past the cooldown: half-open, one probe goes to Redis. Redis is still down, so the probe
+    // fails and the breaker opens again at once (no three failures needed).
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(status().await, 503);
+    assert_eq!((trips(), backend.stats().errors), (5, 4), "the probe");
+    assert_eq!(status().await, 503);
+    assert_eq!(trips(), 5, "open again after the failed probe");
+    // Redis is back, but the manual clock is still inside the new cooldown: not called.
+    server.start().unwrap();
+    clock.advance(Duration::from_secs(9));
+    assert_eq!(status().await, 503);
+    assert_eq!(trips(), 5, "still open");
+    // Each time the clock passes the cooldown, one probe goes to Redis (the client may need one
+    // to notice its connection is gone); the first that Redis answers closes the breaker.
+    let mut probes = 0;
+    let closed = loop {
+        clock.advance(cooldown + Duration::from_secs(1));
+        let before = trips();
+        let answer = status().await;
+        assert_eq!(trips(), before + 1, "one probe per cooldown");
+        probes += 1;
+        if answer == 200 {
+            break true;
+        }
+        assert_eq!(answer, 503);
+        assert_eq!(status().await, 503);
+        assert_eq!(trips(), before + 1, "a failed probe opens the breaker again");
+        if probes == 3 {
+            break false;
+        }
+    };
+    assert!(closed, "the breaker closed within {probes} probes");
+    // Closed: without the clock moving, every request calls Redis again.
+    for _ in 0..3 {
+        let before = trips();
+        assert_eq!(status().await, 200);
+        assert_eq!(trips(), before + 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_leases_go_back_when_the_backends_clock_says_they_are_idle() {
+    let Some(server) = Server::spawn("idle_leases_go_back_when_the_backends_clock_says") else { return };
+    let clock = ManualClock::new(SystemTime::now());
+    let backend =
+        server.backend().clock(clock.clone()).idle_lease_return(Duration::from_secs(60)).connect().await.unwrap();
+    let svc = layer_at(CONFIG, &backend, &clock);
+    assert_eq!(get(&svc, "/pets", Some(Q)).await.status, 200);
+    let leased = server.quota_total();
+    assert!(leased > 1, "a batch was leased: {leased}");
+    // The maintenance task ticks every second of real time, but the backend's clock has not
+    // moved: nothing is idle. (Real time passes here for the task to tick, not for the lease.)
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(server.quota_total(), leased, "still leased");
+    // The backend's clock passes the idle time twice (one round marks the lease untouched, the
+    // next returns it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.quota_total() != 1 && Instant::now() < deadline {
+        clock.advance(Duration::from_secs(61));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(server.quota_total(), 1, "only the request served stays counted");
+}
+
+#[tokio::test]
+async fn connect_errors_have_a_kind_and_never_show_the_password() {
+    let invalid = RedisBackend::builder("redis://:s3cret-pass@").connect().await.unwrap_err();
+    assert_eq!(invalid.kind(), RedisBackendErrorKind::InvalidUrl, "{invalid}");
+    // A cluster node nobody listens on: the client tries to connect and cannot.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let unreachable = RedisBackend::cluster_builder([format!("redis://:s3cret-pass@127.0.0.1:{port}")])
+        .timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(unreachable.kind(), RedisBackendErrorKind::Connect, "{unreachable:?}");
+    for e in [&invalid, &unreachable] {
+        let (shown, debug) = (e.to_string(), format!("{e:?}"));
+        assert!(shown.starts_with("redis: "), "{shown}");
+        assert!(!shown.contains("s3cret-pass") && !debug.contains("s3cret-pass"), "{shown} / {debug}");
+        assert!(std::error::Error::source(e).is_some());
+    }
 }

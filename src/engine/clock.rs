@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One reading of a [`Clock`]: both time scales at once.
@@ -27,10 +27,12 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 /// as governor uses; the OS monotonic clock where the TSC is not reliable); wall time derived
 /// from it and re-read from [`SystemTime`] at most once a second, so a request costs one cheap
 /// clock read. A step of the system clock (NTP, an operator) is seen within a second.
+///
+/// Every `SystemClock` of a process shares one monotonic origin (the first one's creation), so
+/// readings of two of them compare: a layer's and a backend's default clocks tell one time.
 #[derive(Debug)]
 pub struct SystemClock {
-    clock: quanta::Clock,
-    origin: u64,
+    mono: &'static Monotonic,
     /// Unix nanoseconds minus monotonic nanoseconds, as of the last sync.
     offset: AtomicI64,
     /// Monotonic nanoseconds at which to read the wall clock again.
@@ -39,14 +41,35 @@ pub struct SystemClock {
 
 const SYNC_EVERY_NANOS: u64 = 1_000_000_000;
 
+/// The process's monotonic clock and its origin, shared by every [`SystemClock`].
+#[derive(Debug)]
+struct Monotonic {
+    clock: quanta::Clock,
+    origin: u64,
+}
+
+impl Monotonic {
+    fn get() -> &'static Monotonic {
+        static MONOTONIC: OnceLock<Monotonic> = OnceLock::new();
+        MONOTONIC.get_or_init(|| {
+            let clock = quanta::Clock::new();
+            let origin = clock.raw();
+            Monotonic { clock, origin }
+        })
+    }
+
+    fn nanos(&self) -> u64 {
+        self.clock.delta_as_nanos(self.origin, self.clock.raw())
+    }
+}
+
 impl SystemClock {
-    /// A clock whose monotonic origin is now.
+    /// A clock on the process's monotonic origin (the creation of its first `SystemClock`).
     #[must_use]
     pub fn new() -> Self {
-        let clock = quanta::Clock::new();
-        let origin = clock.raw();
-        let clock = Self { clock, origin, offset: AtomicI64::new(0), next_sync: AtomicU64::new(0) };
-        clock.sync(0);
+        let mono = Monotonic::get();
+        let clock = Self { mono, offset: AtomicI64::new(0), next_sync: AtomicU64::new(0) };
+        clock.sync(mono.nanos());
         clock
     }
 
@@ -65,7 +88,7 @@ impl Default for SystemClock {
 
 impl Clock for SystemClock {
     fn now(&self) -> Now {
-        let mono_nanos = self.clock.delta_as_nanos(self.origin, self.clock.raw());
+        let mono_nanos = self.mono.nanos();
         if mono_nanos >= self.next_sync.load(Ordering::Relaxed) {
             self.sync(mono_nanos);
         }
@@ -175,5 +198,20 @@ mod tests {
         // Past the sync interval the wall clock is read again.
         c.next_sync.store(0, Ordering::Relaxed);
         assert!((c.now().unix_secs - unix_secs(SystemTime::now())).abs() <= 1);
+    }
+
+    #[test]
+    fn system_clocks_share_one_monotonic_origin() {
+        let a = SystemClock::new();
+        // Let a's readings pass 1 ms (without sleeping: a clock test, not a bucket).
+        while a.now().mono_nanos < 1_000_000 {
+            std::hint::spin_loop();
+        }
+        let before = a.now();
+        let b = SystemClock::new();
+        let later = b.now();
+        assert!(later.mono_nanos >= before.mono_nanos, "{later:?} is before {before:?}");
+        assert!(a.now().mono_nanos >= later.mono_nanos);
+        assert!((later.unix_secs - before.unix_secs).abs() <= 1);
     }
 }

@@ -218,14 +218,13 @@ impl UsagePlanLayerBuilder {
                 "the layer guards no stage: name it with UsagePlanLayerBuilder::stage (the store carries none)",
             )
         })?;
-        // The builder picks where counters live: in this process unless told otherwise.
-        let (backend, usage): (Arc<dyn CounterBackend>, Option<Arc<dyn UsageBackend>>) = match self.backend {
+        // The builder picks where counters live: in Redis when given one, else in this process.
+        #[cfg(feature = "redis")]
+        let redis = self.redis.as_ref().map(|r| r.bind(Some(&stage), Arc::clone(&self.clock)));
+        #[cfg(not(feature = "redis"))]
+        let redis: Option<Arc<dyn CounterBackend>> = None;
+        let (backend, usage): (Arc<dyn CounterBackend>, Option<Arc<dyn UsageBackend>>) = match self.backend.or(redis) {
             Some(backend) => (backend, None),
-            #[cfg(feature = "redis")]
-            None if self.redis.is_some() => {
-                let redis = self.redis.as_ref().map(|r| r.bind(Some(&stage)));
-                (redis.unwrap_or_else(|| Arc::new(InProcess::new(&stage, self.retention_days))), None)
-            }
             None => {
                 let local = Arc::new(InProcess::new(&stage, self.retention_days));
                 (Arc::clone(&local) as Arc<dyn CounterBackend>, Some(local as Arc<dyn UsageBackend>))

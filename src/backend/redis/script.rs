@@ -4,6 +4,10 @@
 //! (per-key, stage and account buckets, the quota) live in one hash slot: on Redis Cluster one
 //! script can check them all at once.
 
+use crate::engine::BucketSlot;
+use crate::engine::Gcra;
+use crate::rejection::ThrottleScope;
+
 /// Checks every bucket of a request, all-or-nothing, on the server's clock, and optionally takes
 /// `want` requests from the quota.
 ///
@@ -71,6 +75,52 @@ local v = redis.call('INCRBY', KEYS[1], n)
 redis.call('EXPIREAT', KEYS[1], ARGV[2])
 return v
 "#;
+
+/// A bucket of one request, as the script needs it.
+#[derive(Debug, Clone)]
+pub(super) struct Spec {
+    /// The bucket's key in Redis.
+    pub(super) name: String,
+    pub(super) gcra: Gcra,
+    pub(super) scope: ThrottleScope,
+    pub(super) slot: BucketSlot,
+}
+
+/// The quota part of a [`CHECK`] call.
+#[derive(Debug, Clone)]
+pub(super) struct QuotaArgs {
+    /// The counter of the current period ([`quota_key`]).
+    pub(super) counter: String,
+    pub(super) limit: u64,
+    /// Requests to take (a lease, or this request).
+    pub(super) want: u64,
+    /// Unix seconds at which the counter expires.
+    pub(super) expire_at: i64,
+}
+
+/// The keys and arguments of a [`CHECK`] call for `specs`, and the quota if any.
+pub(super) fn check_call(specs: &[Spec], quota: Option<QuotaArgs>) -> (Vec<String>, Vec<i64>) {
+    let mut names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let mut args: Vec<i64> = Vec::with_capacity(2 * specs.len() + 4);
+    args.push(specs.len() as i64);
+    for spec in specs {
+        // Whole microseconds, the interval rounded up and the tolerance kept at (burst - 1)
+        // intervals: never earlier and never more at once than the bucket allows.
+        let (t, tau) = spec.gcra.params();
+        let t_us = micros_up(t);
+        args.push(t_us as i64);
+        args.push(((tau / t.max(1)).saturating_mul(t_us)) as i64);
+    }
+    if let Some(q) = quota {
+        names.push(q.counter);
+        args.extend([q.limit as i64, q.want as i64, q.expire_at]);
+    }
+    (names, args)
+}
+
+fn micros_up(nanos: u64) -> u64 {
+    nanos.div_ceil(1000).max(1)
+}
 
 /// `part` with its length in front, so that no two different lists of parts make one name
 /// (ids may contain the separator).

@@ -1,0 +1,393 @@
+//! The check itself: the backend bound to one stage ([`Bound`]) answering a request from the
+//! deny cache, from a lease, through the failure policy (breaker open), or with one script call.
+//!
+//! Every decision is made at the request's [`Now`] (its layer's clock), so one
+//! [`ManualClock`](crate::ManualClock) drives the deny cache and the circuit breaker in tests.
+
+use super::conn::{Conn, Connection};
+use super::lease::{unpack, RedisKey, Refilling};
+use super::reply::{MalformedReply, Reply};
+use super::script::{check_call, quota_key, QuotaArgs, Spec};
+use super::stats::Counters;
+use crate::engine::{nanos, Clock, CompiledPlan, Gcra, Now, PeriodInfo, QuotaRule};
+use crate::engine::{BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict};
+use crate::model::Stage;
+use crate::rejection::ThrottleScope;
+use crate::view::Limits;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The layer's and the backend's clocks may differ by this much before a warning.
+const CLOCKS_APART_NANOS: u64 = 1_000_000_000;
+
+pub(super) struct BoundInner {
+    conn: Arc<Conn>,
+    api: Box<str>,
+    stage: Box<str>,
+    stage_methods: Vec<String>,
+    stage_default: String,
+    account: String,
+    /// Deny cache of the stage buckets, same order (then the stage default and the account).
+    deny: Box<[AtomicU64]>,
+}
+
+/// The backend bound to one stage (one layer).
+#[derive(Clone)]
+pub(super) struct Bound {
+    inner: Arc<BoundInner>,
+}
+
+impl fmt::Debug for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend").field("api", &self.inner.api).field("stage", &self.inner.stage).finish()
+    }
+}
+
+impl Bound {
+    /// The backend bound to `stage`, for a layer reading time from `clock`.
+    pub(super) fn new(conn: &Arc<Conn>, stage: Option<&Stage>, clock: &dyn Clock) -> Self {
+        // The deny cache, the breaker and the fallback buckets are shared by every layer the
+        // backend serves, and its maintenance reads its own clock: all must tell one time.
+        let (layer, backend) = (clock.now().mono_nanos, conn.clock.now().mono_nanos);
+        if layer.abs_diff(backend) > CLOCKS_APART_NANOS {
+            tracing::warn!(
+                apart_ms = layer.abs_diff(backend) / 1_000_000,
+                "the layer's clock and the Redis backend's disagree: give both the same clock \
+                 (RedisBackendBuilder::clock)"
+            );
+        }
+        let names = &conn.names;
+        let (api, name) = stage.map_or(("", ""), |s| (s.api(), s.stage_name()));
+        let methods: Vec<String> = stage
+            .map(|s| s.methods().iter().map(|(k, _)| names.stage_method(api, name, &k.to_string())).collect())
+            .unwrap_or_default();
+        Self {
+            inner: Arc::new(BoundInner {
+                conn: Arc::clone(conn),
+                api: api.into(),
+                stage: name.into(),
+                deny: (0..methods.len() + 2).map(|_| AtomicU64::new(0)).collect(),
+                stage_default: names.stage(api, name),
+                account: names.account(),
+                stage_methods: methods,
+            }),
+        }
+    }
+}
+
+impl BoundInner {
+    fn stage_index(&self, slot: BucketSlot) -> Option<usize> {
+        let n = self.stage_methods.len();
+        match slot {
+            BucketSlot::StageMethod(i) => Some(usize::from(i)).filter(|i| *i < n),
+            BucketSlot::Stage => Some(n),
+            BucketSlot::Account => Some(n + 1),
+            BucketSlot::Key | BucketSlot::KeyMethod(_) => None,
+        }
+    }
+
+    fn spec(
+        &self,
+        slot: BucketSlot,
+        scope: ThrottleScope,
+        gcra: Gcra,
+        key: Option<&RedisKey>,
+        plan: Option<&CompiledPlan>,
+    ) -> Option<Spec> {
+        let names = &self.conn.names;
+        let name = match slot {
+            BucketSlot::StageMethod(i) => self.stage_methods.get(usize::from(i))?.clone(),
+            BucketSlot::Stage => self.stage_default.clone(),
+            BucketSlot::Account => self.account.clone(),
+            BucketSlot::Key => key?.key_bucket.clone(),
+            BucketSlot::KeyMethod(i) => {
+                let (key, plan) = (key?, plan?);
+                let method = plan.method_keys.get(usize::from(i))?;
+                names.key_method(&key.id, plan.plan.id(), &self.api, &self.stage, &method.to_string())
+            }
+        };
+        Some(Spec { name, gcra, scope, slot })
+    }
+
+    /// A refusal the deny cache still holds for this request: the key's, or a stage bucket's.
+    fn deny_cached(&self, check: &Check<'_>, key: Option<&RedisKey>, now: Now) -> Option<Refused> {
+        if let Some(k) = key {
+            k.touched.store(true, Ordering::Relaxed);
+            if let Some(refused) = k.denied(now) {
+                return Some(refused);
+            }
+        }
+        for bucket in check.buckets.iter().flatten() {
+            if let Some(i) = self.stage_index(bucket.slot) {
+                let until = self.deny.get(i).map_or(0, |d| d.load(Ordering::Acquire));
+                if until > now.mono_nanos {
+                    return Some(Refused::Throttled { scope: bucket.scope, wait_nanos: until - now.mono_nanos });
+                }
+            }
+        }
+        None
+    }
+
+    /// The failure policy's answer (Redis unreachable or the breaker open); a request that
+    /// took its quota from the lease and is refused gives it back.
+    fn fall_back(
+        &self,
+        specs: &[Spec],
+        key: Option<&RedisKey>,
+        quota: Option<(&QuotaRule, PeriodInfo)>,
+        from_lease: bool,
+        now: Now,
+    ) -> Result<Option<Refund>, Refused> {
+        let conn = &self.conn;
+        Counters::bump(&conn.counters.fallback_decisions);
+        let result = conn.fallback.decide(&conn.settings, specs, key, quota, from_lease, now);
+        if let (Err(_), true, Some(k), Some((_, p))) = (&result, from_lease, key, quota) {
+            k.add_lease(&conn.returns, p.tag, 1);
+        }
+        result
+    }
+}
+
+/// Gives one counted request back: to the lease when leasing (it is counted in Redis already),
+/// to Redis itself otherwise.
+fn refund_to(k: &Arc<RedisKey>, conn: &Arc<Conn>, tag: u64) -> Refund {
+    let (k, conn) = (Arc::clone(k), Arc::clone(conn));
+    Box::new(move || {
+        if conn.settings.leasing {
+            k.add_lease(&conn.returns, tag, 1);
+        } else {
+            conn.returns.push(quota_key(&k.quota_stem, tag), -1, 0);
+        }
+    })
+}
+
+impl CounterBackend for Bound {
+    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, _previous: Option<&KeyState>, _now: Now) -> KeyState {
+        let key = self.inner.conn.key_state(id, plan);
+        key.set_plan(plan);
+        key
+    }
+
+    fn check(&self, check: &Check<'_>) -> Verdict {
+        let b = &self.inner;
+        let conn = &b.conn;
+        Counters::bump(&conn.counters.checks);
+        // The request's time, from its layer's clock; at least 1, as 0 means "never" in the
+        // backend's state.
+        let now = Now { mono_nanos: check.now.mono_nanos.max(1), unix_secs: check.now.unix_secs };
+        let key: Option<Arc<RedisKey>> =
+            check.key.and_then(|k| Arc::clone(k.state).into_any().downcast::<RedisKey>().ok());
+        let plan = check.key.map(|k| Arc::clone(k.plan));
+        // The deny cache: refused locally, no round trip.
+        if let Some(refused) = b.deny_cached(check, key.as_deref(), now) {
+            Counters::bump(&conn.counters.deny_cache_hits);
+            return Verdict::Ready(Outcome { result: Err(refused), limits: None });
+        }
+        let specs: Vec<Spec> = check
+            .buckets
+            .iter()
+            .flatten()
+            .filter_map(|bk| b.spec(bk.slot, bk.scope, *bk.gcra, key.as_deref(), plan.as_deref()))
+            .collect();
+        // The quota: from the lease when it has some, else leased (or counted) by the script.
+        let quota = check.quota.map(|rule| (rule, rule.current(now.unix_secs)));
+        let (mut from_lease, mut want) = (false, 0);
+        // Set when this request refills the lease; cleared however the request ends.
+        let mut refill = Refilling(None);
+        if let (Some((_, period)), Some(k)) = (quota, &key) {
+            if conn.settings.leasing && k.take_lease(&conn.returns, period.tag) {
+                from_lease = true;
+                Counters::bump(&conn.counters.lease_hits);
+            } else if let Some(refused) = k.quota_denied(now) {
+                Counters::bump(&conn.counters.deny_cache_hits);
+                return Verdict::Ready(Outcome { result: Err(refused), limits: None });
+            } else if conn.settings.leasing && !k.refilling.swap(true, Ordering::AcqRel) {
+                let left = period.limit.saturating_sub(k.last_used.load(Ordering::Acquire));
+                want = (left / (4 * u64::from(conn.settings.replicas))).clamp(1, conn.settings.max_lease);
+                refill = Refilling(Some(Arc::clone(k)));
+            } else {
+                want = 1;
+            }
+        }
+        if specs.is_empty() && want == 0 {
+            let result = match (&key, quota) {
+                (Some(k), Some((_, period))) => Ok(check.refund.then(|| refund_to(k, conn, period.tag))),
+                _ => Ok(None),
+            };
+            return Verdict::Ready(Outcome { result, limits: None });
+        }
+        let stale_probe = nanos(conn.settings.timeout).saturating_mul(4);
+        if !conn.breaker.allow(now, stale_probe) {
+            let result = b.fall_back(&specs, key.as_deref(), quota, from_lease, now);
+            return Verdict::Ready(Outcome { result, limits: None });
+        }
+        // One round trip.
+        let quota_args = match (quota, &key, want > 0) {
+            (Some((_, period)), Some(k), true) => Some(QuotaArgs {
+                counter: quota_key(&k.quota_stem, period.tag),
+                limit: period.limit,
+                want,
+                expire_at: period.end + 86_400,
+            }),
+            _ => None,
+        };
+        let (names, args) = check_call(&specs, quota_args);
+        let asked = Asked {
+            bound: Arc::clone(&self.inner),
+            manager: conn.manager.clone(),
+            key,
+            plan,
+            specs,
+            period: quota.map(|(_, p)| p),
+            from_lease,
+            want,
+            refund: check.refund,
+            views: check.views,
+            now,
+            _refill: refill,
+        };
+        Verdict::Pending(Box::pin(asked.call(names, args)))
+    }
+}
+
+/// Why a script call gave no usable reply.
+enum Failure {
+    /// I/O error or timeout: an outage, counted by the breaker.
+    Outage,
+    /// The server answered with an error (a key of another type under the prefix, a script
+    /// error, OOM): not an outage.
+    Answered(redis::RedisError),
+    /// The reply is not one the script gives: not an outage either.
+    Malformed(MalformedReply),
+}
+
+/// A request sent to Redis: what its answer is applied to.
+struct Asked {
+    bound: Arc<BoundInner>,
+    manager: Connection,
+    key: Option<Arc<RedisKey>>,
+    plan: Option<Arc<CompiledPlan>>,
+    /// The buckets sent, in order.
+    specs: Vec<Spec>,
+    /// The quota's current period, if the request has a quota.
+    period: Option<PeriodInfo>,
+    /// The quota was taken from the lease already.
+    from_lease: bool,
+    /// Requests asked of the quota (0: none).
+    want: u64,
+    refund: bool,
+    views: bool,
+    now: Now,
+    _refill: Refilling,
+}
+
+impl Asked {
+    /// Calls the script with `names` and `args` and decides from its reply.
+    async fn call(mut self, names: Vec<String>, args: Vec<i64>) -> Outcome {
+        let conn = &self.bound.conn;
+        Counters::bump(&conn.counters.round_trips);
+        let s = &conn.settings;
+        let mut invocation = conn.script.prepare_invoke();
+        for name in &names {
+            invocation.key(name);
+        }
+        for arg in &args {
+            invocation.arg(*arg);
+        }
+        let answer = tokio::time::timeout(s.timeout, invocation.invoke_async::<redis::Value>(&mut self.manager)).await;
+        let reply = match answer {
+            Ok(Ok(value)) => Reply::try_from(value).map_err(Failure::Malformed),
+            Ok(Err(e)) if !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) => {
+                Err(Failure::Answered(e))
+            }
+            Ok(Err(_)) | Err(_) => Err(Failure::Outage),
+        };
+        let rule = self.plan.as_deref().and_then(|p| p.quota.as_ref());
+        let quota = rule.zip(self.period);
+        let (key, now) = (self.key.as_deref(), self.now);
+        let result = match reply {
+            Ok(reply) => {
+                conn.breaker.success();
+                self.answered(reply, quota)
+            }
+            Err(failure) => {
+                Counters::bump(&conn.counters.errors);
+                match &failure {
+                    Failure::Answered(e) => tracing::error!(error = %e, "redis answered with an error"),
+                    Failure::Malformed(e) => tracing::error!(error = %e, "malformed reply from the check script"),
+                    Failure::Outage => conn.breaker.failure(now, s.breaker_failures, s.breaker_cooldown),
+                }
+                self.bound.fall_back(&self.specs, key, quota, self.from_lease, now)
+            }
+        };
+        let limits = match (&result, self.views, quota) {
+            (Ok(_), true, Some((rule, _))) => key.map(|k| {
+                Box::new(Limits {
+                    quota: Some(rule.view_used(now.unix_secs, k.last_used.load(Ordering::Acquire))),
+                    key: None,
+                    method: None,
+                })
+            }),
+            _ => None,
+        };
+        Outcome { result, limits }
+    }
+
+    /// The answer to a well-formed reply.
+    fn answered(&self, reply: Reply, quota: Option<(&QuotaRule, PeriodInfo)>) -> Result<Option<Refund>, Refused> {
+        let (bound, now) = (&self.bound, self.now);
+        let conn = &bound.conn;
+        match reply {
+            Reply::Admitted { granted, used } => {
+                let (Some(k), Some((_, period))) = (&self.key, quota) else { return Ok(None) };
+                if self.want > 0 {
+                    // Redis answered for this key's quota: the fallback starts over from this
+                    // count (unless usage of an outage is still unwritten).
+                    k.last_used.store(used, Ordering::Release);
+                    if unpack(k.outage.load(Ordering::Acquire)).1 == 0 {
+                        k.fallback_used.store(0, Ordering::Release);
+                    }
+                }
+                if granted > 1 {
+                    k.add_lease(&conn.returns, period.tag, granted - 1);
+                }
+                Ok(self.refund.then(|| refund_to(k, conn, period.tag)))
+            }
+            Reply::Throttled { bucket, wait_micros } => {
+                let wait_nanos = wait_micros.saturating_mul(1000);
+                if let (true, Some(k), Some((_, p))) = (self.from_lease, &self.key, quota) {
+                    k.add_lease(&conn.returns, p.tag, 1);
+                }
+                let Some(spec) = self.specs.get(bucket) else { return Err(Refused::Unavailable) };
+                let refused = Refused::Throttled { scope: spec.scope, wait_nanos };
+                let until = now.mono_nanos.saturating_add(wait_nanos);
+                // Cached where it holds for every request that would meet it: stage buckets for
+                // this stage, the key's plan bucket for the key. A key's method bucket holds for
+                // that method only: not cached.
+                match (bound.stage_index(spec.slot), &self.key, spec.slot) {
+                    (Some(i), _, _) => {
+                        if let Some(d) = bound.deny.get(i) {
+                            d.store(until, Ordering::Release);
+                        }
+                    }
+                    (None, Some(k), BucketSlot::Key) => k.deny(until, refused),
+                    _ => {}
+                }
+                Err(refused)
+            }
+            Reply::QuotaSpent { used } => {
+                let (Some(k), Some((rule, period))) = (&self.key, quota) else { return Err(Refused::Unavailable) };
+                k.last_used.store(used, Ordering::Release);
+                let view = rule.view_used(now.unix_secs, used);
+                // Until the period ends, but no longer than leases held elsewhere take to come
+                // back when idle.
+                let to_end = (period.end - now.unix_secs).max(1) as u64 * 1_000_000_000;
+                let idle = nanos(conn.settings.idle);
+                let until = now.mono_nanos.saturating_add(to_end.min(idle.max(1_000_000_000)));
+                k.deny(until, Refused::Quota(view));
+                Err(Refused::Quota(view))
+            }
+        }
+    }
+}

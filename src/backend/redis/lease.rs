@@ -1,0 +1,238 @@
+//! One key's state on this replica ([`RedisKey`]): its quota lease, its local deny cache, and
+//! the usage it admitted while Redis was unreachable; and the queue of counts to write back to
+//! Redis ([`WriteQueue`]).
+//!
+//! Counts of a quota period are kept as one word with the period's tag ([`pack`]), so a count of
+//! an older period is recognised and given back, never spent in the new one. Times are monotonic
+//! nanoseconds of the deciding request's [`Now`] (0: never).
+
+use super::script::quota_key;
+use crate::engine::{BackendKey, Refused};
+use crate::engine::{CompiledPlan, Now};
+use crate::view::QuotaView;
+use std::any::Any;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Packs a period tag and a count into one word (the tag's 24 bits above a 40-bit count).
+pub(super) fn pack(tag: u64, n: u64) -> u64 {
+    (tag << 40) | n.min((1 << 40) - 1)
+}
+
+/// The period tag and the count of a [`pack`]ed word.
+pub(super) fn unpack(v: u64) -> (u64, u64) {
+    (v >> 40, v & ((1 << 40) - 1))
+}
+
+/// Counts to write back: (counter name, amount to add, unix time the counter expires); negative
+/// amounts give leases back (and leave the expiry alone).
+#[derive(Debug, Default)]
+pub(super) struct WriteQueue(parking_lot::Mutex<Vec<(String, i64, i64)>>);
+
+impl WriteQueue {
+    pub(super) fn push(&self, counter: String, n: i64, expire_at: i64) {
+        self.0.lock().push((counter, n, expire_at));
+    }
+
+    /// Everything queued, leaving the queue empty.
+    pub(super) fn take(&self) -> Vec<(String, i64, i64)> {
+        std::mem::take(&mut *self.0.lock())
+    }
+
+    /// Queues again what could not be written.
+    pub(super) fn extend(&self, kept: Vec<(String, i64, i64)>) {
+        self.0.lock().extend(kept);
+    }
+}
+
+/// Clears a key's "refill in flight" flag however the request that set it ends (answered or
+/// dropped).
+pub(super) struct Refilling(pub(super) Option<Arc<RedisKey>>);
+
+impl Drop for Refilling {
+    fn drop(&mut self) {
+        if let Some(k) = &self.0 {
+            k.refilling.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// One key's state under one plan, on this replica.
+pub(super) struct RedisKey {
+    pub(super) id: Arc<str>,
+    /// The key's plan bucket in Redis.
+    pub(super) key_bucket: String,
+    /// The stem of the key's quota counters.
+    pub(super) quota_stem: String,
+    /// Requests of the current period leased from Redis and not yet used (tag, count).
+    pub(super) lease: AtomicU64,
+    /// The key's count in Redis when last seen (leases included).
+    pub(super) last_used: AtomicU64,
+    /// Monotonic nanoseconds until which the key is refused locally, and why (a throttle).
+    deny_until: AtomicU64,
+    deny: parking_lot::Mutex<Option<Refused>>,
+    /// Monotonic nanoseconds until which the quota is known to be spent (the period's end), and
+    /// the view to answer with. A lease this replica still holds is used first.
+    quota_deny_until: AtomicU64,
+    quota_deny: parking_lot::Mutex<Option<QuotaView>>,
+    /// Used since the last idle round.
+    pub(super) touched: AtomicBool,
+    /// Requests admitted while Redis was unreachable and not yet written to it (tag, count).
+    pub(super) outage: AtomicU64,
+    /// Unix seconds at which the period of `outage` ends.
+    pub(super) outage_end: AtomicI64,
+    /// Requests of the period admitted by the local fallback since Redis last answered for this
+    /// key (tag, count): bounds the fallback to this replica's share however long the outage.
+    pub(super) fallback_used: AtomicU64,
+    /// A lease refill is in flight: other requests ask for one request only, so that one replica
+    /// holds at most one batch (plus one per request in flight).
+    pub(super) refilling: AtomicBool,
+    /// The plan version the deny cache was filled under (a new version clears it).
+    plan: parking_lot::Mutex<Arc<CompiledPlan>>,
+}
+
+impl fmt::Debug for RedisKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl BackendKey for RedisKey {
+    fn key_id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+impl RedisKey {
+    /// A key holding nothing yet, under `plan`.
+    pub(super) fn new(id: &Arc<str>, key_bucket: String, quota_stem: String, plan: &Arc<CompiledPlan>) -> Self {
+        Self {
+            id: Arc::clone(id),
+            key_bucket,
+            quota_stem,
+            lease: AtomicU64::new(0),
+            last_used: AtomicU64::new(0),
+            deny_until: AtomicU64::new(0),
+            deny: parking_lot::Mutex::new(None),
+            quota_deny_until: AtomicU64::new(0),
+            quota_deny: parking_lot::Mutex::new(None),
+            touched: AtomicBool::new(true),
+            outage: AtomicU64::new(0),
+            outage_end: AtomicI64::new(0),
+            fallback_used: AtomicU64::new(0),
+            refilling: AtomicBool::new(false),
+            plan: parking_lot::Mutex::new(Arc::clone(plan)),
+        }
+    }
+
+    /// Records that the key is now served under `plan`; a new version clears the deny cache
+    /// (what was refused under the old limits may pass now).
+    pub(super) fn set_plan(&self, plan: &Arc<CompiledPlan>) {
+        let mut p = self.plan.lock();
+        if !Arc::ptr_eq(&p, plan) {
+            *p = Arc::clone(plan);
+            self.deny_until.store(0, Ordering::Release);
+            self.quota_deny_until.store(0, Ordering::Release);
+        }
+    }
+
+    /// Takes one request of period `tag` from the lease; a lease of an older period is given
+    /// back (queued) first.
+    pub(super) fn take_lease(&self, returns: &WriteQueue, tag: u64) -> bool {
+        let mut cur = self.lease.load(Ordering::Acquire);
+        loop {
+            let (t, n) = unpack(cur);
+            if t != tag {
+                if n > 0 && self.lease.compare_exchange(cur, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                    returns.push(quota_key(&self.quota_stem, t), -(n as i64), 0);
+                }
+                return false;
+            }
+            if n == 0 {
+                return false;
+            }
+            match self.lease.compare_exchange_weak(cur, pack(t, n - 1), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Adds `n` requests of period `tag` to the lease (dropping a lease of another period,
+    /// which is given back).
+    pub(super) fn add_lease(&self, returns: &WriteQueue, tag: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let mut cur = self.lease.load(Ordering::Acquire);
+        loop {
+            let (t, have) = unpack(cur);
+            let next = if t == tag { pack(tag, have + n) } else { pack(tag, n) };
+            match self.lease.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    if t != tag && have > 0 {
+                        returns.push(quota_key(&self.quota_stem, t), -(have as i64), 0);
+                    }
+                    return;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Queues the whole lease to go back to Redis.
+    pub(super) fn give_back_lease(&self, returns: &WriteQueue) {
+        let (t, n) = unpack(self.lease.swap(0, Ordering::AcqRel));
+        if n > 0 {
+            returns.push(quota_key(&self.quota_stem, t), -(n as i64), 0);
+        }
+    }
+
+    /// The deny cache's throttle refusal, if it still holds at `now`.
+    pub(super) fn denied(&self, now: Now) -> Option<Refused> {
+        let until = self.deny_until.load(Ordering::Acquire);
+        if until <= now.mono_nanos {
+            return None;
+        }
+        match *self.deny.lock() {
+            Some(Refused::Throttled { scope, .. }) => {
+                Some(Refused::Throttled { scope, wait_nanos: until - now.mono_nanos })
+            }
+            _ => None,
+        }
+    }
+
+    /// The deny cache's quota refusal, if it still holds at `now`.
+    pub(super) fn quota_denied(&self, now: Now) -> Option<Refused> {
+        let until = self.quota_deny_until.load(Ordering::Acquire);
+        if until <= now.mono_nanos {
+            return None;
+        }
+        let mut view = (*self.quota_deny.lock())?;
+        view.resets_in_secs = (until - now.mono_nanos).div_ceil(1_000_000_000).max(1);
+        Some(Refused::Quota(view))
+    }
+
+    /// Refuses the key locally until `until` (monotonic nanoseconds), for `why`.
+    pub(super) fn deny(&self, until: u64, why: Refused) {
+        match why {
+            Refused::Quota(view) => {
+                *self.quota_deny.lock() = Some(view);
+                self.quota_deny_until.store(until, Ordering::Release);
+            }
+            _ => {
+                *self.deny.lock() = Some(why);
+                self.deny_until.store(until, Ordering::Release);
+            }
+        }
+    }
+}
