@@ -97,3 +97,29 @@ impl Invalidation {
         log.iter().rev().take_while(|(g, _)| *g > generation).any(|(_, k)| k.as_deref().is_none_or(|k| k == key_id))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_is_outdated_by_an_invalidation_of_its_key_or_of_all_and_when_the_log_forgot() {
+        let h = Invalidation::new();
+        h.invalidate_key("a");
+        h.invalidate_key("b");
+        assert!(h.outdates(0, "a") && h.outdates(0, "b") && !h.outdates(0, "c"));
+        assert!(!h.outdates(1, "a"), "a was invalidated at 1, before this answer");
+        assert!(!h.outdates(2, "b"), "nothing since 2");
+        h.invalidate();
+        assert!(h.outdates(2, "c"), "an invalidation of every key");
+        // More targeted invalidations than the log keeps: an answer from before them is
+        // outdated whatever its key, a recent one only by its own.
+        let before = h.generation();
+        for i in 0..LOG_LEN + 1 {
+            h.invalidate_key(&format!("k{i}"));
+        }
+        assert!(h.outdates(before, "never-invalidated"));
+        assert!(!h.outdates(h.generation() - 10, "never-invalidated"));
+        assert!(h.outdates(h.generation() - 1, &format!("k{LOG_LEN}")));
+    }
+}
