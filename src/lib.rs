@@ -86,6 +86,9 @@
 //! - `admin` (feature `admin`): API Gateway's REST management API as an axum Router, with SigV4
 //!   and bearer authentication.
 //! - [`import`]: ImportApiKeys CSV files and the JSON of the aws CLI (`import::aws`).
+//! - `wire`: API Gateway's JSON shapes (usage plans, API stages, throttles, quotas, API keys),
+//!   read and written in one place for `admin` and `import`, with one error for a member that
+//!   does not fit.
 //!
 //! Every clone of the layer and of its services shares one state. `poll_ready` is the inner
 //! service's; refusals are responses, so `Error = S::Error`.
@@ -113,6 +116,7 @@ mod rejection;
 mod store;
 pub mod usage;
 mod view;
+mod wire;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -4,6 +4,7 @@
 
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::import::ImportError;
+use crate::wire::{ShapeError, ShapeErrorKind};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 
@@ -86,6 +87,18 @@ impl From<ConfigError> for ApiError {
         };
         let message = if e.field().is_empty() { e.reason().to_owned() } else { e.to_string() };
         Self::new(kind, message)
+    }
+}
+
+impl From<ShapeError> for ApiError {
+    /// A request member that does not fit its shape: 400 (409 for a duplicate, e.g. a method
+    /// throttle listed twice), with the message `member: reason`.
+    fn from(e: ShapeError) -> Self {
+        let kind = match e.kind() {
+            ShapeErrorKind::Duplicate => CONFLICT,
+            ShapeErrorKind::Invalid => BAD_REQUEST,
+        };
+        Self::new(kind, e.to_string())
     }
 }
 

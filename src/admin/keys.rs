@@ -2,13 +2,13 @@
 //! ImportApiKeys (`POST /apikeys?mode=import`, the same path as CreateApiKey).
 
 use crate::admin::error::{ApiError, ApiResult};
-use crate::admin::input::{Object, Query};
+use crate::admin::input::{parse_body, Query};
 use crate::admin::page::Paging;
-use crate::admin::wire::{accepted, json, ApiKeyIds, ApiKeyOut};
-use crate::admin::{patch, Admin, AwsPath};
+use crate::admin::{accepted, json, patch, Admin, AwsPath};
 use crate::import::parse_api_keys_csv;
 use crate::model::tags::check_tags;
-use crate::model::{ApiKey, KeySecret};
+use crate::model::ApiKey;
+use crate::wire::{ApiKeyIds, ApiKeyOut, ApiKeyShape, Object, Source};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -26,7 +26,8 @@ pub(crate) async fn create_or_import(State(admin): State<Admin>, uri: Uri, body:
 }
 
 fn create(admin: &Admin, body: &[u8]) -> ApiResult<Response> {
-    let o = Object::parse(body)?;
+    let body = parse_body(body)?;
+    let o = Object::new(&body, Source::Request);
     if o.has_items("stageKeys") {
         return Err(ApiError::invalid(
             "stageKeys",
@@ -34,31 +35,28 @@ fn create(admin: &Admin, body: &[u8]) -> ApiResult<Response> {
         ));
     }
     o.boolean("generateDistinctId")?; // Deprecated; ids are always distinct from values here.
-    let value = match o.string("value")? {
-        Some(v) => KeySecret::new(v).map_err(|e| ApiError::invalid("value", e.reason()))?,
-        None => crate::keys::generate(),
-    };
+    let shape = ApiKeyShape::read(&o)?;
+    let secret = shape.value.unwrap_or_else(crate::keys::generate);
     let now = SystemTime::now();
     let id = admin.new_id(|id| admin.store.key_by_id(id).is_some());
     // API Gateway creates keys disabled unless `enabled` is true.
-    let mut key = ApiKey::new(id).enabled(o.boolean("enabled")?.unwrap_or(false)).created(now).last_updated(now);
-    if let Some(name) = o.string("name")?.filter(|n| !n.is_empty()) {
-        patch::check_key_name(&name)?;
+    let mut key = ApiKey::new(id).enabled(shape.enabled.unwrap_or(false)).created(now).last_updated(now);
+    if let Some(name) = shape.name.filter(|n| !n.is_empty()) {
+        patch::check_key_name(name)?;
         key = key.name(name);
     }
-    if let Some(d) = o.string("description")?.filter(|d| !d.is_empty()) {
+    if let Some(d) = shape.description.filter(|d| !d.is_empty()) {
         key = key.description(d);
     }
-    if let Some(c) = o.string("customerId")?.filter(|c| !c.is_empty()) {
+    if let Some(c) = shape.customer_id.filter(|c| !c.is_empty()) {
         key = key.customer_id(c);
     }
-    let tags = o.string_map("tags")?;
-    check_tags(&tags)?;
-    for (name, value) in tags {
+    check_tags(&shape.tags)?;
+    for (name, value) in shape.tags {
         key = key.tag(name, value);
     }
-    admin.store.create_key(key.clone(), value.clone())?;
-    Ok(json(StatusCode::CREATED, &ApiKeyOut::new(&key, Some(&value))))
+    admin.store.create_key(key.clone(), secret.clone())?;
+    Ok(json(StatusCode::CREATED, &ApiKeyOut::new(&key, Some(&secret))))
 }
 
 /// ImportApiKeys: all keys of the CSV or, on any error, none (`failonwarnings` or not).
@@ -104,7 +102,7 @@ pub(crate) async fn update(
     AwsPath(id): AwsPath<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let ops = patch::parse(&Object::parse(&body)?)?;
+    let ops = patch::parse(&Object::new(&parse_body(&body)?, Source::Request))?;
     if admin.store.key_by_id(&id).is_none() {
         return Err(ApiError::no_such_key());
     }

@@ -61,7 +61,6 @@
 //! ```
 
 mod auth;
-mod draft;
 mod error;
 mod input;
 mod keys;
@@ -70,7 +69,6 @@ mod patch;
 mod plan_keys;
 mod plans;
 mod usage;
-mod wire;
 
 pub use auth::{AdminAuth, AuthError, AuthErrorKind};
 
@@ -84,8 +82,9 @@ use axum::routing::get;
 use axum::Router;
 use error::ApiError;
 use http::request::Parts;
-use http::{header, Method, Uri};
+use http::{header, HeaderValue, Method, StatusCode, Uri};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -160,6 +159,24 @@ impl Admin {
             }
         }
     }
+}
+
+/// A JSON response with `status` (the body one of the shapes of [`crate::wire`]).
+pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = (status, bytes).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        // Plain structs of strings and numbers always serialize.
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// 202 with no body, the answer to a delete.
+pub(crate) fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
 }
 
 /// Path parameters, refused in API Gateway's error shape.

@@ -3,7 +3,7 @@
 
 use crate::admin::error::{ApiError, ApiResult};
 use crate::admin::input::Query;
-use crate::admin::wire::Page;
+use crate::wire::Page;
 
 /// Items per page when `limit` is not given.
 pub(crate) const DEFAULT_LIMIT: usize = 25;

@@ -18,11 +18,10 @@
 //! nothing does; a throttle or quota is checked once all operations are applied, so setting
 //! `rateLimit` and `burstLimit` of a new method throttle takes two operations in one request.
 
-use crate::admin::draft::{PlanDraft, StageDraft, ThrottleDraft};
 use crate::admin::error::{ApiError, ApiResult};
-use crate::admin::input::Object;
 use crate::import::MAX_NAME_LEN;
 use crate::model::{ApiKey, MethodKey, UsagePlan};
+use crate::wire::{ApiStageShape, Object, PlanLimits, ThrottleShape};
 
 /// The operations API Gateway has; only the first three change usage plans and keys.
 const OPS: [&str; 6] = ["add", "remove", "replace", "move", "copy", "test"];
@@ -75,13 +74,18 @@ impl PatchOp {
         })
     }
 
+    /// A whole number value (as a JSON `Integer` or `Long` member of a request reads).
+    fn whole(&self) -> ApiResult<i128> {
+        self.parsed::<i64>("a whole number").map(i128::from)
+    }
+
     fn segments(&self) -> Vec<&str> {
         self.segments.iter().map(String::as_str).collect()
     }
 }
 
 /// Reads `patchOperations`; absent means none.
-pub(crate) fn parse(body: &Object) -> ApiResult<Vec<PatchOp>> {
+pub(crate) fn parse(body: &Object<'_>) -> ApiResult<Vec<PatchOp>> {
     let mut ops = Vec::new();
     for (index, o) in body.objects("patchOperations")?.into_iter().enumerate() {
         let op_name = o.required_string("op")?;
@@ -93,7 +97,8 @@ pub(crate) fn parse(body: &Object) -> ApiResult<Vec<PatchOp>> {
             return Err(ApiError::invalid(&o.field("path"), "must start with '/'"));
         };
         let segments = rest.split('/').map(|s| s.replace("~1", "/").replace("~0", "~")).collect();
-        ops.push(PatchOp { index, op, segments, value: o.string("value")?, path });
+        let value = o.string("value")?.map(str::to_owned);
+        ops.push(PatchOp { index, op, segments, value, path: path.to_owned() });
     }
     Ok(ops)
 }
@@ -136,15 +141,15 @@ pub(crate) fn check_key_name(name: &str) -> ApiResult<()> {
 
 /// Applies `ops` to a usage plan; limits are checked once all are applied.
 pub(crate) fn patch_plan(mut plan: UsagePlan, ops: &[PatchOp]) -> ApiResult<UsagePlan> {
-    let mut draft = PlanDraft::of(&plan);
+    let mut limits = PlanLimits::of(&plan);
     for op in ops {
-        plan = plan_op(plan, &mut draft, op)?;
+        plan = plan_op(plan, &mut limits, op)?;
     }
-    draft.apply(&mut plan)?;
+    limits.apply(&mut plan)?;
     Ok(plan)
 }
 
-fn plan_op(mut plan: UsagePlan, draft: &mut PlanDraft, op: &PatchOp) -> ApiResult<UsagePlan> {
+fn plan_op(mut plan: UsagePlan, limits: &mut PlanLimits, op: &PatchOp) -> ApiResult<UsagePlan> {
     let set = matches!(op.op, "replace" | "add");
     match (op.op, op.segments().as_slice()) {
         ("replace", ["name"]) => {
@@ -156,66 +161,65 @@ fn plan_op(mut plan: UsagePlan, draft: &mut PlanDraft, op: &PatchOp) -> ApiResul
         }
         ("replace", ["description"]) => plan.set_description(op.text()),
         ("replace", ["productCode"]) => plan.set_product_code(op.text()),
-        ("remove", ["throttle"]) => draft.throttle = None,
-        ("remove", ["quota"]) => draft.quota = None,
-        (_, ["throttle", leaf]) if set => set_throttle(draft.throttle.get_or_insert_default(), leaf, op)?,
-        (_, ["quota", "limit"]) if set => {
-            draft.quota.get_or_insert_default().limit = Some(op.parsed("a whole number")?)
-        }
+        ("remove", ["throttle"]) => limits.throttle = None,
+        ("remove", ["quota"]) => limits.quota = None,
+        (_, ["throttle", leaf]) if set => set_throttle(limits.throttle.get_or_insert_default(), leaf, op)?,
+        (_, ["quota", "limit"]) if set => limits.quota.get_or_insert_default().limit = Some(op.whole()?),
         (_, ["quota", "offset"]) if set => {
-            draft.quota.get_or_insert_default().offset = Some(op.parsed("a whole number")?);
+            limits.quota.get_or_insert_default().offset = Some(op.whole()?);
         }
-        (_, ["quota", "period"]) if set => draft.quota.get_or_insert_default().period = Some(op.value()?.to_owned()),
+        (_, ["quota", "period"]) if set => limits.quota.get_or_insert_default().period = Some(op.value()?.to_owned()),
         ("add", ["apiStages"]) => {
             let (api, stage) = split_stage(op.value()?, op)?;
-            if find_stage(draft, api, stage).is_some() {
+            if find_stage(limits, api, stage).is_some() {
                 return Err(ApiError::conflict(format!("API stage {api}:{stage} is already in the usage plan")));
             }
-            draft.stages.push(StageDraft { api: api.to_owned(), stage: stage.to_owned(), methods: Vec::new() });
+            let stage = ApiStageShape { api_id: api.to_owned(), stage: stage.to_owned(), throttle: Vec::new() };
+            limits.api_stages.push(stage);
         }
         ("remove", ["apiStages"]) => {
             let (api, stage) = split_stage(op.value()?, op)?;
-            let i = stage_index(draft, api, stage)?;
-            draft.stages.remove(i);
+            let i = stage_index(limits, api, stage)?;
+            limits.api_stages.remove(i);
         }
         ("remove", ["apiStages", label, "throttle"]) => {
             let (api, stage) = split_stage(label, op)?;
-            let i = stage_index(draft, api, stage)?;
-            draft.stages[i].methods.clear();
+            let i = stage_index(limits, api, stage)?;
+            limits.api_stages[i].throttle.clear();
         }
         (_, ["apiStages", label, "throttle", method @ .., leaf]) if set && !method.is_empty() => {
             let (api, stage) = split_stage(label, op)?;
-            let i = stage_index(draft, api, stage)?;
-            let s = &mut draft.stages[i];
+            let i = stage_index(limits, api, stage)?;
+            let s = &mut limits.api_stages[i];
             let key = method.join("/");
             let i = match find_method(s, &key) {
                 Some(i) => i,
                 None => {
-                    s.methods.push((key, ThrottleDraft::default()));
-                    s.methods.len() - 1
+                    s.throttle.push((key, ThrottleShape::default()));
+                    s.throttle.len() - 1
                 }
             };
-            set_throttle(&mut s.methods[i].1, leaf, op)?;
+            set_throttle(&mut s.throttle[i].1, leaf, op)?;
         }
         ("remove", ["apiStages", label, "throttle", method @ ..]) if !method.is_empty() => {
             let (api, stage) = split_stage(label, op)?;
-            let i = stage_index(draft, api, stage)?;
-            let s = &mut draft.stages[i];
+            let i = stage_index(limits, api, stage)?;
+            let s = &mut limits.api_stages[i];
             let key = method.join("/");
             let i = find_method(s, &key).ok_or_else(|| {
                 ApiError::not_found(format!("API stage {} has no method throttle for {key}", s.label()))
             })?;
-            s.methods.remove(i);
+            s.throttle.remove(i);
         }
         _ => return Err(op.invalid_path(PLAN_PATHS)),
     }
     Ok(plan)
 }
 
-fn set_throttle(t: &mut ThrottleDraft, leaf: &str, op: &PatchOp) -> ApiResult<()> {
+fn set_throttle(t: &mut ThrottleShape, leaf: &str, op: &PatchOp) -> ApiResult<()> {
     match leaf {
-        "rateLimit" => t.rate = Some(op.parsed("a number")?),
-        "burstLimit" => t.burst = Some(op.parsed("a whole number")?),
+        "rateLimit" => t.rate_limit = Some(op.parsed("a number")?),
+        "burstLimit" => t.burst_limit = Some(op.whole()?),
         _ => return Err(op.invalid_path(PLAN_PATHS)),
     }
     Ok(())
@@ -232,20 +236,20 @@ fn split_stage<'v>(label: &'v str, op: &PatchOp) -> ApiResult<(&'v str, &'v str)
     }
 }
 
-fn find_stage(draft: &PlanDraft, api: &str, stage: &str) -> Option<usize> {
-    draft.stages.iter().position(|s| s.api == api && s.stage == stage)
+fn find_stage(limits: &PlanLimits, api: &str, stage: &str) -> Option<usize> {
+    limits.api_stages.iter().position(|s| s.api_id == api && s.stage == stage)
 }
 
-fn stage_index(draft: &PlanDraft, api: &str, stage: &str) -> ApiResult<usize> {
-    find_stage(draft, api, stage)
+fn stage_index(limits: &PlanLimits, api: &str, stage: &str) -> ApiResult<usize> {
+    find_stage(limits, api, stage)
         .ok_or_else(|| ApiError::not_found(format!("API stage {api}:{stage} is not in the usage plan")))
 }
 
 /// The method throttle for `key`: the same text, or the same method on the same path up to
 /// parameter names (`/pets/{id}/GET` is `/pets/{petId}/GET`).
-fn find_method(stage: &StageDraft, key: &str) -> Option<usize> {
+fn find_method(stage: &ApiStageShape, key: &str) -> Option<usize> {
     let wanted = key.parse::<MethodKey>().ok();
-    stage.methods.iter().position(|(k, _)| {
+    stage.throttle.iter().position(|(k, _)| {
         k == key
             || wanted
                 .as_ref()

@@ -2,11 +2,11 @@
 //! GetUsagePlanKey, GetUsagePlanKeys, DeleteUsagePlanKey.
 
 use crate::admin::error::{ApiError, ApiResult};
-use crate::admin::input::{Object, Query};
+use crate::admin::input::{parse_body, Query};
 use crate::admin::page::Paging;
-use crate::admin::wire::{accepted, json, UsagePlanKeyOut};
-use crate::admin::{Admin, AwsPath};
+use crate::admin::{accepted, json, Admin, AwsPath};
 use crate::model::{ApiKey, KeySecret};
+use crate::wire::{check_key_type, Object, Source, UsagePlanKeyOut};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -36,19 +36,19 @@ pub(crate) async fn create(
     AwsPath(plan_id): AwsPath<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let o = Object::parse(&body)?;
+    let body = parse_body(&body)?;
+    let o = Object::new(&body, Source::Request);
     let key_id = o.required_string("keyId")?;
-    if o.required_string("keyType")? != "API_KEY" {
-        return Err(ApiError::invalid("keyType", "must be API_KEY"));
-    }
+    o.required_string("keyType")?;
+    check_key_type(&o, "keyType")?;
     if admin.store.plan_by_id(&plan_id).is_none() {
         return Err(ApiError::no_such_plan());
     }
-    let (value, key) = admin.store.key_by_id(&key_id).ok_or_else(ApiError::no_such_key)?;
+    let (value, key) = admin.store.key_by_id(key_id).ok_or_else(ApiError::no_such_key)?;
     if in_plan(&key, &plan_id) {
         return Err(ApiError::conflict("The API key is already in the usage plan"));
     }
-    admin.store.add_key_to_plan(&key_id, &plan_id)?;
+    admin.store.add_key_to_plan(key_id, &plan_id)?;
     Ok(json(StatusCode::CREATED, &UsagePlanKeyOut::new(&key, &value)))
 }
 

@@ -1,14 +1,13 @@
 //! Usage plan operations: CreateUsagePlan, GetUsagePlan, GetUsagePlans, UpdateUsagePlan,
 //! DeleteUsagePlan.
 
-use crate::admin::draft::PlanDraft;
 use crate::admin::error::{ApiError, ApiResult};
-use crate::admin::input::{Object, Query};
+use crate::admin::input::{parse_body, Query};
 use crate::admin::page::Paging;
-use crate::admin::wire::{accepted, json, UsagePlanOut};
-use crate::admin::{patch, Admin, AwsPath};
+use crate::admin::{accepted, json, patch, Admin, AwsPath};
 use crate::model::tags::check_tags;
 use crate::model::UsagePlan;
+use crate::wire::{Object, PlanLimits, Source, UsagePlanOut};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -17,18 +16,24 @@ use std::time::SystemTime;
 
 /// CreateUsagePlan. The plan's creation time is now: a quota `offset` applies to the current period.
 pub(crate) async fn create(State(admin): State<Admin>, body: Bytes) -> ApiResult<Response> {
-    let o = Object::parse(&body)?;
+    let body = parse_body(&body)?;
+    let o = Object::new(&body, Source::Request);
     let id = admin.new_id(|id| admin.store.plan_by_id(id).is_some());
     let mut plan = UsagePlan::new(id).name(o.required_string("name")?).created(SystemTime::now());
     if let Some(d) = o.string("description")?.filter(|d| !d.is_empty()) {
         plan = plan.description(d);
     }
-    let tags = o.string_map("tags")?;
+    let tags = o.tags("tags")?;
     check_tags(&tags)?;
     for (name, value) in tags {
         plan = plan.tag(name, value);
     }
-    PlanDraft::from_request(&o)?.apply(&mut plan)?;
+    let limits = PlanLimits::read(&o)?;
+    if let Some(i) = limits.repeated_stage() {
+        let reason = format!("{} is listed twice", limits.api_stages[i].label());
+        return Err(ApiError::invalid(&format!("apiStages[{i}].stage"), reason));
+    }
+    limits.apply(&mut plan)?;
     admin.store.create_plan(plan.clone())?;
     Ok(json(StatusCode::CREATED, &UsagePlanOut::new(&plan)))
 }
@@ -63,7 +68,7 @@ pub(crate) async fn update(
     AwsPath(id): AwsPath<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let ops = patch::parse(&Object::parse(&body)?)?;
+    let ops = patch::parse(&Object::new(&parse_body(&body)?, Source::Request))?;
     if admin.store.plan_by_id(&id).is_none() {
         return Err(ApiError::no_such_plan());
     }

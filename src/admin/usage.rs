@@ -10,11 +10,11 @@
 //! today's `Usage` of the key.
 
 use crate::admin::error::{ApiError, ApiResult};
-use crate::admin::input::{Object, Query};
+use crate::admin::input::{parse_body, Query};
 use crate::admin::page::Paging;
-use crate::admin::wire::json;
-use crate::admin::{Admin, AwsPath};
+use crate::admin::{json, Admin, AwsPath};
 use crate::usage::{DayUsage, UsageError, UsageErrorKind, UsageReport};
+use crate::wire::{Object, Source};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -124,8 +124,8 @@ async fn update_usage(
     AwsPath((plan_id, key_id)): AwsPath<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let body = Object::parse(&body)?;
-    let ops = body.objects("patchOperations")?;
+    let body = parse_body(&body)?;
+    let ops = Object::new(&body, Source::Request).objects("patchOperations")?;
     let [op] = ops.as_slice() else {
         return Err(ApiError::invalid("patchOperations", "must hold exactly one operation: replace /remaining"));
     };

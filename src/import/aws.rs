@@ -65,15 +65,14 @@
 use super::{ImportError, ImportErrorKind, MAX_IMPORT_ROWS};
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::model::{ApiKey, Config, KeySecret, Stage, UsagePlan};
+use crate::wire::with_offset;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
 mod json;
 
-use json::{Obj, ParsedPlan};
-
-/// Largest JSON document accepted: 16 MiB.
-pub const MAX_JSON_BYTES: usize = 16 << 20;
+pub use json::MAX_JSON_BYTES;
+use json::{Item, ParsedPlan};
 
 const PLANS_DOC: &str = "get-usage-plans";
 const KEYS_DOC: &str = "get-api-keys";
@@ -110,7 +109,7 @@ impl AwsImport {
     /// Adds the plans printed by `aws apigateway get-usage-plans`.
     pub fn usage_plans(mut self, json: &str) -> Result<Self, ImportError> {
         for (i, value) in json::items(PLANS_DOC, json)?.iter().enumerate() {
-            let item = Obj::item(PLANS_DOC, i, value, "plan")?;
+            let item = Item::new(PLANS_DOC, i, value, "plan")?;
             let parsed = item.usage_plan()?;
             if self.plans.iter().any(|p| p.plan.id() == parsed.plan.id()) {
                 let reason = "a plan with this id was already imported (was a page passed twice?)";
@@ -125,7 +124,7 @@ impl AwsImport {
     /// `--include-values` the keys have no value, which is an error).
     pub fn api_keys(mut self, json: &str) -> Result<Self, ImportError> {
         for (i, value) in json::items(KEYS_DOC, json)?.iter().enumerate() {
-            let item = Obj::item(KEYS_DOC, i, value, "key")?;
+            let item = Item::new(KEYS_DOC, i, value, "key")?;
             let (secret, key) = item.api_key()?;
             if self.keys.iter().any(|(_, k)| k.id() == key.id()) {
                 let reason = "a key with this id was already imported (was a page passed twice?)";
@@ -150,7 +149,7 @@ impl AwsImport {
     pub fn usage_plan_keys(mut self, usage_plan_id: &str, json: &str) -> Result<Self, ImportError> {
         let doc = plan_keys_doc(usage_plan_id);
         for (i, value) in json::items(&doc, json)?.iter().enumerate() {
-            let (key_id, value) = Obj::item(&doc, i, value, "key")?.usage_plan_key()?;
+            let (key_id, value) = Item::new(&doc, i, value, "key")?.usage_plan_key()?;
             if !self.members.iter().any(|m| m.plan_id == usage_plan_id && m.key_id == key_id) {
                 self.members.push(Member { plan_id: usage_plan_id.to_owned(), key_id, value });
             }
@@ -254,9 +253,9 @@ impl AwsImport {
                 (Some(at), quota) => {
                     plan = plan.created(at);
                     if let Some(q) = quota {
-                        let q = q.with_offset(*offset).map_err(|e| {
+                        let q = with_offset(q, *offset, "quota").map_err(|e| {
                             let item = Some(format!("plan {:?}", plan.id()));
-                            let field = Some("quota.offset".to_owned());
+                            let field = Some(e.path().to_owned());
                             ImportError::in_document(ImportErrorKind::Invalid, Some(PLANS_DOC), item, field, e.reason())
                         })?;
                         plan = plan.quota(q);

@@ -1,15 +1,15 @@
-//! Response shapes of API Gateway's REST API (restJson1), member names as in the service model:
-//! camelCase, absent optional members omitted (never `null`), timestamps as epoch seconds.
+//! Writing the shapes the admin API answers with (restJson1): member names as in the service
+//! model, camelCase, absent optional members omitted (never `null`), timestamps as epoch seconds.
 
-use crate::admin::draft::period_name;
-use crate::model::{ApiKey, KeySecret, PlanStage, Throttle, UsagePlan};
-use axum::response::{IntoResponse, Response};
-use http::{header, HeaderValue, StatusCode};
+use crate::model::{ApiKey, KeySecret, PlanStage, Quota, Throttle, UsagePlan};
+use crate::wire::key::API_KEY_TYPE;
+use crate::wire::limits::period_name;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `ApiKey`.
+/// `ApiKey`. `Debug` never shows the value.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ApiKeyOut<'a> {
@@ -47,8 +47,17 @@ impl<'a> ApiKeyOut<'a> {
     }
 }
 
+impl fmt::Debug for ApiKeyOut<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyOut")
+            .field("id", &self.id)
+            .field("value", &self.value.map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
 /// `UsagePlan`.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct UsagePlanOut<'a> {
     id: &'a str,
@@ -67,6 +76,7 @@ pub(crate) struct UsagePlanOut<'a> {
 }
 
 impl<'a> UsagePlanOut<'a> {
+    /// The plan (its creation time is not shown: the model has no member for it).
     pub(crate) fn new(plan: &'a UsagePlan) -> Self {
         Self {
             id: plan.id(),
@@ -74,11 +84,7 @@ impl<'a> UsagePlanOut<'a> {
             description: plan.description_text(),
             api_stages: plan.stages().iter().map(ApiStageOut::new).collect(),
             throttle: plan.throttle_limit().map(ThrottleOut::new),
-            quota: plan.quota_limit().map(|q| QuotaOut {
-                limit: q.limit(),
-                offset: q.offset(),
-                period: period_name(q.period()),
-            }),
+            quota: plan.quota_limit().map(QuotaOut::new),
             product_code: plan.product_code_text(),
             tags: plan.tags(),
         }
@@ -86,7 +92,7 @@ impl<'a> UsagePlanOut<'a> {
 }
 
 /// `ApiStage`: its `throttle` map is keyed `"<resourcePath>/<METHOD>"`, as in API Gateway.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ApiStageOut<'a> {
     api_id: &'a str,
@@ -106,7 +112,7 @@ impl<'a> ApiStageOut<'a> {
 }
 
 /// `ThrottleSettings`.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ThrottleOut {
     burst_limit: u32,
@@ -120,14 +126,21 @@ impl ThrottleOut {
 }
 
 /// `QuotaSettings`.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 struct QuotaOut {
     limit: u64,
     offset: u64,
     period: &'static str,
 }
 
+impl QuotaOut {
+    fn new(q: Quota) -> Self {
+        Self { limit: q.limit(), offset: q.offset(), period: period_name(q.period()) }
+    }
+}
+
 /// `UsagePlanKey`: an API key as a member of a plan (API Gateway shows its value here).
+/// `Debug` never shows the value.
 #[derive(Serialize)]
 pub(crate) struct UsagePlanKeyOut<'a> {
     id: &'a str,
@@ -138,24 +151,35 @@ pub(crate) struct UsagePlanKeyOut<'a> {
 }
 
 impl<'a> UsagePlanKeyOut<'a> {
+    /// `key`, whose value is `value`, as a plan's key.
     pub(crate) fn new(key: &'a ApiKey, value: &'a KeySecret) -> Self {
-        Self { id: key.id(), key_type: "API_KEY", value: value.expose(), name: key.display_name() }
+        Self { id: key.id(), key_type: API_KEY_TYPE, value: value.expose(), name: key.display_name() }
+    }
+}
+
+impl fmt::Debug for UsagePlanKeyOut<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UsagePlanKeyOut").field("id", &self.id).field("value", &"<redacted>").finish_non_exhaustive()
     }
 }
 
 /// A page of a collection: `ApiKeys`, `UsagePlans`, `UsagePlanKeys`. The list's JSON member is
 /// `item` (the model's `locationName`).
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub(crate) struct Page<T> {
+    /// The id of the next item, when more follow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) position: Option<String>,
+    /// This page's items.
     pub(crate) item: Vec<T>,
 }
 
 /// `ApiKeyIds`, ImportApiKeys' answer.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub(crate) struct ApiKeyIds {
+    /// The ids of the keys imported.
     pub(crate) ids: Vec<String>,
+    /// Rows skipped with a warning (none: a bad row fails the call).
     pub(crate) warnings: Vec<String>,
 }
 
@@ -165,22 +189,4 @@ fn epoch_seconds(t: SystemTime) -> i64 {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
     }
-}
-
-/// A JSON response with `status`.
-pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => {
-            let mut response = (status, bytes).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        }
-        // Plain structs of strings and numbers always serialize.
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-/// 202 with no body, the answer to a delete.
-pub(crate) fn accepted() -> Response {
-    StatusCode::ACCEPTED.into_response()
 }
