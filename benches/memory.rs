@@ -48,8 +48,8 @@ fn net(region: &Region<'_, System>) -> i64 {
 fn main() {
     let keys: usize = std::env::var("KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let plan = UsagePlan::new("p")
-        .throttle(Throttle::new(1e6, 1_000_000).unwrap())
-        .quota(Quota::new(1 << 30, QuotaPeriod::Month).unwrap())
+        .with_throttle(Throttle::new(1e6, 1_000_000).unwrap())
+        .with_quota(Quota::new(1 << 30, QuotaPeriod::Month).unwrap())
         .stage(
             PlanStage::new("petstore", "prod")
                 .method_throttle("/pets/{petId}/GET", Throttle::new(1e6, 1_000_000).unwrap())

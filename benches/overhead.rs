@@ -39,7 +39,7 @@ fn key(i: usize) -> String {
 }
 
 fn store(keys: usize, throttle: Throttle, quota: Quota) -> InMemoryKeyStore {
-    let plan = UsagePlan::new("bench").throttle(throttle).quota(quota).stage(
+    let plan = UsagePlan::new("bench").with_throttle(throttle).with_quota(quota).stage(
         PlanStage::new("petstore", "prod")
             .method_throttle("/pets/{petId}/GET", Throttle::new(1e9, 1_000_000).unwrap())
             .unwrap(),

@@ -104,9 +104,9 @@ fn key(i: usize) -> String {
 }
 
 fn store(keys: usize, throttle: bool) -> InMemoryKeyStore {
-    let mut plan = UsagePlan::new("bench").quota(Quota::new(MAX_QUOTA_LIMIT, QuotaPeriod::Month).unwrap());
+    let mut plan = UsagePlan::new("bench").with_quota(Quota::new(MAX_QUOTA_LIMIT, QuotaPeriod::Month).unwrap());
     if throttle {
-        plan = plan.throttle(Throttle::new(1e9, 1_000_000).unwrap());
+        plan = plan.with_throttle(Throttle::new(1e9, 1_000_000).unwrap());
     }
     let plan = plan.stage(PlanStage::new("petstore", "prod"));
     let keys =

@@ -36,8 +36,8 @@ fn request(value: &HeaderValue) -> Request<()> {
 /// Requests per second over `threads` threads, each sending `per_thread` requests.
 fn throughput(keys: usize, threads: usize, per_thread: usize) -> f64 {
     let plan = UsagePlan::new("p")
-        .throttle(Throttle::new(1e9, u32::MAX).unwrap())
-        .quota(Quota::new(MAX_QUOTA_LIMIT, QuotaPeriod::Month).unwrap())
+        .with_throttle(Throttle::new(1e9, u32::MAX).unwrap())
+        .with_quota(Quota::new(MAX_QUOTA_LIMIT, QuotaPeriod::Month).unwrap())
         .stage(
             PlanStage::new("petstore", "prod")
                 .method_throttle("/pets/{petId}/GET", Throttle::new(1e9, u32::MAX).unwrap())

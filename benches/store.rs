@@ -33,7 +33,8 @@ fn key(i: usize) -> String {
 }
 
 fn store(keys: usize) -> InMemoryKeyStore {
-    let plan = UsagePlan::new("bench").throttle(Throttle::new(1e9, 1_000_000).unwrap()).stage(PlanStage::new("a", "b"));
+    let plan =
+        UsagePlan::new("bench").with_throttle(Throttle::new(1e9, 1_000_000).unwrap()).stage(PlanStage::new("a", "b"));
     let keys =
         (0..keys).map(|i| (KeySecret::new(key(i)).unwrap(), ApiKey::new(format!("k{i}")).plan("bench"))).collect();
     InMemoryKeyStore::from_config(Config::new(Stage::new("a", "b"), vec![plan], keys).unwrap())

@@ -48,8 +48,8 @@ impl CustomerStore {
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
         let plan = |id: &'static str, rate, burst, quota| {
             let plan = UsagePlan::new(id)
-                .throttle(Throttle::new(rate, burst).expect("valid throttle"))
-                .quota(quota)
+                .with_throttle(Throttle::new(rate, burst).expect("valid throttle"))
+                .with_quota(quota)
                 .stage(PlanStage::new("petstore", "prod"));
             (id, Arc::new(plan))
         };
@@ -91,7 +91,7 @@ impl KeyStore for CustomerStore {
         let Some((id, name, plan, active)) = row else { return Ok(None) };
         // A plan name the code does not know gives the key no plan: 403.
         let plans = self.plans.get(plan.as_str()).cloned().into_iter().collect();
-        Ok(Some(KeyRecord::new(ApiKey::new(id).name(name).enabled(active).plan(plan), plans)))
+        Ok(Some(KeyRecord::new(ApiKey::new(id).with_name(name).enabled(active).plan(plan), plans)))
     }
 
     fn stage(&self) -> Option<Stage> {

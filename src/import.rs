@@ -54,7 +54,7 @@
 //! "#)?;
 //! let store = InMemoryKeyStore::from_config(config.with_imported_keys(keys)?);
 //! let record = store.get("apikeyuniqueForMyFirstApiKey").unwrap();
-//! assert_eq!(record.key().display_name(), "MyFirstApiKey");
+//! assert_eq!(record.key().name(), "MyFirstApiKey");
 //! assert_eq!(record.plans()[0].id(), "c7y23b");
 //!
 //! let err = import::parse_api_keys_csv("Name,Key\nshort,tooshort\n").unwrap_err();
@@ -111,19 +111,19 @@ impl ImportedKey {
     /// let key = parse_api_keys_csv("key,name\nacme-0123456789abcdefghij,\n").unwrap().remove(0);
     /// let (secret, record) = key.into_api_key("k1");
     /// assert_eq!(secret.expose(), "acme-0123456789abcdefghij");
-    /// assert_eq!(record.display_name(), "k1");
+    /// assert_eq!(record.name(), "k1");
     /// assert!(record.is_enabled());
     /// ```
     pub fn into_api_key(self, id: impl Into<Arc<str>>) -> (KeySecret, ApiKey) {
         let mut key = ApiKey::new(id).enabled(self.enabled);
         if let Some(name) = self.name {
-            key = key.name(name);
+            key = key.with_name(name);
         }
         if let Some(description) = self.description {
-            key = key.description(description);
+            key = key.with_description(description);
         }
         if let Some(customer) = self.customer_id {
-            key = key.customer_id(customer);
+            key = key.with_customer_id(customer);
         }
         for plan in self.plan_ids {
             key = key.plan(plan);

@@ -43,8 +43,8 @@ impl KeyStore for Db {
 fn plan() -> Arc<UsagePlan> {
     Arc::new(
         UsagePlan::new("p")
-            .quota(Quota::new(1000, QuotaPeriod::Day).unwrap())
-            .throttle(Throttle::new(1000.0, 1000).unwrap())
+            .with_quota(Quota::new(1000, QuotaPeriod::Day).unwrap())
+            .with_throttle(Throttle::new(1000.0, 1000).unwrap())
             .stage(PlanStage::new("petstore", "prod")),
     )
 }
@@ -268,7 +268,9 @@ async fn invalidating_a_key_id_refuses_a_disabled_key_on_its_next_request() {
 async fn the_values_of_a_rotated_key_share_its_quota_and_counts_survive_a_disable() {
     let db = Arc::new(Db::default());
     let small = Arc::new(
-        UsagePlan::new("p").quota(Quota::new(10, QuotaPeriod::Day).unwrap()).stage(PlanStage::new("petstore", "prod")),
+        UsagePlan::new("p")
+            .with_quota(Quota::new(10, QuotaPeriod::Day).unwrap())
+            .stage(PlanStage::new("petstore", "prod")),
     );
     let rec = |enabled| KeyRecord::new(ApiKey::new("k").plan("p").enabled(enabled), vec![Arc::clone(&small)]);
     db.keys.lock().unwrap().insert(common::key("old"), rec(true));

@@ -30,23 +30,25 @@ fn gold() -> UsagePlan {
         .method_throttle("/pets/GET", Throttle::new(10.25, 20).unwrap())
         .unwrap();
     UsagePlan::new("gold")
-        .name("Gold tier")
-        .description("for paying customers")
-        .throttle(Throttle::new(50.0, 100).unwrap())
-        .quota(Quota::new(5000, QuotaPeriod::Month).unwrap().with_offset(100).unwrap())
-        .created(at(NOON - 10 * 86_400))
+        .with_name("Gold tier")
+        .with_description("for paying customers")
+        .with_throttle(Throttle::new(50.0, 100).unwrap())
+        .with_quota(Quota::new(5000, QuotaPeriod::Month).unwrap().with_offset(100).unwrap())
+        .with_created(at(NOON - 10 * 86_400))
         .stage(PlanStage::new("petstore", "beta"))
         .stage(prod)
 }
 
 /// No limits, no stages.
 fn free() -> UsagePlan {
-    UsagePlan::new("free").created(at(NOON))
+    UsagePlan::new("free").with_created(at(NOON))
 }
 
 /// A plan bound to petstore/prod with a daily quota.
 fn daily(id: &str, limit: u64) -> UsagePlan {
-    UsagePlan::new(id).quota(Quota::new(limit, QuotaPeriod::Day).unwrap()).stage(PlanStage::new("petstore", "prod"))
+    UsagePlan::new(id)
+        .with_quota(Quota::new(limit, QuotaPeriod::Day).unwrap())
+        .stage(PlanStage::new("petstore", "prod"))
 }
 
 fn layer(store: &SqlKeyStore, clock: &ManualClock) -> common::Svc {
@@ -77,7 +79,11 @@ async fn keys_and_plans_round_trip_exactly() {
         assert_eq!(s.get_plan("free").await.unwrap(), Some(free()), "{}", db.name);
         assert_eq!(s.get_plan("none").await.unwrap(), None);
 
-        let key = ApiKey::new("acme").name("Acme Inc").description("d").customer_id("c-1").expires(at(NOON + 86_400));
+        let key = ApiKey::new("acme")
+            .with_name("Acme Inc")
+            .with_description("d")
+            .with_customer_id("c-1")
+            .with_expires(at(NOON + 86_400));
         let secret = s.create_key(key.clone().plan("gold").plan("free")).await.unwrap();
         let record = lookup(s, &secret).await;
         // Plans (and plan ids) come from the membership table, ordered by id.
@@ -85,13 +91,14 @@ async fn keys_and_plans_round_trip_exactly() {
         assert_eq!(record.key(), &expected, "{}", db.name);
         assert_eq!(record.plans(), [Arc::new(free()), Arc::new(gold())], "{}", db.name);
         assert_eq!(s.get_key("acme").await.unwrap(), Some(expected), "{}", db.name);
-        assert_eq!(lookup(s, &secret).await.plans()[1].quota_limit().unwrap().offset(), 100);
+        assert_eq!(lookup(s, &secret).await.plans()[1].quota().unwrap().offset(), 100);
 
         // Replacing a plan replaces its stages; without a created time it keeps the stored one.
-        let smaller = UsagePlan::new("gold").throttle(Throttle::new(1.0, 2).unwrap()).stage(PlanStage::new("a", "b"));
+        let smaller =
+            UsagePlan::new("gold").with_throttle(Throttle::new(1.0, 2).unwrap()).stage(PlanStage::new("a", "b"));
         s.put_plan(&smaller).await.unwrap();
         let record = lookup(s, &secret).await;
-        assert_eq!(*record.plans()[1], smaller.created(at(NOON - 10 * 86_400)), "{}", db.name);
+        assert_eq!(*record.plans()[1], smaller.with_created(at(NOON - 10 * 86_400)), "{}", db.name);
         assert!(s.lookup("no-such-key-0123456789").await.unwrap().is_none());
         assert_eq!(s.get_key("nobody").await.unwrap(), None);
     }
@@ -107,7 +114,7 @@ async fn disabled_and_expired_keys_are_returned_as_they_are_and_refused() {
         s.set_key_enabled("off", false).await.unwrap();
         s.set_key_expiry("old", Some(at(NOON - 1))).await.unwrap();
         assert!(!lookup(s, &off).await.key().is_enabled());
-        assert_eq!(lookup(s, &old).await.key().expires_at(), Some(at(NOON - 1)), "{}", db.name);
+        assert_eq!(lookup(s, &old).await.key().expires(), Some(at(NOON - 1)), "{}", db.name);
 
         let clock = clock();
         let svc = layer(s, &clock);
@@ -122,7 +129,7 @@ async fn disabled_and_expired_keys_are_returned_as_they_are_and_refused() {
         s.set_key_enabled("off", true).await.unwrap();
         s.set_key_expiry("old", None).await.unwrap();
         assert!(lookup(s, &off).await.key().is_enabled());
-        assert_eq!(lookup(s, &old).await.key().expires_at(), None);
+        assert_eq!(lookup(s, &old).await.key().expires(), None);
     }
 }
 
@@ -134,8 +141,8 @@ async fn rotation_keeps_old_values_for_the_overlap_only() {
         let old = s.create_key(ApiKey::new("k").plan("p")).await.unwrap();
         let new = s.rotate_key_at("k", Duration::from_secs(3600), at(NOON)).await.unwrap();
         assert_ne!(old, new);
-        assert_eq!(lookup(s, &old).await.key().expires_at(), Some(at(NOON + 3600)), "{}", db.name);
-        assert_eq!(lookup(s, &new).await.key().expires_at(), None);
+        assert_eq!(lookup(s, &old).await.key().expires(), Some(at(NOON + 3600)), "{}", db.name);
+        assert_eq!(lookup(s, &new).await.key().expires(), None);
         assert_eq!(lookup(s, &new).await.key().id(), "k");
 
         let clock = clock();
@@ -150,13 +157,13 @@ async fn rotation_keeps_old_values_for_the_overlap_only() {
 
         // A second rotation with a longer overlap keeps the first value's earlier expiry.
         let newer = s.rotate_key_at("k", Duration::from_secs(7200), at(NOON + 60)).await.unwrap();
-        assert_eq!(lookup(s, &old).await.key().expires_at(), Some(at(NOON + 3600)));
-        assert_eq!(lookup(s, &new).await.key().expires_at(), Some(at(NOON + 7260)));
-        assert_eq!(lookup(s, &newer).await.key().expires_at(), None);
+        assert_eq!(lookup(s, &old).await.key().expires(), Some(at(NOON + 3600)));
+        assert_eq!(lookup(s, &new).await.key().expires(), Some(at(NOON + 7260)));
+        assert_eq!(lookup(s, &newer).await.key().expires(), None);
         // The key's own expiry, when earlier, wins over a value's.
         s.set_key_expiry("k", Some(at(NOON + 1800))).await.unwrap();
-        assert_eq!(lookup(s, &new).await.key().expires_at(), Some(at(NOON + 1800)));
-        assert_eq!(lookup(s, &newer).await.key().expires_at(), Some(at(NOON + 1800)));
+        assert_eq!(lookup(s, &new).await.key().expires(), Some(at(NOON + 1800)));
+        assert_eq!(lookup(s, &newer).await.key().expires(), Some(at(NOON + 1800)));
         assert_eq!(s.rotate_key("k", Duration::ZERO).await.unwrap().expose().len(), 40);
     }
 }
@@ -186,7 +193,7 @@ async fn only_hashes_of_key_values_are_stored() {
         s.put_plan(&gold()).await.unwrap();
         let mut secrets = vec![s.create_key(ApiKey::new("a").plan("gold")).await.unwrap()];
         let imported = KeySecret::new("imported-0123456789abcdefghij").unwrap();
-        s.insert_key(ApiKey::new("b").name("Imported"), &imported).await.unwrap();
+        s.insert_key(ApiKey::new("b").with_name("Imported"), &imported).await.unwrap();
         secrets.push(imported);
         secrets.push(s.rotate_key("a", Duration::from_secs(60)).await.unwrap());
         let values = db.text_values().await;

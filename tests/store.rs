@@ -161,7 +161,7 @@ struct OwnStore;
 impl KeyStore for OwnStore {
     async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
         Ok((presented == "own-0123456789abcdefghij").then(|| {
-            let plan = UsagePlan::new("basic").throttle(Throttle::new(0.001, 2).unwrap()).stage(
+            let plan = UsagePlan::new("basic").with_throttle(Throttle::new(0.001, 2).unwrap()).stage(
                 PlanStage::new("any", "any").method_throttle("/slow/GET", Throttle::new(0.001, 1).unwrap()).unwrap(),
             );
             KeyRecord::new(ApiKey::new("own").plan("basic"), vec![Arc::new(plan)])
@@ -231,7 +231,7 @@ impl KeyStore for SwitchStore {
 fn plan(id: &str, limit: u64, period: tower_usage_plans::QuotaPeriod) -> Arc<UsagePlan> {
     Arc::new(
         UsagePlan::new(id)
-            .quota(tower_usage_plans::Quota::new(limit, period).unwrap())
+            .with_quota(tower_usage_plans::Quota::new(limit, period).unwrap())
             .stage(PlanStage::new("petstore", "prod")),
     )
 }
@@ -330,7 +330,7 @@ async fn live_changes_take_effect_on_the_next_request_and_keep_counts() {
     // A smaller quota: the 3 counted stay counted, so one more request, then 429.
     let plan = |limit| {
         tower_usage_plans::UsagePlan::new("p")
-            .quota(tower_usage_plans::Quota::new(limit, tower_usage_plans::QuotaPeriod::Day).unwrap())
+            .with_quota(tower_usage_plans::Quota::new(limit, tower_usage_plans::QuotaPeriod::Day).unwrap())
             .stage(tower_usage_plans::PlanStage::new("petstore", "prod"))
     };
     store.put_plan(plan(4)).unwrap();

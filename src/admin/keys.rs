@@ -40,16 +40,16 @@ fn create(admin: &Admin, body: &[u8]) -> ApiResult<Response> {
     let now = SystemTime::now();
     let id = admin.new_id(|id| admin.store.key_by_id(id).is_some());
     // API Gateway creates keys disabled unless `enabled` is true.
-    let mut key = ApiKey::new(id).enabled(shape.enabled.unwrap_or(false)).created(now).last_updated(now);
+    let mut key = ApiKey::new(id).enabled(shape.enabled.unwrap_or(false)).with_created(now).with_last_updated(now);
     if let Some(name) = shape.name.filter(|n| !n.is_empty()) {
         patch::check_key_name(name)?;
-        key = key.name(name);
+        key = key.with_name(name);
     }
     if let Some(d) = shape.description.filter(|d| !d.is_empty()) {
-        key = key.description(d);
+        key = key.with_description(d);
     }
     if let Some(c) = shape.customer_id.filter(|c| !c.is_empty()) {
-        key = key.customer_id(c);
+        key = key.with_customer_id(c);
     }
     check_tags(&shape.tags)?;
     for (name, value) in shape.tags {
@@ -90,7 +90,7 @@ pub(crate) async fn list(State(admin): State<Admin>, uri: Uri) -> ApiResult<Resp
     let items = config
         .keys()
         .iter()
-        .filter(|(_, k)| k.display_name().starts_with(name) && customer.is_none_or(|c| k.customer() == Some(c)))
+        .filter(|(_, k)| k.name().starts_with(name) && customer.is_none_or(|c| k.customer_id() == Some(c)))
         .map(|(v, k)| (k.id().to_owned(), ApiKeyOut::new(k, include_values.then_some(v))))
         .collect();
     Ok(json(StatusCode::OK, &paging.page(items)))

@@ -52,7 +52,7 @@
 //!                          "apiStages": [{"apiId": "petstore", "stage": "prod"}]}"#))?;
 //! let response = app.clone().oneshot(create).await?;
 //! assert_eq!(response.status(), 201);
-//! assert_eq!(store.config().plans()[0].display_name(), "Free");
+//! assert_eq!(store.config().plans()[0].name(), "Free");
 //!
 //! let anonymous = app.oneshot(Request::get("/admin/usageplans").body(Body::empty())?).await?;
 //! assert_eq!(anonymous.status(), 403);

@@ -113,7 +113,7 @@ pub(crate) fn patch_key(mut key: ApiKey, ops: &[PatchOp]) -> ApiResult<ApiKey> {
                     return Err(ApiError::invalid("name", "must not be empty"));
                 }
                 check_key_name(name)?;
-                key.name(name)
+                key.with_name(name)
             }
             ("replace", ["description"]) => {
                 key.set_description(op.text());
@@ -157,7 +157,7 @@ fn plan_op(mut plan: UsagePlan, limits: &mut PlanLimits, op: &PatchOp) -> ApiRes
             if name.trim().is_empty() {
                 return Err(ApiError::invalid("name", "must not be empty"));
             }
-            plan = plan.name(name);
+            plan = plan.with_name(name);
         }
         ("replace", ["description"]) => plan.set_description(op.text()),
         ("replace", ["productCode"]) => plan.set_product_code(op.text()),

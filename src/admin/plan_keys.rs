@@ -77,7 +77,7 @@ pub(crate) async fn list(
     let items = config
         .keys()
         .iter()
-        .filter(|(_, k)| in_plan(k, &plan_id) && k.display_name().starts_with(name))
+        .filter(|(_, k)| in_plan(k, &plan_id) && k.name().starts_with(name))
         .map(|(v, k)| (k.id().to_owned(), UsagePlanKeyOut::new(k, v)))
         .collect();
     Ok(json(StatusCode::OK, &paging.page(items)))

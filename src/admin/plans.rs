@@ -19,9 +19,9 @@ pub(crate) async fn create(State(admin): State<Admin>, body: Bytes) -> ApiResult
     let body = parse_body(&body)?;
     let o = Object::new(&body, Source::Request);
     let id = admin.new_id(|id| admin.store.plan_by_id(id).is_some());
-    let mut plan = UsagePlan::new(id).name(o.required_string("name")?).created(SystemTime::now());
+    let mut plan = UsagePlan::new(id).with_name(o.required_string("name")?).with_created(SystemTime::now());
     if let Some(d) = o.string("description")?.filter(|d| !d.is_empty()) {
-        plan = plan.description(d);
+        plan = plan.with_description(d);
     }
     let tags = o.tags("tags")?;
     check_tags(&tags)?;

@@ -150,7 +150,7 @@ impl Engine {
         Self {
             stage_routes,
             stage_methods: stage.methods().iter().map(|(_, t)| Gcra::new(*t)).collect(),
-            stage_default: stage.default_throttle().map(Gcra::new),
+            stage_default: stage.throttle().map(Gcra::new),
             account: stage.account().map(Gcra::new),
             stage,
             plans: Plans::default(),

@@ -53,12 +53,12 @@ impl Plans {
         now: Now,
     ) -> Result<Arc<CompiledPlan>, ConfigError> {
         let mut cache = self.by_id.lock();
-        let mut created = plan.created_at().map(unix_secs).unwrap_or(now.unix_secs);
+        let mut created = plan.created().map(unix_secs).unwrap_or(now.unix_secs);
         if let Some(c) = cache.get(plan.id()) {
             if Arc::ptr_eq(&c.plan, plan) || *c.plan == **plan {
                 return Ok(Arc::clone(c));
             }
-            if plan.created_at().is_none() {
+            if plan.created().is_none() {
                 created = c.created;
             }
         }
@@ -76,10 +76,10 @@ impl Plans {
         let compiled = Arc::new(CompiledPlan {
             plan: Arc::clone(plan),
             routes,
-            throttle: plan.throttle_limit().map(Gcra::new),
+            throttle: plan.throttle().map(Gcra::new),
             methods: methods.iter().map(|(_, t)| Gcra::new(*t)).collect(),
             method_keys: methods.iter().map(|(k, _)| k.clone()).collect(),
-            quota: plan.quota_limit().map(|q| QuotaRule::new(q, Some(created))),
+            quota: plan.quota().map(|q| QuotaRule::new(q, Some(created))),
             created,
         });
         cache.insert(Arc::clone(plan.id_arc()), Arc::clone(&compiled));

@@ -249,16 +249,16 @@ impl AwsImport {
         let mut out = Vec::with_capacity(self.plans.len());
         for ParsedPlan { plan, offset } in &self.plans {
             let mut plan = plan.clone();
-            match (self.created, plan.quota_limit()) {
+            match (self.created, plan.quota()) {
                 (Some(at), quota) => {
-                    plan = plan.created(at);
+                    plan = plan.with_created(at);
                     if let Some(q) = quota {
                         let q = with_offset(q, *offset, "quota").map_err(|e| {
                             let item = Some(format!("plan {:?}", plan.id()));
                             let field = Some(e.path().to_owned());
                             ImportError::in_document(ImportErrorKind::Invalid, Some(PLANS_DOC), item, field, e.reason())
                         })?;
-                        plan = plan.quota(q);
+                        plan = plan.with_quota(q);
                     }
                 }
                 (None, Some(_)) if *offset > 0 => {

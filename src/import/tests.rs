@@ -213,21 +213,21 @@ fn imported_keys_are_found_by_the_in_memory_store() {
 
     let store = InMemoryKeyStore::from_config(config);
     assert_eq!(store.len(), 4);
-    assert_eq!(store.get(K1).unwrap().key().description_text(), Some("from the file"));
+    assert_eq!(store.get(K1).unwrap().key().description(), Some("from the file"));
 
     let first = store.get("apikeyuniqueForMyFirstApiKey").unwrap();
-    assert_eq!(first.key().display_name(), "MyFirstApiKey");
-    assert_eq!(first.key().description_text(), Some("A key for my first api key"));
+    assert_eq!(first.key().name(), "MyFirstApiKey");
+    assert_eq!(first.key().description(), Some("A key for my first api key"));
     assert!(first.key().is_enabled());
     assert_eq!(first.plans().iter().map(|p| p.id()).collect::<Vec<_>>(), ["c7y23b"]);
 
     let disabled = store.get(K2).unwrap();
     assert!(!disabled.key().is_enabled());
-    assert_eq!(disabled.key().customer(), Some("cust-7"));
+    assert_eq!(disabled.key().customer_id(), Some("cust-7"));
     assert_eq!(disabled.plans().iter().map(|p| p.id()).collect::<Vec<_>>(), ["c7y23b", "glvrsr"]);
 
     let nameless = store.get("nameless-0123456789abcdefghij").unwrap();
-    assert_eq!(nameless.key().display_name(), nameless.key().id());
+    assert_eq!(nameless.key().name(), nameless.key().id());
     assert!(nameless.plans().is_empty());
     assert!(store.get("apikeyuniqueForMyFirstApiKeyX").is_none());
 }

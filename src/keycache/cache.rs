@@ -238,7 +238,7 @@ impl KeyCache {
         let ttl = self.settings.ttl;
         Ok(KeyEntry {
             grant,
-            expires: key.expires_at().map_or(u32::MAX, |t| u32::try_from(unix_secs(t).max(0)).unwrap_or(u32::MAX)),
+            expires: key.expires().map_or(u32::MAX, |t| u32::try_from(unix_secs(t).max(0)).unwrap_or(u32::MAX)),
             fresh_until: now.mono_nanos.saturating_add(nanos(ttl)),
             generation: AtomicU32::new(generation),
         })

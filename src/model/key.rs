@@ -11,8 +11,8 @@ use std::time::SystemTime;
 /// use std::time::{Duration, UNIX_EPOCH};
 /// use tower_usage_plans::ApiKey;
 /// let created = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
-/// let key = ApiKey::new("k1").name("Acme CI").customer_id("acme").created(created).tag("team", "billing").plan("free");
-/// assert_eq!(key.created_at(), Some(created));
+/// let key = ApiKey::new("k1").with_name("Acme CI").with_customer_id("acme").with_created(created).tag("team", "billing").plan("free");
+/// assert_eq!(key.created(), Some(created));
 /// assert_eq!(key.tags()["team"], "billing");
 /// assert_eq!(key.plan_ids()[0].as_ref(), "free");
 /// ```
@@ -57,13 +57,13 @@ impl ApiKey {
     }
 
     /// Sets the display name.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
     /// Sets the description.
-    pub fn description(mut self, description: impl Into<String>) -> Self {
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
         self.description = Some(description.into());
         self
     }
@@ -75,13 +75,13 @@ impl ApiKey {
     }
 
     /// Sets the customer id (AWS Marketplace's customer, or yours).
-    pub fn customer_id(mut self, customer: impl Into<String>) -> Self {
+    pub fn with_customer_id(mut self, customer: impl Into<String>) -> Self {
         self.customer_id = Some(customer.into());
         self
     }
 
     /// Sets the expiry: from this instant on the key gets 403.
-    pub fn expires(mut self, at: SystemTime) -> Self {
+    pub fn with_expires(mut self, at: SystemTime) -> Self {
         self.expires = Some(at);
         self
     }
@@ -93,14 +93,14 @@ impl ApiKey {
     }
 
     /// Sets when the key was created (API Gateway's `createdDate`; informational).
-    pub fn created(mut self, at: SystemTime) -> Self {
+    pub fn with_created(mut self, at: SystemTime) -> Self {
         self.meta_mut().created = Some(at);
         self
     }
 
     /// Sets when the key was last changed (API Gateway's `lastUpdatedDate`; informational).
     /// [`InMemoryKeyStore`](crate::InMemoryKeyStore) sets it when it changes the key.
-    pub fn last_updated(mut self, at: SystemTime) -> Self {
+    pub fn with_last_updated(mut self, at: SystemTime) -> Self {
         self.meta_mut().last_updated = Some(at);
         self
     }
@@ -145,13 +145,13 @@ impl ApiKey {
 
     /// The display name.
     #[must_use]
-    pub fn display_name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The description, if any.
     #[must_use]
-    pub fn description_text(&self) -> Option<&str> {
+    pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
     }
 
@@ -163,13 +163,13 @@ impl ApiKey {
 
     /// The customer id, if any.
     #[must_use]
-    pub fn customer(&self) -> Option<&str> {
+    pub fn customer_id(&self) -> Option<&str> {
         self.customer_id.as_deref()
     }
 
     /// The expiry, if any.
     #[must_use]
-    pub fn expires_at(&self) -> Option<SystemTime> {
+    pub fn expires(&self) -> Option<SystemTime> {
         self.expires
     }
 
@@ -181,13 +181,13 @@ impl ApiKey {
 
     /// When the key was created, if known.
     #[must_use]
-    pub fn created_at(&self) -> Option<SystemTime> {
+    pub fn created(&self) -> Option<SystemTime> {
         self.meta.as_ref().and_then(|m| m.created)
     }
 
     /// When the key was last changed, if known.
     #[must_use]
-    pub fn last_updated_at(&self) -> Option<SystemTime> {
+    pub fn last_updated(&self) -> Option<SystemTime> {
         self.meta.as_ref().and_then(|m| m.last_updated)
     }
 
@@ -195,5 +195,50 @@ impl ApiKey {
     #[must_use]
     pub fn tags(&self) -> &BTreeMap<String, String> {
         self.meta.as_ref().map_or(&NO_TAGS, |m| &m.tags)
+    }
+}
+
+/// The getters' earlier names.
+impl ApiKey {
+    /// Renamed [`name`](Self::name).
+    #[deprecated(since = "0.1.0", note = "renamed `name`, after its field")]
+    #[must_use]
+    pub fn display_name(&self) -> &str {
+        self.name()
+    }
+
+    /// Renamed [`description`](Self::description).
+    #[deprecated(since = "0.1.0", note = "renamed `description`, after its field")]
+    #[must_use]
+    pub fn description_text(&self) -> Option<&str> {
+        self.description()
+    }
+
+    /// Renamed [`customer_id`](Self::customer_id).
+    #[deprecated(since = "0.1.0", note = "renamed `customer_id`, after its field")]
+    #[must_use]
+    pub fn customer(&self) -> Option<&str> {
+        self.customer_id()
+    }
+
+    /// Renamed [`expires`](Self::expires).
+    #[deprecated(since = "0.1.0", note = "renamed `expires`, after its field")]
+    #[must_use]
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires()
+    }
+
+    /// Renamed [`created`](Self::created).
+    #[deprecated(since = "0.1.0", note = "renamed `created`, after its field")]
+    #[must_use]
+    pub fn created_at(&self) -> Option<SystemTime> {
+        self.created()
+    }
+
+    /// Renamed [`last_updated`](Self::last_updated).
+    #[deprecated(since = "0.1.0", note = "renamed `last_updated`, after its field")]
+    #[must_use]
+    pub fn last_updated_at(&self) -> Option<SystemTime> {
+        self.last_updated()
     }
 }

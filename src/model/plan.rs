@@ -13,9 +13,9 @@ use std::time::SystemTime;
 /// ```
 /// use tower_usage_plans::{PlanStage, Quota, QuotaPeriod, Throttle, UsagePlan};
 /// let plan = UsagePlan::new("silver")
-///     .name("Silver")
-///     .throttle(Throttle::new(50.0, 100).unwrap())
-///     .quota(Quota::new(5000, QuotaPeriod::Month).unwrap())
+///     .with_name("Silver")
+///     .with_throttle(Throttle::new(50.0, 100).unwrap())
+///     .with_quota(Quota::new(5000, QuotaPeriod::Month).unwrap())
 ///     .stage(PlanStage::new("petstore", "prod").method_throttle("/pets/{petId}/DELETE", Throttle::new(1.0, 1).unwrap()).unwrap());
 /// assert_eq!(plan.id(), "silver");
 /// ```
@@ -51,31 +51,31 @@ impl UsagePlan {
     }
 
     /// Sets the display name.
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
     /// Sets the description.
-    pub fn description(mut self, description: impl Into<String>) -> Self {
+    pub fn with_description(mut self, description: impl Into<String>) -> Self {
         self.description = Some(description.into());
         self
     }
 
     /// Sets the per-key throttle.
-    pub fn throttle(mut self, throttle: Throttle) -> Self {
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
         self.throttle = Some(throttle);
         self
     }
 
     /// Sets the per-key quota.
-    pub fn quota(mut self, quota: Quota) -> Self {
+    pub fn with_quota(mut self, quota: Quota) -> Self {
         self.quota = Some(quota);
         self
     }
 
     /// Sets the creation time; the quota's offset applies to the period that contains it.
-    pub fn created(mut self, created: SystemTime) -> Self {
+    pub fn with_created(mut self, created: SystemTime) -> Self {
         self.created = Some(created);
         self
     }
@@ -87,7 +87,7 @@ impl UsagePlan {
     }
 
     /// Sets the AWS Marketplace product code (informational: kept and shown, never enforced).
-    pub fn product_code(mut self, code: impl Into<String>) -> Self {
+    pub fn with_product_code(mut self, code: impl Into<String>) -> Self {
         self.product_code = Some(code.into());
         self
     }
@@ -131,37 +131,37 @@ impl UsagePlan {
 
     /// The display name.
     #[must_use]
-    pub fn display_name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The description, if any.
     #[must_use]
-    pub fn description_text(&self) -> Option<&str> {
+    pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
     }
 
     /// The per-key throttle, if any.
     #[must_use]
-    pub fn throttle_limit(&self) -> Option<Throttle> {
+    pub fn throttle(&self) -> Option<Throttle> {
         self.throttle
     }
 
     /// The per-key quota, if any.
     #[must_use]
-    pub fn quota_limit(&self) -> Option<Quota> {
+    pub fn quota(&self) -> Option<Quota> {
         self.quota
     }
 
     /// The creation time, if known.
     #[must_use]
-    pub fn created_at(&self) -> Option<SystemTime> {
+    pub fn created(&self) -> Option<SystemTime> {
         self.created
     }
 
     /// The AWS Marketplace product code, if any.
     #[must_use]
-    pub fn product_code_text(&self) -> Option<&str> {
+    pub fn product_code(&self) -> Option<&str> {
         self.product_code.as_deref()
     }
 
@@ -247,7 +247,7 @@ pub(crate) fn push_method(list: &mut Vec<(MethodKey, Throttle)>, method: &str, t
 /// ```
 /// use tower_usage_plans::{Stage, Throttle};
 /// let stage = Stage::new("petstore", "prod")
-///     .throttle(Throttle::new(1000.0, 500).unwrap())
+///     .with_throttle(Throttle::new(1000.0, 500).unwrap())
 ///     .method_throttle("/pets/GET", Throttle::new(200.0, 100).unwrap()).unwrap()
 ///     .public_method("/health/GET").unwrap()
 ///     .account_throttle(Throttle::new(10_000.0, 5000).unwrap());
@@ -278,7 +278,7 @@ impl Stage {
     }
 
     /// The stage default throttle, shared by all clients.
-    pub fn throttle(mut self, throttle: Throttle) -> Self {
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
         self.throttle = Some(throttle);
         self
     }
@@ -328,7 +328,7 @@ impl Stage {
 
     /// The stage default throttle.
     #[must_use]
-    pub fn default_throttle(&self) -> Option<Throttle> {
+    pub fn throttle(&self) -> Option<Throttle> {
         self.throttle
     }
 
@@ -348,5 +348,60 @@ impl Stage {
     #[must_use]
     pub fn account(&self) -> Option<Throttle> {
         self.account
+    }
+}
+
+/// The getters' earlier names.
+impl UsagePlan {
+    /// Renamed [`name`](Self::name).
+    #[deprecated(since = "0.1.0", note = "renamed `name`, after its field")]
+    #[must_use]
+    pub fn display_name(&self) -> &str {
+        self.name()
+    }
+
+    /// Renamed [`description`](Self::description).
+    #[deprecated(since = "0.1.0", note = "renamed `description`, after its field")]
+    #[must_use]
+    pub fn description_text(&self) -> Option<&str> {
+        self.description()
+    }
+
+    /// Renamed [`throttle`](Self::throttle).
+    #[deprecated(since = "0.1.0", note = "renamed `throttle`, after its field")]
+    #[must_use]
+    pub fn throttle_limit(&self) -> Option<Throttle> {
+        self.throttle()
+    }
+
+    /// Renamed [`quota`](Self::quota).
+    #[deprecated(since = "0.1.0", note = "renamed `quota`, after its field")]
+    #[must_use]
+    pub fn quota_limit(&self) -> Option<Quota> {
+        self.quota()
+    }
+
+    /// Renamed [`created`](Self::created).
+    #[deprecated(since = "0.1.0", note = "renamed `created`, after its field")]
+    #[must_use]
+    pub fn created_at(&self) -> Option<SystemTime> {
+        self.created()
+    }
+
+    /// Renamed [`product_code`](Self::product_code).
+    #[deprecated(since = "0.1.0", note = "renamed `product_code`, after its field")]
+    #[must_use]
+    pub fn product_code_text(&self) -> Option<&str> {
+        self.product_code()
+    }
+}
+
+/// The getters' earlier names.
+impl Stage {
+    /// Renamed [`throttle`](Self::throttle).
+    #[deprecated(since = "0.1.0", note = "renamed `throttle`, after its field")]
+    #[must_use]
+    pub fn default_throttle(&self) -> Option<Throttle> {
+        self.throttle()
     }
 }

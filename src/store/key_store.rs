@@ -46,7 +46,7 @@ impl KeyRecord {
 ///     async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
 ///         // A real store would query its database, e.g. by a SHA-256 of `presented`.
 ///         Ok((presented == "demo-0123456789abcdefghij").then(|| {
-///             let plan = UsagePlan::new("basic").throttle(Throttle::new(10.0, 20).unwrap())
+///             let plan = UsagePlan::new("basic").with_throttle(Throttle::new(10.0, 20).unwrap())
 ///                 .stage(PlanStage::new("petstore", "prod"));
 ///             KeyRecord::new(ApiKey::new("k1").plan("basic"), vec![Arc::new(plan)])
 ///         }))

@@ -66,8 +66,8 @@ impl Loaded {
             .iter()
             .filter_map(|p| {
                 let current = by_id.get(p.key_id())?;
-                let until = current.key().expires_at().map_or(p.until(), |e| e.min(p.until()));
-                let key = current.key().clone().expires(until);
+                let until = current.key().expires().map_or(p.until(), |e| e.min(p.until()));
+                let key = current.key().clone().with_expires(until);
                 Some((p.value().expose().into(), KeyRecord::new(key, current.plans().to_vec())))
             })
             .collect();
@@ -256,7 +256,7 @@ impl InMemoryKeyStore {
     /// Enables or disables a key; a disabled key is refused (403) from its next request on. Sets
     /// the key's [`last_updated`](ApiKey::last_updated) time to now.
     pub fn set_key_enabled(&self, id: &str, enabled: bool) -> Result<(), ConfigError> {
-        self.edit_key(id, |k| k.enabled(enabled).last_updated(SystemTime::now()))
+        self.edit_key(id, |k| k.enabled(enabled).with_last_updated(SystemTime::now()))
     }
 
     /// Creates a plan; errors ([`Duplicate`](ConfigErrorKind::Duplicate)) if a plan has its id.
@@ -280,8 +280,8 @@ impl InMemoryKeyStore {
     /// use tower_usage_plans::{InMemoryKeyStore, Throttle, UsagePlan};
     /// let store = InMemoryKeyStore::from_toml_str("[stage]\napi = \"a\"\nname = \"b\"").unwrap();
     /// store.create_plan(UsagePlan::new("free")).unwrap();
-    /// let plan = store.update_plan("free", |p| Ok::<_, tower_usage_plans::ConfigError>(p.throttle(Throttle::new(5.0, 10)?))).unwrap();
-    /// assert_eq!(plan.throttle_limit().unwrap().burst(), 10);
+    /// let plan = store.update_plan("free", |p| Ok::<_, tower_usage_plans::ConfigError>(p.with_throttle(Throttle::new(5.0, 10)?))).unwrap();
+    /// assert_eq!(plan.throttle().unwrap().burst(), 10);
     /// ```
     pub fn update_plan<E: From<ConfigError>>(
         &self,
@@ -309,7 +309,7 @@ impl InMemoryKeyStore {
     ) -> Result<ApiKey, E> {
         self.edit(|p| {
             let (_, key) = p.keys.iter_mut().find(|(_, k)| k.id() == id).ok_or_else(|| unknown("key_id", "key", id))?;
-            let new = change(key.clone())?.last_updated(SystemTime::now());
+            let new = change(key.clone())?.with_last_updated(SystemTime::now());
             if new.id() != id {
                 return Err(ConfigError::invalid("key_id", "a key's id cannot be changed").into());
             }
@@ -330,7 +330,7 @@ impl InMemoryKeyStore {
         let ids = keys[existing..]
             .iter_mut()
             .map(|(_, key)| {
-                *key = key.clone().created(now).last_updated(now);
+                *key = key.clone().with_created(now).with_last_updated(now);
                 key.id().to_owned()
             })
             .collect();

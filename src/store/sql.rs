@@ -96,7 +96,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// store.migrate().await?;
 ///
 /// store.put_plan(&UsagePlan::new("free")
-///     .quota(Quota::new(100, QuotaPeriod::Day)?)
+///     .with_quota(Quota::new(100, QuotaPeriod::Day)?)
 ///     .stage(PlanStage::new("petstore", "prod"))).await?;
 /// let secret = store.create_key(ApiKey::new("acme").plan("free")).await?; // show it once
 ///
@@ -275,16 +275,16 @@ impl PlanRows {
 /// The plan's own columns (no stages).
 fn plan_head(row: &AnyRow, at: usize, id: &str) -> Result<UsagePlan, SqlStoreError> {
     let bad = |column: &str, e: ConfigError| SqlStoreError::bad_row(format!("usage_plans_plans[{id:?}].{column}"), &e);
-    let mut plan = UsagePlan::new(id).name(get::<String>(row, at + 1)?);
+    let mut plan = UsagePlan::new(id).with_name(get::<String>(row, at + 1)?);
     if let Some(d) = get::<Option<String>>(row, at + 2)? {
-        plan = plan.description(d);
+        plan = plan.with_description(d);
     }
     match (get::<Option<f64>>(row, at + 3)?, get::<Option<i64>>(row, at + 4)?) {
         (None, None) => {}
         (Some(rate), Some(burst)) => {
             let burst =
                 u32::try_from(burst).map_err(|_| bad("throttle_burst", ConfigError::invalid("", "out of range")))?;
-            plan = plan.throttle(Throttle::new(rate, burst).map_err(|e| bad("throttle", e))?);
+            plan = plan.with_throttle(Throttle::new(rate, burst).map_err(|e| bad("throttle", e))?);
         }
         _ => {
             return Err(bad("throttle_rate", ConfigError::invalid("", "rate and burst must both be set or both null")))
@@ -308,7 +308,7 @@ fn plan_head(row: &AnyRow, at: usize, id: &str) -> Result<UsagePlan, SqlStoreErr
             let offset = u64::try_from(offset.unwrap_or(0))
                 .map_err(|_| bad("quota_offset", ConfigError::invalid("", "negative")))?;
             let quota = Quota::new(limit, period).and_then(|q| q.with_offset(offset)).map_err(|e| bad("quota", e))?;
-            plan = plan.quota(quota);
+            plan = plan.with_quota(quota);
         }
         _ => {
             return Err(bad("quota_limit", ConfigError::invalid("", "limit and period must both be set or both null")))
@@ -316,7 +316,7 @@ fn plan_head(row: &AnyRow, at: usize, id: &str) -> Result<UsagePlan, SqlStoreErr
     }
     let created: i64 = get(row, at + 8)?;
     let created = from_unix(created).ok_or_else(|| bad("created_at", ConfigError::invalid("", "out of range")))?;
-    Ok(plan.created(created))
+    Ok(plan.with_created(created))
 }
 
 /// A key from columns 0-5 (id, name, description, enabled as 0/1, customer_id, expires_at),
@@ -327,12 +327,12 @@ fn key_from_row<'a>(
     plan_ids: impl Iterator<Item = &'a str>,
 ) -> Result<ApiKey, SqlStoreError> {
     let id: String = get(row, 0)?;
-    let mut key = ApiKey::new(id.as_str()).name(get::<String>(row, 1)?).enabled(get::<i64>(row, 3)? != 0);
+    let mut key = ApiKey::new(id.as_str()).with_name(get::<String>(row, 1)?).enabled(get::<i64>(row, 3)? != 0);
     if let Some(d) = get::<Option<String>>(row, 2)? {
-        key = key.description(d);
+        key = key.with_description(d);
     }
     if let Some(c) = get::<Option<String>>(row, 4)? {
-        key = key.customer_id(c);
+        key = key.with_customer_id(c);
     }
     let expires = match (get::<Option<i64>>(row, 5)?, value_expires) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -345,7 +345,7 @@ fn key_from_row<'a>(
                 &ConfigError::invalid("", "out of range"),
             )
         })?;
-        key = key.expires(at);
+        key = key.with_expires(at);
     }
     Ok(plan_ids.fold(key, |k, p| k.plan(p.to_owned())))
 }

@@ -111,8 +111,8 @@ impl PlanLimits {
     #[cfg(feature = "admin")]
     pub(crate) fn of(plan: &UsagePlan) -> Self {
         Self {
-            throttle: plan.throttle_limit().map(ThrottleShape::of),
-            quota: plan.quota_limit().map(QuotaShape::of),
+            throttle: plan.throttle().map(ThrottleShape::of),
+            quota: plan.quota().map(QuotaShape::of),
             api_stages: plan.stages().iter().map(ApiStageShape::of).collect(),
         }
     }

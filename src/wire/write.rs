@@ -36,12 +36,12 @@ impl<'a> ApiKeyOut<'a> {
         Self {
             id: key.id(),
             value: value.map(KeySecret::expose),
-            name: key.display_name(),
-            customer_id: key.customer(),
-            description: key.description_text(),
+            name: key.name(),
+            customer_id: key.customer_id(),
+            description: key.description(),
             enabled: key.is_enabled(),
-            created_date: key.created_at().map(epoch_seconds),
-            last_updated_date: key.last_updated_at().map(epoch_seconds),
+            created_date: key.created().map(epoch_seconds),
+            last_updated_date: key.last_updated().map(epoch_seconds),
             tags: key.tags(),
         }
     }
@@ -80,12 +80,12 @@ impl<'a> UsagePlanOut<'a> {
     pub(crate) fn new(plan: &'a UsagePlan) -> Self {
         Self {
             id: plan.id(),
-            name: plan.display_name(),
-            description: plan.description_text(),
+            name: plan.name(),
+            description: plan.description(),
             api_stages: plan.stages().iter().map(ApiStageOut::new).collect(),
-            throttle: plan.throttle_limit().map(ThrottleOut::new),
-            quota: plan.quota_limit().map(QuotaOut::new),
-            product_code: plan.product_code_text(),
+            throttle: plan.throttle().map(ThrottleOut::new),
+            quota: plan.quota().map(QuotaOut::new),
+            product_code: plan.product_code(),
             tags: plan.tags(),
         }
     }
@@ -153,7 +153,7 @@ pub(crate) struct UsagePlanKeyOut<'a> {
 impl<'a> UsagePlanKeyOut<'a> {
     /// `key`, whose value is `value`, as a plan's key.
     pub(crate) fn new(key: &'a ApiKey, value: &'a KeySecret) -> Self {
-        Self { id: key.id(), key_type: API_KEY_TYPE, value: value.expose(), name: key.display_name() }
+        Self { id: key.id(), key_type: API_KEY_TYPE, value: value.expose(), name: key.name() }
     }
 }
 

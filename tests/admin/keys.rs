@@ -57,7 +57,7 @@ async fn create_get_update_delete() {
     );
     let key = h.store.get("carol-0123456789abcdefghij").unwrap().key().clone();
     assert!(!key.is_enabled());
-    assert_eq!((key.display_name(), key.description_text(), key.customer()), ("Carol Ltd", None, Some("carol-2")));
+    assert_eq!((key.name(), key.description(), key.customer_id()), ("Carol Ltd", None, Some("carol-2")));
 
     let reply = h.call("DELETE", &format!("/apikeys/{id}"), "").await;
     assert_eq!((reply.status.as_u16(), reply.body), (202, serde_json::Value::Null));
@@ -131,9 +131,9 @@ async fn import_csv_all_or_nothing() {
     let ids: Vec<&str> = reply["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!((ids.len(), &reply["warnings"]), (2, &json!([])));
     let dora = h.store.get("dora-0123456789abcdefghij").unwrap();
-    assert_eq!((dora.key().id(), dora.key().display_name()), (ids[0], "Dora"));
+    assert_eq!((dora.key().id(), dora.key().name()), (ids[0], "Dora"));
     assert_eq!(dora.plans()[0].id(), "silver");
-    assert!(dora.key().created_at().is_some());
+    assert!(dora.key().created().is_some());
     assert!(!h.store.get("eve-0123456789abcdefghijk").unwrap().key().is_enabled());
 
     let path = "/apikeys?mode=import&format=csv";

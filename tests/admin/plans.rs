@@ -32,9 +32,9 @@ async fn create_get_list_delete() {
                       {"apiId": "other", "stage": "beta"}]});
     assert_eq!(created, want);
     let plan = h.store.plan_by_id(&id).unwrap();
-    let age = SystemTime::now().duration_since(plan.created_at().unwrap()).unwrap();
+    let age = SystemTime::now().duration_since(plan.created().unwrap()).unwrap();
     assert!(age < Duration::from_secs(60), "the plan's creation time is now");
-    assert_eq!(plan.quota_limit().unwrap().period(), QuotaPeriod::Month);
+    assert_eq!(plan.quota().unwrap().period(), QuotaPeriod::Month);
     assert_eq!(plan.stages()[0].methods()[0].1, Throttle::new(1.0, 2).unwrap());
 
     assert_eq!(h.get(&format!("/usageplans/{id}")).await, want);
@@ -83,7 +83,7 @@ async fn patch_operations() {
             "quota": {"limit": 5000, "offset": 10, "period": "WEEK"}})
     );
     let plan = h.store.get(K1).unwrap().plans()[0].clone();
-    assert_eq!((plan.display_name(), plan.throttle_limit()), ("Gold 2", Some(Throttle::new(50.0, 60).unwrap())));
+    assert_eq!((plan.name(), plan.throttle()), ("Gold 2", Some(Throttle::new(50.0, 60).unwrap())));
 
     let ops = r#"{"patchOperations": [
         {"op": "remove", "path": "/apiStages/petstore:prod/throttle/~1pets/GET"},

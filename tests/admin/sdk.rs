@@ -107,9 +107,9 @@ async fn boto3_and_the_aws_cli_manage_the_store() {
 
     // The store holds what boto3 did.
     let stored = store.plan_by_id(plan_id).unwrap();
-    assert_eq!(stored.display_name(), "Gold 2");
-    assert_eq!(stored.throttle_limit(), Some(Throttle::new(50.0, 200).unwrap()));
-    let quota = stored.quota_limit().unwrap();
+    assert_eq!(stored.name(), "Gold 2");
+    assert_eq!(stored.throttle(), Some(Throttle::new(50.0, 200).unwrap()));
+    let quota = stored.quota().unwrap();
     assert_eq!((quota.limit(), quota.period()), (5000, QuotaPeriod::Month));
     let methods: Vec<String> = stored.stages()[0].methods().iter().map(|(k, _)| k.to_string()).collect();
     assert_eq!(methods, ["/pets/{petId}/DELETE"]);
@@ -117,7 +117,7 @@ async fn boto3_and_the_aws_cli_manage_the_store() {
     assert!(!acme.is_enabled());
     assert!(acme.plan_ids().is_empty(), "delete_usage_plan_key took it out of the plan");
     let imported = store.get("imported1-0123456789abcdef").unwrap();
-    assert_eq!((imported.key().display_name(), imported.plans()[0].id()), ("imported-1", plan_id));
+    assert_eq!((imported.key().name(), imported.plans()[0].id()), ("imported-1", plan_id));
     assert!(!store.get("imported2-0123456789abcdef").unwrap().key().is_enabled());
     assert!(store.key_by_id(out["deleted"]["key"].as_str().unwrap()).is_none());
     assert!(store.plan_by_id(out["deleted"]["plan"].as_str().unwrap()).is_none());

@@ -40,12 +40,12 @@ fn secret(s: &str) -> KeySecret {
 fn changed_store() -> InMemoryKeyStore {
     let store = InMemoryKeyStore::from_toml_str(FILE).unwrap();
     let gold = UsagePlan::new("gold")
-        .name("Gold")
-        .description("for \"big\" customers")
-        .throttle(Throttle::new(0.5, 2).unwrap())
-        .quota(Quota::new(1000, QuotaPeriod::Month).unwrap().with_offset(10).unwrap())
-        .created(UNIX_EPOCH + Duration::new(1_793_491_200, 250_000_000))
-        .product_code("prod-9")
+        .with_name("Gold")
+        .with_description("for \"big\" customers")
+        .with_throttle(Throttle::new(0.5, 2).unwrap())
+        .with_quota(Quota::new(1000, QuotaPeriod::Month).unwrap().with_offset(10).unwrap())
+        .with_created(UNIX_EPOCH + Duration::new(1_793_491_200, 250_000_000))
+        .with_product_code("prod-9")
         .tag("tier", "gold")
         .stage(
             PlanStage::new("petstore", "prod")
@@ -57,14 +57,14 @@ fn changed_store() -> InMemoryKeyStore {
     let free = store.update_plan("free", |p| Ok::<_, tower_usage_plans::ConfigError>(p.tag("tier", "free"))).unwrap();
     assert_eq!(free.tags()["tier"], "free");
     let key = ApiKey::new("new")
-        .name("New key")
-        .customer_id("acme")
-        .expires(UNIX_EPOCH + Duration::from_secs(4_070_908_800))
+        .with_name("New key")
+        .with_customer_id("acme")
+        .with_expires(UNIX_EPOCH + Duration::from_secs(4_070_908_800))
         .tag("team", "billing")
         .plan("gold");
     store.create_key(key, secret("new-0123456789abcdefghij")).unwrap();
-    let new = store.update_key("new", |k| Ok::<_, tower_usage_plans::ConfigError>(k.description("soon"))).unwrap();
-    assert!(new.last_updated_at().is_some());
+    let new = store.update_key("new", |k| Ok::<_, tower_usage_plans::ConfigError>(k.with_description("soon"))).unwrap();
+    assert!(new.last_updated().is_some());
     store.set_key_enabled("old", false).unwrap();
     store.add_key_to_plan("new", "staging").unwrap();
     store.remove_key_from_plan("old", "free").unwrap();
@@ -81,7 +81,7 @@ fn a_changed_store_round_trips_through_json_and_toml() {
     assert_eq!(config.plans().len(), 3);
     assert_eq!(config.keys().len(), 3);
     assert_eq!(config.previous_values().len(), 1);
-    assert!(config.keys().iter().all(|(_, k)| k.id() == "old" || k.last_updated_at().is_some()));
+    assert!(config.keys().iter().all(|(_, k)| k.id() == "old" || k.last_updated().is_some()));
 
     let json = config.to_json_string();
     assert_eq!(Config::from_json_str(&json).unwrap(), config, "{json}");

@@ -216,8 +216,9 @@ mod tests {
     impl Sweeping {
         fn new(capped: UsagePlan) -> Self {
             let stage = Stage::new("a", "b");
-            let fast =
-                UsagePlan::new("fast").throttle(Throttle::new(1000.0, 10).unwrap()).stage(PlanStage::new("a", "b"));
+            let fast = UsagePlan::new("fast")
+                .with_throttle(Throttle::new(1000.0, 10).unwrap())
+                .stage(PlanStage::new("a", "b"));
             let mut keys: Vec<_> = (0..4000)
                 .map(|i| (KeySecret::new(value(i)).unwrap(), ApiKey::new(format!("k{i}")).plan("fast")))
                 .collect();
@@ -256,8 +257,9 @@ mod tests {
 
     #[tokio::test]
     async fn state_of_keys_gone_from_the_cache_is_dropped_when_idle_and_kept_while_it_counts() {
-        let capped =
-            UsagePlan::new("capped").quota(Quota::new(2, QuotaPeriod::Day).unwrap()).stage(PlanStage::new("a", "b"));
+        let capped = UsagePlan::new("capped")
+            .with_quota(Quota::new(2, QuotaPeriod::Day).unwrap())
+            .stage(PlanStage::new("a", "b"));
         let t = Sweeping::new(capped);
         let backend = &t.backend;
         assert_eq!(t.call(999_999).await, 200);
@@ -292,10 +294,10 @@ mod tests {
     #[tokio::test]
     async fn a_quota_count_survives_the_sweep_after_the_plan_gained_its_quota() {
         let capped =
-            UsagePlan::new("capped").throttle(Throttle::new(1000.0, 10).unwrap()).stage(PlanStage::new("a", "b"));
+            UsagePlan::new("capped").with_throttle(Throttle::new(1000.0, 10).unwrap()).stage(PlanStage::new("a", "b"));
         let t = Sweeping::new(capped.clone());
         assert_eq!(t.call(999_999).await, 200);
-        t.store.put_plan(capped.quota(Quota::new(2, QuotaPeriod::Day).unwrap())).unwrap();
+        t.store.put_plan(capped.with_quota(Quota::new(2, QuotaPeriod::Day).unwrap())).unwrap();
         t.clock.advance(Duration::from_secs(2));
         assert_eq!([t.call(999_999).await, t.call(999_999).await, t.call(999_999).await], [200, 200, 429]);
         t.churn().await;

@@ -106,12 +106,12 @@ impl<'v> Item<'v> {
 
 fn usage_plan(o: &Object<'_>) -> Result<ParsedPlan, Fault> {
     let id = o.required_string("id")?;
-    let mut plan = UsagePlan::new(id).name(o.string("name")?.unwrap_or(id));
+    let mut plan = UsagePlan::new(id).with_name(o.string("name")?.unwrap_or(id));
     if let Some(description) = o.string("description")? {
-        plan = plan.description(description);
+        plan = plan.with_description(description);
     }
     if let Some(code) = o.string("productCode")? {
-        plan = plan.product_code(code);
+        plan = plan.with_product_code(code);
     }
     for (name, value) in o.tags("tags")? {
         plan = plan.tag(name, value);
@@ -124,10 +124,10 @@ fn usage_plan(o: &Object<'_>) -> Result<ParsedPlan, Fault> {
     }
     let limits = limits.build(Source::Document)?;
     if let Some(t) = limits.throttle {
-        plan = plan.throttle(t);
+        plan = plan.with_throttle(t);
     }
     if let Some(q) = limits.quota {
-        plan = plan.quota(q);
+        plan = plan.with_quota(q);
     }
     for stage in limits.stages {
         plan = plan.stage(stage);
@@ -142,18 +142,18 @@ fn api_key(o: &Object<'_>) -> Result<(KeySecret, ApiKey), Fault> {
         let reason = "no value: export the keys with `aws apigateway get-api-keys --include-values`".to_owned();
         return Err(Fault { kind: ImportErrorKind::MissingValue, field: "value".to_owned(), reason });
     };
-    let mut key = ApiKey::new(id).name(shape.name.unwrap_or(id)).enabled(shape.enabled.unwrap_or(false));
+    let mut key = ApiKey::new(id).with_name(shape.name.unwrap_or(id)).enabled(shape.enabled.unwrap_or(false));
     if let Some(description) = shape.description {
-        key = key.description(description);
+        key = key.with_description(description);
     }
     if let Some(customer) = shape.customer_id {
-        key = key.customer_id(customer);
+        key = key.with_customer_id(customer);
     }
     if let Some(at) = o.time("createdDate")? {
-        key = key.created(at);
+        key = key.with_created(at);
     }
     if let Some(at) = o.time("lastUpdatedDate")? {
-        key = key.last_updated(at);
+        key = key.with_last_updated(at);
     }
     for (name, value) in shape.tags {
         key = key.tag(name, value);

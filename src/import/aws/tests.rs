@@ -96,16 +96,16 @@ fn a_realistic_export_becomes_a_store() {
     assert_eq!(store.len(), 3);
 
     let gold = store.get(GOLD_KEY).unwrap();
-    assert_eq!((gold.key().id(), gold.key().display_name()), ("kq1a2b3c4d", "acme-prod"));
-    assert_eq!((gold.key().customer(), gold.key().description_text()), (Some("acme"), Some("Acme production")));
+    assert_eq!((gold.key().id(), gold.key().name()), ("kq1a2b3c4d", "acme-prod"));
+    assert_eq!((gold.key().customer_id(), gold.key().description()), (Some("acme"), Some("Acme production")));
     assert!(gold.key().is_enabled());
     let plan = &gold.plans()[0];
-    assert_eq!((gold.plans().len(), plan.id(), plan.display_name()), (1, "t5gq2x", "Gold"));
-    assert_eq!(plan.description_text(), Some("Paying customers"));
-    assert_eq!(plan.throttle_limit(), Some(Throttle::new(100.0, 200).unwrap()));
-    let quota = plan.quota_limit().unwrap();
+    assert_eq!((gold.plans().len(), plan.id(), plan.name()), (1, "t5gq2x", "Gold"));
+    assert_eq!(plan.description(), Some("Paying customers"));
+    assert_eq!(plan.throttle(), Some(Throttle::new(100.0, 200).unwrap()));
+    let quota = plan.quota().unwrap();
     assert_eq!((quota.limit(), quota.period(), quota.offset()), (100_000, QuotaPeriod::Month, 0), "offset dropped");
-    assert_eq!(plan.created_at(), None);
+    assert_eq!(plan.created(), None);
     let binding = plan.stage_binding("a1b2c3d4e5", "prod").unwrap();
     let methods: Vec<(String, f64, u32)> =
         binding.methods().iter().map(|(k, t)| (format!("{}/{}", k.path(), k.method()), t.rate(), t.burst())).collect();
@@ -114,16 +114,16 @@ fn a_realistic_export_becomes_a_store() {
 
     // Dates and tags come along: ISO 8601 text and epoch seconds alike.
     let secs = |t: Option<std::time::SystemTime>| t.map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
-    assert_eq!(secs(gold.key().created_at()), Some(1_709_280_922));
-    assert_eq!(secs(gold.key().last_updated_at()), Some(1_736_697_723));
+    assert_eq!(secs(gold.key().created()), Some(1_709_280_922));
+    assert_eq!(secs(gold.key().last_updated()), Some(1_736_697_723));
     assert_eq!(gold.key().tags().get("env").map(String::as_str), Some("prod"));
     assert_eq!(plan.tags().get("team").map(String::as_str), Some("billing"));
 
     let free = store.get(FREE_KEY).unwrap();
-    assert_eq!(secs(free.key().created_at()), Some(1_709_280_922));
-    assert_eq!(free.plans()[0].product_code_text(), Some("prod-abc"));
+    assert_eq!(secs(free.key().created()), Some(1_709_280_922));
+    assert_eq!(free.plans()[0].product_code(), Some("prod-abc"));
     assert_eq!(free.plans()[0].id(), "9kz0ba");
-    assert_eq!(free.plans()[0].quota_limit().unwrap().period(), QuotaPeriod::Day);
+    assert_eq!(free.plans()[0].quota().unwrap().period(), QuotaPeriod::Day);
     let old = store.get(OLD_KEY).unwrap();
     assert!(!old.key().is_enabled(), "disabled keys stay disabled");
     assert_eq!(old.plans()[0].id(), "9kz0ba");
@@ -146,7 +146,7 @@ fn offsets_are_kept_with_a_creation_time() {
     let at = UNIX_EPOCH + Duration::from_secs(1_795_696_496);
     let config = full().plans_created(at).into_config(prod()).unwrap();
     let gold = config.plans().iter().find(|p| p.id() == "t5gq2x").unwrap();
-    assert_eq!((gold.quota_limit().unwrap().offset(), gold.created_at()), (500, Some(at)));
+    assert_eq!((gold.quota().unwrap().offset(), gold.created()), (500, Some(at)));
 
     let bad = PLANS_PAGE_2.replace(r#""offset": 10"#, r#""offset": 1000"#);
     let e = AwsImport::new().usage_plans(&bad).unwrap().plans_created(at).into_config(prod()).unwrap_err();

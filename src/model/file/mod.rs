@@ -306,7 +306,7 @@ impl Config {
     /// assert_eq!(err.to_string(), r#"line 3, column UsagePlanIds: no plan has the id "gold""#);
     ///
     /// let config = config.with_imported_keys(keys.into_iter().take(1).collect()).unwrap();
-    /// assert_eq!(config.keys()[0].1.display_name(), "alice");
+    /// assert_eq!(config.keys()[0].1.name(), "alice");
     /// ```
     pub fn with_imported_keys(self, imported: Vec<ImportedKey>) -> Result<Self, ConfigError> {
         let (stage, plans, mut keys, previous) = self.into_parts();

@@ -64,7 +64,7 @@ impl RawFile {
         nonempty("stage.name", &self.stage.name)?;
         let mut stage = Stage::new(self.stage.api, self.stage.name);
         if let Some(t) = &self.stage.throttle {
-            stage = stage.throttle(t.validate("stage.throttle")?);
+            stage = stage.with_throttle(t.validate("stage.throttle")?);
         }
         add_methods("stage.methods", &self.stage.methods, stage.methods_mut())?;
         for (i, m) in self.stage.public_methods.iter().enumerate() {
@@ -80,24 +80,24 @@ impl RawFile {
         for (i, raw) in self.plans.into_iter().enumerate() {
             let f = format!("plans[{i}]");
             nonempty(&format!("{f}.id"), &raw.id)?;
-            let mut plan = UsagePlan::new(raw.id.as_str()).name(raw.name.unwrap_or(raw.id));
+            let mut plan = UsagePlan::new(raw.id.as_str()).with_name(raw.name.unwrap_or(raw.id));
             if let Some(d) = raw.description {
-                plan = plan.description(d);
+                plan = plan.with_description(d);
             }
             if let Some(code) = raw.product_code {
-                plan = plan.product_code(code);
+                plan = plan.with_product_code(code);
             }
             for (name, value) in raw.tags {
                 plan = plan.tag(name, value);
             }
             if let Some(t) = &raw.throttle {
-                plan = plan.throttle(t.validate(&format!("{f}.throttle"))?);
+                plan = plan.with_throttle(t.validate(&format!("{f}.throttle"))?);
             }
             if let Some(q) = &raw.quota {
-                plan = plan.quota(q.validate(&format!("{f}.quota"))?);
+                plan = plan.with_quota(q.validate(&format!("{f}.quota"))?);
             }
             if let Some(c) = &raw.created {
-                plan = plan.created(c.parse(&format!("{f}.created"))?);
+                plan = plan.with_created(c.parse(&format!("{f}.created"))?);
             }
             for (j, s) in raw.stages.into_iter().enumerate() {
                 let sf = format!("{f}.stages[{j}]");
@@ -124,21 +124,21 @@ impl RawFile {
             nonempty(&format!("{f}.id"), &raw.id)?;
             let secret = KeySecret::new(raw.value).map_err(|e| e.under(&f))?;
             let mut key =
-                ApiKey::new(raw.id.as_str()).name(raw.name.unwrap_or(raw.id)).enabled(raw.enabled.unwrap_or(true));
+                ApiKey::new(raw.id.as_str()).with_name(raw.name.unwrap_or(raw.id)).enabled(raw.enabled.unwrap_or(true));
             if let Some(d) = raw.description {
-                key = key.description(d);
+                key = key.with_description(d);
             }
             if let Some(c) = raw.customer_id {
-                key = key.customer_id(c);
+                key = key.with_customer_id(c);
             }
             if let Some(e) = &raw.expires {
-                key = key.expires(e.parse(&format!("{f}.expires"))?);
+                key = key.with_expires(e.parse(&format!("{f}.expires"))?);
             }
             if let Some(c) = &raw.created {
-                key = key.created(c.parse(&format!("{f}.created"))?);
+                key = key.with_created(c.parse(&format!("{f}.created"))?);
             }
             if let Some(u) = &raw.last_updated {
-                key = key.last_updated(u.parse(&format!("{f}.last_updated"))?);
+                key = key.with_last_updated(u.parse(&format!("{f}.last_updated"))?);
             }
             for (name, value) in raw.tags {
                 key = key.tag(name, value);

@@ -32,7 +32,7 @@ fn json_form_has_the_same_structure() {
     .unwrap();
     assert_eq!(c.stage().account().unwrap().burst(), 50);
     assert_eq!(c.plans()[0].stages()[0].methods().len(), 1);
-    assert!(c.keys()[0].1.expires_at().is_some());
+    assert!(c.keys()[0].1.expires().is_some());
 }
 
 #[test]
@@ -79,8 +79,8 @@ fn key_descriptions_are_kept() {
         "{BASE}[[keys]]\nid = \"a\"\nvalue = \"0123456789abcdefghij\"\ndescription = \"Acme's CI\"\n[[keys]]\nid = \"b\"\nvalue = \"0123456789abcdefghijk\""
     ))
     .unwrap();
-    assert_eq!(c.keys()[0].1.description_text(), Some("Acme's CI"));
-    assert_eq!(c.keys()[1].1.description_text(), None);
+    assert_eq!(c.keys()[0].1.description(), Some("Acme's CI"));
+    assert_eq!(c.keys()[1].1.description(), None);
 }
 
 #[test]
@@ -92,11 +92,11 @@ fn management_metadata_is_kept() {
     ))
     .unwrap();
     let plan = &c.plans()[0];
-    assert_eq!((plan.description_text(), plan.product_code_text()), (Some("Gold tier"), Some("prod-1")));
+    assert_eq!((plan.description(), plan.product_code()), (Some("Gold tier"), Some("prod-1")));
     assert_eq!(plan.tags()["tier"], "gold");
     let key = &c.keys()[0].1;
-    assert_eq!(key.created_at(), Some(UNIX_EPOCH + Duration::from_secs(1_793_491_200)));
-    assert_eq!(key.last_updated_at(), Some(UNIX_EPOCH + Duration::from_secs(1_793_577_600)));
+    assert_eq!(key.created(), Some(UNIX_EPOCH + Duration::from_secs(1_793_491_200)));
+    assert_eq!(key.last_updated(), Some(UNIX_EPOCH + Duration::from_secs(1_793_577_600)));
     assert_eq!(key.tags()["team"], "billing");
     let e = err("[[keys]]\nid = \"a\"\nvalue = \"0123456789abcdefghij\"\ntags = { \"aws:x\" = \"1\" }");
     assert_eq!(e, "keys[0].tags.\"aws:x\": tag names starting with \"aws:\" are reserved");
@@ -113,14 +113,14 @@ fn unknown_fields_and_missing_stage_are_refused() {
 fn far_dates_are_exact_or_refused() {
     let c =
         Config::from_toml_str(&format!("{BASE}[[plans]]\nid = \"p\"\ncreated = \"9999-12-31T23:59:59.5Z\"")).unwrap();
-    let at = c.plans()[0].created_at().unwrap().duration_since(UNIX_EPOCH).unwrap();
+    let at = c.plans()[0].created().unwrap().duration_since(UNIX_EPOCH).unwrap();
     assert_eq!(at, Duration::new(253_402_300_799, 500_000_000));
     let c = Config::from_toml_str(&format!("{BASE}[[plans]]\nid = \"p\"\ncreated = \"1200-01-01T00:00:00Z\"")).unwrap();
-    assert!(c.plans()[0].created_at().unwrap() < UNIX_EPOCH);
+    assert!(c.plans()[0].created().unwrap() < UNIX_EPOCH);
 }
 
 #[test]
 fn bare_toml_datetimes_are_accepted() {
     let c = Config::from_toml_str(&format!("{BASE}[[plans]]\nid = \"p\"\ncreated = 2026-11-01T00:00:00Z")).unwrap();
-    assert_eq!(c.plans()[0].created_at(), Some(UNIX_EPOCH + Duration::from_secs(1_793_491_200)));
+    assert_eq!(c.plans()[0].created(), Some(UNIX_EPOCH + Duration::from_secs(1_793_491_200)));
 }

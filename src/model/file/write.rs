@@ -56,7 +56,7 @@ impl RawFile {
         let stage = RawStage {
             api: s.api().to_owned(),
             name: s.stage_name().to_owned(),
-            throttle: s.default_throttle().map(throttle),
+            throttle: s.throttle().map(throttle),
             methods: methods(s.methods()),
             public_methods: s.public_methods().iter().map(MethodKey::to_string).collect(),
         };
@@ -66,12 +66,12 @@ impl RawFile {
             .iter()
             .map(|p| RawPlan {
                 id: p.id().to_owned(),
-                name: Some(p.display_name().to_owned()),
-                description: p.description_text().map(str::to_owned),
-                throttle: p.throttle_limit().map(throttle),
-                quota: p.quota_limit().map(quota),
-                created: time(p.created_at()),
-                product_code: p.product_code_text().map(str::to_owned),
+                name: Some(p.name().to_owned()),
+                description: p.description().map(str::to_owned),
+                throttle: p.throttle().map(throttle),
+                quota: p.quota().map(quota),
+                created: time(p.created()),
+                product_code: p.product_code().map(str::to_owned),
                 tags: p.tags().clone(),
                 stages: p
                     .stages()
@@ -89,15 +89,15 @@ impl RawFile {
             .iter()
             .map(|(secret, k)| RawKey {
                 id: k.id().to_owned(),
-                name: Some(k.display_name().to_owned()),
+                name: Some(k.name().to_owned()),
                 value: secret.expose().to_owned(),
-                description: k.description_text().map(str::to_owned),
+                description: k.description().map(str::to_owned),
                 enabled: Some(k.is_enabled()),
-                customer_id: k.customer().map(str::to_owned),
+                customer_id: k.customer_id().map(str::to_owned),
                 plans: k.plan_ids().iter().map(|p| p.to_string()).collect(),
-                expires: time(k.expires_at()),
-                created: time(k.created_at()),
-                last_updated: time(k.last_updated_at()),
+                expires: time(k.expires()),
+                created: time(k.created()),
+                last_updated: time(k.last_updated()),
                 tags: k.tags().clone(),
                 previous_values: config
                     .previous_values()

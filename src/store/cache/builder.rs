@@ -4,7 +4,7 @@ use super::state::{Counters, Inner, KNOWN_FOR};
 use super::wrapper::CachedKeyStore;
 use crate::engine::{nanos, Clock, Gcra, SystemClock};
 use crate::model::Throttle;
-use crate::store::{Invalidation, KeyStore};
+use crate::store::KeyStore;
 use moka::future::Cache;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -119,7 +119,7 @@ impl<S: KeyStore> CachedKeyStoreBuilder<S> {
             .max_capacity(if self.negative_ttl.is_zero() { 0 } else { self.max_unknown })
             .time_to_live(self.negative_ttl.max(Duration::from_secs(1)))
             .build_with_hasher(foldhash::fast::RandomState::default());
-        let invalidation = self.store.invalidation().unwrap_or_else(Invalidation::new);
+        let invalidation = self.store.invalidation().unwrap_or_default();
         CachedKeyStore {
             inner: Arc::new(Inner {
                 seen: AtomicU64::new(invalidation.generation()),

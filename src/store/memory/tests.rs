@@ -20,9 +20,9 @@ fn generation(store: &InMemoryKeyStore) -> u64 {
 fn update_plan_is_atomic_and_keeps_the_id() {
     let store = store();
     let g = generation(&store);
-    let plan = store.update_plan("p", |p| Ok::<_, ConfigError>(p.throttle(Throttle::new(2.0, 3)?))).unwrap();
-    assert_eq!(plan.throttle_limit(), Some(Throttle::new(2.0, 3).unwrap()));
-    assert_eq!(store.get("k-0123456789abcdefghij").unwrap().plans()[0].throttle_limit(), plan.throttle_limit());
+    let plan = store.update_plan("p", |p| Ok::<_, ConfigError>(p.with_throttle(Throttle::new(2.0, 3)?))).unwrap();
+    assert_eq!(plan.throttle(), Some(Throttle::new(2.0, 3).unwrap()));
+    assert_eq!(store.get("k-0123456789abcdefghij").unwrap().plans()[0].throttle(), plan.throttle());
     assert_eq!(generation(&store), g + 1);
 
     let before = store.config().plans().to_vec();
@@ -47,13 +47,13 @@ fn update_plan_is_atomic_and_keeps_the_id() {
 #[test]
 fn update_key_stamps_last_updated() {
     let store = store();
-    let key = store.update_key("k", |k| Ok::<_, ConfigError>(k.name("renamed"))).unwrap();
-    assert_eq!(key.display_name(), "renamed");
-    assert!(key.last_updated_at().is_some());
+    let key = store.update_key("k", |k| Ok::<_, ConfigError>(k.with_name("renamed"))).unwrap();
+    assert_eq!(key.name(), "renamed");
+    assert!(key.last_updated().is_some());
     assert_eq!(store.get("k-0123456789abcdefghij").unwrap().key(), &key);
-    assert!(store.update_key("k", |k| Ok::<_, ConfigError>(ApiKey::new("x").name(k.display_name()))).is_err());
+    assert!(store.update_key("k", |k| Ok::<_, ConfigError>(ApiKey::new("x").with_name(k.name()))).is_err());
     store.set_key_enabled("k", false).unwrap();
-    assert!(store.config().keys()[0].1.last_updated_at() >= key.last_updated_at());
+    assert!(store.config().keys()[0].1.last_updated() >= key.last_updated());
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn import_keys_is_all_or_nothing() {
     assert_eq!(ids.len(), 2);
     assert_eq!(generation(&store), g + 1);
     let a = store.get("a-0123456789abcdefghij").unwrap();
-    assert_eq!((a.key().id(), a.key().display_name()), (ids[0].as_str(), "a"));
+    assert_eq!((a.key().id(), a.key().name()), (ids[0].as_str(), "a"));
     assert_eq!(a.plans()[0].id(), "q");
-    assert!(a.key().created_at().is_some());
+    assert!(a.key().created().is_some());
 }

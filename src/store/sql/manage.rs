@@ -57,8 +57,8 @@ impl SqlKeyStore {
         let db = |e| SqlStoreError::db(format!("put_plan {id:?}"), e);
         let mut tx = self.pool.begin().await.map_err(db)?;
         lock_memberships(&mut tx).await.map_err(db)?;
-        let throttle = plan.throttle_limit();
-        let quota = plan.quota_limit();
+        let throttle = plan.throttle();
+        let quota = plan.quota();
         let period = quota.map(|q| match q.period() {
             QuotaPeriod::Day => "DAY",
             QuotaPeriod::Week => "WEEK",
@@ -78,15 +78,15 @@ impl SqlKeyStore {
         // prepared for the other one rejects ("incorrect binary data format").
         .persistent(false)
         .bind(id)
-        .bind(plan.display_name())
-        .bind(plan.description_text())
+        .bind(plan.name())
+        .bind(plan.description())
         .bind(throttle.map(|t| t.rate()))
         .bind(throttle.map(|t| i64::from(t.burst())))
         .bind(quota.map(|q| q.limit() as i64))
         .bind(period)
         .bind(quota.map(|q| q.offset() as i64))
-        .bind(plan.created_at().map_or_else(unix_now, unix_secs))
-        .bind(plan.created_at().is_some())
+        .bind(plan.created().map_or_else(unix_now, unix_secs))
+        .bind(plan.created().is_some())
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -206,11 +206,11 @@ impl SqlKeyStore {
         )
         .persistent(false) // optional values, see put_plan
         .bind(id)
-        .bind(key.display_name())
-        .bind(key.description_text())
+        .bind(key.name())
+        .bind(key.description())
         .bind(key.is_enabled())
-        .bind(key.customer())
-        .bind(key.expires_at().map(unix_secs))
+        .bind(key.customer_id())
+        .bind(key.expires().map(unix_secs))
         .bind(now)
         .execute(&mut *tx)
         .await

@@ -36,7 +36,7 @@ fn secret(s: &str) -> KeySecret {
 /// Every field the model holds, set.
 fn everything() -> Config {
     let stage = Stage::new("petstore", "prod")
-        .throttle(t(1000.0, 500))
+        .with_throttle(t(1000.0, 500))
         .method_throttle("/pets/{petId}/DELETE", t(2.5, 3))
         .unwrap()
         .method_throttle("/pets/GET", t(200.0, 100))
@@ -47,27 +47,27 @@ fn everything() -> Config {
         .unwrap()
         .account_throttle(t(10_000.0, 5000));
     let gold = UsagePlan::new("gold")
-        .name("Gold \"tier\"")
-        .description("multi\nline, with \u{7f} and é")
-        .throttle(t(0.1, 1))
-        .quota(Quota::new(5000, QuotaPeriod::Month).unwrap().with_offset(120).unwrap())
-        .created(at(1_793_491_200, 500_000_000))
-        .product_code("prod-1")
+        .with_name("Gold \"tier\"")
+        .with_description("multi\nline, with \u{7f} and é")
+        .with_throttle(t(0.1, 1))
+        .with_quota(Quota::new(5000, QuotaPeriod::Month).unwrap().with_offset(120).unwrap())
+        .with_created(at(1_793_491_200, 500_000_000))
+        .with_product_code("prod-1")
         .tag("tier", "gold")
         .tag("with space", "")
         .stage(PlanStage::new("petstore", "prod").method_throttle("/orders/{id}/items/{item}/PUT", t(1.0, 1)).unwrap())
         .stage(PlanStage::new("petstore", "staging"));
-    let free = UsagePlan::new("free").quota(Quota::new(100, QuotaPeriod::Week).unwrap());
+    let free = UsagePlan::new("free").with_quota(Quota::new(100, QuotaPeriod::Week).unwrap());
     let keys = vec![
         (
             secret("acme-0123456789abcdefghij"),
             ApiKey::new("k-acme")
-                .name("Acme CI")
-                .description("rotated")
-                .customer_id("acme")
-                .expires(at(4_070_908_800, 0))
-                .created(at(1_790_000_000, 1))
-                .last_updated(at(1_790_000_001, 999_999_999))
+                .with_name("Acme CI")
+                .with_description("rotated")
+                .with_customer_id("acme")
+                .with_expires(at(4_070_908_800, 0))
+                .with_created(at(1_790_000_000, 1))
+                .with_last_updated(at(1_790_000_001, 999_999_999))
                 .tag("team", "billing")
                 .plan("gold"),
         ),
@@ -137,12 +137,12 @@ fn previous_values_are_kept_grouped_by_key() {
 #[test]
 fn times_outside_rfc_3339_are_written_as_the_nearest_one_inside() {
     let far = UNIX_EPOCH + Duration::from_secs(300_000_000_000);
-    let key = ApiKey::new("k").expires(far).created(UNIX_EPOCH - Duration::from_secs(70_000_000_000));
+    let key = ApiKey::new("k").with_expires(far).with_created(UNIX_EPOCH - Duration::from_secs(70_000_000_000));
     let config = Config::new(Stage::new("a", "b"), Vec::new(), vec![(secret("k-0123456789abcdefghij"), key)]).unwrap();
     let back = Config::from_json_str(&config.to_json_string()).unwrap();
     let key = &back.keys()[0].1;
-    assert_eq!(key.expires_at(), Some(at(253_402_300_799, 999_999_999)));
-    assert_eq!(key.created_at(), Some(at(-62_167_219_200, 0)));
+    assert_eq!(key.expires(), Some(at(253_402_300_799, 999_999_999)));
+    assert_eq!(key.created(), Some(at(-62_167_219_200, 0)));
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn stage() -> impl Strategy<Value = Stage> {
     (prop::option::of(throttle()), stage_methods, public, prop::option::of(throttle())).prop_map(
         |(default, methods, public, account)| {
             let mut s = Stage::new("petstore", "prod");
-            s = if let Some(t) = default { s.throttle(t) } else { s };
+            s = if let Some(t) = default { s.with_throttle(t) } else { s };
             for (m, t) in methods {
                 s = s.method_throttle(m, t).unwrap();
             }
@@ -236,12 +236,12 @@ fn plan() -> impl Strategy<Value = UsagePlan> {
     let meta = (text(), prop::option::of(text()), prop::option::of(text()), tags(), prop::option::of(instant()));
     (ident(), meta, prop::option::of(throttle()), prop::option::of(quota()), stages).prop_map(
         |(id, (name, description, code, tags, created), throttle, quota, stages)| {
-            let mut p = UsagePlan::new(id).name(name);
-            p = if let Some(d) = description { p.description(d) } else { p };
-            p = if let Some(c) = code { p.product_code(c) } else { p };
-            p = if let Some(c) = created { p.created(c) } else { p };
-            p = if let Some(t) = throttle { p.throttle(t) } else { p };
-            p = if let Some(q) = quota { p.quota(q) } else { p };
+            let mut p = UsagePlan::new(id).with_name(name);
+            p = if let Some(d) = description { p.with_description(d) } else { p };
+            p = if let Some(c) = code { p.with_product_code(c) } else { p };
+            p = if let Some(c) = created { p.with_created(c) } else { p };
+            p = if let Some(t) = throttle { p.with_throttle(t) } else { p };
+            p = if let Some(q) = quota { p.with_quota(q) } else { p };
             for (n, v) in tags {
                 p = p.tag(n, v);
             }
@@ -263,12 +263,12 @@ fn key() -> impl Strategy<Value = (String, ApiKey, Vec<(String, SystemTime)>)> {
     let previous = prop::collection::vec(("[!-~]{20,40}", instant()), 0..3);
     ("[!-~]{20,100}", ident(), meta, times, prop::collection::vec(0usize..4, 0..3), previous).prop_map(
         |(value, id, (name, description, customer, tags, enabled), (expires, created, updated), plans, previous)| {
-            let mut k = ApiKey::new(id).name(name).enabled(enabled);
-            k = if let Some(d) = description { k.description(d) } else { k };
-            k = if let Some(c) = customer { k.customer_id(c) } else { k };
-            k = if let Some(t) = expires { k.expires(t) } else { k };
-            k = if let Some(t) = created { k.created(t) } else { k };
-            k = if let Some(t) = updated { k.last_updated(t) } else { k };
+            let mut k = ApiKey::new(id).with_name(name).enabled(enabled);
+            k = if let Some(d) = description { k.with_description(d) } else { k };
+            k = if let Some(c) = customer { k.with_customer_id(c) } else { k };
+            k = if let Some(t) = expires { k.with_expires(t) } else { k };
+            k = if let Some(t) = created { k.with_created(t) } else { k };
+            k = if let Some(t) = updated { k.with_last_updated(t) } else { k };
             for (n, v) in tags {
                 k = k.tag(n, v);
             }
@@ -290,7 +290,7 @@ fn config() -> impl Strategy<Value = Config> {
         let mut list = Vec::new();
         for (i, (value, key, previous)) in keys.into_iter().enumerate() {
             let id = format!("k{i}-{}", key.id());
-            let mut k = ApiKey::new(id.as_str()).name(key.display_name()).enabled(key.is_enabled());
+            let mut k = ApiKey::new(id.as_str()).with_name(key.name()).enabled(key.is_enabled());
             k = copy_key_fields(&key, k);
             let mut bound: Vec<(&str, &str)> = Vec::new();
             for p in key.plan_ids() {
@@ -318,12 +318,12 @@ fn config() -> impl Strategy<Value = Config> {
 
 /// `plan` under the id `prefix` + its id (for unique ids), everything else the same.
 fn rename(plan: UsagePlan, prefix: &str) -> UsagePlan {
-    let mut p = UsagePlan::new(format!("{prefix}{}", plan.id())).name(plan.display_name());
-    p = if let Some(d) = plan.description_text() { p.description(d) } else { p };
-    p = if let Some(c) = plan.product_code_text() { p.product_code(c) } else { p };
-    p = if let Some(c) = plan.created_at() { p.created(c) } else { p };
-    p = if let Some(t) = plan.throttle_limit() { p.throttle(t) } else { p };
-    p = if let Some(q) = plan.quota_limit() { p.quota(q) } else { p };
+    let mut p = UsagePlan::new(format!("{prefix}{}", plan.id())).with_name(plan.name());
+    p = if let Some(d) = plan.description() { p.with_description(d) } else { p };
+    p = if let Some(c) = plan.product_code() { p.with_product_code(c) } else { p };
+    p = if let Some(c) = plan.created() { p.with_created(c) } else { p };
+    p = if let Some(t) = plan.throttle() { p.with_throttle(t) } else { p };
+    p = if let Some(q) = plan.quota() { p.with_quota(q) } else { p };
     for (n, v) in plan.tags() {
         p = p.tag(n, v);
     }
@@ -332,11 +332,11 @@ fn rename(plan: UsagePlan, prefix: &str) -> UsagePlan {
 
 /// `to` with `from`'s fields other than id, name, enabled and plans.
 fn copy_key_fields(from: &ApiKey, mut to: ApiKey) -> ApiKey {
-    to = if let Some(d) = from.description_text() { to.description(d) } else { to };
-    to = if let Some(c) = from.customer() { to.customer_id(c) } else { to };
-    to = if let Some(t) = from.expires_at() { to.expires(t) } else { to };
-    to = if let Some(t) = from.created_at() { to.created(t) } else { to };
-    to = if let Some(t) = from.last_updated_at() { to.last_updated(t) } else { to };
+    to = if let Some(d) = from.description() { to.with_description(d) } else { to };
+    to = if let Some(c) = from.customer_id() { to.with_customer_id(c) } else { to };
+    to = if let Some(t) = from.expires() { to.with_expires(t) } else { to };
+    to = if let Some(t) = from.created() { to.with_created(t) } else { to };
+    to = if let Some(t) = from.last_updated() { to.with_last_updated(t) } else { to };
     from.tags().iter().fold(to, |k, (n, v)| k.tag(n, v))
 }
 
