@@ -162,6 +162,24 @@ struct Refs {
     test_children: BTreeSet<String>,
 }
 
+/// The index of the `}` closing the `{` at `open` (or the end).
+fn closing(toks: &[Tok], open: usize) -> usize {
+    let mut depth = 0usize;
+    for (j, t) in toks.iter().enumerate().skip(open) {
+        match t {
+            Tok::Open => depth += 1,
+            Tok::Close => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return j;
+                }
+            }
+            _ => {}
+        }
+    }
+    toks.len()
+}
+
 /// Whether the tokens before `i` are `#[cfg(test)]`.
 fn cfg_test_before(toks: &[Tok], i: usize) -> bool {
     let want = [
@@ -203,22 +221,7 @@ fn references(src: &str, module: &[String]) -> Refs {
                     match toks.get(i + 2) {
                         Some(Tok::Open) if test => {
                             // Test code is no part of the house: skip the module's body.
-                            let mut d = 0;
-                            let mut j = i + 2;
-                            while j < toks.len() {
-                                match toks[j] {
-                                    Tok::Open => d += 1,
-                                    Tok::Close => {
-                                        d -= 1;
-                                        if d == 0 {
-                                            break;
-                                        }
-                                    }
-                                    _ => {}
-                                }
-                                j += 1;
-                            }
-                            i = j + 1;
+                            i = closing(&toks, i + 2) + 1;
                             continue;
                         }
                         Some(Tok::Other(';')) if test && inline.is_empty() => {
@@ -308,28 +311,22 @@ fn use_tree(toks: &[Tok], prefix: &mut Vec<String>, out: &mut Vec<UsePath>) {
             }
             Tok::Sep => i += 1,
             Tok::Open => {
-                let mut d = 0;
-                let mut j = i;
+                // The group's members, split at the commas of its own level.
+                let end = closing(toks, i);
                 let mut parts = Vec::new();
-                let mut part_start = i + 1;
-                while j < toks.len() {
-                    match toks[j] {
-                        Tok::Open => d += 1,
-                        Tok::Close => {
-                            d -= 1;
-                            if d == 0 {
-                                parts.push(&toks[part_start..j]);
-                                break;
-                            }
-                        }
-                        Tok::Other(',') if d == 1 => {
+                let (mut depth, mut part_start) = (0usize, i + 1);
+                for (j, t) in toks.iter().enumerate().take(end).skip(i + 1) {
+                    match t {
+                        Tok::Open => depth += 1,
+                        Tok::Close => depth = depth.saturating_sub(1),
+                        Tok::Other(',') if depth == 0 => {
                             parts.push(&toks[part_start..j]);
                             part_start = j + 1;
                         }
                         _ => {}
                     }
-                    j += 1;
                 }
+                parts.push(&toks[part_start..end.min(toks.len())]);
                 for part in parts {
                     let mut p = prefix.clone();
                     use_tree(part, &mut p, out);
