@@ -45,6 +45,7 @@ pub(crate) struct Input<'a> {
 
 impl Input<'_> {
     /// The same input at a later reading of the clock.
+    #[inline]
     pub(crate) fn at(self, now: Now) -> Self {
         Self { now, ..self }
     }
@@ -72,6 +73,7 @@ pub(crate) enum Decision {
 
 impl Decision {
     /// A refusal decided without asking any counter.
+    #[inline]
     pub(crate) fn reject(rejection: Rejection) -> Self {
         Decision::Ready(Err(rejection))
     }
@@ -95,6 +97,7 @@ impl fmt::Debug for Decision {
 }
 
 /// Turns a backend's outcome into the request's answer.
+#[inline]
 fn conclude(outcome: Outcome, key: Option<&Arc<str>>) -> Result<Admitted, Rejection> {
     let Outcome { result, limits } = outcome;
     let rejection = match result {
@@ -109,6 +112,7 @@ fn conclude(outcome: Outcome, key: Option<&Arc<str>>) -> Result<Admitted, Reject
     })
 }
 
+#[inline]
 fn decision(verdict: Verdict, key: Option<&Arc<str>>) -> Decision {
     match verdict {
         Verdict::Ready(outcome) => Decision::Ready(conclude(outcome, key)),
@@ -174,6 +178,7 @@ impl Engine {
     }
 
     /// Stage routing for a request (which stage method, public or not).
+    #[inline]
     pub(crate) fn route(&self, req: Req<'_>) -> Slots {
         if self.stage_routes.is_empty() {
             Slots::default()
@@ -183,6 +188,7 @@ impl Engine {
     }
 
     /// Decides a request to a public method (no key, no quota): stage and account throttles only.
+    #[inline]
     pub(crate) fn decide_public(&self, input: &Input<'_>) -> Decision {
         let check = Check {
             key: None,
@@ -197,6 +203,7 @@ impl Engine {
 
     /// Decides a keyed request with the key's grant; `expires` is the Unix second from which the
     /// key is expired.
+    #[inline]
     pub(crate) fn decide(&self, grant: &Grant, expires: u32, input: &Input<'_>) -> Decision {
         let (plan, state) = match grant {
             Grant::Plan(p, s) => (p, s),
@@ -222,6 +229,7 @@ impl Engine {
 
     /// The buckets a request must pass, most specific first: per-key method, per-key plan,
     /// stage method, stage default, account.
+    #[inline]
     fn buckets<'a>(&'a self, plan: Option<&'a CompiledPlan>, slots: Slots) -> [Option<BucketRef<'a>>; 5] {
         let bucket = |slot, scope, gcra| Some(BucketRef { slot, scope, gcra });
         let mut out = [None; 5];

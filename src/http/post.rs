@@ -33,6 +33,7 @@ impl fmt::Debug for Post {
 
 impl Post {
     /// The work left for an admitted request's response, if any.
+    #[inline]
     pub(crate) fn of(
         admitted: Admitted,
         headers: RateLimitHeaders,

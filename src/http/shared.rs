@@ -33,10 +33,12 @@ impl fmt::Debug for dyn DynKeyStore {
 }
 
 impl Shared {
+    #[inline]
     pub(crate) fn want(&self) -> Want {
         Want { views: self.headers != RateLimitHeaders::Off, refund: self.refund.is_some() }
     }
 
+    #[inline]
     pub(crate) fn post(&self, admitted: Admitted) -> Option<Box<Post>> {
         Post::of(admitted, self.headers, self.refund.as_ref())
     }

@@ -113,6 +113,7 @@ impl KeyCache {
 
     /// The store's current invalidation generation (0 for a store without a handle). Read it
     /// before asking the store, and pass it to [`decide_record`](Self::decide_record).
+    #[inline]
     pub(crate) fn generation(&self) -> u32 {
         // Compared for equality only: the low 32 bits suffice.
         self.invalidation.as_ref().map_or(0, |i| i.generation() as u32)
@@ -122,6 +123,7 @@ impl KeyCache {
     /// when nothing was invalidated since it was cached; otherwise the handle says whether the
     /// invalidations since then were about this key (or every key), and an entry they were not
     /// about is moved to the current generation.
+    #[inline]
     fn valid(&self, entry: &KeyEntry) -> bool {
         let Some(handle) = &self.invalidation else { return true };
         let current = handle.generation();
@@ -139,6 +141,7 @@ impl KeyCache {
 
     /// Decides a keyed request from the cache if the key's entry is fresh; `None` when the
     /// store must be asked.
+    #[inline]
     pub(crate) fn decide_cached(&self, engine: &Engine, value: &[u8], input: &Input<'_>) -> Option<Decision> {
         let guard = self.entries.pin();
         let entry = guard.get(value)?;

@@ -34,6 +34,7 @@ impl Clone for KeyEntry {
 
 impl KeyEntry {
     /// The generation the answer is known good at (low 32 bits).
+    #[inline]
     pub(crate) fn generation(&self) -> u32 {
         self.generation.load(Ordering::Relaxed)
     }

@@ -78,6 +78,7 @@ impl Invalidation {
     /// The current generation: answers cached at an earlier one may be out of date (see
     /// [`outdates`](Self::outdates)).
     #[must_use]
+    #[inline]
     pub fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
     }
