@@ -60,7 +60,7 @@ pub use error::{UsageError, UsageErrorKind};
 pub use handle::Usage;
 pub use report::{DayUsage, QuotaUsage, UsageReport};
 #[cfg(feature = "tokio")]
-pub use sink::{ReportError, UsageReporter, UsageReporterBuilder};
+pub use sink::{ReportError, ReportErrorKind, UsageReporter, UsageReporterBuilder};
 pub use sink::{UsageBatch, UsageRecord, UsageSink};
 pub use snapshot::UsageSnapshot;
 pub use time::Date;

@@ -13,4 +13,4 @@ mod reporter;
 
 pub use batch::{UsageBatch, UsageRecord, UsageSink};
 #[cfg(feature = "tokio")]
-pub use reporter::{ReportError, UsageReporter, UsageReporterBuilder};
+pub use reporter::{ReportError, ReportErrorKind, UsageReporter, UsageReporterBuilder};

@@ -65,8 +65,32 @@ enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("usage sink failed: {message}")]
 pub struct ReportError {
-    /// The sink's error, as text.
-    pub message: String,
+    kind: ReportErrorKind,
+    message: String,
+}
+
+/// Why a flush or shutdown of a [`UsageReporter`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReportErrorKind {
+    /// The sink refused the batch ([`UsageSink::deliver`] returned an error).
+    Sink,
+    /// The reporter's task has stopped (its runtime shut down).
+    Stopped,
+}
+
+impl ReportError {
+    /// Why it failed.
+    #[must_use]
+    pub fn kind(&self) -> ReportErrorKind {
+        self.kind
+    }
+
+    /// The sink's error, as text (or why the reporter could not ask it).
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl UsageReporter {
@@ -80,11 +104,12 @@ impl UsageReporter {
         make: impl FnOnce(oneshot::Sender<Result<usize, String>>) -> Command,
     ) -> Result<usize, ReportError> {
         let (tx, rx) = oneshot::channel();
-        let gone = || ReportError { message: String::from("the reporter task has stopped") };
+        let gone =
+            || ReportError { kind: ReportErrorKind::Stopped, message: String::from("the reporter task has stopped") };
         self.tx.send(make(tx)).await.map_err(|_| gone())?;
         match rx.await.map_err(|_| gone())? {
             Ok(n) => Ok(n),
-            Err(message) => Err(ReportError { message }),
+            Err(message) => Err(ReportError { kind: ReportErrorKind::Sink, message }),
         }
     }
 
