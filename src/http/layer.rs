@@ -182,7 +182,9 @@ impl UsagePlanLayerBuilder {
 
     /// Forward requests when the store fails and the key is not cached, held only to the stage
     /// and account throttles (no per-key limit, no quota). Off by default (fail closed with 503).
-    /// Logged at `warn` each time it happens.
+    /// Logged at `warn` each time it happens. A key invalidated (e.g. disabled) while the store
+    /// is down is forwarded this way too: its next request must ask the store, and the store
+    /// cannot answer.
     pub fn fail_open_on_store_error(mut self, fail_open: bool) -> Self {
         self.cache.fail_open = fail_open;
         self

@@ -54,6 +54,12 @@ pub(super) struct Counters {
     pub(super) failed_open: AtomicU64,
 }
 
+/// Whether generation `a` is later than `b` (low 32 bits, which wrap: compared by difference).
+fn newer(a: u32, b: u32) -> bool {
+    let ahead = a.wrapping_sub(b);
+    ahead != 0 && ahead < u32::MAX / 2
+}
+
 /// Sweeps of the key cache start from this many entries.
 const SWEEP_FROM: usize = 1024;
 
@@ -173,7 +179,8 @@ impl KeyCache {
         input: &Input<'_>,
     ) -> Decision {
         let Some(record) = record else {
-            self.entries.pin().remove(value);
+            // Unless a lookup that started later has put a newer answer there meanwhile.
+            let _ = self.entries.pin().remove_if(value, |_, e| !newer(e.generation(), generation));
             return Decision::reject(Rejection::new(RejectionKind::UnknownKey));
         };
         let now = input.now;
@@ -188,14 +195,14 @@ impl KeyCache {
             }
         };
         let decide = |e: &KeyEntry| engine.decide(&e.grant, e.expires, input);
-        // Insert unless a racing lookup of the same value has just put a fresh entry there: then
-        // decide with that one, so that racing first requests of a key share one set of counters.
+        // Insert unless a fresh entry asked at our generation or a later one is there (a racing
+        // lookup, or the flight's leader before its followers): then decide with that one, so
+        // that racing first requests of a key share one entry, and an answer asked before an
+        // invalidation never replaces one asked after it.
         let result = guard.compute(KeyBytes::new(value), |existing| match existing {
             Some((_, e))
                 if e.fresh_until > now.mono_nanos
-                    // As new as ours or newer (generations wrap: compare by difference).
-                    && e.generation().wrapping_sub(generation) < u32::MAX / 2
-                    && previous.is_none_or(|p| !std::ptr::eq(p, e)) =>
+                    && (e.generation() == generation || newer(e.generation(), generation)) =>
             {
                 papaya::Operation::Abort(())
             }
@@ -259,5 +266,66 @@ impl KeyCache {
         let horizon = nanos(self.settings.stale_if_error);
         self.entries.pin().retain(|_, e| e.fresh_until.saturating_add(horizon) > now.mono_nanos);
         self.swept_at.store(self.entries.len(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::InProcess;
+    use crate::engine::{Req, Want};
+    use crate::model::{ApiKey, PlanStage, Stage, UsagePlan};
+    use std::sync::Arc;
+
+    fn record(enabled: bool) -> KeyRecord {
+        let plan = Arc::new(UsagePlan::new("p").stage(PlanStage::new("petstore", "prod")));
+        KeyRecord::new(ApiKey::new("k").plan("p").enabled(enabled), vec![plan])
+    }
+
+    fn status(d: Decision) -> Option<RejectionKind> {
+        match d {
+            Decision::Ready(Ok(_)) => None,
+            Decision::Ready(Err(r)) => Some(r.kind()),
+            Decision::Pending(_) => panic!("the in-process backend answers at once"),
+        }
+    }
+
+    #[test]
+    fn an_answer_asked_before_an_invalidation_never_replaces_one_asked_after_it() {
+        let stage = Stage::new("petstore", "prod");
+        let engine = Engine::new(stage.clone(), Arc::new(InProcess::new(&stage, 90)));
+        let handle = Invalidation::new();
+        let cache = KeyCache::new(CacheSettings::default(), Some(handle.clone()));
+        let method = http::Method::GET;
+        let now = Now { mono_nanos: 1_000, unix_secs: 1_795_435_200 };
+        let input = Input {
+            req: Req { method: &method, path: "/pets" },
+            slots: Default::default(),
+            now,
+            want: Want::default(),
+        };
+        // A lookup starts at generation 0; the key is disabled and invalidated; a later lookup
+        // (generation 1) records "disabled"; then the first one's "enabled" arrives.
+        let before = cache.generation();
+        handle.invalidate_key("k");
+        let after = cache.generation();
+        assert_eq!(
+            status(cache.decide_record(&engine, b"v", Some(record(false)), after, &input)),
+            Some(RejectionKind::DisabledKey)
+        );
+        // Decided with the newer entry, and that entry stays.
+        assert_eq!(
+            status(cache.decide_record(&engine, b"v", Some(record(true)), before, &input)),
+            Some(RejectionKind::DisabledKey)
+        );
+        assert_eq!(cache.decide_cached(&engine, b"v", &input).map(status), Some(Some(RejectionKind::DisabledKey)));
+        // An old "no such key" does not remove the newer entry either.
+        assert_eq!(status(cache.decide_record(&engine, b"v", None, before, &input)), Some(RejectionKind::UnknownKey));
+        assert!(cache.decide_cached(&engine, b"v", &input).is_some(), "the newer entry is still cached");
+        // Another key's invalidation leaves the entry valid; its own outdates it.
+        handle.invalidate_key("other");
+        assert!(cache.decide_cached(&engine, b"v", &input).is_some());
+        handle.invalidate_key("k");
+        assert!(cache.decide_cached(&engine, b"v", &input).is_none(), "asks the store again");
     }
 }

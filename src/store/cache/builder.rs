@@ -122,7 +122,6 @@ impl<S: KeyStore> CachedKeyStoreBuilder<S> {
         let invalidation = self.store.invalidation().unwrap_or_default();
         CachedKeyStore {
             inner: Arc::new(Inner {
-                seen: AtomicU64::new(invalidation.generation()),
                 invalidation,
                 #[cfg(feature = "tokio")]
                 timeout: self.timeout,

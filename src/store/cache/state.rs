@@ -54,15 +54,14 @@ pub(super) struct Inner<S> {
     pub(super) store: S,
     /// Values the store answered as known keys, with their key id.
     pub(super) known: Cache<Box<str>, Arc<str>, foldhash::fast::RandomState>,
-    /// Values the store answered as unknown, with when (monotonic nanoseconds of `clock`).
-    pub(super) unknown: Cache<Box<str>, u64, foldhash::fast::RandomState>,
+    /// Values the store answered as unknown, with when (monotonic nanoseconds of `clock`) and
+    /// at which generation of `invalidation`: an answer from before an invalidation is not used.
+    pub(super) unknown: Cache<Box<str>, (u64, u64), foldhash::fast::RandomState>,
     pub(super) negative_ttl: u64,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) budget: Option<(Gcra, AtomicU64)>,
     /// The handle layers follow: the wrapped store's own if it has one, else this guard's.
     pub(super) invalidation: Invalidation,
-    /// The generation of `invalidation` last seen (a change drops the negative cache).
-    pub(super) seen: AtomicU64,
     /// One store call per value at a time (the key cache's single flight).
     pub(super) flights: Flights,
     #[cfg(feature = "tokio")]

@@ -154,9 +154,10 @@ impl<S: KeyStore> CachedKeyStore<S> {
         let answer = self.ask_store(presented).await;
         match &answer {
             Ok(Some(record)) => i.known.insert(presented.into(), Arc::clone(record.key().id_arc())).await,
-            // An invalidation while the store answered: use the answer, do not keep it.
-            Ok(None) if i.negative_ttl > 0 && i.invalidation.generation() == generation => {
-                i.unknown.insert(presented.into(), now).await;
+            // Tagged with the generation the store was asked at: after any invalidation since
+            // (one while the store answered included), the answer is not used.
+            Ok(None) if i.negative_ttl > 0 => {
+                i.unknown.insert(presented.into(), (now, generation)).await;
             }
             Ok(None) => {}
             Err(_) => {
@@ -164,16 +165,6 @@ impl<S: KeyStore> CachedKeyStore<S> {
             }
         }
         answer
-    }
-
-    /// Drops the negative cache when the handle layers follow moved on (the wrapped store, or
-    /// someone else, invalidated): a key created meanwhile must not stay unknown.
-    fn follow_invalidation(&self) {
-        let i = &self.inner;
-        let now = i.invalidation.generation();
-        if i.seen.swap(now, Ordering::AcqRel) != now {
-            i.unknown.invalidate_all();
-        }
     }
 }
 
@@ -184,16 +175,14 @@ impl<S> CachedKeyStore<S> {
         &self.inner.store
     }
 
-    /// Drops what is remembered of one presented value and tells layers built on this store:
-    /// the answers for its key, or every answer when the value is not known to belong to one
-    /// (a lookup of it may be in progress).
+    /// Drops what is remembered of one presented value and tells layers built on this store
+    /// that every cached answer is out of date (the value may be moving to another key, or be
+    /// looked up right now). After a change to one key, prefer
+    /// [`invalidate_key_id`](Self::invalidate_key_id), which leaves the other keys cached.
     pub async fn invalidate(&self, presented: &str) {
         let i = &self.inner;
         i.unknown.invalidate(presented).await;
-        match i.known.get(presented).await {
-            Some(key_id) => i.invalidation.invalidate_key(&key_id),
-            None => i.invalidation.invalidate(),
-        }
+        i.invalidation.invalidate();
     }
 
     /// Tells layers built on this store that the answers for key `key_id` (every value of it,
@@ -236,10 +225,11 @@ impl<S> CachedKeyStore<S> {
 
 impl<S: KeyStore> KeyStore for CachedKeyStore<S> {
     async fn lookup(&self, presented: &str) -> Result<Option<KeyRecord>, StoreError> {
-        self.follow_invalidation();
         let i = &*self.inner;
-        if let Some(at) = i.unknown.get(presented).await {
-            if i.clock.now().mono_nanos < at.saturating_add(i.negative_ttl) {
+        if let Some((at, generation)) = i.unknown.get(presented).await {
+            // Not after an invalidation: a key created meanwhile must not stay unknown.
+            let current = generation == i.invalidation.generation();
+            if current && i.clock.now().mono_nanos < at.saturating_add(i.negative_ttl) {
                 i.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(None);
             }
