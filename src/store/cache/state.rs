@@ -52,8 +52,8 @@ pub(super) const KNOWN_FOR: Duration = Duration::from_secs(15 * 60);
 
 pub(super) struct Inner<S> {
     pub(super) store: S,
-    /// Values the store answered as known keys, with their key id.
-    pub(super) known: Cache<Box<str>, Arc<str>, foldhash::fast::RandomState>,
+    /// Values the store answered as known keys (exempt from the budget).
+    pub(super) known: Cache<Box<str>, (), foldhash::fast::RandomState>,
     /// Values the store answered as unknown, with when (monotonic nanoseconds of `clock`) and
     /// at which generation of `invalidation`: an answer from before an invalidation is not used.
     pub(super) unknown: Cache<Box<str>, (u64, u64), foldhash::fast::RandomState>,

@@ -153,7 +153,7 @@ impl<S: KeyStore> CachedKeyStore<S> {
         i.counters.store_lookups.fetch_add(1, Ordering::Relaxed);
         let answer = self.ask_store(presented).await;
         match &answer {
-            Ok(Some(record)) => i.known.insert(presented.into(), Arc::clone(record.key().id_arc())).await,
+            Ok(Some(_)) => i.known.insert(presented.into(), ()).await,
             // Tagged with the generation the store was asked at: after any invalidation since
             // (one while the store answered included), the answer is not used.
             Ok(None) if i.negative_ttl > 0 => {
