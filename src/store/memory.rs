@@ -386,5 +386,6 @@ impl KeyStore for InMemoryKeyStore {
     }
 }
 
+mod manage;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ mod cache;
 mod error;
 mod invalidation;
 mod key_store;
+mod manage;
 mod memory;
 #[cfg(feature = "sqlx")]
 mod sql;
@@ -19,6 +20,10 @@ pub use error::{StoreError, StoreErrorKind};
 pub use invalidation::Invalidation;
 pub(crate) use key_store::DynKeyStore;
 pub use key_store::{KeyRecord, KeyStore};
+pub(crate) use manage::DynManagedKeyStore;
+pub use manage::{
+    KeyChange, KeyQuery, Listing, ManageError, ManageErrorKind, ManagedKeyStore, PlanChange, PlanQuery, StoredKey,
+};
 pub use memory::InMemoryKeyStore;
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]

@@ -1,0 +1,106 @@
+//! [`ManagedKeyStore`]: the management interface the admin API drives, implemented by
+//! [`InMemoryKeyStore`](crate::InMemoryKeyStore) and (feature `sqlx`)
+//! [`SqlKeyStore`](crate::SqlKeyStore), or by a store of your own.
+
+mod dynamic;
+mod error;
+mod query;
+
+pub(crate) use dynamic::DynManagedKeyStore;
+pub use error::{ManageError, ManageErrorKind};
+pub use query::{KeyQuery, Listing, PlanQuery, StoredKey};
+
+use crate::import::ImportedKey;
+use crate::model::{ApiKey, KeySecret, UsagePlan};
+use std::future::Future;
+
+/// A change of a key: gets the key as stored, returns it as it should be (same id). The store
+/// applies it atomically (nothing changes when it fails or the result is refused).
+pub type KeyChange = Box<dyn FnOnce(ApiKey) -> Result<ApiKey, ManageError> + Send>;
+
+/// A change of a plan, as [`KeyChange`] is of a key.
+pub type PlanChange = Box<dyn FnOnce(UsagePlan) -> Result<UsagePlan, ManageError> + Send>;
+
+/// What the 17 management operations of API Gateway need of a store: plans, keys, plan
+/// membership, with their dates and tags. The methods are named after the operations they serve.
+///
+/// [`AdminRouter::new`](crate::admin::AdminRouter::new) takes any implementation. Every change is
+/// atomic: all of it or, on error, nothing. A change must reach the layers built on the store on
+/// their next request, through the store's [`Invalidation`](crate::Invalidation) (and, for a
+/// store shared by several replicas, through a change feed such as the SQL store's PostgreSQL
+/// `LISTEN/NOTIFY`).
+///
+/// Rules every implementation keeps (the admin API's conformance tests check them for the stores
+/// of this crate):
+/// - Lists are in id order; a [`Listing`]'s `position` is the id of the first item of the next
+///   page, and a query with that position starts there.
+/// - A key may be in at most one plan bound to a given stage; plans and keys referred to must
+///   exist. Errors: [`ManageErrorKind::NotFound`], [`Conflict`](ManageErrorKind::Conflict),
+///   [`Invalid`](ManageErrorKind::Invalid) naming the field, and
+///   [`Unavailable`](ManageErrorKind::Unavailable) when the store cannot be reached.
+/// - A store that keeps only hashes of key values answers [`StoredKey::value`] `None`: the
+///   value is shown once, in the answer to the call that created it.
+/// - [`update_api_key`](Self::update_api_key) sets the key's `last_updated` time.
+pub trait ManagedKeyStore: Send + Sync + 'static {
+    /// CreateUsagePlan: stores a new plan; [`Conflict`](ManageErrorKind::Conflict) if its id is
+    /// taken. Returns the plan as stored.
+    fn create_usage_plan(&self, plan: UsagePlan) -> impl Future<Output = Result<UsagePlan, ManageError>> + Send;
+
+    /// GetUsagePlan: plan `id`, `None` if there is none.
+    fn get_usage_plan(&self, id: &str) -> impl Future<Output = Result<Option<UsagePlan>, ManageError>> + Send;
+
+    /// GetUsagePlans: a page of plans (with [`PlanQuery::key_id`], the plans of that key).
+    fn get_usage_plans(&self, query: PlanQuery)
+        -> impl Future<Output = Result<Listing<UsagePlan>, ManageError>> + Send;
+
+    /// UpdateUsagePlan: applies `change` to plan `id` atomically. Its keys stay in it and keep
+    /// their counts. Returns the plan as stored.
+    fn update_usage_plan(
+        &self,
+        id: &str,
+        change: PlanChange,
+    ) -> impl Future<Output = Result<UsagePlan, ManageError>> + Send;
+
+    /// DeleteUsagePlan: deletes plan `id`; its keys leave it (the keys stay).
+    fn delete_usage_plan(&self, id: &str) -> impl Future<Output = Result<(), ManageError>> + Send;
+
+    /// CreateApiKey: stores `key` (its plans must exist) with `value`;
+    /// [`Conflict`](ManageErrorKind::Conflict) if the id or the value is taken.
+    fn create_api_key(&self, key: ApiKey, value: KeySecret)
+        -> impl Future<Output = Result<ApiKey, ManageError>> + Send;
+
+    /// ImportApiKeys: stores every key of a CSV read by
+    /// [`parse_api_keys_csv`](crate::import::parse_api_keys_csv), each with a new id and a
+    /// creation time of now, all or none. Returns the new ids in file order.
+    fn import_api_keys(&self, keys: Vec<ImportedKey>) -> impl Future<Output = Result<Vec<String>, ManageError>> + Send;
+
+    /// GetApiKey: key `id` (with its value when the store keeps it), `None` if there is none.
+    fn get_api_key(&self, id: &str) -> impl Future<Output = Result<Option<StoredKey>, ManageError>> + Send;
+
+    /// GetApiKeys and GetUsagePlanKeys: a page of keys.
+    fn get_api_keys(&self, query: KeyQuery) -> impl Future<Output = Result<Listing<StoredKey>, ManageError>> + Send;
+
+    /// UpdateApiKey: applies `change` to key `id` atomically (the value stays) and sets its
+    /// `last_updated` time. Returns the key as stored.
+    fn update_api_key(&self, id: &str, change: KeyChange) -> impl Future<Output = Result<ApiKey, ManageError>> + Send;
+
+    /// DeleteApiKey: deletes key `id` and its values.
+    fn delete_api_key(&self, id: &str) -> impl Future<Output = Result<(), ManageError>> + Send;
+
+    /// CreateUsagePlanKey: puts key `key_id` into plan `plan_id`;
+    /// [`Conflict`](ManageErrorKind::Conflict) if it is in it already, or in another plan bound
+    /// to one of its stages.
+    fn create_usage_plan_key(
+        &self,
+        plan_id: &str,
+        key_id: &str,
+    ) -> impl Future<Output = Result<(), ManageError>> + Send;
+
+    /// DeleteUsagePlanKey: takes key `key_id` out of plan `plan_id`;
+    /// [`NotFound`](ManageErrorKind::NotFound) if it is not in it.
+    fn delete_usage_plan_key(
+        &self,
+        plan_id: &str,
+        key_id: &str,
+    ) -> impl Future<Output = Result<(), ManageError>> + Send;
+}
