@@ -4,6 +4,7 @@
 
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::import::ImportError;
+use crate::store::{ManageError, ManageErrorKind};
 use crate::wire::{ShapeError, ShapeErrorKind};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
@@ -22,6 +23,7 @@ pub(crate) type ApiResult<T> = Result<T, ApiError>;
 const BAD_REQUEST: (StatusCode, &str) = (StatusCode::BAD_REQUEST, "BadRequestException");
 const NOT_FOUND: (StatusCode, &str) = (StatusCode::NOT_FOUND, "NotFoundException");
 const CONFLICT: (StatusCode, &str) = (StatusCode::CONFLICT, "ConflictException");
+const UNAVAILABLE: (StatusCode, &str) = (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableException");
 
 impl ApiError {
     fn new((status, aws_type): (StatusCode, &'static str), message: impl Into<String>) -> Self {
@@ -87,6 +89,42 @@ impl From<ConfigError> for ApiError {
         };
         let message = if e.field().is_empty() { e.reason().to_owned() } else { e.to_string() };
         Self::new(kind, message)
+    }
+}
+
+impl From<ManageError> for ApiError {
+    /// A store's refusal: an unknown key or plan gets API Gateway's own message; conflicts are
+    /// 409, bad input 400, a store that failed 503 `ServiceUnavailableException` (the store's
+    /// reason is logged, not sent).
+    fn from(e: ManageError) -> Self {
+        match e.kind() {
+            ManageErrorKind::NotFound if e.field() == "keyId" && e.reason().starts_with("no API key") => {
+                Self::no_such_key()
+            }
+            ManageErrorKind::NotFound if e.field() == "usagePlanId" && e.reason().starts_with("no usage plan") => {
+                Self::no_such_plan()
+            }
+            ManageErrorKind::NotFound => Self::new(NOT_FOUND, e.to_string()),
+            ManageErrorKind::Conflict => Self::new(CONFLICT, e.to_string()),
+            ManageErrorKind::Unavailable => {
+                tracing::warn!(error = %e, "admin: the key store failed");
+                Self::new(UNAVAILABLE, "The key store is unavailable; nothing was changed by this call. Try again.")
+            }
+            _ => Self::new(BAD_REQUEST, e.to_string()),
+        }
+    }
+}
+
+impl From<ApiError> for ManageError {
+    /// An admin refusal raised inside a store's change (a patch that does not apply), carried
+    /// through the store and back unchanged.
+    fn from(e: ApiError) -> Self {
+        let kind = match e.status {
+            StatusCode::NOT_FOUND => ManageErrorKind::NotFound,
+            StatusCode::CONFLICT => ManageErrorKind::Conflict,
+            _ => ManageErrorKind::Invalid,
+        };
+        ManageError::new(kind, "", e.message)
     }
 }
 

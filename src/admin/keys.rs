@@ -8,7 +8,7 @@ use crate::admin::{accepted, json, patch, Admin, AwsPath};
 use crate::import::parse_api_keys_csv;
 use crate::model::tags::check_tags;
 use crate::model::ApiKey;
-use crate::wire::{ApiKeyIds, ApiKeyOut, ApiKeyShape, Object, Source};
+use crate::wire::{ApiKeyIds, ApiKeyOut, ApiKeyShape, Object, Page, Source};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -19,13 +19,13 @@ use std::time::SystemTime;
 pub(crate) async fn create_or_import(State(admin): State<Admin>, uri: Uri, body: Bytes) -> ApiResult<Response> {
     let query = Query::parse(&uri)?;
     match query.get("mode") {
-        None => create(&admin, &body),
-        Some("import") => import(&admin, &query, &body),
+        None => create(&admin, &body).await,
+        Some("import") => import(&admin, &query, &body).await,
         Some(_) => Err(ApiError::invalid("mode", "must be import (ImportApiKeys), or absent (CreateApiKey)")),
     }
 }
 
-fn create(admin: &Admin, body: &[u8]) -> ApiResult<Response> {
+async fn create(admin: &Admin, body: &[u8]) -> ApiResult<Response> {
     let body = parse_body(body)?;
     let o = Object::new(&body, Source::Request);
     if o.has_items("stageKeys") {
@@ -38,7 +38,7 @@ fn create(admin: &Admin, body: &[u8]) -> ApiResult<Response> {
     let shape = ApiKeyShape::read(&o)?;
     let secret = shape.value.unwrap_or_else(crate::keys::generate);
     let now = SystemTime::now();
-    let id = admin.new_id(|id| admin.store.key_by_id(id).is_some());
+    let id = admin.new_id(false).await?;
     // API Gateway creates keys disabled unless `enabled` is true.
     let mut key = ApiKey::new(id).enabled(shape.enabled.unwrap_or(false)).with_created(now).with_last_updated(now);
     if let Some(name) = shape.name.filter(|n| !n.is_empty()) {
@@ -55,12 +55,12 @@ fn create(admin: &Admin, body: &[u8]) -> ApiResult<Response> {
     for (name, value) in shape.tags {
         key = key.tag(name, value);
     }
-    admin.store.create_key(key.clone(), secret.clone())?;
+    let key = admin.store.create_api_key(key, secret.clone()).await?;
     Ok(json(StatusCode::CREATED, &ApiKeyOut::new(&key, Some(&secret))))
 }
 
 /// ImportApiKeys: all keys of the CSV or, on any error, none (`failonwarnings` or not).
-fn import(admin: &Admin, query: &Query, body: &[u8]) -> ApiResult<Response> {
+async fn import(admin: &Admin, query: &Query, body: &[u8]) -> ApiResult<Response> {
     match query.get("format") {
         Some("csv") => {}
         _ => return Err(ApiError::invalid("format", "must be csv")),
@@ -68,15 +68,16 @@ fn import(admin: &Admin, query: &Query, body: &[u8]) -> ApiResult<Response> {
     query.boolean("failonwarnings")?;
     let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("The body must be CSV text in UTF-8"))?;
     let keys = parse_api_keys_csv(text)?;
-    let ids = admin.store.import_keys(keys)?;
+    let ids = admin.store.import_api_keys(keys).await?;
     Ok(json(StatusCode::CREATED, &ApiKeyIds { ids, warnings: Vec::new() }))
 }
 
 /// GetApiKey.
 pub(crate) async fn get(State(admin): State<Admin>, AwsPath(id): AwsPath<String>, uri: Uri) -> ApiResult<Response> {
     let include_value = Query::parse(&uri)?.boolean("includeValue")?.unwrap_or(false);
-    let (value, key) = admin.store.key_by_id(&id).ok_or_else(ApiError::no_such_key)?;
-    Ok(json(StatusCode::OK, &ApiKeyOut::new(&key, include_value.then_some(&value))))
+    let stored = admin.key(&id).await?;
+    let value = stored.value().filter(|_| include_value);
+    Ok(json(StatusCode::OK, &ApiKeyOut::new(stored.key(), value)))
 }
 
 /// GetApiKeys: `name` matches names that start with it, `customerId` exactly.
@@ -84,16 +85,13 @@ pub(crate) async fn list(State(admin): State<Admin>, uri: Uri) -> ApiResult<Resp
     let query = Query::parse(&uri)?;
     let paging = Paging::parse(&query)?;
     let include_values = query.boolean("includeValues")?.unwrap_or(false);
-    let name = query.get("name").unwrap_or_default();
-    let customer = query.get("customerId");
-    let config = admin.store.config();
-    let items = config
-        .keys()
-        .iter()
-        .filter(|(_, k)| k.name().starts_with(name) && customer.is_none_or(|c| k.customer_id() == Some(c)))
-        .map(|(v, k)| (k.id().to_owned(), ApiKeyOut::new(k, include_values.then_some(v))))
-        .collect();
-    Ok(json(StatusCode::OK, &paging.page(items)))
+    let mut keys = paging.key_query().with_name_prefix(query.get("name").unwrap_or_default());
+    if let Some(customer) = query.get("customerId") {
+        keys = keys.with_customer_id(customer);
+    }
+    let (items, position) = admin.store.get_api_keys(keys).await?.into_parts();
+    let item = items.iter().map(|k| ApiKeyOut::new(k.key(), k.value().filter(|_| include_values))).collect();
+    Ok(json(StatusCode::OK, &Page { position, item }))
 }
 
 /// UpdateApiKey.
@@ -103,18 +101,12 @@ pub(crate) async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let ops = patch::parse(&Object::new(&parse_body(&body)?, Source::Request))?;
-    if admin.store.key_by_id(&id).is_none() {
-        return Err(ApiError::no_such_key());
-    }
-    let key = admin.store.update_key(&id, |key| patch::patch_key(key, &ops))?;
+    let key = admin.store.update_api_key(&id, Box::new(move |key| Ok(patch::patch_key(key, &ops)?))).await?;
     Ok(json(StatusCode::OK, &ApiKeyOut::new(&key, None)))
 }
 
 /// DeleteApiKey.
 pub(crate) async fn delete(State(admin): State<Admin>, AwsPath(id): AwsPath<String>) -> ApiResult<Response> {
-    if admin.store.key_by_id(&id).is_none() {
-        return Err(ApiError::no_such_key());
-    }
-    admin.store.delete_key(&id)?;
+    admin.store.delete_api_key(&id).await?;
     Ok(accepted())
 }

@@ -1,6 +1,8 @@
 //! Management over HTTP: an axum [`Router`] speaking API Gateway's REST wire format, so that
 //! boto3, the AWS CLI and the AWS SDKs (with `endpoint_url` pointing here) manage the keys and
-//! plans of an [`InMemoryKeyStore`] while the app serves.
+//! plans of a [`ManagedKeyStore`] while the app serves: an
+//! [`InMemoryKeyStore`](crate::InMemoryKeyStore), a [`SqlKeyStore`](crate::SqlKeyStore)
+//! (feature `sqlx`; every replica on one database sees every change), or a store of your own.
 //!
 //! The 17 operations on `/apikeys` and `/usageplans` of the API Gateway service model
 //! (`apigateway` 2015-07-09), with its member names, status codes and error shapes
@@ -11,7 +13,8 @@
 //! ([`AdminRouter::usage`]). Other paths get 404
 //! `NotFoundException`, other methods on these paths 400 `BadRequestException`.
 //! Every change is one atomic change of the store: checked as a configuration file is, nothing
-//! changes on error, and layers see it from their next request.
+//! changes on error, and layers see it from their next request. A store that fails answers 503
+//! `ServiceUnavailableException` (its reason goes to the log, not to the caller).
 //!
 //! Every request is authenticated first ([`AdminAuth`]: bearer tokens or AWS Signature Version
 //! 4) against the URI as received, mount prefix included, and the whole body; refusals are 403.
@@ -32,6 +35,10 @@
 //!   match names that start with the text.
 //! - Tags are kept and shown, but set on create only (TagResource is not implemented). A plan's
 //!   creation time is kept (quota offsets use it) but not shown: the model has no member for it.
+//! - A store that keeps only hashes of key values (the SQL store) shows a key's `value` once,
+//!   in CreateApiKey's answer. GetApiKey and GetApiKeys with `includeValue(s)=true`, and
+//!   GetUsagePlanKey(s) (where API Gateway always shows it), leave `value` out: the value cannot
+//!   be shown, and an empty string would read as one.
 //!
 //! ```
 //! use axum::body::Body;
@@ -72,7 +79,8 @@ mod usage;
 
 pub use auth::{AdminAuth, AuthError, AuthErrorKind};
 
-use crate::store::InMemoryKeyStore;
+use crate::model::UsagePlan;
+use crate::store::{DynManagedKeyStore, ManagedKeyStore, StoredKey};
 use crate::usage::Usage;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, Request, State};
@@ -80,7 +88,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use error::ApiError;
+use error::{ApiError, ApiResult};
 use http::request::Parts;
 use http::{header, HeaderValue, Method, StatusCode, Uri};
 use serde::de::DeserializeOwned;
@@ -92,19 +100,31 @@ use std::time::SystemTime;
 const DEFAULT_MAX_BODY: usize = 1 << 20;
 
 /// Builds the admin [`Router`] over a store. See the [module documentation](self).
-#[derive(Debug)]
 #[must_use]
 pub struct AdminRouter {
-    store: InMemoryKeyStore,
+    store: Arc<dyn DynManagedKeyStore>,
     auth: AdminAuth,
     max_body_bytes: usize,
     usage: Option<Usage>,
 }
 
+impl std::fmt::Debug for AdminRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminRouter")
+            .field("auth", &self.auth)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("usage", &self.usage.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl AdminRouter {
-    /// The admin API of `store`, for callers that `auth` accepts.
-    pub fn new(store: InMemoryKeyStore, auth: AdminAuth) -> Self {
-        Self { store, auth, max_body_bytes: DEFAULT_MAX_BODY, usage: None }
+    /// The admin API of `store` (an [`InMemoryKeyStore`](crate::InMemoryKeyStore), a
+    /// [`SqlKeyStore`](crate::SqlKeyStore) or any [`ManagedKeyStore`]), for callers that `auth`
+    /// accepts. Give the layer a clone of the same store, so that it sees every change on its
+    /// next request.
+    pub fn new(store: impl ManagedKeyStore, auth: AdminAuth) -> Self {
+        Self { store: Arc::new(store), auth, max_body_bytes: DEFAULT_MAX_BODY, usage: None }
     }
 
     /// Serves GetUsage and UpdateUsage from this layer's usage ledger
@@ -143,21 +163,36 @@ impl AdminRouter {
 }
 
 /// What the handlers share.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Admin {
-    store: InMemoryKeyStore,
+    store: Arc<dyn DynManagedKeyStore>,
     usage: Option<Usage>,
 }
 
 impl Admin {
-    /// A new id like API Gateway's, that `taken` says is free.
-    fn new_id(&self, taken: impl Fn(&str) -> bool) -> String {
+    /// Plan `id`, or API Gateway's 404.
+    async fn plan(&self, id: &str) -> ApiResult<UsagePlan> {
+        self.store.get_usage_plan(id).await?.ok_or_else(ApiError::no_such_plan)
+    }
+
+    /// A new id like API Gateway's, free for a plan (`plan`) or a key.
+    async fn new_id(&self, plan: bool) -> ApiResult<String> {
         loop {
             let id = crate::keys::generate_id();
-            if !taken(&id) {
-                return id;
+            let taken = if plan {
+                self.store.get_usage_plan(&id).await?.is_some()
+            } else {
+                self.store.get_api_key(&id).await?.is_some()
+            };
+            if !taken {
+                return Ok(id);
             }
         }
+    }
+
+    /// Key `id`, or API Gateway's 404.
+    async fn key(&self, id: &str) -> ApiResult<StoredKey> {
+        self.store.get_api_key(id).await?.ok_or_else(ApiError::no_such_key)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::admin::error::{ApiError, ApiResult};
 use crate::admin::input::Query;
+use crate::store::{KeyQuery, PlanQuery};
 use crate::wire::Page;
 
 /// Items per page when `limit` is not given.
@@ -28,6 +29,24 @@ impl Paging {
         };
         let position = query.get("position").filter(|p| !p.is_empty()).map(str::to_owned);
         Ok(Self { limit, position })
+    }
+
+    /// The store query for keys of this page.
+    pub(crate) fn key_query(&self) -> KeyQuery {
+        let q = KeyQuery::new().with_limit(self.limit);
+        match &self.position {
+            Some(p) => q.with_position(p.clone()),
+            None => q,
+        }
+    }
+
+    /// The store query for plans of this page.
+    pub(crate) fn plan_query(&self) -> PlanQuery {
+        let q = PlanQuery::new().with_limit(self.limit);
+        match &self.position {
+            Some(p) => q.with_position(p.clone()),
+            None => q,
+        }
     }
 
     /// The page of `items` (sorted here by their ids) that this paging selects.

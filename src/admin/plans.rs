@@ -7,7 +7,7 @@ use crate::admin::page::Paging;
 use crate::admin::{accepted, json, patch, Admin, AwsPath};
 use crate::model::tags::check_tags;
 use crate::model::UsagePlan;
-use crate::wire::{Object, PlanLimits, Source, UsagePlanOut};
+use crate::wire::{Object, Page, PlanLimits, Source, UsagePlanOut};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -18,7 +18,7 @@ use std::time::SystemTime;
 pub(crate) async fn create(State(admin): State<Admin>, body: Bytes) -> ApiResult<Response> {
     let body = parse_body(&body)?;
     let o = Object::new(&body, Source::Request);
-    let id = admin.new_id(|id| admin.store.plan_by_id(id).is_some());
+    let id = admin.new_id(true).await?;
     let mut plan = UsagePlan::new(id).with_name(o.required_string("name")?).with_created(SystemTime::now());
     if let Some(d) = o.string("description")?.filter(|d| !d.is_empty()) {
         plan = plan.with_description(d);
@@ -34,13 +34,13 @@ pub(crate) async fn create(State(admin): State<Admin>, body: Bytes) -> ApiResult
         return Err(ApiError::invalid(&format!("apiStages[{i}].stage"), reason));
     }
     limits.apply(&mut plan)?;
-    admin.store.create_plan(plan.clone())?;
+    let plan = admin.store.create_usage_plan(plan).await?;
     Ok(json(StatusCode::CREATED, &UsagePlanOut::new(&plan)))
 }
 
 /// GetUsagePlan.
 pub(crate) async fn get(State(admin): State<Admin>, AwsPath(id): AwsPath<String>) -> ApiResult<Response> {
-    let plan = admin.store.plan_by_id(&id).ok_or_else(ApiError::no_such_plan)?;
+    let plan = admin.plan(&id).await?;
     Ok(json(StatusCode::OK, &UsagePlanOut::new(&plan)))
 }
 
@@ -48,18 +48,12 @@ pub(crate) async fn get(State(admin): State<Admin>, AwsPath(id): AwsPath<String>
 pub(crate) async fn list(State(admin): State<Admin>, uri: Uri) -> ApiResult<Response> {
     let query = Query::parse(&uri)?;
     let paging = Paging::parse(&query)?;
-    let key = match query.get("keyId") {
-        Some(id) => Some(admin.store.key_by_id(id).ok_or_else(ApiError::no_such_key)?.1),
-        None => None,
-    };
-    let config = admin.store.config();
-    let items = config
-        .plans()
-        .iter()
-        .filter(|p| key.as_ref().is_none_or(|k| k.plan_ids().iter().any(|id| &**id == p.id())))
-        .map(|p| (p.id().to_owned(), UsagePlanOut::new(p)))
-        .collect();
-    Ok(json(StatusCode::OK, &paging.page(items)))
+    let mut plans = paging.plan_query();
+    if let Some(id) = query.get("keyId") {
+        plans = plans.with_key_id(id);
+    }
+    let (items, position) = admin.store.get_usage_plans(plans).await?.into_parts();
+    Ok(json(StatusCode::OK, &Page { position, item: items.iter().map(UsagePlanOut::new).collect() }))
 }
 
 /// UpdateUsagePlan: the patch operations of [`patch`], all or none.
@@ -69,18 +63,12 @@ pub(crate) async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let ops = patch::parse(&Object::new(&parse_body(&body)?, Source::Request))?;
-    if admin.store.plan_by_id(&id).is_none() {
-        return Err(ApiError::no_such_plan());
-    }
-    let plan = admin.store.update_plan(&id, |plan| patch::patch_plan(plan, &ops))?;
+    let plan = admin.store.update_usage_plan(&id, Box::new(move |plan| Ok(patch::patch_plan(plan, &ops)?))).await?;
     Ok(json(StatusCode::OK, &UsagePlanOut::new(&plan)))
 }
 
 /// DeleteUsagePlan: its keys leave it.
 pub(crate) async fn delete(State(admin): State<Admin>, AwsPath(id): AwsPath<String>) -> ApiResult<Response> {
-    if admin.store.plan_by_id(&id).is_none() {
-        return Err(ApiError::no_such_plan());
-    }
-    admin.store.delete_plan(&id)?;
+    admin.store.delete_usage_plan(&id).await?;
     Ok(accepted())
 }

@@ -11,8 +11,9 @@
 
 use crate::admin::error::{ApiError, ApiResult};
 use crate::admin::input::{parse_body, Query};
-use crate::admin::page::Paging;
+use crate::admin::page::{Paging, MAX_LIMIT};
 use crate::admin::{json, Admin, AwsPath};
+use crate::store::KeyQuery;
 use crate::usage::{DayUsage, UsageError, UsageErrorKind, UsageReport};
 use crate::wire::{Object, Source};
 use axum::body::Bytes;
@@ -75,30 +76,36 @@ fn usage_of(admin: &Admin) -> ApiResult<&crate::usage::Usage> {
     })
 }
 
+/// The ids of every key in plan `plan_id`, page by page from the store.
+async fn plan_key_ids(admin: &Admin, plan_id: &str) -> ApiResult<Vec<String>> {
+    let mut ids = Vec::new();
+    let mut query = KeyQuery::new().with_plan_id(plan_id).with_limit(MAX_LIMIT);
+    loop {
+        let (items, position) = admin.store.get_api_keys(query.clone()).await?.into_parts();
+        ids.extend(items.into_iter().map(|k| k.key().id().to_owned()));
+        match position {
+            Some(p) => query = query.with_position(p),
+            None => return Ok(ids),
+        }
+    }
+}
+
 /// GetUsage: the plan's keys (or `keyId`) from `startDate` to `endDate`, both included.
 async fn get_usage(State(admin): State<Admin>, AwsPath(plan_id): AwsPath<String>, uri: Uri) -> ApiResult<Response> {
     let query = Query::parse(&uri)?;
     let paging = Paging::parse(&query)?;
     let (start, end) = (parse_date(&query, "startDate")?, parse_date(&query, "endDate")?);
-    let plan = admin.store.plan_by_id(&plan_id).ok_or_else(ApiError::no_such_plan)?;
+    let plan = admin.plan(&plan_id).await?;
     let usage = usage_of(&admin)?;
     // The page's keys first (the plan's keys and every key with usage under it, in id order),
     // then the figures of those keys only.
     let keys: Vec<String> = match query.get("keyId") {
         Some(key) => {
-            if admin.store.key_by_id(key).is_none() {
-                return Err(ApiError::no_such_key());
-            }
+            let _key = admin.key(key).await?;
             vec![key.to_owned()]
         }
         None => {
-            let config = admin.store.config();
-            let mut keys: Vec<String> = config
-                .keys()
-                .iter()
-                .filter(|(_, k)| k.plan_ids().iter().any(|p| **p == *plan_id))
-                .map(|(_, k)| k.id().to_owned())
-                .collect();
+            let mut keys = plan_key_ids(&admin, &plan_id).await?;
             keys.extend(usage.keys_with_usage(&plan).await.map_err(usage_error)?);
             keys.sort_unstable();
             keys.dedup();
@@ -140,9 +147,9 @@ async fn update_usage(
         .trim()
         .parse()
         .map_err(|_| ApiError::invalid(&op.field("value"), "must be a whole number of requests, 0 or more"))?;
-    let plan = admin.store.plan_by_id(&plan_id).ok_or_else(ApiError::no_such_plan)?;
-    let (_, key) = admin.store.key_by_id(&key_id).ok_or_else(ApiError::no_such_key)?;
-    if !key.plan_ids().iter().any(|p| **p == *plan_id) {
+    let plan = admin.plan(&plan_id).await?;
+    let stored = admin.key(&key_id).await?;
+    if !stored.key().plan_ids().iter().any(|p| **p == *plan_id) {
         return Err(ApiError::not_found(
             "Invalid Usage Plan Key identifier specified: the API key is not in the usage plan",
         ));

@@ -146,14 +146,16 @@ pub(crate) struct UsagePlanKeyOut<'a> {
     id: &'a str,
     #[serde(rename = "type")]
     key_type: &'static str,
-    value: &'a str,
+    /// Absent when the store keeps only the value's hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
     name: &'a str,
 }
 
 impl<'a> UsagePlanKeyOut<'a> {
-    /// `key`, whose value is `value`, as a plan's key.
-    pub(crate) fn new(key: &'a ApiKey, value: &'a KeySecret) -> Self {
-        Self { id: key.id(), key_type: API_KEY_TYPE, value: value.expose(), name: key.name() }
+    /// `key`, whose value is `value` (if the store keeps it), as a plan's key.
+    pub(crate) fn new(key: &'a ApiKey, value: Option<&'a KeySecret>) -> Self {
+        Self { id: key.id(), key_type: API_KEY_TYPE, value: value.map(KeySecret::expose), name: key.name() }
     }
 }
 
