@@ -196,7 +196,7 @@ async fn a_sink_gets_every_increment_at_least_once_and_the_rest_on_shutdown() {
     let records = billing.records.lock().unwrap();
     let got: Vec<_> = records.iter().map(|r| (r.date, r.requests, r.total)).collect();
     assert_eq!(got, [(date!(2026 - 11 - 23), 8, 8), (date!(2026 - 11 - 23), 2, 10), (date!(2026 - 11 - 24), 4, 4)]);
-    assert!(layer.usage().pending().unwrap().is_empty());
+    assert!(layer.usage().pending().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -206,15 +206,15 @@ async fn unacknowledged_usage_survives_a_restart_through_the_snapshot() {
     let layer = builder(&text, &clock).build().unwrap();
     send_n(&service(&layer), 6).await;
     let usage = layer.usage();
-    let first = usage.pending().unwrap();
-    usage.acknowledge(&first).unwrap();
+    let first = usage.pending().await.unwrap();
+    usage.acknowledge(&first).await.unwrap();
     send_n(&service(&layer), 2).await;
-    let lost = usage.pending().unwrap(); // delivered, but the process dies before acknowledging
+    let lost = usage.pending().await.unwrap(); // delivered, but the process dies before acknowledging
     assert_eq!(lost.records()[0].requests, 2);
     let snapshot = usage.snapshot().unwrap();
     let again = builder(&text, &clock).build().unwrap();
     again.usage().restore(snapshot).unwrap();
-    let offered = again.usage().pending().unwrap();
+    let offered = again.usage().pending().await.unwrap();
     assert_eq!(offered.records().len(), 1);
     assert_eq!((offered.records()[0].requests, offered.records()[0].total), (2, 8));
 }
@@ -226,11 +226,11 @@ async fn an_acknowledgement_after_the_retention_dropped_the_day_brings_nothing_b
     let svc = service(&layer);
     send_n(&svc, 3).await;
     let usage = layer.usage();
-    let batch = usage.pending().unwrap();
+    let batch = usage.pending().await.unwrap();
     clock.advance(DAY * 5);
     send_n(&svc, 1).await; // the day's first roll drops the old day
-    usage.acknowledge(&batch).unwrap();
-    let pending = usage.pending().unwrap();
+    usage.acknowledge(&batch).await.unwrap();
+    let pending = usage.pending().await.unwrap();
     let got: Vec<_> = pending.records().iter().map(|r| (r.date, r.requests)).collect();
     assert_eq!(got, [(date!(2026 - 11 - 28), 1)], "no negative record for the dropped day");
 }

@@ -27,6 +27,7 @@
 //! | `reply.rs` | the script's reply, decoded |
 //! | `script.rs` | the Lua scripts, their arguments, the names of the Redis keys |
 //! | `settings.rs` | the builder's settings, [`FailurePolicy`] |
+//! | `usage.rs` | the usage ledger in Redis (GetUsage, UpdateUsage, sinks) |
 //! | `error.rs`, `stats.rs` | [`RedisBackendError`], [`RedisStats`] |
 
 mod breaker;
@@ -40,6 +41,7 @@ mod reply;
 mod script;
 mod settings;
 mod stats;
+mod usage;
 
 pub use builder::RedisBackendBuilder;
 pub use error::{RedisBackendError, RedisBackendErrorKind};
@@ -148,5 +150,12 @@ impl RedisBackend {
     /// backend's own clock).
     pub(crate) fn bind(&self, stage: Option<&Stage>, clock: Arc<dyn Clock>) -> Arc<dyn CounterBackend> {
         Arc::new(Bound::new(&self.conn, stage, clock.as_ref()))
+    }
+
+    /// The usage ledger in Redis, for a layer keeping `retention_days` days (the largest of the
+    /// layers it serves is kept).
+    pub(crate) fn usage(&self, retention_days: u32) -> Arc<dyn crate::usage::UsageBackend> {
+        self.conn.retention_days.fetch_max(retention_days.max(1), std::sync::atomic::Ordering::AcqRel);
+        Arc::new(usage::RedisUsage { conn: Arc::clone(&self.conn) })
     }
 }
