@@ -835,3 +835,148 @@ async fn connect_errors_have_a_kind_and_never_show_the_password() {
         assert!(std::error::Error::source(e).is_some());
     }
 }
+
+// ---- The usage ledger in Redis (GetUsage, UpdateUsage, sinks) ----
+
+fn usage_layer(backend: &RedisBackend) -> (UsagePlanLayer, tower_usage_plans::UsagePlan) {
+    let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
+    let plan = (*store.config().plans()[0]).clone();
+    (UsagePlanLayer::builder(store).redis(backend.clone()).build().unwrap(), plan)
+}
+
+async fn admitted(svc: &Svc, n: usize) -> usize {
+    let mut ok = 0;
+    for _ in 0..n {
+        if get(svc, "/pets", Some(Q)).await.status == 200 {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_reads_for_the_whole_deployment_and_a_sink_gets_each_count_once_across_replicas() {
+    let Some(server) = Server::spawn("usage_whole_deployment") else { return };
+    server.clear();
+    let a = server.backend().replicas(2).connect().await.unwrap();
+    let b = server.backend().replicas(2).connect().await.unwrap();
+    let ((la, plan), (lb, _)) = (usage_layer(&a), usage_layer(&b));
+    let (sa, sb) = (service(&la), service(&lb));
+    assert_eq!(admitted(&sa, 7).await, 7);
+    assert_eq!(admitted(&sb, 5).await, 5);
+    // B's counts reach Redis at its next round (every second) or at flush.
+    assert_eq!(b.flush().await, 0);
+    let usage = la.usage();
+    let today = usage.today();
+    let report = usage.report(&plan, &[], today, today).await.unwrap();
+    let day = report.keys["q"][0];
+    assert_eq!((day.used, day.remaining), (12, Some(188)), "used, not leased (both replicas hold leases)");
+    let q = usage.quota(&plan, "q").await.unwrap().unwrap();
+    assert_eq!((q.used, q.remaining), (12, 188));
+    assert_eq!(usage.keys_with_usage(&plan).await.unwrap(), ["q"]);
+    // The sink's bookkeeping is shared: what one replica's reporter acknowledged, no other offers.
+    let batch = lb.usage().pending().await.unwrap();
+    let got: Vec<_> = batch.records().iter().map(|r| (r.key_id.as_str(), r.requests, r.total)).collect();
+    assert_eq!(got, [("q", 12, 12)]);
+    lb.usage().acknowledge(&batch).await.unwrap();
+    assert!(usage.pending().await.unwrap().is_empty(), "acknowledged once for the deployment");
+    assert_eq!(admitted(&sb, 3).await, 3);
+    let again = usage.pending().await;
+    assert!(again.as_ref().unwrap().is_empty() || again.as_ref().unwrap().records()[0].requests == 3);
+    assert_eq!(b.flush().await, 0);
+    let again = usage.pending().await.unwrap();
+    assert_eq!((again.records()[0].requests, again.records()[0].total), (3, 15));
+    // Snapshots are refused with a typed error: the ledger lives in Redis.
+    let err = usage.snapshot().unwrap_err();
+    assert_eq!(err.kind(), tower_usage_plans::usage::UsageErrorKind::Unsupported);
+    assert!(err.to_string().contains("Redis"), "{err}");
+    assert_eq!(a.shutdown().await, 0);
+    assert_eq!(b.shutdown().await, 0);
+}
+
+/// UpdateUsage through one replica. Without leases: exact across replicas. With leases: the
+/// leases other replicas held at the update are not revoked (yet), so at most their outstanding
+/// leases more are admitted (docs/distributed.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_usage_sets_the_remaining_quota_of_the_deployment() {
+    let Some(server) = Server::spawn("update_usage_deployment") else { return };
+    for leasing in [false, true] {
+        server.clear();
+        let backends: Vec<RedisBackend> = {
+            let mut v = Vec::new();
+            for _ in 0..3 {
+                v.push(server.backend().leasing(leasing).replicas(3).max_lease(10).connect().await.unwrap());
+            }
+            v
+        };
+        let layers: Vec<_> = backends.iter().map(usage_layer).collect();
+        let svcs: Vec<Svc> = layers.iter().map(|(l, _)| service(l)).collect();
+        for svc in &svcs {
+            assert_eq!(admitted(svc, 4).await, 4, "every replica holds a lease now (leasing {leasing})");
+        }
+        let (layer, plan) = &layers[0];
+        let q = layer.usage().set_remaining(plan, "q", 5).await.unwrap();
+        assert_eq!((q.used, q.remaining), (195, 5));
+        let mut ok = 0;
+        for _ in 0..10 {
+            for svc in &svcs {
+                ok += admitted(svc, 1).await;
+            }
+        }
+        eprintln!("update_usage: leasing {leasing}: {ok} admitted after remaining = 5");
+        if leasing {
+            // Replicas 2 and 3 held at most max_lease (10) each, 3 of which they had spent.
+            assert!((5..=5 + 2 * 7).contains(&ok), "leasing: {ok} admitted after remaining = 5");
+        } else {
+            assert_eq!(ok, 5, "exactly the remaining quota across the deployment");
+        }
+        for b in &backends {
+            assert_eq!(b.shutdown().await, 0);
+        }
+        let today = layer.usage().today();
+        let report = layer.usage().report(plan, &["q"], today, today).await.unwrap();
+        assert_eq!(report.keys["q"][0].used, 12 + ok as u64, "leasing {leasing}");
+    }
+}
+
+/// Redis killed (SIGKILL) mid-traffic and restarted on the same port with its append-only file
+/// (`appendfsync always`): the ledger written before survives, usage not yet written is written
+/// when Redis is back. At least once: a write whose reply the kill cut off can count twice,
+/// at most the counts of that one write (here at most the 10 requests made before the kill).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_not_written_when_redis_was_killed_is_written_when_it_is_back() {
+    let Some(mut server) = Server::spawn_own("usage_redis_killed") else { return };
+    if server.shared_url.is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tup-aof-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    server.kill();
+    server.extra =
+        ["--appendonly", "yes", "--appendfsync", "always", "--dir", dir.to_str().unwrap()].map(String::from).to_vec();
+    server.start().unwrap();
+    let backend = server.backend().connect().await.unwrap();
+    let (layer, plan) = usage_layer(&backend);
+    let svc = service(&layer);
+    assert_eq!(admitted(&svc, 30).await, 30);
+    assert_eq!(backend.flush().await, 0, "30 written");
+    assert_eq!(admitted(&svc, 10).await, 10, "10 more, not written yet");
+    server.kill();
+    // During the outage: the lease first, then the local fallback (1/R of what is left).
+    let during = admitted(&svc, 10).await;
+    assert_eq!(during, 10);
+    assert!(layer.usage().report(&plan, &[], layer.usage().today(), layer.usage().today()).await.is_err());
+    server.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while backend.flush().await > 0 {
+        assert!(Instant::now() < deadline, "usage still not written 10 s after Redis came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let today = layer.usage().today();
+    let used = layer.usage().report(&plan, &["q"], today, today).await.unwrap().keys["q"][0].used;
+    assert!((50..=60).contains(&used), "50 admitted, {used} in the ledger (at most one write twice)");
+    eprintln!("usage_redis_killed: 50 admitted, ledger {used}");
+    assert_eq!(backend.shutdown().await, 0);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -23,6 +23,94 @@ fn pairs(days: &[DayUsage]) -> Vec<(u64, Option<u64>)> {
     days.iter().map(|d| (d.used, d.remaining)).collect()
 }
 
+/// Where a scenario's counters live: in process, or in a redis-server of the test's own (falls
+/// back to `REDIS_URL`; skipped loudly without either, a failure with
+/// `USAGE_PLANS_REQUIRE_SERVICES=1`).
+enum Mode {
+    InProcess,
+    #[cfg(feature = "redis")]
+    Redis(String, String),
+}
+
+impl Mode {
+    async fn on(
+        &self,
+        builder: tower_usage_plans::UsagePlanLayerBuilder,
+        _clock: &tower_usage_plans::ManualClock,
+    ) -> tower_usage_plans::UsagePlanLayerBuilder {
+        match self {
+            Mode::InProcess => builder,
+            #[cfg(feature = "redis")]
+            Mode::Redis(url, prefix) => {
+                let backend = tower_usage_plans::RedisBackend::builder(url.clone())
+                    .prefix(prefix.clone())
+                    .clock(_clock.clone())
+                    .connect()
+                    .await
+                    .unwrap();
+                builder.redis(backend)
+            }
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis_mode {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A redis-server of the test's own (killed on drop), or `REDIS_URL`'s.
+    pub(crate) struct Redis {
+        child: Option<Child>,
+        url: String,
+        prefix: String,
+    }
+
+    impl Redis {
+        pub(crate) async fn start(test: &str) -> Option<Redis> {
+            let prefix = format!("tup-usage-{test}-{}", std::process::id());
+            let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+            let spawned = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            if let Ok(child) = spawned {
+                let redis = Redis { child: Some(child), url: format!("redis://127.0.0.1:{port}"), prefix };
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                        return Some(redis);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                panic!("{test}: redis-server did not start");
+            }
+            if let Ok(url) = std::env::var("REDIS_URL") {
+                eprintln!("{test}: no redis-server binary; using REDIS_URL with prefix {prefix}");
+                return Some(Redis { child: None, url, prefix });
+            }
+            let required = std::env::var("USAGE_PLANS_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+            assert!(!required, "{test}: redis-server is required (USAGE_PLANS_REQUIRE_SERVICES=1) but cannot run");
+            eprintln!("SKIPPED {test} (Redis variant): no redis-server binary on PATH (and no REDIS_URL)");
+            None
+        }
+
+        pub(crate) fn mode(&self) -> super::Mode {
+            super::Mode::Redis(self.url.clone(), self.prefix.clone())
+        }
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
 async fn send_n(svc: &Svc, n: usize) -> Vec<u16> {
     statuses(svc, "GET", "/pets", Some(K), n).await
 }
@@ -79,9 +167,20 @@ async fn each_day_reads_as_used_and_remaining_at_its_end() {
 
 #[tokio::test]
 async fn keys_without_usage_read_as_zero_and_plans_without_quota_have_no_remaining() {
+    keys_without_usage_scenario(&Mode::InProcess).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_without_usage_read_as_zero_and_plans_without_quota_have_no_remaining_in_redis() {
+    let Some(redis) = redis_mode::Redis::start("keys_without_usage").await else { return };
+    keys_without_usage_scenario(&redis.mode()).await;
+}
+
+async fn keys_without_usage_scenario(mode: &Mode) {
     let clock = clock();
     let store = store(&one_key("", "throttle = { rate = 100.0, burst = 100 }"));
-    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
+    let layer = mode.on(UsagePlanLayer::builder(store.clone()).clock(clock.clone()), &clock).await.build().unwrap();
     let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
     let today = date!(2026 - 11 - 23);
     let report = usage.report(&plan, &["k", "other"], today, today).await.unwrap();
@@ -96,13 +195,22 @@ async fn keys_without_usage_read_as_zero_and_plans_without_quota_have_no_remaini
 
 #[tokio::test]
 async fn refunded_requests_leave_the_ledger_too() {
+    refunded_scenario(&Mode::InProcess).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refunded_requests_leave_the_ledger_too_in_redis() {
+    let Some(redis) = redis_mode::Redis::start("refunded_requests").await else { return };
+    refunded_scenario(&redis.mode()).await;
+}
+
+async fn refunded_scenario(mode: &Mode) {
     let clock = clock();
     let store = store(&one_key("", r#"quota = { limit = 10, period = "DAY" }"#));
-    let layer = UsagePlanLayer::builder(store.clone())
-        .clock(clock.clone())
-        .refund_quota_when(|s| s.is_server_error())
-        .build()
-        .unwrap();
+    let builder =
+        UsagePlanLayer::builder(store.clone()).clock(clock.clone()).refund_quota_when(|s| s.is_server_error());
+    let layer = mode.on(builder, &clock).await.build().unwrap();
     let inner = tower::service_fn(|req: http::Request<String>| async move {
         let status = if req.uri().path() == "/fail" { 500 } else { 200 };
         Ok::<_, std::convert::Infallible>(http::Response::builder().status(status).body(String::new()).unwrap())
@@ -193,10 +301,12 @@ async fn a_sink_gets_every_increment_at_least_once_and_the_rest_on_shutdown() {
     clock.advance(DAY);
     send_n(&svc, 4).await;
     assert_eq!(reporter.shutdown().await.unwrap(), 2);
-    let records = billing.records.lock().unwrap();
-    let got: Vec<_> = records.iter().map(|r| (r.date, r.requests, r.total)).collect();
-    assert_eq!(got, [(date!(2026 - 11 - 23), 8, 8), (date!(2026 - 11 - 23), 2, 10), (date!(2026 - 11 - 24), 4, 4)]);
-    assert!(layer.usage().pending().unwrap().is_empty());
+    {
+        let records = billing.records.lock().unwrap();
+        let got: Vec<_> = records.iter().map(|r| (r.date, r.requests, r.total)).collect();
+        assert_eq!(got, [(date!(2026 - 11 - 23), 8, 8), (date!(2026 - 11 - 23), 2, 10), (date!(2026 - 11 - 24), 4, 4)]);
+    }
+    assert!(layer.usage().pending().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -206,15 +316,15 @@ async fn unacknowledged_usage_survives_a_restart_through_the_snapshot() {
     let layer = builder(&text, &clock).build().unwrap();
     send_n(&service(&layer), 6).await;
     let usage = layer.usage();
-    let first = usage.pending().unwrap();
-    usage.acknowledge(&first).unwrap();
+    let first = usage.pending().await.unwrap();
+    usage.acknowledge(&first).await.unwrap();
     send_n(&service(&layer), 2).await;
-    let lost = usage.pending().unwrap(); // delivered, but the process dies before acknowledging
+    let lost = usage.pending().await.unwrap(); // delivered, but the process dies before acknowledging
     assert_eq!(lost.records()[0].requests, 2);
     let snapshot = usage.snapshot().unwrap();
     let again = builder(&text, &clock).build().unwrap();
     again.usage().restore(snapshot).unwrap();
-    let offered = again.usage().pending().unwrap();
+    let offered = again.usage().pending().await.unwrap();
     assert_eq!(offered.records().len(), 1);
     assert_eq!((offered.records()[0].requests, offered.records()[0].total), (2, 8));
 }
@@ -226,11 +336,11 @@ async fn an_acknowledgement_after_the_retention_dropped_the_day_brings_nothing_b
     let svc = service(&layer);
     send_n(&svc, 3).await;
     let usage = layer.usage();
-    let batch = usage.pending().unwrap();
+    let batch = usage.pending().await.unwrap();
     clock.advance(DAY * 5);
     send_n(&svc, 1).await; // the day's first roll drops the old day
-    usage.acknowledge(&batch).unwrap();
-    let pending = usage.pending().unwrap();
+    usage.acknowledge(&batch).await.unwrap();
+    let pending = usage.pending().await.unwrap();
     let got: Vec<_> = pending.records().iter().map(|r| (r.date, r.requests)).collect();
     assert_eq!(got, [(date!(2026 - 11 - 28), 1)], "no negative record for the dropped day");
 }

@@ -222,11 +222,15 @@ impl UsagePlanLayerBuilder {
         })?;
         // The builder picks where counters live: in Redis when given one, else in this process.
         #[cfg(feature = "redis")]
-        let redis = self.redis.as_ref().map(|r| r.bind(Some(&stage), Arc::clone(&self.clock)));
+        let redis = self
+            .redis
+            .as_ref()
+            .map(|r| (r.bind(Some(&stage), Arc::clone(&self.clock)), Some(r.usage(self.retention_days))));
         #[cfg(not(feature = "redis"))]
-        let redis: Option<Arc<dyn CounterBackend>> = None;
-        let (backend, usage): (Arc<dyn CounterBackend>, Option<Arc<dyn UsageBackend>>) = match self.backend.or(redis) {
-            Some(backend) => (backend, None),
+        let redis: Option<(Arc<dyn CounterBackend>, Option<Arc<dyn UsageBackend>>)> = None;
+        let given = self.backend.map(|b| (b, None));
+        let (backend, usage): (Arc<dyn CounterBackend>, Option<Arc<dyn UsageBackend>>) = match given.or(redis) {
+            Some(pair) => pair,
             None => {
                 let local = Arc::new(InProcess::new(&stage, self.retention_days));
                 (Arc::clone(&local) as Arc<dyn CounterBackend>, Some(local as Arc<dyn UsageBackend>))

@@ -6,8 +6,11 @@
 //! A day's `used` only grows, except through `set_quota_used` (UpdateUsage); `pending` minus
 //! what was `acknowledge`d is never lost by eviction or revalidation.
 
+use super::error::UsageError;
 use crate::engine::ledger::Row;
 use crate::engine::QuotaRule;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// One key's usage under one plan on one day.
@@ -39,23 +42,40 @@ pub(crate) struct Counts {
     pub(crate) days: Vec<(Arc<str>, Arc<str>, i32, Row)>,
 }
 
-/// What the public usage handle asks of a backend.
+/// An answer of a backend that may have to ask elsewhere (Redis): a boxed future, so that the
+/// trait stays object-safe. The in-process backend answers at once (`Box::pin(ready(..))`).
+pub(crate) type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, UsageError>> + Send + 'a>>;
+
+/// An answer that is ready now.
+pub(crate) fn ready<'a, T: Send + 'a>(value: T) -> Answer<'a, T> {
+    Box::pin(std::future::ready(Ok(value)))
+}
+
+/// What the public usage handle asks of a backend. A backend that cannot answer (Redis
+/// unreachable) answers a [`UsageError`], never a silent zero.
 pub(crate) trait UsageBackend: Send + Sync {
     /// Usage of `key` under `plan` on the days `from..=to` that have any.
-    fn days(&self, key: &str, plan: &str, from: i32, to: i32) -> Vec<DayTotal>;
+    fn days<'a>(&'a self, key: &'a str, plan: &'a str, from: i32, to: i32) -> Answer<'a, Vec<DayTotal>>;
     /// The keys with counts or rows under `plan`.
-    fn keys_of_plan(&self, plan: &str) -> Vec<Arc<str>>;
+    fn keys_of_plan<'a>(&'a self, plan: &'a str) -> Answer<'a, Vec<Arc<str>>>;
     /// Requests counted against the quota in the period containing `unix` (below 0 after an
     /// UpdateUsage granted more than the limit).
-    fn quota_used(&self, key: &str, plan: &str, rule: &QuotaRule, unix: i64) -> i64;
+    fn quota_used<'a>(&'a self, key: &'a str, plan: &'a str, rule: &'a QuotaRule, unix: i64) -> Answer<'a, i64>;
     /// Sets that count to `used`, records the change in the ledger, and returns the old count.
-    fn set_quota_used(&self, key: &Arc<str>, plan: &Arc<str>, rule: &QuotaRule, unix: i64, used: i64) -> i64;
+    fn set_quota_used<'a>(
+        &'a self,
+        key: &'a Arc<str>,
+        plan: &'a Arc<str>,
+        rule: &'a QuotaRule,
+        unix: i64,
+        used: i64,
+    ) -> Answer<'a, i64>;
     /// Every count, for a snapshot.
-    fn counts(&self) -> Counts;
+    fn counts(&self) -> Result<Counts, UsageError>;
     /// Adds counts from a snapshot.
-    fn restore(&self, counts: Counts);
+    fn restore(&self, counts: Counts) -> Result<(), UsageError>;
     /// Usage a sink has not acknowledged yet.
-    fn pending(&self) -> Vec<Pending>;
+    fn pending(&self) -> Answer<'_, Vec<Pending>>;
     /// Records that a sink acknowledged `batch`.
-    fn acknowledge(&self, batch: &[Pending]);
+    fn acknowledge<'a>(&'a self, batch: &'a [Pending]) -> Answer<'a, ()>;
 }

@@ -18,6 +18,9 @@ pub enum UsageErrorKind {
     Io,
     /// A snapshot file is not a snapshot this version can read.
     Snapshot,
+    /// The store of the counts (Redis) could not be reached or answered with an error; nothing
+    /// was read or changed (a change may have been applied if its reply was lost).
+    Unavailable,
 }
 
 /// A usage query or change was refused. Says what ([`kind`](Self::kind)), and where a field or
@@ -42,6 +45,17 @@ impl UsageError {
             UsageErrorKind::Unsupported,
             "the counter backend does not keep usage that can be read or changed here",
         )
+    }
+
+    /// A failure of the store of the counts (Redis): `what` was being done.
+    pub(crate) fn unavailable(what: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        let source = source.into();
+        Self { reason: format!("{what}: {source}"), source: Some(source), ..Self::new(UsageErrorKind::Unavailable, "") }
+    }
+
+    /// Snapshots are not taken of counts that live elsewhere (Redis).
+    pub(crate) fn no_snapshot(reason: &str) -> Self {
+        Self::new(UsageErrorKind::Unsupported, reason)
     }
 
     pub(crate) fn no_quota(plan: &str) -> Self {

@@ -55,7 +55,7 @@ mod report;
 mod sink;
 mod snapshot;
 
-pub(crate) use backend::{Counts, DayTotal, Pending, UsageBackend};
+pub(crate) use backend::{ready, Answer, Counts, DayTotal, Pending, UsageBackend};
 pub use error::{UsageError, UsageErrorKind};
 pub use handle::Usage;
 pub use report::{DayUsage, QuotaUsage, UsageReport};

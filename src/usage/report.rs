@@ -89,7 +89,7 @@ impl Usage {
         let Some(compiled) = self.plan_rule(plan)? else { return Ok(None) };
         let Some(rule) = compiled.quota.as_ref() else { return Ok(None) };
         let unix = self.now().unix_secs;
-        Ok(Some(quota_usage(rule, unix, backend.quota_used(key_id, plan.id(), rule, unix))))
+        Ok(Some(quota_usage(rule, unix, backend.quota_used(key_id, plan.id(), rule, unix).await?)))
     }
 
     /// Sets the quota `key_id` has left in the current period (API Gateway's UpdateUsage
@@ -119,14 +119,14 @@ impl Usage {
         // Both below 2^40: no overflow.
         let used = limit as i64 - remaining as i64;
         let key: Arc<str> = key_id.into();
-        backend.set_quota_used(&key, plan.id_arc(), rule, unix, used);
+        backend.set_quota_used(&key, plan.id_arc(), rule, unix, used).await?;
         Ok(quota_usage(rule, unix, used))
     }
 
     /// The ids of the keys with counts or ledger days under `plan` (whether or not they are in
     /// it now), unordered.
     pub async fn keys_with_usage(&self, plan: &UsagePlan) -> Result<Vec<String>, UsageError> {
-        Ok(self.backend()?.keys_of_plan(plan.id()).iter().map(|k| k.to_string()).collect())
+        Ok(self.backend()?.keys_of_plan(plan.id()).await?.iter().map(|k| k.to_string()).collect())
     }
 
     /// Usage per day from `start` to `end` (inclusive, UTC days) of `plan`: every key in `keys`
@@ -175,9 +175,12 @@ impl Usage {
         let mut out = BTreeMap::new();
         for key in keys {
             let from = rule.map_or(first, |r| r.days_of_period(first).0.min(first));
-            let totals = backend.days(key, plan.id(), from, last.max(today));
+            let totals = backend.days(key, plan.id(), from, last.max(today)).await?;
             let by_day: BTreeMap<i32, DayTotal> = totals.into_iter().map(|t| (t.day, t)).collect();
-            let now_used = rule.map(|r| backend.quota_used(key, plan.id(), r, unix));
+            let now_used = match rule {
+                Some(r) => Some(backend.quota_used(key, plan.id(), r, unix).await?),
+                None => None,
+            };
             let days = (first..=last)
                 .map(|day| DayUsage {
                     date: date_of_day(day),

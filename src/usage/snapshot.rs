@@ -132,7 +132,7 @@ impl UsageSnapshot {
 impl Usage {
     /// The counts now.
     pub fn snapshot(&self) -> Result<UsageSnapshot, UsageError> {
-        Ok(UsageSnapshot::from_counts(self.backend()?.counts()))
+        Ok(UsageSnapshot::from_counts(self.backend()?.counts()?))
     }
 
     /// Adds a snapshot's counts to this layer's (call it at start, before serving: counts of
@@ -141,8 +141,7 @@ impl Usage {
     pub fn restore(&self, snapshot: UsageSnapshot) -> Result<(), UsageError> {
         let backend = self.backend()?;
         let counts = snapshot.into_counts().map_err(|reason| UsageError::snapshot("(in memory)", reason))?;
-        backend.restore(counts);
-        Ok(())
+        backend.restore(counts)
     }
 
     /// Writes a snapshot to `path` atomically (a temporary file beside it, synced, then renamed
@@ -179,7 +178,7 @@ impl Usage {
         let backend = self.backend()?;
         let counts =
             snapshot.into_counts().map_err(|reason| UsageError::snapshot(path.display().to_string(), reason))?;
-        backend.restore(counts);
+        backend.restore(counts)?;
         Ok(true)
     }
 }

@@ -279,10 +279,10 @@ mod tests {
         assert_eq!(t.call(999_999).await, 429);
         // The swept states' day counts went into the ledger: every key still reads 1 request
         // today (most of 0..2000 were swept).
-        use crate::usage::UsageBackend;
+
         let today = day_of(1_795_435_200);
         for i in [0, 999, 1999, 2000, 3999] {
-            let days = backend.days(&format!("k{i}"), "fast", today, today);
+            let days = backend.local_days(&format!("k{i}"), "fast", today, today);
             assert_eq!(days.iter().map(|d| d.used).sum::<u64>(), 1, "k{i}");
         }
         let swept = (0..2000).filter(|i| backend.keys.lock().get(&format!("k{i}"), "fast").is_none()).count();

@@ -5,7 +5,7 @@ use super::key::LocalKey;
 use super::InProcess;
 use crate::engine::ledger::{Book, Row};
 use crate::engine::QuotaRule;
-use crate::usage::{Counts, DayTotal, Pending, UsageBackend};
+use crate::usage::{ready, Answer, Counts, DayTotal, Pending, UsageBackend, UsageError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,8 +32,8 @@ fn rows_with_live<'a>(
     all
 }
 
-impl UsageBackend for InProcess {
-    fn days(&self, key: &str, plan: &str, from: i32, to: i32) -> Vec<DayTotal> {
+impl InProcess {
+    pub(super) fn local_days(&self, key: &str, plan: &str, from: i32, to: i32) -> Vec<DayTotal> {
         let keys = self.keys.lock();
         // The book's lock first: a day roll holds it while it moves the closed day from the
         // counter into the book, so reading the counter under it sees the day in one place.
@@ -51,7 +51,7 @@ impl UsageBackend for InProcess {
         days.into_values().collect()
     }
 
-    fn keys_of_plan(&self, plan: &str) -> Vec<Arc<str>> {
+    pub(super) fn local_keys_of_plan(&self, plan: &str) -> Vec<Arc<str>> {
         let keys = self.keys.lock();
         let mut ids: HashSet<Arc<str>> =
             keys.iter().filter(|s| s.plan.plan.id() == plan).map(|s| Arc::clone(&s.id)).collect();
@@ -61,7 +61,7 @@ impl UsageBackend for InProcess {
         ids.into_iter().collect()
     }
 
-    fn quota_used(&self, key: &str, plan: &str, rule: &QuotaRule, unix: i64) -> i64 {
+    pub(super) fn local_quota_used(&self, key: &str, plan: &str, rule: &QuotaRule, unix: i64) -> i64 {
         let keys = self.keys.lock();
         match keys.get(key, plan) {
             Some(s) => rule.used(&s.core().quota, unix),
@@ -72,7 +72,14 @@ impl UsageBackend for InProcess {
         }
     }
 
-    fn set_quota_used(&self, key: &Arc<str>, plan: &Arc<str>, rule: &QuotaRule, unix: i64, used: i64) -> i64 {
+    pub(super) fn local_set_quota_used(
+        &self,
+        key: &Arc<str>,
+        plan: &Arc<str>,
+        rule: &QuotaRule,
+        unix: i64,
+        used: i64,
+    ) -> i64 {
         let mut keys = self.keys.lock();
         let old = match keys.get(key, plan) {
             Some(s) => rule.set_used(&s.core().quota, unix, used),
@@ -91,7 +98,7 @@ impl UsageBackend for InProcess {
         old
     }
 
-    fn counts(&self) -> Counts {
+    pub(super) fn local_counts(&self) -> Counts {
         let keys = self.keys.lock();
         let mut quotas: Vec<(Arc<str>, Arc<str>, u64)> = keys
             .iter()
@@ -109,7 +116,7 @@ impl UsageBackend for InProcess {
         Counts { quotas, days }
     }
 
-    fn restore(&self, counts: Counts) {
+    pub(super) fn local_restore(&self, counts: Counts) {
         let mut keys = self.keys.lock();
         for (key, plan, raw) in counts.quotas {
             let merged = |cur: u64| crate::engine::merge_quota(cur, raw);
@@ -132,7 +139,7 @@ impl UsageBackend for InProcess {
         }
     }
 
-    fn pending(&self) -> Vec<Pending> {
+    pub(super) fn local_pending(&self) -> Vec<Pending> {
         let keys = self.keys.lock();
         let book = self.ledger.book.lock();
         let mut out: Vec<Pending> = rows_with_live(&book, keys.iter())
@@ -151,7 +158,7 @@ impl UsageBackend for InProcess {
         out
     }
 
-    fn acknowledge(&self, batch: &[Pending]) {
+    pub(super) fn local_acknowledge(&self, batch: &[Pending]) {
         let mut book = self.ledger.book.lock();
         for p in batch {
             // A day dropped since `pending` (past the retention) is not brought back.
@@ -161,5 +168,48 @@ impl UsageBackend for InProcess {
             // Lower than before after a refund: the sink has the lower count now.
             book.row(&p.key, &p.plan, p.day).reported = p.total;
         }
+    }
+}
+
+impl UsageBackend for InProcess {
+    fn days<'a>(&'a self, key: &'a str, plan: &'a str, from: i32, to: i32) -> Answer<'a, Vec<DayTotal>> {
+        ready(self.local_days(key, plan, from, to))
+    }
+
+    fn keys_of_plan<'a>(&'a self, plan: &'a str) -> Answer<'a, Vec<Arc<str>>> {
+        ready(self.local_keys_of_plan(plan))
+    }
+
+    fn quota_used<'a>(&'a self, key: &'a str, plan: &'a str, rule: &'a QuotaRule, unix: i64) -> Answer<'a, i64> {
+        ready(self.local_quota_used(key, plan, rule, unix))
+    }
+
+    fn set_quota_used<'a>(
+        &'a self,
+        key: &'a Arc<str>,
+        plan: &'a Arc<str>,
+        rule: &'a QuotaRule,
+        unix: i64,
+        used: i64,
+    ) -> Answer<'a, i64> {
+        ready(self.local_set_quota_used(key, plan, rule, unix, used))
+    }
+
+    fn counts(&self) -> Result<Counts, UsageError> {
+        Ok(self.local_counts())
+    }
+
+    fn restore(&self, counts: Counts) -> Result<(), UsageError> {
+        self.local_restore(counts);
+        Ok(())
+    }
+
+    fn pending(&self) -> Answer<'_, Vec<Pending>> {
+        ready(self.local_pending())
+    }
+
+    fn acknowledge<'a>(&'a self, batch: &'a [Pending]) -> Answer<'a, ()> {
+        self.local_acknowledge(batch);
+        ready(())
     }
 }

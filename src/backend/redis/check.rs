@@ -162,6 +162,31 @@ fn refund_to(k: &Arc<RedisKey>, conn: &Arc<Conn>, tag: u64) -> Refund {
     })
 }
 
+/// Counts an admitted request of a key in the ledger (its day by the request's clock), and makes
+/// its refund take it back from the ledger too.
+fn counted(
+    conn: &Arc<Conn>,
+    key: Option<&Arc<RedisKey>>,
+    now: Now,
+    want_refund: bool,
+    result: Result<Option<Refund>, Refused>,
+) -> Result<Option<Refund>, Refused> {
+    let Some(k) = key else { return result };
+    let inner = result?;
+    let day = crate::engine::ledger::day_of(now.unix_secs);
+    k.count_day(day, &conn.ledger);
+    if !want_refund {
+        return Ok(inner);
+    }
+    let (k, conn) = (Arc::clone(k), Arc::clone(conn));
+    Ok(Some(Box::new(move || {
+        if let Some(inner) = inner {
+            inner();
+        }
+        k.uncount_day(day, &conn.ledger);
+    })))
+}
+
 impl CounterBackend for Bound {
     fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, _previous: Option<&KeyState>, _now: Now) -> KeyState {
         let key = self.inner.conn.key_state(id, plan);
@@ -215,11 +240,13 @@ impl CounterBackend for Bound {
                 (Some(k), Some((_, period))) => Ok(check.refund.then(|| refund_to(k, conn, period.tag))),
                 _ => Ok(None),
             };
+            let result = counted(conn, key.as_ref(), now, check.refund, result);
             return Verdict::Ready(Outcome { result, limits: None });
         }
         let stale_probe = nanos(conn.settings.timeout).saturating_mul(4);
         if !conn.breaker.allow(now, stale_probe) {
             let result = b.fall_back(&specs, key.as_deref(), quota, from_lease, now);
+            let result = counted(conn, key.as_ref(), now, check.refund, result);
             return Verdict::Ready(Outcome { result, limits: None });
         }
         // One round trip.
@@ -321,6 +348,7 @@ impl Asked {
                 self.bound.fall_back(&self.specs, key, quota, self.from_lease, now)
             }
         };
+        let result = counted(conn, self.key.as_ref(), now, self.refund, result);
         let limits = match (&result, self.views, quota) {
             (Ok(_), true, Some((rule, _))) => key.map(|k| {
                 Box::new(Limits {

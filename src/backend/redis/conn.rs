@@ -8,7 +8,7 @@
 
 use super::breaker::Breaker;
 use super::fallback::Fallback;
-use super::lease::{unpack, RedisKey, WriteQueue};
+use super::lease::{unpack, LedgerQueue, RedisKey, WriteQueue};
 use super::script::{self, quota_key, Names};
 use super::settings::Settings;
 use super::stats::Counters;
@@ -71,6 +71,12 @@ pub(super) struct Conn {
     keys: parking_lot::Mutex<HashMap<KeyAndPlan, Arc<RedisKey>>>,
     /// Counts to write back to Redis.
     pub(super) returns: WriteQueue,
+    /// Ledger counts to write to Redis.
+    pub(super) ledger: LedgerQueue,
+    /// Days of the ledger kept before today (the layers' `usage_retention_days`, the largest).
+    pub(super) retention_days: std::sync::atomic::AtomicU32,
+    /// Writes ledger counts.
+    pub(super) usage_add: redis::Script,
     /// Local buckets standing in for Redis's during outages.
     pub(super) fallback: Fallback,
     /// One maintenance round at a time.
@@ -93,6 +99,9 @@ impl Conn {
             breaker: Breaker::default(),
             keys: parking_lot::Mutex::new(HashMap::new()),
             returns: WriteQueue::default(),
+            ledger: LedgerQueue::default(),
+            retention_days: std::sync::atomic::AtomicU32::new(0),
+            usage_add: redis::Script::new(script::USAGE_ADD),
             fallback: Fallback::default(),
             maintaining: tokio::sync::Mutex::new(()),
             write_back: redis::Script::new(script::WRITE_BACK),
@@ -137,11 +146,24 @@ impl Conn {
     /// much; a lost one only under-admits); one refused outright stays queued.
     pub(super) async fn maintain(&self, idle: bool) -> usize {
         let _one_at_a_time = self.maintaining.lock().await;
+        self.maintain_locked(idle).await
+    }
+
+    /// [`Conn::maintain`] under its lock, held by the caller until `then` is done: a usage
+    /// query sees this replica's counts written and none written twice meanwhile.
+    pub(super) async fn maintained<T, F: std::future::Future<Output = T>>(&self, then: impl FnOnce() -> F) -> T {
+        let _one_at_a_time = self.maintaining.lock().await;
+        self.maintain_locked(false).await;
+        then().await
+    }
+
+    async fn maintain_locked(&self, idle: bool) -> usize {
         if idle {
             self.prune();
         }
         let keys: Vec<Arc<RedisKey>> = self.keys.lock().values().cloned().collect();
         for k in &keys {
+            k.drain_day(&self.ledger);
             if idle && !k.touched.swap(false, Ordering::AcqRel) {
                 k.give_back_lease(&self.returns);
             }
@@ -177,6 +199,49 @@ impl Conn {
         }
         let left = kept.len();
         self.returns.extend(kept);
+        left + self.write_ledger().await
+    }
+
+    /// The unix time a ledger day expires: the end of the day plus the retention.
+    pub(super) fn ledger_expiry(&self, day: i32) -> i64 {
+        let kept = match self.retention_days.load(Ordering::Acquire) {
+            0 => crate::engine::ledger::DEFAULT_RETENTION_DAYS,
+            n => n,
+        };
+        (i64::from(day) + 1 + i64::from(kept)) * 86_400
+    }
+
+    /// Writes the queued ledger counts (chunks of 100 entries, one script each); a chunk that
+    /// failed stays queued, so a chunk whose reply was lost (a timeout after Redis applied it) is
+    /// written twice: the one case of double counting. Returns the entries still queued.
+    async fn write_ledger(&self) -> usize {
+        let mut merged: HashMap<(Arc<str>, Arc<str>, i32), i64> = HashMap::new();
+        for (key, plan, day, n) in self.ledger.take() {
+            *merged.entry((key, plan, day)).or_insert(0) += n;
+        }
+        let entries: Vec<_> = merged.into_iter().filter(|(_, n)| *n != 0).collect();
+        let mut manager = self.manager.clone();
+        let mut kept = Vec::new();
+        for chunk in entries.chunks(100) {
+            let mut call = self.usage_add.prepare_invoke();
+            call.key(self.names.usage_index());
+            for ((key, plan, day), n) in chunk {
+                call.key(self.names.usage_day("usage", plan, *day)).key(self.names.usage_keys(plan));
+                call.arg(&**key).arg(*n).arg(self.ledger_expiry(*day)).arg(script::usage_member(plan, *day));
+            }
+            let wait = self.settings.timeout.max(Duration::from_millis(500));
+            match tokio::time::timeout(wait, call.invoke_async::<i64>(&mut manager)).await {
+                Ok(Ok(_)) => {}
+                failed => {
+                    if let Ok(Err(e)) = failed {
+                        tracing::warn!(error = %e, entries = chunk.len(), "usage ledger not written yet");
+                    }
+                    kept.extend(chunk.iter().map(|((k, p, d), n)| (Arc::clone(k), Arc::clone(p), *d, *n)));
+                }
+            }
+        }
+        let left = kept.len();
+        self.ledger.extend(kept);
         left
     }
 
@@ -189,9 +254,15 @@ impl Conn {
                 || unpack(k.lease.load(Ordering::Acquire)).1 > 0
                 || unpack(k.outage.load(Ordering::Acquire)).1 > 0
                 || unpack(k.fallback_used.load(Ordering::Acquire)).1 > 0
+                || unpack(k.day_used.load(Ordering::Acquire)).1 > 0
         });
         // Fallback buckets are made during outages only; drop them once full again.
         self.fallback.prune(self.clock.now().mono_nanos.max(1));
+    }
+
+    /// The state of key `id` under `plan` if this replica holds one.
+    pub(super) fn key_if_held(&self, id: &str, plan: &str) -> Option<Arc<RedisKey>> {
+        self.keys.lock().get(&(Arc::from(id), Arc::from(plan))).cloned()
     }
 
     /// Queues every lease to go back to Redis.

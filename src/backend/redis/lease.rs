@@ -46,6 +46,27 @@ impl WriteQueue {
     }
 }
 
+/// Ledger counts to write to Redis: (key id, plan id, day, requests; negative: refunds).
+pub(super) type LedgerEntry = (Arc<str>, Arc<str>, i32, i64);
+
+/// The ledger counts of closed days (and late or refunded requests) waiting for the next write.
+#[derive(Debug, Default)]
+pub(super) struct LedgerQueue(parking_lot::Mutex<Vec<LedgerEntry>>);
+
+impl LedgerQueue {
+    pub(super) fn push(&self, entry: LedgerEntry) {
+        self.0.lock().push(entry);
+    }
+
+    pub(super) fn take(&self) -> Vec<LedgerEntry> {
+        std::mem::take(&mut *self.0.lock())
+    }
+
+    pub(super) fn extend(&self, kept: Vec<LedgerEntry>) {
+        self.0.lock().extend(kept);
+    }
+}
+
 /// Clears a key's "refill in flight" flag however the request that set it ends (answered or
 /// dropped).
 pub(super) struct Refilling(pub(super) Option<Arc<RedisKey>>);
@@ -61,6 +82,10 @@ impl Drop for Refilling {
 /// One key's state under one plan, on this replica.
 pub(super) struct RedisKey {
     pub(super) id: Arc<str>,
+    /// The plan the state counts for (its ledger's plan).
+    pub(super) plan_id: Arc<str>,
+    /// Requests forwarded and not yet written to the ledger in Redis: (day + 1, count).
+    pub(super) day_used: AtomicU64,
     /// The key's plan bucket in Redis.
     pub(super) key_bucket: String,
     /// The stem of the key's quota counters.
@@ -117,6 +142,8 @@ impl RedisKey {
     pub(super) fn new(id: &Arc<str>, key_bucket: String, quota_stem: String, plan: &Arc<CompiledPlan>) -> Self {
         Self {
             id: Arc::clone(id),
+            plan_id: Arc::clone(plan.plan.id_arc()),
+            day_used: AtomicU64::new(0),
             key_bucket,
             quota_stem,
             lease: AtomicU64::new(0),
@@ -187,6 +214,69 @@ impl RedisKey {
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// Counts one forwarded request of `day` for the ledger: one atomic add, unless the day
+    /// changed (the closed day's count is queued) or the request is of a day already closed.
+    pub(super) fn count_day(&self, day: i32, queue: &LedgerQueue) {
+        let tag = u64::try_from(day).unwrap_or(0) + 1;
+        let mut cur = self.day_used.load(Ordering::Acquire);
+        loop {
+            let (t, n) = unpack(cur);
+            let next = match t.cmp(&tag) {
+                std::cmp::Ordering::Equal => pack(t, n + 1),
+                std::cmp::Ordering::Less => pack(tag, 1),
+                std::cmp::Ordering::Greater => {
+                    queue.push((Arc::clone(&self.id), Arc::clone(&self.plan_id), day, 1));
+                    return;
+                }
+            };
+            match self.day_used.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    if t != tag && n > 0 {
+                        let closed = i32::try_from(t - 1).unwrap_or(i32::MAX);
+                        queue.push((Arc::clone(&self.id), Arc::clone(&self.plan_id), closed, n as i64));
+                    }
+                    return;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Takes back one request of `day` from the ledger (refund policy).
+    pub(super) fn uncount_day(&self, day: i32, queue: &LedgerQueue) {
+        let tag = u64::try_from(day).unwrap_or(0) + 1;
+        let taken = self
+            .day_used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                let (t, n) = unpack(cur);
+                (t == tag && n > 0).then(|| pack(t, n - 1))
+            })
+            .is_ok();
+        if !taken {
+            queue.push((Arc::clone(&self.id), Arc::clone(&self.plan_id), day, -1));
+        }
+    }
+
+    /// Moves the day's count not yet written into `queue` (the day stays, its count is 0).
+    pub(super) fn drain_day(&self, queue: &LedgerQueue) {
+        let old = self.day_used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+            let (t, n) = unpack(cur);
+            (n > 0).then(|| pack(t, 0))
+        });
+        if let Ok(cur) = old {
+            let (t, n) = unpack(cur);
+            let day = i32::try_from(t.saturating_sub(1)).unwrap_or(i32::MAX);
+            queue.push((Arc::clone(&self.id), Arc::clone(&self.plan_id), day, n as i64));
+        }
+    }
+
+    /// Drops the lease without giving it back (UpdateUsage has just set the counter) and
+    /// forgets a cached quota refusal.
+    pub(super) fn forget_lease(&self) {
+        self.lease.store(0, Ordering::Release);
+        self.quota_deny_until.store(0, Ordering::Release);
     }
 
     /// Queues the whole lease to go back to Redis.

@@ -11,6 +11,9 @@
 //! - **Deny cache**: a refused key (or stage bucket) stays refused locally until its retry time.
 //! - **Failures**: a timeout per call, a circuit breaker, and a [`FailurePolicy`] per limit class;
 //!   usage admitted while Redis was unreachable is replayed to it when it is back.
+//! - **Usage ledger**: forwarded requests per key, plan and UTC day, counted locally and added
+//!   to Redis every second, at [`RedisBackend::flush`], [`RedisBackend::shutdown`] and before each
+//!   usage query, so [`Usage`](crate::usage::Usage) answers for the whole deployment.
 //! - **Time**: requests are decided at their layer's clock reading; maintenance (idle lease
 //!   returns, pruning) reads the backend's clock ([`RedisBackendBuilder::clock`]).
 //!
@@ -27,6 +30,7 @@
 //! | `reply.rs` | the script's reply, decoded |
 //! | `script.rs` | the Lua scripts, their arguments, the names of the Redis keys |
 //! | `settings.rs` | the builder's settings, [`FailurePolicy`] |
+//! | `usage.rs` | the usage ledger in Redis (GetUsage, UpdateUsage, sinks) |
 //! | `error.rs`, `stats.rs` | [`RedisBackendError`], [`RedisStats`] |
 
 mod breaker;
@@ -40,6 +44,7 @@ mod reply;
 mod script;
 mod settings;
 mod stats;
+mod usage;
 
 pub use builder::RedisBackendBuilder;
 pub use error::{RedisBackendError, RedisBackendErrorKind};
@@ -114,8 +119,9 @@ impl RedisBackend {
         self.conn.counters.snapshot(self.conn.key_count() as u64)
     }
 
-    /// Gives every unused lease back and writes usage admitted during an outage, so a graceful
-    /// shutdown loses no count. Call it after the server stopped taking requests.
+    /// Gives every unused lease back, writes usage admitted during an outage and this replica's
+    /// usage ledger counts, so a graceful shutdown loses no count. Call it after the server
+    /// stopped taking requests.
     ///
     /// Returns how many writes could not be made (Redis unreachable): 0 means nothing is lost.
     /// It tries for up to 20 timeouts before giving up.
@@ -136,8 +142,8 @@ impl RedisBackend {
         left
     }
 
-    /// Writes pending usage and returns queued leases now (the backend also does it every
-    /// second); returns how many writes are still pending.
+    /// Writes pending usage (replays and ledger counts) and returns queued leases now (the
+    /// backend also does it every second); returns how many writes are still pending.
     #[must_use = "a non-zero count is usage not written yet"]
     pub async fn flush(&self) -> usize {
         self.conn.maintain(false).await
@@ -148,5 +154,12 @@ impl RedisBackend {
     /// backend's own clock).
     pub(crate) fn bind(&self, stage: Option<&Stage>, clock: Arc<dyn Clock>) -> Arc<dyn CounterBackend> {
         Arc::new(Bound::new(&self.conn, stage, clock.as_ref()))
+    }
+
+    /// The usage ledger in Redis, for a layer keeping `retention_days` days (the largest of the
+    /// layers it serves is kept).
+    pub(crate) fn usage(&self, retention_days: u32) -> Arc<dyn crate::usage::UsageBackend> {
+        self.conn.retention_days.fetch_max(retention_days.max(1), std::sync::atomic::Ordering::AcqRel);
+        Arc::new(usage::RedisUsage { conn: Arc::clone(&self.conn) })
     }
 }

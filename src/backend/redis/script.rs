@@ -76,6 +76,47 @@ redis.call('EXPIREAT', KEYS[1], ARGV[2])
 return v
 "#;
 
+/// Adds this replica's ledger counts. `KEYS[1]`: the index of (day, plan) hashes; then per entry
+/// its day's hash and its plan's set of keys. `ARGV`: per entry key id, count, the unix time the
+/// day expires (the retention), the index member. Expiries only move later.
+pub(super) const USAGE_ADD: &str = r#"
+local now = tonumber(redis.call('TIME')[1])
+local function later(k, at)
+  local ttl = redis.call('TTL', k)
+  if ttl < 0 or now + ttl < at then redis.call('EXPIREAT', k, at) end
+end
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  local day, keys = KEYS[2 * i], KEYS[2 * i + 1]
+  local id, count, at, member = ARGV[4 * i - 3], ARGV[4 * i - 2], tonumber(ARGV[4 * i - 1]), ARGV[4 * i]
+  redis.call('HINCRBY', day, id, count)
+  later(day, at)
+  redis.call('SADD', keys, id)
+  later(keys, at)
+  redis.call('SADD', KEYS[1], member)
+  later(KEYS[1], at)
+end
+return n
+"#;
+
+/// UpdateUsage: sets a key's quota counter and books the change in the ledger, at once.
+/// `KEYS`: the counter, the day's adjustments, the plan's keys, the index. `ARGV`: the new
+/// count, the counter's expiry, the key id, the change, the ledger's expiry, the index member.
+pub(super) const SET_USED: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('EXPIREAT', KEYS[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], ARGV[3], ARGV[4])
+redis.call('EXPIREAT', KEYS[2], ARGV[5])
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[6])
+local now = tonumber(redis.call('TIME')[1])
+for i = 3, 4 do
+  local ttl = redis.call('TTL', KEYS[i])
+  if ttl < 0 or now + ttl < tonumber(ARGV[5]) then redis.call('EXPIREAT', KEYS[i], ARGV[5]) end
+end
+return 1
+"#;
+
 /// A bucket of one request, as the script needs it.
 #[derive(Debug, Clone)]
 pub(super) struct Spec {
@@ -188,6 +229,34 @@ impl Names {
     }
 }
 
+impl Names {
+    /// A plan's ledger of one day, by what (`usage`: forwarded, `usage-adjust`: UpdateUsage
+    /// changes, `usage-reported`: what a sink acknowledged): a hash of key id to count.
+    pub(super) fn usage_day(&self, what: &str, plan: &str, day: i32) -> String {
+        let mut s = format!("{}:{what}", self.tag);
+        part(&mut s, plan);
+        part(&mut s, &day.to_string());
+        s
+    }
+
+    /// The set of key ids with ledger days under `plan`.
+    pub(super) fn usage_keys(&self, plan: &str) -> String {
+        let mut s = format!("{}:usage-keys", self.tag);
+        part(&mut s, plan);
+        s
+    }
+
+    /// The set of (day, plan) with ledger days, as `<day>:<plan>` ([`usage_member`]).
+    pub(super) fn usage_index(&self) -> String {
+        format!("{}:usage-index", self.tag)
+    }
+}
+
+/// A member of the ledger's index: the day, then the plan (a day has no `:`).
+pub(super) fn usage_member(plan: &str, day: i32) -> String {
+    format!("{day}:{plan}")
+}
+
 /// The quota counter of one period.
 pub(super) fn quota_key(stem: &str, period_tag: u64) -> String {
     format!("{stem}:{period_tag}")
@@ -202,7 +271,12 @@ mod tests {
         let n = Names::new("tup");
         assert_eq!(n.key("a:1", "p"), "{tup}:key:3:a:1:1:p");
         assert_ne!(n.key("a:1", "p"), n.key("a", "1:p"));
-        for name in [n.account(), n.stage("x", "y"), n.stage_method("x", "y", "/GET"), n.quota_stem("k", "p")] {
+        let ledger = [n.usage_day("usage", "p", 3), n.usage_keys("p"), n.usage_index()];
+        assert_ne!(n.usage_day("usage", "p:1", 2), n.usage_day("usage", "p", 12));
+        for name in [n.account(), n.stage("x", "y"), n.stage_method("x", "y", "/GET"), n.quota_stem("k", "p")]
+            .into_iter()
+            .chain(ledger)
+        {
             assert!(name.starts_with("{tup}:"), "{name}");
         }
     }

@@ -88,8 +88,8 @@ impl<S: UsageSink> UsageSink for std::sync::Arc<S> {
 
 impl Usage {
     /// Usage not acknowledged by a sink yet (see [`UsageSink`]).
-    pub fn pending(&self) -> Result<UsageBatch, UsageError> {
-        let pending = self.backend()?.pending();
+    pub async fn pending(&self) -> Result<UsageBatch, UsageError> {
+        let pending = self.backend()?.pending().await?;
         let records = pending
             .iter()
             .map(|p| UsageRecord {
@@ -104,8 +104,7 @@ impl Usage {
     }
 
     /// Records that `batch` was delivered: its counts are not offered again.
-    pub fn acknowledge(&self, batch: &UsageBatch) -> Result<(), UsageError> {
-        self.backend()?.acknowledge(&batch.pending);
-        Ok(())
+    pub async fn acknowledge(&self, batch: &UsageBatch) -> Result<(), UsageError> {
+        self.backend()?.acknowledge(&batch.pending).await
     }
 }

@@ -175,11 +175,11 @@ impl<S: UsageSink> UsageReporterBuilder<S> {
 
 /// Delivers every pending record, batch by batch; stops at the first failure.
 async fn deliver<S: UsageSink>(usage: &Usage, sink: &S, max_batch: usize) -> Result<usize, String> {
-    let batch: UsageBatch = usage.pending().map_err(|e| e.to_string())?;
+    let batch: UsageBatch = usage.pending().await.map_err(|e| e.to_string())?;
     let mut delivered = 0;
     for chunk in batch.chunks(max_batch) {
         sink.deliver(chunk.records()).await.map_err(|e| e.to_string())?;
-        usage.acknowledge(&chunk).map_err(|e| e.to_string())?;
+        usage.acknowledge(&chunk).await.map_err(|e| e.to_string())?;
         delivered += chunk.records().len();
     }
     Ok(delivered)
