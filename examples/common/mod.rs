@@ -18,6 +18,9 @@ pub struct Args {
     /// `--redis URL`: keep the counters in Redis, shared with every process given the same URL
     /// (needs `--features redis`).
     pub redis: Option<String>,
+    /// `--database-url URL`: keep keys and plans in PostgreSQL (or SQLite) through
+    /// `SqlKeyStore`, shared with every process given the same URL (needs `--features sqlx`).
+    pub database_url: Option<String>,
     /// `--admin-token TOKEN`: mount the admin API (API Gateway's wire format) under `/admin`,
     /// answering that bearer token.
     pub admin_token: Option<String>,
@@ -47,6 +50,7 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
         addr: SocketAddr::from(([127, 0, 0, 1], default_port)),
         no_layer: false,
         redis: None,
+        database_url: None,
         admin_token: None,
         admin_access_key: None,
         admin_secret_key: None,
@@ -67,6 +71,7 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
             }
             "--no-layer" => args.no_layer = true,
             "--redis" => args.redis = Some(value("--redis")?),
+            "--database-url" => args.database_url = Some(value("--database-url")?),
             "--admin-token" => args.admin_token = Some(value("--admin-token")?),
             "--admin-access-key" => args.admin_access_key = Some(value("--admin-access-key")?),
             "--admin-secret-key" => args.admin_secret_key = Some(value("--admin-secret-key")?),
@@ -74,12 +79,17 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
             "-h" | "--help" => {
                 println!(
                     "usage: {name} [--config PATH.toml|PATH.json] [--addr HOST:PORT] [--no-layer] [--redis URL]\n\
-                     \x20      [--admin-token TOKEN [--admin-access-key ID --admin-secret-key SECRET]] [--state-file PATH]"
+                     \x20      [--database-url URL] [--admin-token TOKEN [--admin-access-key ID --admin-secret-key SECRET]] [--state-file PATH]"
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
+    }
+    if args.database_url.is_some() && args.state_file.is_some() {
+        return Err(String::from(
+            "--state-file keeps keys and plans in a file, --database-url in the database: give one of them",
+        ));
     }
     if args.admin_access_key.is_some() != args.admin_secret_key.is_some() {
         return Err(String::from("--admin-access-key and --admin-secret-key go together"));
@@ -87,16 +97,62 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
     Ok(args)
 }
 
-/// The store from `--config`, or the demo configuration; exits with status 2 on a bad file.
-pub fn store(args: &Args) -> InMemoryKeyStore {
-    let store = match &args.config {
-        Some(path) => InMemoryKeyStore::from_path(path),
-        None => InMemoryKeyStore::from_toml_str(DEMO_CONFIG),
+/// The configuration from `--config`, or the demo configuration; exits with status 2 on a bad
+/// file.
+pub fn config(args: &Args) -> tower_usage_plans::Config {
+    let config = match &args.config {
+        Some(path) => tower_usage_plans::Config::from_path(path),
+        None => tower_usage_plans::Config::from_toml_str(DEMO_CONFIG),
     };
-    store.unwrap_or_else(|e| {
+    config.unwrap_or_else(|e| {
         eprintln!("error: config: {e}");
         std::process::exit(2);
     })
+}
+
+/// The store from `--config`, or the demo configuration; exits with status 2 on a bad file.
+pub fn store(args: &Args) -> InMemoryKeyStore {
+    InMemoryKeyStore::from_config(config(args))
+}
+
+/// The SQL store at `--database-url`, migrated, and the stage of `--config` (or the demo
+/// configuration). On the first start against an empty database the configuration's plans and
+/// keys are loaded into it; later starts keep the database as it is. Exits with status 1 when
+/// the database cannot be reached or set up.
+#[cfg(feature = "sqlx")]
+pub async fn sql_store(args: &Args, url: &str) -> (tower_usage_plans::SqlKeyStore, tower_usage_plans::Stage) {
+    use tower_usage_plans::{KeyQuery, ManagedKeyStore, PlanQuery};
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
+        eprintln!("error: --database-url: {what}: {e}");
+        std::process::exit(1);
+    };
+    let config = config(args);
+    let store = tower_usage_plans::SqlKeyStore::connect(url).await.unwrap_or_else(|e| fail("connect", &e));
+    store.migrate().await.unwrap_or_else(|e| fail("migrate", &e));
+    let plans = store.get_usage_plans(PlanQuery::new().with_limit(1)).await.unwrap_or_else(|e| fail("read", &e));
+    let keys = store.get_api_keys(KeyQuery::new().with_limit(1)).await.unwrap_or_else(|e| fail("read", &e));
+    if plans.items().is_empty() && keys.items().is_empty() {
+        for plan in config.plans() {
+            store.put_plan(plan).await.unwrap_or_else(|e| fail("load the configuration", &e));
+        }
+        for (value, key) in config.keys() {
+            store.insert_key(key.clone(), value).await.unwrap_or_else(|e| fail("load the configuration", &e));
+        }
+        println!(
+            "database: empty, loaded {} plans and {} keys from {}",
+            config.plans().len(),
+            config.keys().len(),
+            args.config.as_deref().unwrap_or("the demo configuration")
+        );
+    } else {
+        println!(
+            "database: holds keys and plans already; {} was not applied (its stage {}/{} is used)",
+            args.config.as_deref().map_or_else(|| String::from("the demo configuration"), |p| format!("--config {p}")),
+            config.stage().api(),
+            config.stage().stage_name()
+        );
+    }
+    (store, config.stage().clone())
 }
 
 /// The layer, or the configuration error printed and exit status 2.
@@ -112,8 +168,15 @@ pub fn built(
 /// The layer for `store`: counters in Redis with `--redis URL` (and the backend, to shut down
 /// gracefully), in this process otherwise. Exits with status 2 when `--redis` is given to a
 /// build without the `redis` feature, 1 when Redis cannot be set up.
-pub async fn layer(args: &Args, store: InMemoryKeyStore) -> (tower_usage_plans::UsagePlanLayer, Option<Redis>) {
-    let builder = tower_usage_plans::UsagePlanLayer::builder(store);
+pub async fn layer(
+    args: &Args,
+    store: impl tower_usage_plans::KeyStore,
+    stage: Option<tower_usage_plans::Stage>,
+) -> (tower_usage_plans::UsagePlanLayer, Option<Redis>) {
+    let mut builder = tower_usage_plans::UsagePlanLayer::builder(store);
+    if let Some(stage) = stage {
+        builder = builder.stage(stage);
+    }
     let Some(url) = &args.redis else { return (built(builder.build()), None) };
     #[cfg(feature = "redis")]
     {
