@@ -1,11 +1,19 @@
 //! [`SqlKeyStore`]: keys and plans in PostgreSQL or SQLite (feature `sqlx`). The schema and an
 //! example are in the type's documentation (this module is private).
 
-/// Columns 0-13 of a plan row: the plan, one of its stages, one of that stage's method throttles.
+/// Columns 0-15 of a plan row: the plan, one of its stages, one of that stage's method
+/// throttles, then the plan's product code and tags.
 macro_rules! plan_columns {
     () => {
         "p.id, p.name, p.description, p.throttle_rate, p.throttle_burst, p.quota_limit, p.quota_period, \
-         p.quota_offset, p.created_at, s.api, s.stage, m.method, m.rate, m.burst"
+         p.quota_offset, p.created_at, s.api, s.stage, m.method, m.rate, m.burst, p.product_code, p.tags"
+    };
+}
+/// Columns 0-8 of a key row `k` (read by `key_from_row`).
+macro_rules! key_columns {
+    () => {
+        "k.id, k.name, k.description, CASE WHEN k.enabled THEN 1 ELSE 0 END, k.customer_id, k.expires_at, \
+         k.created_at, k.last_updated_at, k.tags"
     };
 }
 /// Joins a plan `p` to its stages `s` and method throttles `m`.
@@ -22,9 +30,22 @@ macro_rules! plan_order {
     };
 }
 
+/// The change feed's channel: `usage_plans_changes`, or `usage_plans_changes.<schema>` when the
+/// tables are in another schema than `public` (a long schema name: its MD5), as an SQL scalar.
+macro_rules! channel_sql {
+    () => {
+        "(SELECT CASE WHEN s = 'public' THEN 'usage_plans_changes' \
+         WHEN octet_length(s) <= 43 THEN 'usage_plans_changes.' || s \
+         ELSE 'usage_plans_changes.' || md5(s) END FROM (SELECT coalesce(current_schema(), 'public') AS s) AS t)"
+    };
+}
+
+mod admin;
 mod error;
+mod feed;
 mod manage;
 mod migrate;
+mod write;
 
 pub use error::{SqlStoreError, SqlStoreErrorKind};
 
@@ -34,6 +55,7 @@ use crate::model::{ApiKey, PlanStage, Quota, QuotaPeriod, Throttle, UsagePlan};
 use crate::store::{KeyRecord, KeyStore, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -117,8 +139,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Clone)]
 pub struct SqlKeyStore {
     pool: AnyPool,
-    /// Bumped by every change made through this store (and its clones).
+    /// Bumped by every change made through this store (and its clones), and by the change feed.
     invalidation: crate::store::Invalidation,
+    /// Shared by the clones: the change feed's listener stops when the last one is dropped.
+    feed: Arc<Feed>,
+}
+
+/// The change feed's side of the store: while the listener task runs, `stop` holds the sender
+/// whose drop (with the last clone of the store) ends it.
+#[derive(Default)]
+struct Feed {
+    stop: tokio::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl fmt::Debug for SqlKeyStore {
@@ -141,14 +172,16 @@ impl SqlKeyStore {
     pub async fn connect(url: &str) -> Result<Self, SqlStoreError> {
         sqlx::any::install_default_drivers();
         let pool = AnyPool::connect(url).await.map_err(|e| SqlStoreError::db("connect", e))?;
-        Ok(Self::new(pool))
+        let store = Self::new(pool);
+        store.watch_changes().await?;
+        Ok(store)
     }
 
     /// A store over an existing pool (`sqlx::any::install_default_drivers()` must have run
     /// before the pool was made). Call [`migrate`](Self::migrate) before use.
     #[must_use]
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool, invalidation: crate::store::Invalidation::new() }
+        Self { pool, invalidation: crate::store::Invalidation::new(), feed: Arc::default() }
     }
 
     /// The pool.
@@ -161,8 +194,9 @@ impl SqlKeyStore {
     /// plans, their stages and their method throttles.
     async fn lookup_hash(&self, hash: &str) -> Result<Option<KeyRecord>, SqlStoreError> {
         const QUERY: &str = concat!(
-            "SELECT k.id, k.name, k.description, CASE WHEN k.enabled THEN 1 ELSE 0 END, k.customer_id, ",
-            "k.expires_at, v.expires_at, ",
+            "SELECT ",
+            key_columns!(),
+            ", v.expires_at, ",
             plan_columns!(),
             " FROM usage_plans_key_values v JOIN usage_plans_keys k ON k.id = v.key_id",
             " LEFT JOIN usage_plans_plan_keys pk ON pk.key_id = k.id",
@@ -177,10 +211,10 @@ impl SqlKeyStore {
             .await
             .map_err(|e| SqlStoreError::db("look up a key value", e))?;
         let Some(first) = rows.first() else { return Ok(None) };
-        let value_expires: Option<i64> = get(first, 6)?;
+        let value_expires: Option<i64> = get(first, 9)?;
         let mut plans = PlanRows::default();
         for row in &rows {
-            plans.push(row, 7)?;
+            plans.push(row, 10)?;
         }
         let plans = plans.finish();
         let key = key_from_row(first, value_expires, plans.iter().map(|p| p.id()))?;
@@ -316,11 +350,30 @@ fn plan_head(row: &AnyRow, at: usize, id: &str) -> Result<UsagePlan, SqlStoreErr
     }
     let created: i64 = get(row, at + 8)?;
     let created = from_unix(created).ok_or_else(|| bad("created_at", ConfigError::invalid("", "out of range")))?;
-    Ok(plan.with_created(created))
+    if let Some(code) = get::<Option<String>>(row, at + 14)? {
+        plan = plan.with_product_code(code);
+    }
+    let tags = read_tags(get(row, at + 15)?).map_err(|e| bad("tags", e))?;
+    Ok(tags.into_iter().fold(plan.with_created(created), |p, (n, v)| p.tag(n, v)))
 }
 
-/// A key from columns 0-5 (id, name, description, enabled as 0/1, customer_id, expires_at),
-/// expiring at the earlier of its own expiry and `value_expires`.
+/// Tags from a `tags` column: a JSON object of strings, or NULL for none.
+fn read_tags(column: Option<String>) -> Result<BTreeMap<String, String>, ConfigError> {
+    match column {
+        None => Ok(BTreeMap::new()),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| ConfigError::invalid("", format!("not a JSON object of strings: {e}"))),
+    }
+}
+
+/// What a `tags` column holds for `tags`: NULL when there are none.
+fn write_tags(tags: &BTreeMap<String, String>) -> Option<String> {
+    // A map of strings always serializes.
+    (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
+}
+
+/// A key from the columns of [`key_columns!`], expiring at the earlier of its own expiry and
+/// `value_expires`.
 fn key_from_row<'a>(
     row: &AnyRow,
     value_expires: Option<i64>,
@@ -347,6 +400,17 @@ fn key_from_row<'a>(
         })?;
         key = key.with_expires(at);
     }
+    let bad = |column: &str| {
+        let field = format!("usage_plans_keys[{id:?}].{column}");
+        move |e: ConfigError| SqlStoreError::bad_row(field, &e)
+    };
+    let time = |secs: i64| from_unix(secs).ok_or_else(|| ConfigError::invalid("", "out of range"));
+    key = key.with_created(time(get(row, 6)?).map_err(bad("created_at"))?);
+    if let Some(at) = get::<Option<i64>>(row, 7)? {
+        key = key.with_last_updated(time(at).map_err(bad("last_updated_at"))?);
+    }
+    let tags = read_tags(get(row, 8)?).map_err(bad("tags"))?;
+    let key = tags.into_iter().fold(key, |k, (n, v)| k.tag(n, v));
     Ok(plan_ids.fold(key, |k, p| k.plan(p.to_owned())))
 }
 
