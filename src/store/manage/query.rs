@@ -234,7 +234,6 @@ impl StoredKey {
     }
 
     /// The record and the value.
-    #[must_use]
     pub fn into_parts(self) -> (ApiKey, Option<KeySecret>) {
         (self.key, self.value)
     }
