@@ -52,6 +52,8 @@ pub use error::{SqlStoreError, SqlStoreErrorKind};
 use crate::error::ConfigError;
 use crate::keys::KeyHash;
 use crate::model::{ApiKey, PlanStage, Quota, QuotaPeriod, Throttle, UsagePlan};
+#[cfg(doc)]
+use crate::store::StoredKey;
 use crate::store::{KeyRecord, KeyStore, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
@@ -65,8 +67,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 ///
 /// A lookup is one query. The layer caches its answers
 /// ([`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)); changes made through this
-/// store (or a clone) bump its [`Invalidation`](crate::Invalidation), so layers built on it see
-/// them on their next request. Changes made to the tables directly reach them within the TTL.
+/// store (or a clone) bump its [`Invalidation`](crate::Invalidation) (a key change outdates that
+/// key's answers only, a plan change every key's), so layers built on it see them on their next
+/// request. On PostgreSQL the [change feed](#change-feed) carries them to the other replicas
+/// within about a second. Changes made to the tables directly reach layers within the TTL.
+///
+/// The store implements [`ManagedKeyStore`](crate::ManagedKeyStore), the interface the admin
+/// API drives: each operation is one transaction, lists page in SQL (by id, in byte order on
+/// both databases), and keys come back without their value ([`StoredKey::value`] `None`).
 ///
 /// One type serves both databases through [`sqlx::AnyPool`], with runtime queries in portable
 /// SQL (no `DATABASE_URL` needed to build). The store keeps only the SHA-256 of key values
@@ -81,15 +89,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 ///
 /// | table | columns | key |
 /// |---|---|---|
-/// | `usage_plans_plans` | `id`, `name`, `description`?, `throttle_rate`?, `throttle_burst`?, `quota_limit`?, `quota_period`? (`'DAY'`, `'WEEK'`, `'MONTH'`), `quota_offset`?, `created_at` | `id` |
+/// | `usage_plans_plans` | `id`, `name`, `description`?, `throttle_rate`?, `throttle_burst`?, `quota_limit`?, `quota_period`? (`'DAY'`, `'WEEK'`, `'MONTH'`), `quota_offset`?, `created_at`, `product_code`?², `tags`?² | `id` |
 /// | `usage_plans_plan_stages` | `plan_id`, `api`, `stage`, `position` | `plan_id, api, stage` |
 /// | `usage_plans_method_throttles` | `plan_id`, `api`, `stage`, `method` (e.g. `/pets/GET`), `rate`, `burst`, `position` | `plan_id, api, stage, method` |
-/// | `usage_plans_keys` | `id`, `name`, `description`?, `enabled`, `customer_id`?, `expires_at`?, `created_at` | `id` |
+/// | `usage_plans_keys` | `id`, `name`, `description`?, `enabled`, `customer_id`?, `expires_at`?, `created_at`, `last_updated_at`?², `tags`?² | `id` |
 /// | `usage_plans_key_values` | `hash` (lowercase hex SHA-256 of the value), `key_id`, `expires_at`?, `created_at` | `hash` |
 /// | `usage_plans_plan_keys` | `plan_id`, `key_id` | `plan_id, key_id` |
 /// | `usage_plans_schema` | `version`, `name`, `applied_at` | `version` |
 ///
-/// (`?`: nullable.) A key may have several values (rows in `usage_plans_key_values`): that is
+/// (`?`: nullable; ²: since schema version 2.) `tags` is a JSON object of tag names to values
+/// (`{"team":"billing"}`), NULL for none; rows written by version 1 read back with no tags, no
+/// product code and no last-updated time. A key may have several values (rows in `usage_plans_key_values`): that is
 /// how [`rotate_key`](SqlKeyStore::rotate_key) lets old and new values work side by side for a
 /// while. A value's effective expiry is the earlier of its own `expires_at` and its key's.
 /// `position` keeps the order of a plan's stages and method throttles. `enabled` is a `BOOLEAN`
@@ -98,6 +108,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Migrations are embedded in the binary and recorded in `usage_plans_schema` (not in sqlx's
 /// `_sqlx_migrations`, which belongs to the application). Rows may also be written by other
 /// tools; the store validates what it reads and reports bad rows as errors.
+///
+/// # Change feed
+///
+/// On PostgreSQL every change made through a `SqlKeyStore` runs `pg_notify` inside its
+/// transaction, on the channel `usage_plans_changes` (`usage_plans_changes.<schema>` when the
+/// tables are in another schema than `public`), with the payload `key <id>` or `all`. So a
+/// notice is delivered when the change commits, and never for one rolled back. Every store
+/// on PostgreSQL listens ([`connect`](Self::connect) starts it; for a store made with
+/// [`new`](Self::new), call [`watch_changes`](Self::watch_changes)) on a connection of its own
+/// and feeds what it hears to its `Invalidation`, so layers of every replica revalidate the
+/// key (or every key) on their next request. The listener ends with the last clone of the store.
+///
+/// If its connection is lost, the listener logs a warning once, reconnects with backoff
+/// (100 ms doubling to 5 s), then outdates every key (notices sent meanwhile are lost) and logs
+/// the reconnection at info level; until then changes made elsewhere reach this replica within
+/// the key cache TTL. Changes written to the tables by other tools are not announced.
+///
+/// SQLite has no feed: run one process per database file, or rely on the TTL.
 ///
 /// # Example
 ///

@@ -36,6 +36,17 @@ fn handle(store: &SqlKeyStore) -> Invalidation {
     store.invalidation().expect("the SQL store has an invalidation handle")
 }
 
+/// Waits until B has heard every notice A sent so far: notices arrive in commit order, so once
+/// a change of the marker key `sync` (made here) has arrived, every earlier one has.
+async fn caught_up(a: &SqlKeyStore, inv: &Invalidation) {
+    if a.get_key("sync").await.unwrap().is_none() {
+        a.create_key(ApiKey::new("sync")).await.unwrap();
+    }
+    let g = inv.generation();
+    a.set_key_enabled("sync", true).await.unwrap();
+    eventually(Duration::from_secs(1), "the marker's notice reaches B", || inv.outdates(g, "sync")).await;
+}
+
 /// Connections of this database whose `application_name` is `name`.
 async fn backends(url: &str, name: &str) -> i64 {
     let mut c = PgConnection::connect(url).await.unwrap();
@@ -56,6 +67,7 @@ async fn a_change_at_one_replica_reaches_the_other_within_a_second() {
     a.create_key(ApiKey::new("other").plan("p")).await.unwrap();
     let inv = handle(&b);
     let second = Duration::from_secs(1);
+    caught_up(a, &inv).await;
 
     // A change of one key outdates that key only.
     let g = inv.generation();
@@ -125,6 +137,7 @@ async fn the_feed_reconnects_after_losing_its_connection_and_ends_with_the_store
     assert_eq!(backends(&db.url, &listener).await, 1, "one listener per store, however often started");
 
     let inv = handle(&b);
+    caught_up(a, &inv).await;
     let before = inv.generation();
     let mut c = PgConnection::connect(&db.url).await.unwrap();
     let killed: Vec<bool> =

@@ -82,7 +82,7 @@ async fn managed_operations_keep_the_in_memory_stores_semantics() {
         let plan_ids: Vec<&str> = plans.items().iter().map(UsagePlan::id).collect();
         assert_eq!((plan_ids, plans.position()), (vec!["p", "q"], Some("r")), "{n}");
         let plans = s.get_usage_plans(PlanQuery::new().with_key_id("k1")).await.unwrap();
-        assert_eq!(plans.items(), [stored.clone()], "{n}");
+        assert_eq!(plans.items(), std::slice::from_ref(&stored), "{n}");
         let e = err(s.get_usage_plans(PlanQuery::new().with_key_id("nope")).await);
         assert_eq!((e.0, e.1.as_str()), (ManageErrorKind::NotFound, "keyId"), "{n}");
 
