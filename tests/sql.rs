@@ -6,6 +6,10 @@
 #![cfg(feature = "sqlx")]
 
 mod common;
+#[path = "sql_cases/feed.rs"]
+mod feed;
+#[path = "sql_cases/manage.rs"]
+mod manage;
 mod sql_support;
 
 use common::{clock, forbidden, get, limit_exceeded, service, NOON};
@@ -35,6 +39,9 @@ fn gold() -> UsagePlan {
         .with_throttle(Throttle::new(50.0, 100).unwrap())
         .with_quota(Quota::new(5000, QuotaPeriod::Month).unwrap().with_offset(100).unwrap())
         .with_created(at(NOON - 10 * 86_400))
+        .with_product_code("prod-code-1")
+        .tag("tier", "gold")
+        .tag("owner", "sales \"EU\" & co")
         .stage(PlanStage::new("petstore", "beta"))
         .stage(prod)
 }
@@ -83,7 +90,10 @@ async fn keys_and_plans_round_trip_exactly() {
             .with_name("Acme Inc")
             .with_description("d")
             .with_customer_id("c-1")
-            .with_expires(at(NOON + 86_400));
+            .with_expires(at(NOON + 86_400))
+            .with_created(at(NOON - 60))
+            .with_last_updated(at(NOON - 30))
+            .tag("team", "billing");
         let secret = s.create_key(key.clone().plan("gold").plan("free")).await.unwrap();
         let record = lookup(s, &secret).await;
         // Plans (and plan ids) come from the membership table, ordered by id.
@@ -94,6 +104,7 @@ async fn keys_and_plans_round_trip_exactly() {
         assert_eq!(lookup(s, &secret).await.plans()[1].quota().unwrap().offset(), 100);
 
         // Replacing a plan replaces its stages; without a created time it keeps the stored one.
+        // Tags and the product code are replaced too.
         let smaller =
             UsagePlan::new("gold").with_throttle(Throttle::new(1.0, 2).unwrap()).stage(PlanStage::new("a", "b"));
         s.put_plan(&smaller).await.unwrap();
@@ -222,9 +233,11 @@ async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
         }
         db.store.migrate().await.unwrap();
         db.store.migrate().await.unwrap();
-        let versions: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM usage_plans_schema").fetch_all(db.store.pool()).await.unwrap();
-        assert_eq!(versions, [SqlKeyStore::SCHEMA_VERSION], "{}", db.name);
+        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM usage_plans_schema ORDER BY version")
+            .fetch_all(db.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(versions, (1..=SqlKeyStore::SCHEMA_VERSION).collect::<Vec<_>>(), "{}", db.name);
         db.store.put_plan(&free()).await.unwrap();
         // A database migrated by a newer release is refused, not half-understood.
         sqlx::query("INSERT INTO usage_plans_schema (version, name, applied_at) VALUES (99, 'future', 0)")

@@ -20,6 +20,8 @@ pub use error::{StoreError, StoreErrorKind};
 pub use invalidation::Invalidation;
 pub(crate) use key_store::DynKeyStore;
 pub use key_store::{KeyRecord, KeyStore};
+// Used by the admin router once it takes any `ManagedKeyStore` (in progress).
+#[allow(unused_imports)]
 pub(crate) use manage::DynManagedKeyStore;
 pub use manage::{
     KeyChange, KeyQuery, Listing, ManageError, ManageErrorKind, ManagedKeyStore, PlanChange, PlanQuery, StoredKey,

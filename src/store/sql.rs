@@ -1,11 +1,19 @@
 //! [`SqlKeyStore`]: keys and plans in PostgreSQL or SQLite (feature `sqlx`). The schema and an
 //! example are in the type's documentation (this module is private).
 
-/// Columns 0-13 of a plan row: the plan, one of its stages, one of that stage's method throttles.
+/// Columns 0-15 of a plan row: the plan, one of its stages, one of that stage's method
+/// throttles, then the plan's product code and tags.
 macro_rules! plan_columns {
     () => {
         "p.id, p.name, p.description, p.throttle_rate, p.throttle_burst, p.quota_limit, p.quota_period, \
-         p.quota_offset, p.created_at, s.api, s.stage, m.method, m.rate, m.burst"
+         p.quota_offset, p.created_at, s.api, s.stage, m.method, m.rate, m.burst, p.product_code, p.tags"
+    };
+}
+/// Columns 0-8 of a key row `k` (read by `key_from_row`).
+macro_rules! key_columns {
+    () => {
+        "k.id, k.name, k.description, CASE WHEN k.enabled THEN 1 ELSE 0 END, k.customer_id, k.expires_at, \
+         k.created_at, k.last_updated_at, k.tags"
     };
 }
 /// Joins a plan `p` to its stages `s` and method throttles `m`.
@@ -22,18 +30,34 @@ macro_rules! plan_order {
     };
 }
 
+/// The change feed's channel: `usage_plans_changes`, or `usage_plans_changes.<schema>` when the
+/// tables are in another schema than `public` (a long schema name: its MD5), as an SQL scalar.
+macro_rules! channel_sql {
+    () => {
+        "(SELECT CASE WHEN s = 'public' THEN 'usage_plans_changes' \
+         WHEN octet_length(s) <= 43 THEN 'usage_plans_changes.' || s \
+         ELSE 'usage_plans_changes.' || md5(s) END FROM (SELECT coalesce(current_schema(), 'public') AS s) AS t)"
+    };
+}
+
+mod admin;
 mod error;
+mod feed;
 mod manage;
 mod migrate;
+mod write;
 
 pub use error::{SqlStoreError, SqlStoreErrorKind};
 
 use crate::error::ConfigError;
 use crate::keys::KeyHash;
 use crate::model::{ApiKey, PlanStage, Quota, QuotaPeriod, Throttle, UsagePlan};
+#[cfg(doc)]
+use crate::store::StoredKey;
 use crate::store::{KeyRecord, KeyStore, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,8 +67,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 ///
 /// A lookup is one query. The layer caches its answers
 /// ([`key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)); changes made through this
-/// store (or a clone) bump its [`Invalidation`](crate::Invalidation), so layers built on it see
-/// them on their next request. Changes made to the tables directly reach them within the TTL.
+/// store (or a clone) bump its [`Invalidation`](crate::Invalidation) (a key change outdates that
+/// key's answers only, a plan change every key's), so layers built on it see them on their next
+/// request. On PostgreSQL the [change feed](#change-feed) carries them to the other replicas
+/// within about a second. Changes made to the tables directly reach layers within the TTL.
+///
+/// The store implements [`ManagedKeyStore`](crate::ManagedKeyStore), the interface the admin
+/// API drives: each operation is one transaction, lists page in SQL (by id, in byte order on
+/// both databases), and keys come back without their value ([`StoredKey::value`] `None`).
 ///
 /// One type serves both databases through [`sqlx::AnyPool`], with runtime queries in portable
 /// SQL (no `DATABASE_URL` needed to build). The store keeps only the SHA-256 of key values
@@ -59,15 +89,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 ///
 /// | table | columns | key |
 /// |---|---|---|
-/// | `usage_plans_plans` | `id`, `name`, `description`?, `throttle_rate`?, `throttle_burst`?, `quota_limit`?, `quota_period`? (`'DAY'`, `'WEEK'`, `'MONTH'`), `quota_offset`?, `created_at` | `id` |
+/// | `usage_plans_plans` | `id`, `name`, `description`?, `throttle_rate`?, `throttle_burst`?, `quota_limit`?, `quota_period`? (`'DAY'`, `'WEEK'`, `'MONTH'`), `quota_offset`?, `created_at`, `product_code`?², `tags`?² | `id` |
 /// | `usage_plans_plan_stages` | `plan_id`, `api`, `stage`, `position` | `plan_id, api, stage` |
 /// | `usage_plans_method_throttles` | `plan_id`, `api`, `stage`, `method` (e.g. `/pets/GET`), `rate`, `burst`, `position` | `plan_id, api, stage, method` |
-/// | `usage_plans_keys` | `id`, `name`, `description`?, `enabled`, `customer_id`?, `expires_at`?, `created_at` | `id` |
+/// | `usage_plans_keys` | `id`, `name`, `description`?, `enabled`, `customer_id`?, `expires_at`?, `created_at`, `last_updated_at`?², `tags`?² | `id` |
 /// | `usage_plans_key_values` | `hash` (lowercase hex SHA-256 of the value), `key_id`, `expires_at`?, `created_at` | `hash` |
 /// | `usage_plans_plan_keys` | `plan_id`, `key_id` | `plan_id, key_id` |
 /// | `usage_plans_schema` | `version`, `name`, `applied_at` | `version` |
 ///
-/// (`?`: nullable.) A key may have several values (rows in `usage_plans_key_values`): that is
+/// (`?`: nullable; ²: since schema version 2.) `tags` is a JSON object of tag names to values
+/// (`{"team":"billing"}`), NULL for none; rows written by version 1 read back with no tags, no
+/// product code and no last-updated time. A key may have several values (rows in `usage_plans_key_values`): that is
 /// how [`rotate_key`](SqlKeyStore::rotate_key) lets old and new values work side by side for a
 /// while. A value's effective expiry is the earlier of its own `expires_at` and its key's.
 /// `position` keeps the order of a plan's stages and method throttles. `enabled` is a `BOOLEAN`
@@ -76,6 +108,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Migrations are embedded in the binary and recorded in `usage_plans_schema` (not in sqlx's
 /// `_sqlx_migrations`, which belongs to the application). Rows may also be written by other
 /// tools; the store validates what it reads and reports bad rows as errors.
+///
+/// # Change feed
+///
+/// On PostgreSQL every change made through a `SqlKeyStore` runs `pg_notify` inside its
+/// transaction, on the channel `usage_plans_changes` (`usage_plans_changes.<schema>` when the
+/// tables are in another schema than `public`), with the payload `key <id>` or `all`. So a
+/// notice is delivered when the change commits, and never for one rolled back. Every store
+/// on PostgreSQL listens ([`connect`](Self::connect) starts it; for a store made with
+/// [`new`](Self::new), call [`watch_changes`](Self::watch_changes)) on a connection of its own
+/// and feeds what it hears to its `Invalidation`, so layers of every replica revalidate the
+/// key (or every key) on their next request. The listener ends with the last clone of the store.
+///
+/// If its connection is lost, the listener logs a warning once, reconnects with backoff
+/// (100 ms doubling to 5 s), then outdates every key (notices sent meanwhile are lost) and logs
+/// the reconnection at info level; until then changes made elsewhere reach this replica within
+/// the key cache TTL. Changes written to the tables by other tools are not announced.
+///
+/// SQLite has no feed: run one process per database file, or rely on the TTL.
 ///
 /// # Example
 ///
@@ -117,8 +167,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(Clone)]
 pub struct SqlKeyStore {
     pool: AnyPool,
-    /// Bumped by every change made through this store (and its clones).
+    /// Bumped by every change made through this store (and its clones), and by the change feed.
     invalidation: crate::store::Invalidation,
+    /// Shared by the clones: the change feed's listener stops when the last one is dropped.
+    feed: Arc<Feed>,
+}
+
+/// The change feed's side of the store: while the listener task runs, `stop` holds the sender
+/// whose drop (with the last clone of the store) ends it.
+#[derive(Default)]
+struct Feed {
+    stop: tokio::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl fmt::Debug for SqlKeyStore {
@@ -141,14 +200,16 @@ impl SqlKeyStore {
     pub async fn connect(url: &str) -> Result<Self, SqlStoreError> {
         sqlx::any::install_default_drivers();
         let pool = AnyPool::connect(url).await.map_err(|e| SqlStoreError::db("connect", e))?;
-        Ok(Self::new(pool))
+        let store = Self::new(pool);
+        store.watch_changes().await?;
+        Ok(store)
     }
 
     /// A store over an existing pool (`sqlx::any::install_default_drivers()` must have run
     /// before the pool was made). Call [`migrate`](Self::migrate) before use.
     #[must_use]
     pub fn new(pool: AnyPool) -> Self {
-        Self { pool, invalidation: crate::store::Invalidation::new() }
+        Self { pool, invalidation: crate::store::Invalidation::new(), feed: Arc::default() }
     }
 
     /// The pool.
@@ -161,8 +222,9 @@ impl SqlKeyStore {
     /// plans, their stages and their method throttles.
     async fn lookup_hash(&self, hash: &str) -> Result<Option<KeyRecord>, SqlStoreError> {
         const QUERY: &str = concat!(
-            "SELECT k.id, k.name, k.description, CASE WHEN k.enabled THEN 1 ELSE 0 END, k.customer_id, ",
-            "k.expires_at, v.expires_at, ",
+            "SELECT ",
+            key_columns!(),
+            ", v.expires_at, ",
             plan_columns!(),
             " FROM usage_plans_key_values v JOIN usage_plans_keys k ON k.id = v.key_id",
             " LEFT JOIN usage_plans_plan_keys pk ON pk.key_id = k.id",
@@ -177,10 +239,10 @@ impl SqlKeyStore {
             .await
             .map_err(|e| SqlStoreError::db("look up a key value", e))?;
         let Some(first) = rows.first() else { return Ok(None) };
-        let value_expires: Option<i64> = get(first, 6)?;
+        let value_expires: Option<i64> = get(first, 9)?;
         let mut plans = PlanRows::default();
         for row in &rows {
-            plans.push(row, 7)?;
+            plans.push(row, 10)?;
         }
         let plans = plans.finish();
         let key = key_from_row(first, value_expires, plans.iter().map(|p| p.id()))?;
@@ -316,11 +378,30 @@ fn plan_head(row: &AnyRow, at: usize, id: &str) -> Result<UsagePlan, SqlStoreErr
     }
     let created: i64 = get(row, at + 8)?;
     let created = from_unix(created).ok_or_else(|| bad("created_at", ConfigError::invalid("", "out of range")))?;
-    Ok(plan.with_created(created))
+    if let Some(code) = get::<Option<String>>(row, at + 14)? {
+        plan = plan.with_product_code(code);
+    }
+    let tags = read_tags(get(row, at + 15)?).map_err(|e| bad("tags", e))?;
+    Ok(tags.into_iter().fold(plan.with_created(created), |p, (n, v)| p.tag(n, v)))
 }
 
-/// A key from columns 0-5 (id, name, description, enabled as 0/1, customer_id, expires_at),
-/// expiring at the earlier of its own expiry and `value_expires`.
+/// Tags from a `tags` column: a JSON object of strings, or NULL for none.
+fn read_tags(column: Option<String>) -> Result<BTreeMap<String, String>, ConfigError> {
+    match column {
+        None => Ok(BTreeMap::new()),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| ConfigError::invalid("", format!("not a JSON object of strings: {e}"))),
+    }
+}
+
+/// What a `tags` column holds for `tags`: NULL when there are none.
+fn write_tags(tags: &BTreeMap<String, String>) -> Option<String> {
+    // A map of strings always serializes.
+    (!tags.is_empty()).then(|| serde_json::to_string(tags).unwrap_or_default())
+}
+
+/// A key from the columns of [`key_columns!`], expiring at the earlier of its own expiry and
+/// `value_expires`.
 fn key_from_row<'a>(
     row: &AnyRow,
     value_expires: Option<i64>,
@@ -347,6 +428,17 @@ fn key_from_row<'a>(
         })?;
         key = key.with_expires(at);
     }
+    let bad = |column: &str| {
+        let field = format!("usage_plans_keys[{id:?}].{column}");
+        move |e: ConfigError| SqlStoreError::bad_row(field, &e)
+    };
+    let time = |secs: i64| from_unix(secs).ok_or_else(|| ConfigError::invalid("", "out of range"));
+    key = key.with_created(time(get(row, 6)?).map_err(bad("created_at"))?);
+    if let Some(at) = get::<Option<i64>>(row, 7)? {
+        key = key.with_last_updated(time(at).map_err(bad("last_updated_at"))?);
+    }
+    let tags = read_tags(get(row, 8)?).map_err(bad("tags"))?;
+    let key = tags.into_iter().fold(key, |k, (n, v)| k.tag(n, v));
     Ok(plan_ids.fold(key, |k, p| k.plan(p.to_owned())))
 }
 

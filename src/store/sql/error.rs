@@ -91,3 +91,30 @@ impl SqlStoreError {
         e.as_database_error().is_some_and(|d| d.is_unique_violation())
     }
 }
+
+impl From<SqlStoreError> for crate::store::manage::ManageError {
+    /// Kinds map one to one; a database failure, or a stored row that is not valid (the
+    /// database's fault, not the caller's), is [`Unavailable`](crate::ManageErrorKind::Unavailable)
+    /// with what was being done and a coarse cause: never the URL, never a key value.
+    fn from(e: SqlStoreError) -> Self {
+        use crate::store::manage::ManageError;
+        match e.kind {
+            SqlStoreErrorKind::NotFound => ManageError::not_found(e.field, e.message),
+            SqlStoreErrorKind::Conflict => ManageError::conflict(e.field, e.message),
+            SqlStoreErrorKind::Invalid if e.field.starts_with("usage_plans_") => {
+                ManageError::unavailable(format!("{}: {}", e.field, e.message))
+            }
+            SqlStoreErrorKind::Invalid => ManageError::invalid(e.field, e.message),
+            SqlStoreErrorKind::Database => {
+                let cause = match &e.source {
+                    Some(sqlx::Error::Database(d)) => format!("the database refused it: {}", d.message()),
+                    Some(sqlx::Error::Io(_)) => "cannot reach the database".to_owned(),
+                    Some(sqlx::Error::PoolTimedOut) => "no database connection was free in time".to_owned(),
+                    Some(sqlx::Error::PoolClosed) => "the connection pool is closed".to_owned(),
+                    Some(_) | None => "the database failed".to_owned(),
+                };
+                ManageError::unavailable(format!("{}: {cause}", e.message))
+            }
+        }
+    }
+}

@@ -11,8 +11,10 @@ struct Migration {
 }
 
 /// Every schema version, oldest first. Append only: a released migration never changes.
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "initial", sql: include_str!("migrations/0001_initial.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "initial", sql: include_str!("migrations/0001_initial.sql") },
+    Migration { version: 2, name: "tags_and_dates", sql: include_str!("migrations/0002_tags_and_dates.sql") },
+];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS usage_plans_schema (\
     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
@@ -23,7 +25,7 @@ const PG_LOCK: i64 = 0x7475_7073_716c_7631;
 impl SqlKeyStore {
     /// The schema version this build creates and reads (the highest `version` it writes to
     /// `usage_plans_schema`).
-    pub const SCHEMA_VERSION: i64 = 1;
+    pub const SCHEMA_VERSION: i64 = 2;
 
     /// Creates or upgrades the `usage_plans_*` tables to this build's schema; does nothing if
     /// they are up to date. Call it at start-up, before serving.
