@@ -108,12 +108,12 @@ pub trait ManagedKeyStore: Send + Sync + 'static {
 // Here rather than in a file of its own: it needs the trait, and a child importing its parent
 // is an import cycle (tests/structure.rs).
 
-// Used by the admin router once it takes any `ManagedKeyStore` (in progress).
-#[allow(dead_code)]
+// Used by the admin router (feature `admin`).
+#[cfg_attr(not(feature = "admin"), allow(dead_code))]
 type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, ManageError>> + Send + 'a>>;
 
 /// [`ManagedKeyStore`] with boxed futures.
-#[allow(dead_code)]
+#[cfg_attr(not(feature = "admin"), allow(dead_code))]
 pub(crate) trait DynManagedKeyStore: Send + Sync + 'static {
     fn create_usage_plan(&self, plan: UsagePlan) -> Fut<'_, UsagePlan>;
     fn get_usage_plan<'a>(&'a self, id: &'a str) -> Fut<'a, Option<UsagePlan>>;

@@ -408,11 +408,11 @@ impl Asked {
                 let (Some(k), Some((rule, period))) = (&self.key, quota) else { return Err(Refused::Unavailable) };
                 k.last_used.store(used, Ordering::Release);
                 let view = rule.view_used(now.unix_secs, used);
-                // Until the period ends, but no longer than leases held elsewhere take to come
-                // back when idle.
+                // Until the period ends, but for one second at most: leases given back elsewhere
+                // and an UpdateUsage made through another replica reach this one within a
+                // second (one round trip a second per spent key and replica).
                 let to_end = (period.end - now.unix_secs).max(1) as u64 * 1_000_000_000;
-                let idle = nanos(conn.settings.idle);
-                let until = now.mono_nanos.saturating_add(to_end.min(idle.max(1_000_000_000)));
+                let until = now.mono_nanos.saturating_add(to_end.min(1_000_000_000));
                 k.deny(until, Refused::Quota(view));
                 Err(Refused::Quota(view))
             }
