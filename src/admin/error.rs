@@ -45,6 +45,11 @@ impl ApiError {
         Self::new(CONFLICT, message)
     }
 
+    /// 503 `ServiceUnavailableException`: what the call needs could not be reached.
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(UNAVAILABLE, message)
+    }
+
     /// 403 with the type and message an authenticator chose.
     pub(crate) fn forbidden(aws_type: &'static str, message: String) -> Self {
         Self { status: StatusCode::FORBIDDEN, aws_type, message }
@@ -108,7 +113,7 @@ impl From<ManageError> for ApiError {
             ManageErrorKind::Conflict => Self::new(CONFLICT, e.to_string()),
             ManageErrorKind::Unavailable => {
                 tracing::warn!(error = %e, "admin: the key store failed");
-                Self::new(UNAVAILABLE, "The key store is unavailable; nothing was changed by this call. Try again.")
+                Self::unavailable("The key store is unavailable; nothing was changed by this call. Try again.")
             }
             _ => Self::new(BAD_REQUEST, e.to_string()),
         }

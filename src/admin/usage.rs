@@ -63,6 +63,10 @@ fn pairs(days: &[DayUsage]) -> Vec<[i64; 2]> {
 fn usage_error(e: UsageError) -> ApiError {
     match (e.kind(), e.field()) {
         (UsageErrorKind::Invalid, Some(field)) => ApiError::invalid(field, e.reason()),
+        (UsageErrorKind::Unavailable, _) => {
+            tracing::warn!(error = %e, "admin: the usage counts could not be reached");
+            ApiError::unavailable("The usage counts are unavailable (Redis could not be reached). Try again.")
+        }
         _ => ApiError::bad_request(e.to_string()),
     }
 }

@@ -213,6 +213,8 @@ impl UsagePlanLayerBuilder {
     /// A [`ConfigError`] of kind [`Missing`](ConfigErrorKind::Missing) for the field `stage`
     /// when neither [`stage`](Self::stage) nor the store named the stage to guard.
     pub fn build(self) -> Result<UsagePlanLayer, ConfigError> {
+        /// Where the counters live, and where their usage is read (if it can be).
+        type Backends = (Arc<dyn CounterBackend>, Option<Arc<dyn UsageBackend>>);
         let stage = self.stage.ok_or_else(|| {
             ConfigError::new(
                 ConfigErrorKind::Missing,
@@ -227,9 +229,9 @@ impl UsagePlanLayerBuilder {
             .as_ref()
             .map(|r| (r.bind(Some(&stage), Arc::clone(&self.clock)), Some(r.usage(self.retention_days))));
         #[cfg(not(feature = "redis"))]
-        let redis: Option<(Arc<dyn CounterBackend>, Option<Arc<dyn UsageBackend>>)> = None;
+        let redis: Option<Backends> = None;
         let given = self.backend.map(|b| (b, None));
-        let (backend, usage): (Arc<dyn CounterBackend>, Option<Arc<dyn UsageBackend>>) = match given.or(redis) {
+        let (backend, usage): Backends = match given.or(redis) {
             Some(pair) => pair,
             None => {
                 let local = Arc::new(InProcess::new(&stage, self.retention_days));

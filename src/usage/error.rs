@@ -48,12 +48,14 @@ impl UsageError {
     }
 
     /// A failure of the store of the counts (Redis): `what` was being done.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn unavailable(what: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         let source = source.into();
         Self { reason: format!("{what}: {source}"), source: Some(source), ..Self::new(UsageErrorKind::Unavailable, "") }
     }
 
     /// Snapshots are not taken of counts that live elsewhere (Redis).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn no_snapshot(reason: &str) -> Self {
         Self::new(UsageErrorKind::Unsupported, reason)
     }
