@@ -2,6 +2,7 @@
 
 use super::conn::{Conn, Connection};
 use super::error::RedisBackendError;
+use super::revoke;
 use super::settings::{FailurePolicy, Settings};
 use crate::engine::{Clock, SystemClock};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -139,7 +140,9 @@ impl RedisBackendBuilder {
         let urls: Vec<String> = std::iter::once(self.url.clone()).chain(self.cluster.iter().cloned()).collect();
         let error = |e: redis::RedisError| RedisBackendError::new(e, &urls);
         let timeout = self.settings.timeout;
-        let manager = if self.cluster.is_empty() {
+        // Two connections: the requests', and the usage-update feed's (a blocking read of its
+        // own, with room for the block in its response timeout).
+        let (manager, feed) = if self.cluster.is_empty() {
             let client = redis::Client::open(self.url.as_str()).map_err(error)?;
             // Fail fast: one connect attempt per call, bounded by the timeout; the manager
             // reconnects by itself when the server is back.
@@ -147,7 +150,13 @@ impl RedisBackendBuilder {
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
                 .set_number_of_retries(0);
-            Connection::Single(ConnectionManager::new_lazy_with_config(client, config).map_err(error)?)
+            let manager = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(error)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout.max(Duration::from_secs(1))))
+                .set_response_timeout(Some(Duration::from_secs(3)))
+                .set_number_of_retries(0);
+            let feed = ConnectionManager::new_lazy_with_config(client, config).map_err(error)?;
+            (Connection::Single(manager), Connection::Single(feed))
         } else {
             // Every key of a deployment is in one hash slot; the cluster client follows MOVED
             // and ASK redirections when that slot moves.
@@ -157,10 +166,19 @@ impl RedisBackendBuilder {
                 .retries(1)
                 .build()
                 .map_err(error)?;
-            Connection::Cluster(client.get_async_connection().await.map_err(error)?)
+            let feed = redis::cluster::ClusterClientBuilder::new(self.cluster.clone())
+                .connection_timeout(timeout.max(Duration::from_secs(1)))
+                .response_timeout(Duration::from_secs(3))
+                .retries(1)
+                .build()
+                .map_err(error)?;
+            let manager = client.get_async_connection().await.map_err(error)?;
+            let feed = feed.get_async_connection().await.map_err(error)?;
+            (Connection::Cluster(manager), Connection::Cluster(feed))
         };
-        let conn = Arc::new(Conn::new(manager, self.settings, self.clock));
+        let conn = Arc::new(Conn::new(manager, self.settings, self.clock, revoke::instance_name()));
         Conn::start_maintenance(&conn);
+        revoke::start(&conn, feed);
         Ok(conn)
     }
 }

@@ -253,6 +253,7 @@ impl CounterBackend for Bound {
         let quota_args = match (quota, &key, want > 0) {
             (Some((_, period)), Some(k), true) => Some(QuotaArgs {
                 counter: quota_key(&k.quota_stem, period.tag),
+                hold: conn.names.quota_hold(&k.quota_stem),
                 limit: period.limit,
                 want,
                 expire_at: period.end + 86_400,
@@ -260,6 +261,7 @@ impl CounterBackend for Bound {
             _ => None,
         };
         let (names, args) = check_call(&specs, quota_args);
+        let revocations = key.as_ref().map_or(0, |k| k.revocations());
         let asked = Asked {
             bound: Arc::clone(&self.inner),
             manager: conn.manager.clone(),
@@ -272,6 +274,7 @@ impl CounterBackend for Bound {
             refund: check.refund,
             views: check.views,
             now,
+            revocations,
             _refill: refill,
         };
         Verdict::Pending(Box::pin(asked.call(names, args)))
@@ -306,6 +309,9 @@ struct Asked {
     refund: bool,
     views: bool,
     now: Now,
+    /// The key's count of usage updates when the call was sent: a reply to a call that a usage
+    /// update overtook caches no refusal and keeps no lease (`revoke.rs`).
+    revocations: u64,
     _refill: Refilling,
 }
 
@@ -336,7 +342,12 @@ impl Asked {
         let result = match reply {
             Ok(reply) => {
                 conn.breaker.success();
-                self.answered(reply, quota)
+                let mut stale = None;
+                let result = self.answered(reply, quota, &mut stale);
+                if let (Some((counter, n)), Some(id)) = (stale, key.and_then(RedisKey::last_revocation)) {
+                    super::revoke::give_back_stale(conn, counter, n, &id).await;
+                }
+                result
             }
             Err(failure) => {
                 Counters::bump(&conn.counters.errors);
@@ -363,8 +374,16 @@ impl Asked {
     }
 
     /// The answer to a well-formed reply.
-    fn answered(&self, reply: Reply, quota: Option<(&QuotaRule, PeriodInfo)>) -> Result<Option<Refund>, Refused> {
+    /// A lease granted by a call a usage update overtook goes to `stale` (to give back), not to
+    /// the key.
+    fn answered(
+        &self,
+        reply: Reply,
+        quota: Option<(&QuotaRule, PeriodInfo)>,
+        stale: &mut Option<(String, u64)>,
+    ) -> Result<Option<Refund>, Refused> {
         let (bound, now) = (&self.bound, self.now);
+        let overtaken = self.key.as_ref().is_some_and(|k| k.revocations() != self.revocations);
         let conn = &bound.conn;
         match reply {
             Reply::Admitted { granted, used } => {
@@ -377,7 +396,9 @@ impl Asked {
                         k.fallback_used.store(0, Ordering::Release);
                     }
                 }
-                if granted > 1 {
+                if granted > 1 && overtaken {
+                    *stale = Some((quota_key(&k.quota_stem, period.tag), granted - 1));
+                } else if granted > 1 {
                     k.add_lease(&conn.returns, period.tag, granted - 1);
                 }
                 Ok(self.refund.then(|| refund_to(k, conn, period.tag)))
@@ -404,7 +425,7 @@ impl Asked {
                 }
                 Err(refused)
             }
-            Reply::QuotaSpent { used } => {
+            Reply::QuotaSpent { used, held } => {
                 let (Some(k), Some((rule, period))) = (&self.key, quota) else { return Err(Refused::Unavailable) };
                 k.last_used.store(used, Ordering::Release);
                 let view = rule.view_used(now.unix_secs, used);
@@ -413,7 +434,11 @@ impl Asked {
                 // second (one round trip a second per spent key and replica).
                 let to_end = (period.end - now.unix_secs).max(1) as u64 * 1_000_000_000;
                 let until = now.mono_nanos.saturating_add(to_end.min(1_000_000_000));
-                k.deny(until, Refused::Quota(view));
+                // Not during a usage update, nor when one overtook the call: its new count is
+                // for the next request to see.
+                if !held && !overtaken {
+                    k.deny(until, Refused::Quota(view));
+                }
                 Err(Refused::Quota(view))
             }
         }

@@ -85,11 +85,13 @@ pub(super) struct Conn {
     /// 0 and never on a counter that no longer exists.
     write_back: redis::Script,
     pub(super) counters: Counters,
+    /// This replica's name among the deployment's (heartbeats, usage updates).
+    pub(super) instance: String,
 }
 
 impl Conn {
-    /// The shared state over `manager`, holding nothing yet.
-    pub(super) fn new(manager: Connection, settings: Settings, clock: Arc<dyn Clock>) -> Self {
+    /// The shared state over `manager` for the replica named `instance`, holding nothing yet.
+    pub(super) fn new(manager: Connection, settings: Settings, clock: Arc<dyn Clock>, instance: String) -> Self {
         Self {
             clock,
             manager,
@@ -106,6 +108,7 @@ impl Conn {
             maintaining: tokio::sync::Mutex::new(()),
             write_back: redis::Script::new(script::WRITE_BACK),
             counters: Counters::default(),
+            instance,
         }
     }
 

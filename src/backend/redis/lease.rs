@@ -40,6 +40,21 @@ impl WriteQueue {
         std::mem::take(&mut *self.0.lock())
     }
 
+    /// Takes the queued lease returns (negative amounts) of the counters of `stem`, as amounts
+    /// to subtract.
+    pub(super) fn take_returns_of(&self, stem: &str) -> Vec<(String, i64)> {
+        let mut queue = self.0.lock();
+        let mut taken = Vec::new();
+        queue.retain(|(counter, n, _)| {
+            let of_stem = *n < 0 && counter.strip_prefix(stem).is_some_and(|rest| rest.starts_with(':'));
+            if of_stem {
+                taken.push((counter.clone(), -*n));
+            }
+            !of_stem
+        });
+        taken
+    }
+
     /// Queues again what could not be written.
     pub(super) fn extend(&self, kept: Vec<(String, i64, i64)>) {
         self.0.lock().extend(kept);
@@ -115,6 +130,11 @@ pub(super) struct RedisKey {
     pub(super) refilling: AtomicBool,
     /// The plan version the deny cache was filled under (a new version clears it).
     plan: parking_lot::Mutex<Arc<CompiledPlan>>,
+    /// Usage updates this replica took part in (see `revoke.rs`): a reply to a call sent before
+    /// the last one neither caches a refusal nor keeps a lease.
+    revocations: AtomicU64,
+    /// The id of the last of those updates.
+    last_revocation: parking_lot::Mutex<Option<Arc<str>>>,
 }
 
 impl fmt::Debug for RedisKey {
@@ -158,6 +178,8 @@ impl RedisKey {
             fallback_used: AtomicU64::new(0),
             refilling: AtomicBool::new(false),
             plan: parking_lot::Mutex::new(Arc::clone(plan)),
+            revocations: AtomicU64::new(0),
+            last_revocation: parking_lot::Mutex::new(None),
         }
     }
 
@@ -272,11 +294,23 @@ impl RedisKey {
         }
     }
 
-    /// Drops the lease without giving it back (UpdateUsage has just set the counter) and
-    /// forgets a cached quota refusal.
-    pub(super) fn forget_lease(&self) {
-        self.lease.store(0, Ordering::Release);
+    /// Records that this replica takes part in usage update `id`: a cached quota refusal is
+    /// forgotten, and replies to calls sent before are stale ([`RedisKey::revocations`]).
+    pub(super) fn revoked(&self, id: &str) {
+        *self.last_revocation.lock() = Some(Arc::from(id));
+        self.revocations.fetch_add(1, Ordering::AcqRel);
         self.quota_deny_until.store(0, Ordering::Release);
+    }
+
+    /// How many usage updates this replica took part in for the key (compare before and after
+    /// a call).
+    pub(super) fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::Acquire)
+    }
+
+    /// The id of the last usage update this replica took part in for the key.
+    pub(super) fn last_revocation(&self) -> Option<Arc<str>> {
+        self.last_revocation.lock().clone()
     }
 
     /// Queues the whole lease to go back to Redis.

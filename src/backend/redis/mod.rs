@@ -17,7 +17,7 @@
 //! - **Time**: requests are decided at their layer's clock reading; maintenance (idle lease
 //!   returns, pruning) reads the backend's clock ([`RedisBackendBuilder::clock`]).
 //!
-//! Files, each importing only those below it:
+//! Files (no import cycle between them, see `tests/structure.rs`):
 //!
 //! | file | holds |
 //! |---|---|
@@ -28,6 +28,7 @@
 //! | `lease.rs` | a key's state: quota lease, deny cache, outage usage; the write-back queue |
 //! | `breaker.rs` | the circuit breaker |
 //! | `reply.rs` | the script's reply, decoded |
+//! | `revoke.rs` | UpdateUsage across replicas: leases given back, heartbeats, the update feed |
 //! | `script.rs` | the Lua scripts, their arguments, the names of the Redis keys |
 //! | `settings.rs` | the builder's settings, [`FailurePolicy`] |
 //! | `usage.rs` | the usage ledger in Redis (GetUsage, UpdateUsage, sinks) |
@@ -41,6 +42,7 @@ mod error;
 mod fallback;
 mod lease;
 mod reply;
+mod revoke;
 mod script;
 mod settings;
 mod stats;
@@ -139,6 +141,7 @@ impl RedisBackend {
         if left > 0 {
             tracing::error!(pending = left, "redis unreachable at shutdown: usage not written");
         }
+        revoke::leave(&self.conn).await;
         left
     }
 

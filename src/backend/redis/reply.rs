@@ -12,8 +12,9 @@ pub(super) enum Reply {
     /// The bucket at index `bucket` (0-based, in the order the buckets were sent) refused
     /// (`{0, bucket + 1, wait_us}`): it admits again in `wait_micros` (at least 1).
     Throttled { bucket: usize, wait_micros: u64 },
-    /// The quota has no room left (`{2, used, 0}`): it counts `used`.
-    QuotaSpent { used: u64 },
+    /// The quota has no room left (`{2, used, held}`): it counts `used`; `held`: a usage update
+    /// is under way, the refusal is not to be cached.
+    QuotaSpent { used: u64, held: bool },
 }
 
 /// The reply was not one the script gives.
@@ -79,7 +80,7 @@ impl TryFrom<Value> for Reply {
                     a.checked_sub(1).and_then(|i| usize::try_from(i).ok()).ok_or(MalformedReply::NoSuchBucket(a))?;
                 Ok(Reply::Throttled { bucket, wait_micros: count(b).max(1) })
             }
-            2 => Ok(Reply::QuotaSpent { used: count(a) }),
+            2 => Ok(Reply::QuotaSpent { used: count(a), held: b == 1 }),
             other => Err(MalformedReply::UnknownStatus(other)),
         }
     }
@@ -99,7 +100,8 @@ mod tests {
         assert_eq!(Reply::try_from(list(&[1, 0, 0])), Ok(Reply::Admitted { granted: 0, used: 0 }));
         assert_eq!(Reply::try_from(list(&[0, 1, 250])), Ok(Reply::Throttled { bucket: 0, wait_micros: 250 }));
         assert_eq!(Reply::try_from(list(&[0, 3, 9])), Ok(Reply::Throttled { bucket: 2, wait_micros: 9 }));
-        assert_eq!(Reply::try_from(list(&[2, 200, 0])), Ok(Reply::QuotaSpent { used: 200 }));
+        assert_eq!(Reply::try_from(list(&[2, 200, 0])), Ok(Reply::QuotaSpent { used: 200, held: false }));
+        assert_eq!(Reply::try_from(list(&[2, 200, 1])), Ok(Reply::QuotaSpent { used: 200, held: true }));
     }
 
     #[test]
@@ -108,7 +110,7 @@ mod tests {
         assert_eq!(Reply::try_from(list(&[1, -3, -1])), Ok(Reply::Admitted { granted: 0, used: 0 }));
         assert_eq!(Reply::try_from(list(&[0, 1, 0])), Ok(Reply::Throttled { bucket: 0, wait_micros: 1 }));
         assert_eq!(Reply::try_from(list(&[0, 1, -7])), Ok(Reply::Throttled { bucket: 0, wait_micros: 1 }));
-        assert_eq!(Reply::try_from(list(&[2, -1, 0])), Ok(Reply::QuotaSpent { used: 0 }));
+        assert_eq!(Reply::try_from(list(&[2, -1, 0])), Ok(Reply::QuotaSpent { used: 0, held: false }));
     }
 
     #[test]

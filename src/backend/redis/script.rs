@@ -11,12 +11,15 @@ use crate::rejection::ThrottleScope;
 /// Checks every bucket of a request, all-or-nothing, on the server's clock, and optionally takes
 /// `want` requests from the quota.
 ///
-/// `KEYS[1..nb]`: buckets; `KEYS[nb+1]` (optional): the quota counter of the current period.
-/// `ARGV[1]` = nb; then per bucket its emission interval and tolerance in whole microseconds;
-/// then (with a quota) limit, want, and the unix time at which the counter expires.
+/// `KEYS[1..nb]`: buckets; with a quota, `KEYS[nb+1]`: the quota counter of the current period
+/// and `KEYS[nb+2]`: the key's usage-update hold (see `revoke.rs`: while it exists, one request
+/// is granted at a time, no lease). `ARGV[1]` = nb; then per bucket its emission interval and
+/// tolerance in whole microseconds; then (with a quota) limit, want, and the unix time at which
+/// the counter expires.
 ///
 /// Returns `{1, granted, used}` when admitted (`used` after the grant), `{0, bucket, wait_us}`
-/// when bucket number `bucket` (1-based) refused, `{2, used, 0}` when the quota has no room.
+/// when bucket number `bucket` (1-based) refused, `{2, used, held}` when the quota has no room
+/// (`held` 1: during a usage update, a refusal not to cache).
 /// A bucket's state is its theoretical arrival time in microseconds since the epoch (exact in a
 /// Lua double until the year 2255), set to expire once the bucket is full again.
 pub(super) const CHECK: &str = r#"
@@ -42,10 +45,15 @@ if #KEYS > nb then
   local limit = tonumber(ARGV[base])
   local want = tonumber(ARGV[base + 1])
   used = tonumber(redis.call('GET', q) or 0)
+  local held = 0
+  if want > 0 and redis.call('EXISTS', KEYS[nb + 2]) == 1 then
+    want = 1
+    held = 1
+  end
   if want > 0 then
     granted = math.min(want, limit - used)
     if granted <= 0 then
-      return {2, used, 0}
+      return {2, used, held}
     end
     used = redis.call('INCRBY', q, granted)
     redis.call('EXPIREAT', q, ARGV[base + 2])
@@ -99,24 +107,6 @@ end
 return n
 "#;
 
-/// UpdateUsage: sets a key's quota counter and books the change in the ledger, at once.
-/// `KEYS`: the counter, the day's adjustments, the plan's keys, the index. `ARGV`: the new
-/// count, the counter's expiry, the key id, the change, the ledger's expiry, the index member.
-pub(super) const SET_USED: &str = r#"
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('EXPIREAT', KEYS[1], ARGV[2])
-redis.call('HINCRBY', KEYS[2], ARGV[3], ARGV[4])
-redis.call('EXPIREAT', KEYS[2], ARGV[5])
-redis.call('SADD', KEYS[3], ARGV[3])
-redis.call('SADD', KEYS[4], ARGV[6])
-local now = tonumber(redis.call('TIME')[1])
-for i = 3, 4 do
-  local ttl = redis.call('TTL', KEYS[i])
-  if ttl < 0 or now + ttl < tonumber(ARGV[5]) then redis.call('EXPIREAT', KEYS[i], ARGV[5]) end
-end
-return 1
-"#;
-
 /// A bucket of one request, as the script needs it.
 #[derive(Debug, Clone)]
 pub(super) struct Spec {
@@ -132,6 +122,8 @@ pub(super) struct Spec {
 pub(super) struct QuotaArgs {
     /// The counter of the current period ([`quota_key`]).
     pub(super) counter: String,
+    /// The key's usage-update hold ([`Names::quota_hold`]).
+    pub(super) hold: String,
     pub(super) limit: u64,
     /// Requests to take (a lease, or this request).
     pub(super) want: u64,
@@ -154,6 +146,7 @@ pub(super) fn check_call(specs: &[Spec], quota: Option<QuotaArgs>) -> (Vec<Strin
     }
     if let Some(q) = quota {
         names.push(q.counter);
+        names.push(q.hold);
         args.extend([q.limit as i64, q.want as i64, q.expire_at]);
     }
     (names, args)
@@ -249,6 +242,33 @@ impl Names {
     /// The set of (day, plan) with ledger days, as `<day>:<plan>` ([`usage_member`]).
     pub(super) fn usage_index(&self) -> String {
         format!("{}:usage-index", self.tag)
+    }
+
+    /// A key's usage-update hold, by the stem of its quota counters.
+    pub(super) fn quota_hold(&self, stem: &str) -> String {
+        let mut s = format!("{}:quota-hold", self.tag);
+        part(&mut s, stem);
+        s
+    }
+
+    /// The stream of usage updates every replica reads.
+    pub(super) fn revocations(&self) -> String {
+        format!("{}:usage-updates", self.tag)
+    }
+
+    /// The sorted set of replicas alive (by their last heartbeat, in milliseconds).
+    pub(super) fn replicas(&self) -> String {
+        format!("{}:replicas", self.tag)
+    }
+
+    /// The set of replicas that answered usage update `id`.
+    pub(super) fn revocation_acks(&self, id: &str) -> String {
+        format!("{}:usage-update-acks:{id}", self.tag)
+    }
+
+    /// The mark of usage update `id` done.
+    pub(super) fn revocation_done(&self, id: &str) -> String {
+        format!("{}:usage-update-done:{id}", self.tag)
     }
 }
 

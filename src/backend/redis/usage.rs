@@ -21,6 +21,7 @@
 //! period plus UpdateUsage changes, never leases held and not yet spent.
 
 use super::conn::Conn;
+use super::revoke;
 use super::script::{self, quota_key};
 use crate::engine::ledger::day_of;
 use crate::engine::QuotaRule;
@@ -87,7 +88,8 @@ impl RedisUsage {
         Ok(days.iter().map(|d| i64::try_from(d.used).unwrap_or(i64::MAX).saturating_add(d.adjust)).sum())
     }
 
-    /// UpdateUsage: the counter of the period set to `used`, the change booked today.
+    /// UpdateUsage: the counter of the period set to `used` once no replica holds a lease of
+    /// it (`revoke.rs`), the change booked today. Returns the count replaced.
     async fn set_used(
         &self,
         key: &Arc<str>,
@@ -97,31 +99,45 @@ impl RedisUsage {
         used: i64,
     ) -> Result<i64, UsageError> {
         let conn = &self.conn;
-        let old = self.period_used(key, plan, rule, unix).await?;
+        // The ledger's count, for a counter Redis no longer has.
+        let ledger = self.period_used(key, plan, rule, unix).await?;
         let period = rule.current(unix);
-        // This replica's lease is already counted in the old counter, which is replaced: dropped,
-        // not given back. Leases other replicas hold are not revoked (docs/distributed.md).
+        let announced =
+            revoke::announce(conn, key, plan).await.map_err(|e| UsageError::unavailable("updating usage", e))?;
         let held = conn.key_if_held(key, plan);
-        if let Some(k) = &held {
-            k.forget_lease();
+        revoke::give_back(conn, held.as_ref(), &announced.id, None)
+            .await
+            .map_err(|e| UsageError::unavailable("updating usage", e))?;
+        let answered = revoke::acknowledged(conn, &announced.id, announced.others).await;
+        if answered < announced.others {
+            tracing::warn!(
+                key_id = %key,
+                replicas = announced.others,
+                answered,
+                "usage update: not every replica gave its lease back within a second; the \
+                 deployment may admit up to those leases more"
+            );
         }
         let today = day_of(unix);
         let (names, stem) = (&conn.names, conn.names.quota_stem(key, plan));
-        let set_used = redis::Script::new(script::SET_USED);
-        let mut call = set_used.prepare_invoke();
+        let finish = redis::Script::new(revoke::FINISH);
+        let mut call = finish.prepare_invoke();
         call.key(quota_key(&stem, period.tag))
             .key(names.usage_day("usage-adjust", plan, today))
             .key(names.usage_keys(plan))
-            .key(names.usage_index());
+            .key(names.usage_index())
+            .key(names.quota_hold(&stem))
+            .key(names.revocation_done(&announced.id));
         call.arg(used)
-            .arg(period.end + 86_400)
+            .arg((period.end + 86_400 - unix).max(1))
             .arg(&**key)
-            .arg(used.saturating_sub(old))
-            .arg(conn.ledger_expiry(today))
-            .arg(script::usage_member(plan, today));
+            .arg(ledger)
+            .arg((conn.ledger_expiry(today) - unix).max(1))
+            .arg(script::usage_member(plan, today))
+            .arg(60);
         let mut manager = conn.manager.clone();
-        match tokio::time::timeout(self.wait(), call.invoke_async::<i64>(&mut manager)).await {
-            Ok(Ok(_)) => {}
+        let old = match tokio::time::timeout(self.wait(), call.invoke_async::<i64>(&mut manager)).await {
+            Ok(Ok(old)) => old,
             Ok(Err(e)) => return Err(UsageError::unavailable("updating usage", e)),
             Err(_) => {
                 return Err(UsageError::unavailable(
@@ -129,7 +145,7 @@ impl RedisUsage {
                     "redis did not answer in time (the update may have been applied)",
                 ))
             }
-        }
+        };
         if let Some(k) = held {
             k.last_used.store(u64::try_from(used).unwrap_or(0), std::sync::atomic::Ordering::Release);
         }
