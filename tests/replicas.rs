@@ -109,6 +109,13 @@ async fn three_replicas_behave_as_one_deployment() {
     assert_eq!(r["usage_used"], 30, "{r}");
     within("usage_30_after", 2.0);
     assert_eq!(r["admitted_after_update"], 5, "{r}");
+    // Every replica that had cached the spent quota serves the new one at once (each leases one
+    // request at a time this close to the limit, so round-robin spreads them).
+    let spread = |name: &str| r[name].as_array().unwrap().iter().all(|n| n.as_u64().unwrap_or(0) >= 1);
+    assert!(spread("admitted_after_update_by_replica"), "{r}");
+    // Leases held on every replica are given back before the second update sets the counter.
+    assert_eq!(r["admitted_before_second_update"], 6, "{r}");
+    assert_eq!(r["admitted_after_second_update"], 10, "{r}");
     within("disabled_403_after", 1.0);
     within("removed_403_after", 1.0);
     within("plan_deleted_403_after", 1.0);

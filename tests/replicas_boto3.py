@@ -111,6 +111,21 @@ statuses = [call(j % 3)[0] for j in range(30)]
 out["admitted_after_update"] = statuses.count(200)
 out["admitted_after_update_by_replica"] = [statuses[r::3].count(200) for r in range(3)]
 
+# An update while every replica holds an unspent lease of the key: give each replica some
+# traffic first (with remaining = 60 each takes a lease of several requests), then set
+# remaining = 10 through replica 3: the leases are given back first, exactly 10 more pass.
+c1.update_usage(
+    usagePlanId=plan["id"], keyId=key["id"], patchOperations=[{"op": "replace", "path": "/remaining", "value": "60"}]
+)
+warm = [call(j % 3)[0] for j in range(6)]
+out["admitted_before_second_update"] = warm.count(200)
+c3.update_usage(
+    usagePlanId=plan["id"], keyId=key["id"], patchOperations=[{"op": "replace", "path": "/remaining", "value": "10"}]
+)
+statuses = [call(j % 3)[0] for j in range(45)]
+out["admitted_after_second_update"] = statuses.count(200)
+out["admitted_after_second_update_by_replica"] = [statuses[r::3].count(200) for r in range(3)]
+
 c3.update_api_key(apiKey=key["id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}])
 out["disabled_403_after"] = [until(0, 403), until(1, 403)]
 c3.update_api_key(apiKey=key["id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "true"}])
