@@ -31,6 +31,7 @@
 //! | `script.rs` | the Lua scripts, their arguments, the names of the Redis keys |
 //! | `settings.rs` | the builder's settings, [`FailurePolicy`] |
 //! | `usage.rs` | the usage ledger in Redis (GetUsage, UpdateUsage, sinks) |
+//! | `snapshot.rs` | snapshots of the deployment's ledger and quota counts |
 //! | `error.rs`, `stats.rs` | [`RedisBackendError`], [`RedisStats`] |
 
 mod breaker;
@@ -43,6 +44,7 @@ mod lease;
 mod reply;
 mod script;
 mod settings;
+mod snapshot;
 mod stats;
 mod usage;
 
