@@ -364,7 +364,8 @@ mod tests {
         let name = quota_key(&n.quota_stem("a:1:b", "p:7"), 4_194_400);
         assert_eq!(n.parse_quota(&name), Some((String::from("a:1:b"), String::from("p:7"), 4_194_400)));
         assert_eq!(n.parse_quota(&quota_key(&n.quota_stem("é", ""), 9)), Some((String::from("é"), String::new(), 9)));
-        for other in [n.key("k", "p"), n.quota_stem("k", "p"), format!("{}:x", n.quota_stem("k", "p")), n.usage_index()] {
+        for other in [n.key("k", "p"), n.quota_stem("k", "p"), format!("{}:x", n.quota_stem("k", "p")), n.usage_index()]
+        {
             assert_eq!(n.parse_quota(&other), None, "{other}");
         }
         assert_eq!(Names::new("tup").parse_quota(&quota_key(&Names::new("tu").quota_stem("k", "p"), 1)), None);

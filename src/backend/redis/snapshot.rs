@@ -108,7 +108,8 @@ impl RedisUsage {
                     let route = Route::with_key(conn.names.usage_index(), SlotAddr::Master);
                     let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
                     let value = self.bounded(c.route_command(cmd, routing)).await?;
-                    redis::from_redis_value(value).map_err(|e| UsageError::unavailable("scanning the quota counters", e))?
+                    redis::from_redis_value(value)
+                        .map_err(|e| UsageError::unavailable("scanning the quota counters", e))?
                 }
             };
             out.extend(names);
@@ -122,7 +123,10 @@ impl RedisUsage {
     }
 
     /// `call` bounded by the query timeout.
-    async fn bounded<T>(&self, call: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, UsageError> {
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, UsageError> {
         const WHAT: &str = "scanning the quota counters";
         match tokio::time::timeout(self.wait(), call).await {
             Ok(result) => result.map_err(|e| UsageError::unavailable(WHAT, e)),
@@ -136,7 +140,8 @@ impl RedisUsage {
         let conn = &self.conn;
         let now = conn.clock.now().unix_secs;
         let first = day_of(now).saturating_sub(retention(conn));
-        let days: Vec<_> = counts.days.into_iter().filter(|(_, _, day, r)| *day >= first && *r != Row::default()).collect();
+        let days: Vec<_> =
+            counts.days.into_iter().filter(|(_, _, day, r)| *day >= first && *r != Row::default()).collect();
         let add = redis::Script::new(script::SNAPSHOT_ADD);
         for chunk in days.chunks(CHUNK) {
             let mut call = add.prepare_invoke();
@@ -153,7 +158,9 @@ impl RedisUsage {
             match tokio::time::timeout(self.wait(), call.invoke_async::<i64>(&mut manager)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(UsageError::unavailable("restoring the usage ledger", e)),
-                Err(_) => return Err(UsageError::unavailable("restoring the usage ledger", "redis did not answer in time")),
+                Err(_) => {
+                    return Err(UsageError::unavailable("restoring the usage ledger", "redis did not answer in time"))
+                }
             }
         }
         let quotas: Vec<_> = counts

@@ -194,7 +194,13 @@ impl RedisUsage {
         let now = conn.clock.now().unix_secs;
         let first = day_of(now).saturating_sub(retention(conn));
         let mut pipe = redis::pipe();
-        for p in batch.iter().filter(|p| p.day >= first) {
+        let live: Vec<&Pending> = batch.iter().filter(|p| p.day >= first).collect();
+        if live.is_empty() {
+            // Only days past the retention (or nothing): nothing to book, and Redis refuses an
+            // empty pipeline.
+            return Ok(());
+        }
+        for p in live {
             let name = conn.names.usage_day("usage-reported", &p.plan, p.day);
             pipe.hset(&name, &*p.key, p.total).ignore();
             pipe.expire(&name, conn.ledger_ttl(p.day, now)).ignore();
