@@ -527,6 +527,10 @@ async fn on_a_redis_cluster_two_replicas_admit_exactly_the_quota_and_one_shard_h
         .unwrap();
     let (ok, refused) = hammer(&[layer(&a), layer(&b)], 4, 100, Q).await;
     assert_eq!((ok, refused), (200, 600));
+    // A snapshot on the cluster scans the node owning the deployment's slot for quota counters.
+    let snapshot = serde_json::to_value(usage_layer(&a).0.usage().snapshot().await.unwrap()).unwrap();
+    assert_eq!(snapshot["quotas"].as_array().map(Vec::len), Some(1), "{snapshot}");
+    assert_eq!((snapshot["quotas"][0]["key"].as_str(), snapshot["quotas"][0]["used"].as_i64()), (Some("q"), Some(200)));
     // The throttle script on the cluster too: burst 10 at 50/s across both replicas.
     let config = CONFIG
         .replace("stage = \"other\"", "stage = \"prod\"")
