@@ -288,6 +288,42 @@ async fn snapshot_file_scenario(name: &str, first: &Mode, second: &Mode) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[tokio::test]
+async fn a_snapshot_keeps_update_usage_changes_and_extensions() {
+    snapshot_update_scenario(&Mode::InProcess, &Mode::InProcess).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_keeps_update_usage_changes_and_extensions_in_redis() {
+    let Some(first) = redis_mode::Redis::start("snapshot_update_a").await else { return };
+    let Some(second) = redis_mode::Redis::start("snapshot_update_b").await else { return };
+    snapshot_update_scenario(&first.mode(), &second.mode()).await;
+}
+
+/// An UpdateUsage beyond the limit (the quota count below zero, the change in the ledger) carried
+/// by a snapshot from `first` to `second`.
+async fn snapshot_update_scenario(first: &Mode, second: &Mode) {
+    let clock = clock();
+    let text = one_key("", r#"quota = { limit = 10, period = "DAY" }"#);
+    let store = store(&text);
+    let plan = plan_of(&store);
+    let layer = first.on(UsagePlanLayer::builder(store).clock(clock.clone()), &clock).await.build().unwrap();
+    assert_eq!(count(&send_n(&service(&layer), 3).await, 200), 3);
+    layer.usage().set_remaining(&plan, "k", 12).await.unwrap(); // 2 more than the limit
+    let snapshot = layer.usage().snapshot().await.unwrap();
+    assert_eq!(snapshot.len(), 2, "the quota count and the day");
+    let again = second.on(builder(&text, &clock), &clock).await.build().unwrap();
+    again.usage().restore(snapshot).await.unwrap();
+    let q = again.usage().quota(&plan, "k").await.unwrap().unwrap();
+    assert_eq!((q.used, q.remaining), (-2, 12));
+    let today = date!(2026 - 11 - 23);
+    let report = again.usage().report(&plan, &["k"], today, today).await.unwrap();
+    assert_eq!(pairs(&report.keys["k"]), [(3, Some(12))]);
+    let after = send_n(&service(&again), 13).await;
+    assert_eq!((count(&after, 200), count(&after, 429)), (12, 1));
+}
+
 /// A sink that stores what it is given, and fails while told to.
 #[derive(Default)]
 #[cfg_attr(not(feature = "tokio"), allow(dead_code))]

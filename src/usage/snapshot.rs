@@ -134,6 +134,29 @@ impl Usage {
     /// retention). With the Redis backend, the whole deployment's (this replica's pending counts
     /// written first, its quota leases given back so that they are not counted as used); other
     /// replicas' unspent leases count as used, and their last second of traffic may be missing.
+    ///
+    /// ```
+    /// use tower_usage_plans::{InMemoryKeyStore, UsagePlanLayer};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = r#"
+    ///     stage = { api = "petstore", name = "prod" }
+    ///     [[plans]]
+    ///     id = "free"
+    ///     quota = { limit = 100, period = "DAY" }
+    ///     stages = [{ api = "petstore", stage = "prod" }]
+    /// "#;
+    /// let before = UsagePlanLayer::new(InMemoryKeyStore::from_toml_str(config)?).unwrap();
+    /// // ... serve; at shutdown:
+    /// let snapshot = before.usage().snapshot().await?;
+    /// let json = serde_json::to_string(&snapshot)?; // or `save(path)`
+    /// // The next process, before serving:
+    /// let after = UsagePlanLayer::new(InMemoryKeyStore::from_toml_str(config)?).unwrap();
+    /// after.usage().restore(serde_json::from_str(&json)?).await?; // or `load(path)`
+    /// assert_eq!(after.usage().snapshot().await?, snapshot);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn snapshot(&self) -> Result<UsageSnapshot, UsageError> {
         Ok(UsageSnapshot::from_counts(self.backend()?.counts().await?))
     }
