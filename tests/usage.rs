@@ -202,9 +202,11 @@ async fn keys_without_usage_scenario(mode: &Mode) {
     let today = date!(2026 - 11 - 23);
     let report = usage.report(&plan, &["k", "other"], today, today).await.unwrap();
     assert_eq!(pairs(&report.keys["other"]), [(0, None)]);
+    assert!(usage.keys_with_usage(&plan).await.unwrap().is_empty());
     send_n(&svc, 4).await;
     let report = usage.report(&plan, &[], today, today).await.unwrap();
     assert_eq!(pairs(&report.keys["k"]), [(4, None)], "keys with usage are reported unasked");
+    assert_eq!(usage.keys_with_usage(&plan).await.unwrap(), ["k"]);
     assert!(usage.quota(&plan, "k").await.unwrap().is_none());
     assert!(usage.set_remaining(&plan, "k", 1).await.is_err());
     assert!(usage.report(&plan, &["k"], today, date!(2026 - 11 - 22)).await.is_err(), "end before start");
