@@ -120,10 +120,13 @@ async fn serve<S>(
     S: tower_usage_plans::KeyStore + ManagedKeyStore + Clone,
 {
     let (layer, redis) = common::layer(args, store.clone(), stage).await;
-    let state = state.map(|(mut state, memory)| {
-        state.start(&memory, &layer);
-        state
-    });
+    let state = match state {
+        Some((mut state, memory)) => {
+            state.start(&memory, &layer).await;
+            Some(state)
+        }
+        None => None,
+    };
     let usage = layer.usage();
     let app = if args.no_layer { app(Pets::default()) } else { app(Pets::default()).layer(layer) };
     let app = admin(args, app, store, usage);
@@ -147,7 +150,7 @@ async fn serve<S>(
         std::process::exit(1);
     }
     if let Some(state) = state {
-        state.save();
+        state.save().await;
         println!("keys, plans and usage counts written to the state file");
     }
     if let Some(redis) = redis {

@@ -527,6 +527,10 @@ async fn on_a_redis_cluster_two_replicas_admit_exactly_the_quota_and_one_shard_h
         .unwrap();
     let (ok, refused) = hammer(&[layer(&a), layer(&b)], 4, 100, Q).await;
     assert_eq!((ok, refused), (200, 600));
+    // A snapshot on the cluster scans the node owning the deployment's slot for quota counters.
+    let snapshot = serde_json::to_value(usage_layer(&a).0.usage().snapshot().await.unwrap()).unwrap();
+    assert_eq!(snapshot["quotas"].as_array().map(Vec::len), Some(1), "{snapshot}");
+    assert_eq!((snapshot["quotas"][0]["key"].as_str(), snapshot["quotas"][0]["used"].as_i64()), (Some("q"), Some(200)));
     // The throttle script on the cluster too: burst 10 at 50/s across both replicas.
     let config = CONFIG
         .replace("stage = \"other\"", "stage = \"prod\"")
@@ -886,10 +890,14 @@ async fn usage_reads_for_the_whole_deployment_and_a_sink_gets_each_count_once_ac
     assert_eq!(b.flush().await, 0);
     let again = usage.pending().await.unwrap();
     assert_eq!((again.records()[0].requests, again.records()[0].total), (3, 15));
-    // Snapshots are refused with a typed error: the ledger lives in Redis.
-    let err = usage.snapshot().unwrap_err();
-    assert_eq!(err.kind(), tower_usage_plans::usage::UsageErrorKind::Unsupported);
-    assert!(err.to_string().contains("Redis"), "{err}");
+    // A snapshot holds the deployment's counts: both replicas' requests in the day, what the sink
+    // acknowledged, and the quota counter (B's unspent lease counts as used; A gave its back).
+    let snapshot = serde_json::to_value(usage.snapshot().await.unwrap()).unwrap();
+    let day = &snapshot["days"][0];
+    assert_eq!(snapshot["days"].as_array().map(Vec::len), Some(1), "{snapshot}");
+    assert_eq!((day["key"].as_str(), day["used"].as_u64(), day["reported"].as_u64()), (Some("q"), Some(15), Some(12)));
+    let counted = snapshot["quotas"][0]["used"].as_i64().unwrap();
+    assert!((15..=200).contains(&counted), "{snapshot}");
     assert_eq!(a.shutdown().await, 0);
     assert_eq!(b.shutdown().await, 0);
 }

@@ -1,5 +1,6 @@
 //! The usage ledger through the layer: GetUsage figures per day, UpdateUsage, snapshots across a
-//! restart, and usage sinks.
+//! restart, and usage sinks. Every scenario runs in process and against a redis-server of its own
+//! (the `..._in_redis` tests), with the same figures.
 
 mod common;
 
@@ -99,6 +100,11 @@ mod redis_mode {
         pub(crate) fn mode(&self) -> super::Mode {
             super::Mode::Redis(self.url.clone(), self.prefix.clone())
         }
+
+        /// A deployment of its own on this server (prefix numbered `n`), for one case of many.
+        pub(crate) fn mode_for(&self, n: usize) -> super::Mode {
+            super::Mode::Redis(self.url.clone(), format!("{}-{n}", self.prefix))
+        }
     }
 
     impl Drop for Redis {
@@ -117,9 +123,20 @@ async fn send_n(svc: &Svc, n: usize) -> Vec<u16> {
 
 #[tokio::test]
 async fn each_day_reads_as_used_and_remaining_at_its_end() {
+    each_day_scenario(&Mode::InProcess).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_day_reads_as_used_and_remaining_at_its_end_in_redis() {
+    let Some(redis) = redis_mode::Redis::start("each_day").await else { return };
+    each_day_scenario(&redis.mode()).await;
+}
+
+async fn each_day_scenario(mode: &Mode) {
     let clock = clock(); // Monday 2026-11-23, noon
     let store = store(&one_key("", r#"quota = { limit = 100, period = "MONTH" }"#));
-    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
+    let layer = mode.on(UsagePlanLayer::builder(store.clone()).clock(clock.clone()), &clock).await.build().unwrap();
     let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
     for (advance, n) in [(0, 5), (1, 3), (2, 10)] {
         clock.advance(DAY * advance);
@@ -185,9 +202,11 @@ async fn keys_without_usage_scenario(mode: &Mode) {
     let today = date!(2026 - 11 - 23);
     let report = usage.report(&plan, &["k", "other"], today, today).await.unwrap();
     assert_eq!(pairs(&report.keys["other"]), [(0, None)]);
+    assert!(usage.keys_with_usage(&plan).await.unwrap().is_empty());
     send_n(&svc, 4).await;
     let report = usage.report(&plan, &[], today, today).await.unwrap();
     assert_eq!(pairs(&report.keys["k"]), [(4, None)], "keys with usage are reported unasked");
+    assert_eq!(usage.keys_with_usage(&plan).await.unwrap(), ["k"]);
     assert!(usage.quota(&plan, "k").await.unwrap().is_none());
     assert!(usage.set_remaining(&plan, "k", 1).await.is_err());
     assert!(usage.report(&plan, &["k"], today, date!(2026 - 11 - 22)).await.is_err(), "end before start");
@@ -225,24 +244,38 @@ async fn refunded_scenario(mode: &Mode) {
 
 #[tokio::test]
 async fn a_snapshot_carries_every_count_across_a_restart() {
-    let dir = std::env::temp_dir().join(format!("tup-usage-{}", std::process::id()));
+    snapshot_file_scenario("in-process", &Mode::InProcess, &Mode::InProcess).await;
+}
+
+/// Saved from one Redis, loaded into a fresh one: the figures of the whole deployment carry over.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_carries_every_count_across_a_restart_in_redis() {
+    let Some(first) = redis_mode::Redis::start("snapshot_file_a").await else { return };
+    let Some(second) = redis_mode::Redis::start("snapshot_file_b").await else { return };
+    snapshot_file_scenario("redis", &first.mode(), &second.mode()).await;
+}
+
+/// Counts saved under `first` and loaded under `second` (a new process, or a fresh Redis).
+async fn snapshot_file_scenario(name: &str, first: &Mode, second: &Mode) {
+    let dir = std::env::temp_dir().join(format!("tup-usage-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("state.json");
     let _ = std::fs::remove_file(&file);
     let clock = clock();
     let text = one_key("", r#"quota = { limit = 10, period = "DAY" }"#);
     {
-        let layer = UsagePlanLayer::builder(store(&text)).clock(clock.clone()).build().unwrap();
-        assert!(!layer.usage().load(&file).unwrap(), "no file yet");
+        let layer = first.on(builder(&text, &clock), &clock).await.build().unwrap();
+        assert!(!layer.usage().load(&file).await.unwrap(), "no file yet");
         assert_eq!(count(&send_n(&service(&layer), 7).await, 200), 7);
-        layer.usage().save(&file).unwrap();
+        layer.usage().save(&file).await.unwrap();
     }
     let body = std::fs::read_to_string(&file).unwrap();
     assert!(!body.contains(K), "key values never go into a snapshot");
     // A new process: same config, the snapshot restored before serving.
     let store = store(&text);
-    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
-    assert!(layer.usage().load(&file).unwrap());
+    let layer = second.on(UsagePlanLayer::builder(store.clone()).clock(clock.clone()), &clock).await.build().unwrap();
+    assert!(layer.usage().load(&file).await.unwrap());
     let after = send_n(&service(&layer), 4).await;
     assert_eq!(after, [200, 200, 200, 429]);
     let today = date!(2026 - 11 - 23);
@@ -250,11 +283,47 @@ async fn a_snapshot_carries_every_count_across_a_restart() {
     assert_eq!(pairs(&report.keys["k"]), [(10, Some(0))]);
 
     std::fs::write(&file, "{\"version\": 9, \"quotas\": [], \"days\": []}").unwrap();
-    let err = layer.usage().load(&file).unwrap_err().to_string();
+    let err = layer.usage().load(&file).await.unwrap_err().to_string();
     assert!(err.contains("state.json") && err.contains("version 9"), "{err}");
     std::fs::write(&file, "not json").unwrap();
-    assert!(layer.usage().load(&file).unwrap_err().to_string().contains("state.json"));
+    assert!(layer.usage().load(&file).await.unwrap_err().to_string().contains("state.json"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_snapshot_keeps_update_usage_changes_and_extensions() {
+    snapshot_update_scenario(&Mode::InProcess, &Mode::InProcess).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_keeps_update_usage_changes_and_extensions_in_redis() {
+    let Some(first) = redis_mode::Redis::start("snapshot_update_a").await else { return };
+    let Some(second) = redis_mode::Redis::start("snapshot_update_b").await else { return };
+    snapshot_update_scenario(&first.mode(), &second.mode()).await;
+}
+
+/// An UpdateUsage beyond the limit (the quota count below zero, the change in the ledger) carried
+/// by a snapshot from `first` to `second`.
+async fn snapshot_update_scenario(first: &Mode, second: &Mode) {
+    let clock = clock();
+    let text = one_key("", r#"quota = { limit = 10, period = "DAY" }"#);
+    let store = store(&text);
+    let plan = plan_of(&store);
+    let layer = first.on(UsagePlanLayer::builder(store).clock(clock.clone()), &clock).await.build().unwrap();
+    assert_eq!(count(&send_n(&service(&layer), 3).await, 200), 3);
+    layer.usage().set_remaining(&plan, "k", 12).await.unwrap(); // 2 more than the limit
+    let snapshot = layer.usage().snapshot().await.unwrap();
+    assert_eq!(snapshot.len(), 2, "the quota count and the day");
+    let again = second.on(builder(&text, &clock), &clock).await.build().unwrap();
+    again.usage().restore(snapshot).await.unwrap();
+    let q = again.usage().quota(&plan, "k").await.unwrap().unwrap();
+    assert_eq!((q.used, q.remaining), (-2, 12));
+    let today = date!(2026 - 11 - 23);
+    let report = again.usage().report(&plan, &["k"], today, today).await.unwrap();
+    assert_eq!(pairs(&report.keys["k"]), [(3, Some(12))]);
+    let after = send_n(&service(&again), 13).await;
+    assert_eq!((count(&after, 200), count(&after, 429)), (12, 1));
 }
 
 /// A sink that stores what it is given, and fails while told to.
@@ -279,8 +348,20 @@ impl UsageSink for Billing {
 #[cfg(feature = "tokio")]
 #[tokio::test]
 async fn a_sink_gets_every_increment_at_least_once_and_the_rest_on_shutdown() {
+    sink_scenario(&Mode::InProcess).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_gets_every_increment_at_least_once_and_the_rest_on_shutdown_in_redis() {
+    let Some(redis) = redis_mode::Redis::start("sink").await else { return };
+    sink_scenario(&redis.mode()).await;
+}
+
+#[cfg(feature = "tokio")]
+async fn sink_scenario(mode: &Mode) {
     let clock = clock();
-    let layer = builder(&one_key("", ""), &clock).build().unwrap();
+    let layer = mode.on(builder(&one_key("", ""), &clock), &clock).await.build().unwrap();
     let svc = service(&layer);
     let billing = Arc::new(Billing::default());
     let reporter =
@@ -311,19 +392,33 @@ async fn a_sink_gets_every_increment_at_least_once_and_the_rest_on_shutdown() {
 
 #[tokio::test]
 async fn unacknowledged_usage_survives_a_restart_through_the_snapshot() {
+    unacknowledged_scenario(&Mode::InProcess, &Mode::InProcess).await;
+}
+
+/// Snapshot of one Redis, restored into a fresh one.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_usage_survives_a_restart_through_the_snapshot_in_redis() {
+    let Some(first) = redis_mode::Redis::start("unacknowledged_a").await else { return };
+    let Some(second) = redis_mode::Redis::start("unacknowledged_b").await else { return };
+    unacknowledged_scenario(&first.mode(), &second.mode()).await;
+}
+
+async fn unacknowledged_scenario(first: &Mode, second: &Mode) {
     let clock = clock();
     let text = one_key("", "");
-    let layer = builder(&text, &clock).build().unwrap();
+    let layer = first.on(builder(&text, &clock), &clock).await.build().unwrap();
     send_n(&service(&layer), 6).await;
     let usage = layer.usage();
-    let first = usage.pending().await.unwrap();
-    usage.acknowledge(&first).await.unwrap();
+    let first_batch = usage.pending().await.unwrap();
+    usage.acknowledge(&first_batch).await.unwrap();
     send_n(&service(&layer), 2).await;
     let lost = usage.pending().await.unwrap(); // delivered, but the process dies before acknowledging
     assert_eq!(lost.records()[0].requests, 2);
-    let snapshot = usage.snapshot().unwrap();
-    let again = builder(&text, &clock).build().unwrap();
-    again.usage().restore(snapshot).unwrap();
+    let snapshot = usage.snapshot().await.unwrap();
+    assert_eq!(snapshot.len(), 1, "one ledger day, no quota");
+    let again = second.on(builder(&text, &clock), &clock).await.build().unwrap();
+    again.usage().restore(snapshot).await.unwrap();
     let offered = again.usage().pending().await.unwrap();
     assert_eq!(offered.records().len(), 1);
     assert_eq!((offered.records()[0].requests, offered.records()[0].total), (2, 8));
@@ -331,8 +426,19 @@ async fn unacknowledged_usage_survives_a_restart_through_the_snapshot() {
 
 #[tokio::test]
 async fn an_acknowledgement_after_the_retention_dropped_the_day_brings_nothing_back() {
+    retention_scenario(&Mode::InProcess).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_after_the_retention_dropped_the_day_brings_nothing_back_in_redis() {
+    let Some(redis) = redis_mode::Redis::start("retention").await else { return };
+    retention_scenario(&redis.mode()).await;
+}
+
+async fn retention_scenario(mode: &Mode) {
     let clock = clock();
-    let layer = builder(&one_key("", ""), &clock).usage_retention_days(2).build().unwrap();
+    let layer = mode.on(builder(&one_key("", ""), &clock).usage_retention_days(2), &clock).await.build().unwrap();
     let svc = service(&layer);
     send_n(&svc, 3).await;
     let usage = layer.usage();
@@ -349,10 +455,21 @@ async fn an_acknowledgement_after_the_retention_dropped_the_day_brings_nothing_b
 /// and a reader never sees a total go down (a day counted twice at a roll would show as a spike).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_across_midnight_are_counted_exactly_once() {
+    midnight_scenario(&Mode::InProcess).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_across_midnight_are_counted_exactly_once_in_redis() {
+    let Some(redis) = redis_mode::Redis::start("midnight").await else { return };
+    midnight_scenario(&redis.mode()).await;
+}
+
+async fn midnight_scenario(mode: &Mode) {
     let clock = clock();
     clock.advance(Duration::from_secs(12 * 3600 - 1)); // 23:59:59
     let store = store(&one_key("", r#"quota = { limit = 100000, period = "MONTH" }"#));
-    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
+    let layer = mode.on(UsagePlanLayer::builder(store.clone()).clock(clock.clone()), &clock).await.build().unwrap();
     let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
     let admitted = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -360,13 +477,14 @@ async fn concurrent_requests_across_midnight_are_counted_exactly_once() {
         let (usage, plan, done) = (usage.clone(), plan.clone(), Arc::clone(&done));
         let rt = tokio::runtime::Handle::current();
         std::thread::spawn(move || {
-            let mut last = 0;
+            let (mut last, mut reads) = (0, 0);
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 let r = rt.block_on(usage.report(&plan, &["k"], date!(2026 - 11 - 23), date!(2026 - 11 - 24))).unwrap();
                 let total: u64 = r.keys["k"].iter().map(|d| d.used).sum();
                 assert!(total >= last, "the total went from {last} down to {total}");
-                last = total;
+                (last, reads) = (total, reads + 1);
             }
+            reads
         })
     };
     let mut tasks = Vec::new();
@@ -387,7 +505,7 @@ async fn concurrent_requests_across_midnight_are_counted_exactly_once() {
         t.await.unwrap();
     }
     done.store(true, std::sync::atomic::Ordering::SeqCst);
-    reader.join().unwrap();
+    assert!(reader.join().unwrap() > 0, "the reader read while requests ran");
     let admitted = admitted.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(admitted, 3200);
     let report = usage.report(&plan, &["k"], date!(2026 - 11 - 23), date!(2026 - 11 - 24)).await.unwrap();
@@ -397,44 +515,66 @@ async fn concurrent_requests_across_midnight_are_counted_exactly_once() {
     assert_eq!(usage.quota(&plan, "k").await.unwrap().unwrap().used, admitted as i64);
 }
 
+/// GetUsage against a model: per day of a month, what was sent that day and the limit less
+/// everything sent up to that day's end (with an UpdateUsage on one day).
+async fn month_model_scenario(mode: &Mode, sent: &[u64], update: Option<(usize, u64)>) {
+    let clock = tower_usage_plans::ManualClock::new(
+        std::time::UNIX_EPOCH + Duration::from_secs(1_793_534_400), // 2026-11-01 12:00 UTC
+    );
+    let store = store(&one_key("", r#"quota = { limit = 40, period = "MONTH" }"#));
+    let layer = mode.on(UsagePlanLayer::builder(store.clone()).clock(clock.clone()), &clock).await.build().unwrap();
+    let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
+    let (mut left, mut want) = (40u64, Vec::new());
+    for (day, n) in sent.iter().enumerate() {
+        if day > 0 {
+            clock.advance(DAY);
+        }
+        let got = send_n(&svc, *n as usize).await;
+        let admitted = got.iter().filter(|s| **s == 200).count() as u64;
+        assert_eq!(admitted, (*n).min(left), "day {day}");
+        left -= admitted;
+        if let Some((d, r)) = update {
+            if d == day {
+                usage.set_remaining(&plan, "k", r).await.unwrap();
+                left = r;
+            }
+        }
+        want.push((admitted, Some(left)));
+    }
+    let last = date!(2026 - 11 - 01) + time::Duration::days(sent.len() as i64 - 1);
+    let report = usage.report(&plan, &["k"], date!(2026 - 11 - 01), last).await.unwrap();
+    assert_eq!(pairs(&report.keys["k"]), want);
+}
+
+fn month_model_cases() -> impl proptest::strategy::Strategy<Value = (Vec<u64>, Option<(usize, u64)>)> {
+    (proptest::collection::vec(0u64..6, 1..12), proptest::option::of((0usize..12, 0u64..40)))
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
 
-    /// GetUsage against a model: per day of a month, what was sent that day and the limit less
-    /// everything sent up to that day's end (with an UpdateUsage on one day).
     #[test]
-    fn each_day_of_a_month_reads_as_the_model_says(
-        sent in proptest::collection::vec(0u64..6, 1..12),
-        update in proptest::option::of((0usize..12, 0u64..40)),
-    ) {
+    fn each_day_of_a_month_reads_as_the_model_says((sent, update) in month_model_cases()) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let clock = tower_usage_plans::ManualClock::new(
-                std::time::UNIX_EPOCH + Duration::from_secs(1_793_534_400), // 2026-11-01 12:00 UTC
-            );
-            let store = store(&one_key("", r#"quota = { limit = 40, period = "MONTH" }"#));
-            let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
-            let (svc, usage, plan) = (service(&layer), layer.usage(), plan_of(&store));
-            let (mut left, mut want) = (40u64, Vec::new());
-            for (day, n) in sent.iter().enumerate() {
-                if day > 0 {
-                    clock.advance(DAY);
-                }
-                let got = send_n(&svc, *n as usize).await;
-                let admitted = got.iter().filter(|s| **s == 200).count() as u64;
-                assert_eq!(admitted, (*n).min(left), "day {day}");
-                left -= admitted;
-                if let Some((d, r)) = update {
-                    if d == day {
-                        usage.set_remaining(&plan, "k", r).await.unwrap();
-                        left = r;
-                    }
-                }
-                want.push((admitted, Some(left)));
-            }
-            let last = date!(2026 - 11 - 01) + time::Duration::days(sent.len() as i64 - 1);
-            let report = usage.report(&plan, &["k"], date!(2026 - 11 - 01), last).await.unwrap();
-            assert_eq!(pairs(&report.keys["k"]), want);
-        });
+        rt.block_on(month_model_scenario(&Mode::InProcess, &sent, update));
+    }
+}
+
+/// The same model against one redis-server, each case a deployment (prefix) of its own.
+#[cfg(feature = "redis")]
+#[test]
+fn each_day_of_a_month_reads_as_the_model_says_in_redis() {
+    use proptest::test_runner::{Config, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let Some(redis) = rt.block_on(redis_mode::Redis::start("month_model")) else { return };
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config { cases: 24, ..Config::default() });
+    let result = runner.run(&month_model_cases(), |(sent, update)| {
+        let mode = redis.mode_for(case.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        rt.block_on(month_model_scenario(&mode, &sent, update));
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

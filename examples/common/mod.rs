@@ -280,11 +280,11 @@ impl StateFile {
     }
 
     /// Restores the usage counts into `layer` and starts writing `store` and the counts every 5 s.
-    pub fn start(&mut self, store: &InMemoryKeyStore, layer: &tower_usage_plans::UsagePlanLayer) {
+    pub async fn start(&mut self, store: &InMemoryKeyStore, layer: &tower_usage_plans::UsagePlanLayer) {
         let usage = layer.usage();
         match self.saved.take() {
             Some(saved) => {
-                usage.restore(saved.usage).unwrap_or_else(|e| fail(&self.path, e));
+                usage.restore(saved.usage).await.unwrap_or_else(|e| fail(&self.path, e));
                 println!("usage counts restored from {}", self.path.display());
             }
             None => println!("no state file at {} yet: starting from zero", self.path.display()),
@@ -296,29 +296,29 @@ impl StateFile {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                periodic.save();
+                periodic.save().await;
             }
         });
     }
 
     /// Writes the store and the counts now, atomically (a temporary file renamed over the old
     /// one: a crash mid-write keeps the previous state).
-    pub fn save(&self) {
+    pub async fn save(&self) {
         let Some((store, usage)) = &self.live else { return };
-        if let Err(e) = write_state(&self.path, store, usage) {
+        if let Err(e) = write_state(&self.path, store, usage).await {
             eprintln!("warning: --state-file {}: {e}", self.path.display());
         }
     }
 }
 
-fn write_state(
+async fn write_state(
     path: &std::path::Path,
     store: &InMemoryKeyStore,
     usage: &tower_usage_plans::usage::Usage,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use std::io::Write;
-    let saved =
-        Saved { version: 1, config: serde_json::from_str(&store.config().to_json_string())?, usage: usage.snapshot()? };
+    let usage = usage.snapshot().await?;
+    let saved = Saved { version: 1, config: serde_json::from_str(&store.config().to_json_string())?, usage };
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let mut options = std::fs::OpenOptions::new();

@@ -33,4 +33,6 @@ pub(crate) use plan::CompiledPlan;
 #[cfg(feature = "redis")]
 pub(crate) use quota::PeriodInfo;
 pub(crate) use quota::{decode as decode_quota, encode as encode_quota, merge_quota, quota_holds_count, QuotaRule};
+#[cfg(feature = "redis")]
+pub(crate) use quota::{encode_tagged as encode_quota_tagged, tag_of as quota_tag_of};
 pub(crate) use routes::check_routes;

@@ -287,6 +287,19 @@ pub(crate) fn encode(period: QuotaPeriod, index: i64, used: i64) -> u64 {
     (tag(period, index) << COUNT_BITS) | count_bits(used)
 }
 
+/// The raw quota count of `used` requests in the period of tag `tag` ([`PeriodInfo::tag`]), for
+/// backends that keep a count per period (Redis).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn encode_tagged(tag: u64, used: i64) -> u64 {
+    (tag << COUNT_BITS) | count_bits(used)
+}
+
+/// The period tag ([`PeriodInfo::tag`]) of a raw quota count.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn tag_of(raw: u64) -> u64 {
+    raw >> COUNT_BITS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +307,18 @@ mod tests {
 
     fn rule(limit: u64, period: QuotaPeriod, offset: u64, created: Option<i64>) -> QuotaRule {
         QuotaRule::new(Quota::new(limit, period).unwrap().with_offset(offset).unwrap(), created)
+    }
+
+    #[test]
+    fn a_tagged_count_is_the_raw_count_of_its_period() {
+        let r = rule(3, QuotaPeriod::Week, 0, None);
+        let noon = datetime!(2026-11-23 12:00 UTC).unix_timestamp();
+        let tag = r.current(noon).tag;
+        let raw = encode_tagged(tag, -5);
+        assert_eq!(tag_of(raw), tag);
+        assert_eq!(raw, encode(QuotaPeriod::Week, QuotaPeriod::Week.index_of(noon), -5));
+        assert_eq!(decode(raw).map(|(p, _, n)| (p, n)), Some((QuotaPeriod::Week, -5)));
+        assert!(quota_holds_count(raw, noon) && !quota_holds_count(raw, noon + 7 * 86_400));
     }
 
     #[test]

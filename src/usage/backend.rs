@@ -70,10 +70,11 @@ pub(crate) trait UsageBackend: Send + Sync {
         unix: i64,
         used: i64,
     ) -> Answer<'a, i64>;
-    /// Every count, for a snapshot.
-    fn counts(&self) -> Result<Counts, UsageError>;
-    /// Adds counts from a snapshot.
-    fn restore(&self, counts: Counts) -> Result<(), UsageError>;
+    /// Every count, for a snapshot: the quota counts and the ledger days within the retention
+    /// (with Redis: the deployment's, quota counts of periods not over only).
+    fn counts(&self) -> Answer<'_, Counts>;
+    /// Adds counts from a snapshot (counts of the same quota period and day add up).
+    fn restore(&self, counts: Counts) -> Answer<'_, ()>;
     /// Usage a sink has not acknowledged yet.
     fn pending(&self) -> Answer<'_, Vec<Pending>>;
     /// Records that a sink acknowledged `batch`.

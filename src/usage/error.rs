@@ -6,7 +6,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum UsageErrorKind {
-    /// The counter backend keeps no usage this handle can read or change (e.g. Redis).
+    /// The counter backend keeps no usage this handle can read or change.
     Unsupported,
     /// The plan has no quota, so there is no remaining quota to read or set.
     NoQuota,
@@ -52,12 +52,6 @@ impl UsageError {
     pub(crate) fn unavailable(what: &str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         let source = source.into();
         Self { reason: format!("{what}: {source}"), source: Some(source), ..Self::new(UsageErrorKind::Unavailable, "") }
-    }
-
-    /// Snapshots are not taken of counts that live elsewhere (Redis).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn no_snapshot(reason: &str) -> Self {
-        Self::new(UsageErrorKind::Unsupported, reason)
     }
 
     pub(crate) fn no_quota(plan: &str) -> Self {

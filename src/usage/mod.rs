@@ -4,9 +4,10 @@
 //! A [`Usage`] handle comes from the layer ([`UsagePlanLayer::usage`]). The layer counts every
 //! forwarded request of a key under its plan in the usage ledger: one atomic add beside the quota
 //! count, and a short lock once per key per day when the day changes. Days are kept for the
-//! retention (90 by default, [`UsagePlanLayerBuilder::usage_retention_days`]). The queries and
-//! UpdateUsage are `async`, so that counter backends keeping counts elsewhere can answer them
-//! (the in-process backend answers at once).
+//! retention (90 by default, [`UsagePlanLayerBuilder::usage_retention_days`]). Every method
+//! (the queries, UpdateUsage, snapshots, the sink's bookkeeping) is `async`, so that counter
+//! backends keeping counts elsewhere (Redis: the whole deployment's) can answer them (the
+//! in-process backend answers at once).
 //!
 //! ```
 //! use tower_usage_plans::{InMemoryKeyStore, UsagePlanLayer};

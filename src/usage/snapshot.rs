@@ -130,26 +130,55 @@ impl UsageSnapshot {
 }
 
 impl Usage {
-    /// The counts now.
-    pub fn snapshot(&self) -> Result<UsageSnapshot, UsageError> {
-        Ok(UsageSnapshot::from_counts(self.backend()?.counts()?))
+    /// The counts now: every key's quota count and every day of the usage ledger (within the
+    /// retention). With the Redis backend, the whole deployment's (this replica's pending counts
+    /// written first, its quota leases given back so that they are not counted as used); other
+    /// replicas' unspent leases count as used, and their last second of traffic may be missing.
+    ///
+    /// ```
+    /// use tower_usage_plans::{InMemoryKeyStore, UsagePlanLayer};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = r#"
+    ///     stage = { api = "petstore", name = "prod" }
+    ///     [[plans]]
+    ///     id = "free"
+    ///     quota = { limit = 100, period = "DAY" }
+    ///     stages = [{ api = "petstore", stage = "prod" }]
+    /// "#;
+    /// let before = UsagePlanLayer::new(InMemoryKeyStore::from_toml_str(config)?).unwrap();
+    /// // ... serve; at shutdown:
+    /// let snapshot = before.usage().snapshot().await?;
+    /// let json = serde_json::to_string(&snapshot)?; // or `save(path)`
+    /// // The next process, before serving:
+    /// let after = UsagePlanLayer::new(InMemoryKeyStore::from_toml_str(config)?).unwrap();
+    /// after.usage().restore(serde_json::from_str(&json)?).await?; // or `load(path)`
+    /// assert_eq!(after.usage().snapshot().await?, snapshot);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn snapshot(&self) -> Result<UsageSnapshot, UsageError> {
+        Ok(UsageSnapshot::from_counts(self.backend()?.counts().await?))
     }
 
     /// Adds a snapshot's counts to this layer's (call it at start, before serving: counts of
     /// the same quota period add up). Returns an error, and changes nothing, if the snapshot is
-    /// of a format this version cannot read.
-    pub fn restore(&self, snapshot: UsageSnapshot) -> Result<(), UsageError> {
+    /// of a format this version cannot read. With the Redis backend the counts are added to the
+    /// deployment's in Redis: restore a snapshot once per deployment, not once per replica.
+    pub async fn restore(&self, snapshot: UsageSnapshot) -> Result<(), UsageError> {
         let backend = self.backend()?;
         let counts = snapshot.into_counts().map_err(|reason| UsageError::snapshot("(in memory)", reason))?;
-        backend.restore(counts)
+        backend.restore(counts).await
     }
 
     /// Writes a snapshot to `path` atomically (a temporary file beside it, synced, then renamed
-    /// over it), so a crash mid-write leaves the previous snapshot whole.
-    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), UsageError> {
+    /// over it), so a crash mid-write leaves the previous snapshot whole. The file is written
+    /// with blocking I/O once the counts are read (a snapshot is small).
+    pub async fn save(&self, path: impl AsRef<Path>) -> Result<(), UsageError> {
+        let snapshot = self.snapshot().await?;
         let path = path.as_ref();
         let io = |source| UsageError::io(path.display().to_string(), source);
-        let json = serde_json::to_vec(&self.snapshot()?).map_err(|e| io(std::io::Error::other(e)))?;
+        let json = serde_json::to_vec(&snapshot).map_err(|e| io(std::io::Error::other(e)))?;
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
@@ -165,8 +194,9 @@ impl Usage {
     }
 
     /// Restores the snapshot at `path` if there is one: `Ok(false)` when the file does not
-    /// exist (a first start), an error naming the file when it cannot be read or parsed.
-    pub fn load(&self, path: impl AsRef<Path>) -> Result<bool, UsageError> {
+    /// exist (a first start), an error naming the file when it cannot be read or parsed. The
+    /// file is read with blocking I/O.
+    pub async fn load(&self, path: impl AsRef<Path>) -> Result<bool, UsageError> {
         let path = path.as_ref();
         let text = match std::fs::read(path) {
             Ok(t) => t,
@@ -178,7 +208,7 @@ impl Usage {
         let backend = self.backend()?;
         let counts =
             snapshot.into_counts().map_err(|reason| UsageError::snapshot(path.display().to_string(), reason))?;
-        backend.restore(counts)?;
+        backend.restore(counts).await?;
         Ok(true)
     }
 }

@@ -5,7 +5,7 @@ use super::key::LocalKey;
 use super::InProcess;
 use crate::engine::ledger::{Book, Row};
 use crate::engine::QuotaRule;
-use crate::usage::{ready, Answer, Counts, DayTotal, Pending, UsageBackend, UsageError};
+use crate::usage::{ready, Answer, Counts, DayTotal, Pending, UsageBackend};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -195,13 +195,13 @@ impl UsageBackend for InProcess {
         ready(self.local_set_quota_used(key, plan, rule, unix, used))
     }
 
-    fn counts(&self) -> Result<Counts, UsageError> {
-        Ok(self.local_counts())
+    fn counts(&self) -> Answer<'_, Counts> {
+        ready(self.local_counts())
     }
 
-    fn restore(&self, counts: Counts) -> Result<(), UsageError> {
+    fn restore(&self, counts: Counts) -> Answer<'_, ()> {
         self.local_restore(counts);
-        Ok(())
+        ready(())
     }
 
     fn pending(&self) -> Answer<'_, Vec<Pending>> {

@@ -7,7 +7,7 @@
 use super::conn::{Conn, Connection};
 use super::lease::{unpack, RedisKey, Refilling};
 use super::reply::{MalformedReply, Reply};
-use super::script::{check_call, quota_key, QuotaArgs, Spec};
+use super::script::{check_call, quota_key, ttl_secs, QuotaArgs, Spec};
 use super::stats::Counters;
 use crate::engine::{nanos, Clock, CompiledPlan, Gcra, Now, PeriodInfo, QuotaRule};
 use crate::engine::{BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict};
@@ -256,7 +256,7 @@ impl CounterBackend for Bound {
                 hold: conn.names.quota_hold(&k.quota_stem),
                 limit: period.limit,
                 want,
-                expire_at: period.end + 86_400,
+                ttl_secs: ttl_secs(period.end + 86_400, now.unix_secs),
             }),
             _ => None,
         };

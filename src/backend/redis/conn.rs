@@ -81,8 +81,8 @@ pub(super) struct Conn {
     pub(super) fallback: Fallback,
     /// One maintenance round at a time.
     maintaining: tokio::sync::Mutex<()>,
-    /// Writes a count back: replays add and set the expiry; lease returns subtract, never below
-    /// 0 and never on a counter that no longer exists.
+    /// Writes a count back: replays add and set the time to live; lease returns subtract, never
+    /// below 0 and never on a counter that no longer exists.
     write_back: redis::Script,
     pub(super) counters: Counters,
     /// This replica's name among the deployment's (heartbeats, usage updates).
@@ -184,12 +184,13 @@ impl Conn {
         }
         let mut manager = self.manager.clone();
         let mut kept = Vec::new();
+        let now = self.clock.now().unix_secs;
         for (name, (n, expire)) in merged {
             if n == 0 {
                 continue;
             }
             let mut call = self.write_back.key(&name);
-            call.arg(n).arg(expire);
+            call.arg(n).arg(script::ttl_secs(expire, now));
             match tokio::time::timeout(self.settings.timeout, call.invoke_async::<i64>(&mut manager)).await {
                 Ok(Ok(_)) if n > 0 => {
                     self.counters.replayed.fetch_add(n as u64, Ordering::Relaxed);
@@ -206,12 +207,18 @@ impl Conn {
     }
 
     /// The unix time a ledger day expires: the end of the day plus the retention.
-    pub(super) fn ledger_expiry(&self, day: i32) -> i64 {
+    fn ledger_expiry(&self, day: i32) -> i64 {
         let kept = match self.retention_days.load(Ordering::Acquire) {
             0 => crate::engine::ledger::DEFAULT_RETENTION_DAYS,
             n => n,
         };
         (i64::from(day) + 1 + i64::from(kept)) * 86_400
+    }
+
+    /// The seconds a ledger day has left to live when the backend's clock reads `now_unix`
+    /// ([`Conn::ledger_expiry`] made relative, at least 1).
+    pub(super) fn ledger_ttl(&self, day: i32, now_unix: i64) -> i64 {
+        script::ttl_secs(self.ledger_expiry(day), now_unix)
     }
 
     /// Writes the queued ledger counts (chunks of 100 entries, one script each); a chunk that
@@ -225,12 +232,13 @@ impl Conn {
         let entries: Vec<_> = merged.into_iter().filter(|(_, n)| *n != 0).collect();
         let mut manager = self.manager.clone();
         let mut kept = Vec::new();
+        let now = self.clock.now().unix_secs;
         for chunk in entries.chunks(100) {
             let mut call = self.usage_add.prepare_invoke();
             call.key(self.names.usage_index());
             for ((key, plan, day), n) in chunk {
                 call.key(self.names.usage_day("usage", plan, *day)).key(self.names.usage_keys(plan));
-                call.arg(&**key).arg(*n).arg(self.ledger_expiry(*day)).arg(script::usage_member(plan, *day));
+                call.arg(&**key).arg(*n).arg(self.ledger_ttl(*day, now)).arg(script::usage_member(plan, *day));
             }
             let wait = self.settings.timeout.max(Duration::from_millis(500));
             match tokio::time::timeout(wait, call.invoke_async::<i64>(&mut manager)).await {

@@ -32,6 +32,7 @@
 //! | `script.rs` | the Lua scripts, their arguments, the names of the Redis keys |
 //! | `settings.rs` | the builder's settings, [`FailurePolicy`] |
 //! | `usage.rs` | the usage ledger in Redis (GetUsage, UpdateUsage, sinks) |
+//! | `snapshot.rs` | snapshots of the deployment's ledger and quota counts |
 //! | `error.rs`, `stats.rs` | [`RedisBackendError`], [`RedisStats`] |
 
 mod breaker;
@@ -45,6 +46,7 @@ mod reply;
 mod revoke;
 mod script;
 mod settings;
+mod snapshot;
 mod stats;
 mod usage;
 

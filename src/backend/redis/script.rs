@@ -14,8 +14,9 @@ use crate::rejection::ThrottleScope;
 /// `KEYS[1..nb]`: buckets; with a quota, `KEYS[nb+1]`: the quota counter of the current period
 /// and `KEYS[nb+2]`: the key's usage-update hold (see `revoke.rs`: while it exists, one request
 /// is granted at a time, no lease). `ARGV[1]` = nb; then per bucket its emission interval and
-/// tolerance in whole microseconds; then (with a quota) limit, want, and the unix time at which
-/// the counter expires.
+/// tolerance in whole microseconds; then (with a quota) limit, want, and the counter's time to
+/// live in seconds (from the deciding request's clock, [`ttl_secs`], so that it expires alike
+/// whatever the server's own time).
 ///
 /// Returns `{1, granted, used}` when admitted (`used` after the grant), `{0, bucket, wait_us}`
 /// when bucket number `bucket` (1-based) refused, `{2, used, held}` when the quota has no room
@@ -56,7 +57,7 @@ if #KEYS > nb then
       return {2, used, held}
     end
     used = redis.call('INCRBY', q, granted)
-    redis.call('EXPIREAT', q, ARGV[base + 2])
+    redis.call('EXPIRE', q, ARGV[base + 2])
   end
 end
 for i = 1, nb do
@@ -67,7 +68,7 @@ return {1, granted, used}
 "#;
 
 /// Writes a count back. `ARGV[1]` > 0: usage admitted during an outage, added, and the counter
-/// set to expire at `ARGV[2]`. `ARGV[1]` < 0: an unused lease given back, subtracted but never
+/// set to expire in `ARGV[2]` seconds. `ARGV[1]` < 0: an unused lease given back, subtracted but never
 /// below 0, and only if the counter still exists (a restarted Redis that lost it must not go
 /// negative). Returns the counter's value.
 pub(super) const WRITE_BACK: &str = r#"
@@ -80,18 +81,18 @@ if n < 0 then
   return new
 end
 local v = redis.call('INCRBY', KEYS[1], n)
-redis.call('EXPIREAT', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return v
 "#;
 
 /// Adds this replica's ledger counts. `KEYS[1]`: the index of (day, plan) hashes; then per entry
-/// its day's hash and its plan's set of keys. `ARGV`: per entry key id, count, the unix time the
-/// day expires (the retention), the index member. Expiries only move later.
+/// its day's hash and its plan's set of keys. `ARGV`: per entry key id, count, the seconds the
+/// day has left to live (to the end of its retention), the index member. Expiries only move
+/// later: a key's time to live is raised to the entry's, never lowered.
 pub(super) const USAGE_ADD: &str = r#"
-local now = tonumber(redis.call('TIME')[1])
-local function later(k, at)
-  local ttl = redis.call('TTL', k)
-  if ttl < 0 or now + ttl < at then redis.call('EXPIREAT', k, at) end
+local function later(k, ttl)
+  local cur = redis.call('TTL', k)
+  if cur < 0 or cur < ttl then redis.call('EXPIRE', k, ttl) end
 end
 local n = (#KEYS - 1) / 2
 for i = 1, n do
@@ -103,6 +104,41 @@ for i = 1, n do
   later(keys, at)
   redis.call('SADD', KEYS[1], member)
   later(KEYS[1], at)
+end
+return n
+"#;
+
+/// Adds a snapshot's ledger days. `KEYS[1]`: the index; then per entry its day's hashes of
+/// forwarded requests, UpdateUsage changes and acknowledged counts, and its plan's set of keys.
+/// `ARGV`: per entry key id, used, change, reported, the day's time to live in seconds, the index
+/// member. Counts add up, `reported` keeps the larger; expiries only move later.
+pub(super) const SNAPSHOT_ADD: &str = r#"
+local function later(k, ttl)
+  local cur = redis.call('TTL', k)
+  if cur < 0 or cur < ttl then redis.call('EXPIRE', k, ttl) end
+end
+local n = (#KEYS - 1) / 4
+for i = 1, n do
+  local used, adjust, reported, keys = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
+  local b = 6 * i - 6
+  local id, ttl = ARGV[b + 1], tonumber(ARGV[b + 5])
+  if tonumber(ARGV[b + 2]) ~= 0 then
+    redis.call('HINCRBY', used, id, ARGV[b + 2])
+    later(used, ttl)
+  end
+  if tonumber(ARGV[b + 3]) ~= 0 then
+    redis.call('HINCRBY', adjust, id, ARGV[b + 3])
+    later(adjust, ttl)
+  end
+  local was = tonumber(redis.call('HGET', reported, id) or 0)
+  if tonumber(ARGV[b + 4]) > was then
+    redis.call('HSET', reported, id, ARGV[b + 4])
+    later(reported, ttl)
+  end
+  redis.call('SADD', keys, id)
+  later(keys, ttl)
+  redis.call('SADD', KEYS[1], ARGV[b + 6])
+  later(KEYS[1], ttl)
 end
 return n
 "#;
@@ -127,8 +163,8 @@ pub(super) struct QuotaArgs {
     pub(super) limit: u64,
     /// Requests to take (a lease, or this request).
     pub(super) want: u64,
-    /// Unix seconds at which the counter expires.
-    pub(super) expire_at: i64,
+    /// Seconds the counter lives ([`ttl_secs`] of its expiry by the request's clock).
+    pub(super) ttl_secs: i64,
 }
 
 /// The keys and arguments of a [`CHECK`] call for `specs`, and the quota if any.
@@ -147,9 +183,17 @@ pub(super) fn check_call(specs: &[Spec], quota: Option<QuotaArgs>) -> (Vec<Strin
     if let Some(q) = quota {
         names.push(q.counter);
         names.push(q.hold);
-        args.extend([q.limit as i64, q.want as i64, q.expire_at]);
+        args.extend([q.limit as i64, q.want as i64, q.ttl_secs]);
     }
     (names, args)
+}
+
+/// The time to live, in whole seconds and at least 1, of a key meant to expire at unix time
+/// `expire_at` when the injected clock reads `now_unix`. Scripts are given this (`EXPIRE`), never
+/// an absolute time: Redis's own clock may read otherwise (a test's manual clock, a replica's
+/// drift), and an absolute time in its past would drop the key at once.
+pub(super) fn ttl_secs(expire_at: i64, now_unix: i64) -> i64 {
+    expire_at.saturating_sub(now_unix).max(1)
 }
 
 fn micros_up(nanos: u64) -> u64 {
@@ -220,6 +264,43 @@ impl Names {
         part(&mut s, plan);
         s
     }
+
+    /// The `SCAN MATCH` pattern of every quota counter of the deployment (glob characters of the
+    /// prefix escaped).
+    pub(super) fn quota_pattern(&self) -> String {
+        let mut s = String::with_capacity(self.tag.len() + 8);
+        for c in self.tag.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                s.push('\\');
+            }
+            s.push(c);
+        }
+        s.push_str(":quota:*");
+        s
+    }
+
+    /// The key id, plan id and period tag of a quota counter's name ([`quota_key`] of
+    /// [`Names::quota_stem`]); `None` for any other name.
+    pub(super) fn parse_quota(&self, name: &str) -> Option<(String, String, u64)> {
+        let rest = name.strip_prefix(self.tag.as_str())?.strip_prefix(":quota")?;
+        let (id, rest) = unpart(rest)?;
+        let (plan, rest) = unpart(rest)?;
+        let tag = rest.strip_prefix(':')?;
+        if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some((id.to_owned(), plan.to_owned(), tag.parse().ok()?))
+    }
+}
+
+/// The first [`part`] of `s` and what follows it.
+fn unpart(s: &str) -> Option<(&str, &str)> {
+    let (len, rest) = s.strip_prefix(':')?.split_once(':')?;
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let len: usize = len.parse().ok()?;
+    Some((rest.get(..len)?, rest.get(len..)?))
 }
 
 impl Names {
@@ -285,6 +366,32 @@ pub(super) fn quota_key(stem: &str, period_tag: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ttls_are_relative_to_the_injected_clock_and_at_least_one_second() {
+        let noon = 1_795_435_200; // 2026-11-23T12:00:00Z
+        assert_eq!(ttl_secs(noon + 86_400, noon), 86_400);
+        assert_eq!(ttl_secs(noon + 1, noon), 1);
+        assert_eq!(ttl_secs(noon, noon), 1, "due now: still written, gone a second later");
+        assert_eq!(ttl_secs(noon - 3600, noon), 1, "already past");
+        assert_eq!(ttl_secs(i64::MIN, i64::MAX), 1, "no overflow");
+        assert_eq!(ttl_secs(i64::MAX, i64::MIN), i64::MAX);
+    }
+
+    #[test]
+    fn quota_counter_names_parse_back() {
+        let n = Names::new("tup");
+        let name = quota_key(&n.quota_stem("a:1:b", "p:7"), 4_194_400);
+        assert_eq!(n.parse_quota(&name), Some((String::from("a:1:b"), String::from("p:7"), 4_194_400)));
+        assert_eq!(n.parse_quota(&quota_key(&n.quota_stem("é", ""), 9)), Some((String::from("é"), String::new(), 9)));
+        for other in [n.key("k", "p"), n.quota_stem("k", "p"), format!("{}:x", n.quota_stem("k", "p")), n.usage_index()]
+        {
+            assert_eq!(n.parse_quota(&other), None, "{other}");
+        }
+        assert_eq!(Names::new("tup").parse_quota(&quota_key(&Names::new("tu").quota_stem("k", "p"), 1)), None);
+        assert_eq!(n.parse_quota("{tup}:quota:99:k:1:p:1"), None, "a length past the end");
+        assert_eq!(Names::new("a*[b]").quota_pattern(), "{a\\*\\[b\\]}:quota:*");
+    }
 
     #[test]
     fn names_share_one_hash_tag_and_cannot_collide() {

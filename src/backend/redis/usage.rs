@@ -12,13 +12,15 @@
 //! | `{tup}:usage-keys:<plan>` | set of key ids with ledger days under the plan |
 //! | `{tup}:usage-index` | set of `<day>:<plan>` with ledger days |
 //!
-//! Each expires at the end of its (latest) day plus the retention. Every replica counts
+//! Each expires at the end of its (latest) day plus the retention, reckoned on the backend's clock
+//! and given to Redis as a time to live (so Redis's own time does not matter). Every replica counts
 //! forwarded requests locally (one atomic per key state) and adds them with `HINCRBY` at each
 //! maintenance round (every second), at `flush` and `shutdown`, and before each query it answers,
 //! so a query sees its own replica's counts at once and other replicas' within about a second.
 //!
 //! The quota figures (`used`, `remaining`) are read from the ledger: requests forwarded in the
-//! period plus UpdateUsage changes, never leases held and not yet spent.
+//! period plus UpdateUsage changes, never leases held and not yet spent. Snapshots of all this
+//! are in `snapshot.rs`.
 
 use super::conn::Conn;
 use super::revoke;
@@ -40,12 +42,12 @@ fn failed(what: &'static str) -> impl Fn(redis::RedisError) -> UsageError {
 }
 
 impl RedisUsage {
-    fn wait(&self) -> Duration {
+    pub(super) fn wait(&self) -> Duration {
         (self.conn.settings.timeout * 10).max(Duration::from_secs(1))
     }
 
     /// Runs `pipe`, bounded by the query timeout; a failure is a typed [`UsageError`].
-    async fn query<T: redis::FromRedisValue>(
+    pub(super) async fn query<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
         what: &'static str,
@@ -129,10 +131,10 @@ impl RedisUsage {
             .key(names.quota_hold(&stem))
             .key(names.revocation_done(&announced.id));
         call.arg(used)
-            .arg((period.end + 86_400 - unix).max(1))
+            .arg(script::ttl_secs(period.end + 86_400, unix))
             .arg(&**key)
             .arg(ledger)
-            .arg((conn.ledger_expiry(today) - unix).max(1))
+            .arg(conn.ledger_ttl(today, unix))
             .arg(script::usage_member(plan, today))
             .arg(60);
         let mut manager = conn.manager.clone();
@@ -205,26 +207,30 @@ impl RedisUsage {
 
     async fn write_acknowledged(&self, batch: &[Pending]) -> Result<(), UsageError> {
         let conn = &self.conn;
-        let first = day_of(conn.clock.now().unix_secs).saturating_sub(retention(conn));
+        let now = conn.clock.now().unix_secs;
+        let first = day_of(now).saturating_sub(retention(conn));
         let mut pipe = redis::pipe();
-        for p in batch.iter().filter(|p| p.day >= first) {
+        let live: Vec<&Pending> = batch.iter().filter(|p| p.day >= first).collect();
+        if live.is_empty() {
+            // Only days past the retention (or nothing): nothing to book, and Redis refuses an
+            // empty pipeline.
+            return Ok(());
+        }
+        for p in live {
             let name = conn.names.usage_day("usage-reported", &p.plan, p.day);
             pipe.hset(&name, &*p.key, p.total).ignore();
-            pipe.expire_at(&name, conn.ledger_expiry(p.day)).ignore();
+            pipe.expire(&name, conn.ledger_ttl(p.day, now)).ignore();
         }
         self.query::<()>(&pipe, "acknowledging usage").await
     }
 }
 
-fn retention(conn: &Conn) -> i32 {
+pub(super) fn retention(conn: &Conn) -> i32 {
     match conn.retention_days.load(std::sync::atomic::Ordering::Acquire) {
         0 => i32::try_from(crate::engine::ledger::DEFAULT_RETENTION_DAYS).unwrap_or(90),
         n => i32::try_from(n).unwrap_or(i32::MAX),
     }
 }
-
-const NO_SNAPSHOT: &str = "with the Redis backend the usage ledger and the quota counts live in Redis: \
-     keep them with Redis's own persistence (AOF or RDB); snapshots are for the in-process backend";
 
 impl UsageBackend for RedisUsage {
     fn days<'a>(&'a self, key: &'a str, plan: &'a str, from: i32, to: i32) -> Answer<'a, Vec<DayTotal>> {
@@ -250,12 +256,15 @@ impl UsageBackend for RedisUsage {
         Box::pin(self.conn.maintained(move || self.set_used(key, plan, rule, unix, used)))
     }
 
-    fn counts(&self) -> Result<Counts, UsageError> {
-        Err(UsageError::no_snapshot(NO_SNAPSHOT))
+    fn counts(&self) -> Answer<'_, Counts> {
+        // This replica's leases are given back first (written by the maintenance below), so that
+        // the counters hold what it forwarded, not what it reserved.
+        self.conn.return_all_leases();
+        Box::pin(self.conn.maintained(move || self.read_counts()))
     }
 
-    fn restore(&self, _counts: Counts) -> Result<(), UsageError> {
-        Err(UsageError::no_snapshot(NO_SNAPSHOT))
+    fn restore(&self, counts: Counts) -> Answer<'_, ()> {
+        Box::pin(self.conn.maintained(move || self.write_counts(counts)))
     }
 
     fn pending(&self) -> Answer<'_, Vec<Pending>> {
