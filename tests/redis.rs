@@ -993,6 +993,31 @@ async fn update_usage_clears_the_refusals_other_replicas_cached() {
     }
 }
 
+/// UpdateUsage may grant more than the limit (API Gateway's temporary extension): the counter
+/// goes below 0, and a lease given back later keeps it there instead of resetting it to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_given_back_after_an_extension_beyond_the_limit_is_not_lost() {
+    let Some(server) = Server::spawn("extension_beyond_the_limit") else { return };
+    server.clear();
+    let config = CONFIG.replace("limit = 200", "limit = 30");
+    let store = || InMemoryKeyStore::from_toml_str(&config).unwrap();
+    let plan = (*store().config().plans()[0]).clone();
+    let a = server.backend().connect().await.unwrap();
+    let b = server.backend().connect().await.unwrap();
+    let la = UsagePlanLayer::builder(store()).redis(a.clone()).build().unwrap();
+    let lb = UsagePlanLayer::builder(store()).redis(b.clone()).build().unwrap();
+    let (sa, sb) = (service(&la), service(&lb));
+    assert_eq!(admitted(&sa, 40).await, 30);
+    let q = la.usage().set_remaining(&plan, "q", 60).await.unwrap();
+    assert_eq!((q.used, q.remaining), (-30, 60));
+    // B leases a batch, spends 2 and gives the rest back at shutdown.
+    assert_eq!(admitted(&sb, 2).await, 2);
+    assert_eq!(b.shutdown().await, 0);
+    assert_eq!(server.quota_total(), -28, "the counter stays below 0");
+    assert_eq!(admitted(&sa, 70).await, 58, "exactly the remaining 58");
+    assert_eq!(a.shutdown().await, 0);
+}
+
 /// A replica that stopped answering (its heartbeat still fresh) holds an update up for one second
 /// at most; the update is then made, and the deployment's live replicas admit exactly the
 /// remaining quota.

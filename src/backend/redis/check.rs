@@ -138,26 +138,28 @@ impl BoundInner {
         quota: Option<(&QuotaRule, PeriodInfo)>,
         from_lease: bool,
         now: Now,
+        seen: u64,
     ) -> Result<Option<Refund>, Refused> {
         let conn = &self.conn;
         Counters::bump(&conn.counters.fallback_decisions);
         let result = conn.fallback.decide(&conn.settings, specs, key, quota, from_lease, now);
         if let (Err(_), true, Some(k), Some((_, p))) = (&result, from_lease, key, quota) {
-            k.add_lease(&conn.returns, p.tag, 1);
+            k.add_lease_since(seen, &conn.returns, p.tag, 1);
         }
         result
     }
 }
 
 /// Gives one counted request back: to the lease when leasing (it is counted in Redis already),
-/// to Redis itself otherwise.
-fn refund_to(k: &Arc<RedisKey>, conn: &Arc<Conn>, tag: u64) -> Refund {
+/// to Redis itself otherwise; not at all if a usage update came since the request was counted
+/// (its count of updates `seen`): the update set the counter without it.
+fn refund_to(k: &Arc<RedisKey>, conn: &Arc<Conn>, tag: u64, seen: u64) -> Refund {
     let (k, conn) = (Arc::clone(k), Arc::clone(conn));
     Box::new(move || {
         if conn.settings.leasing {
-            k.add_lease(&conn.returns, tag, 1);
+            k.add_lease_since(seen, &conn.returns, tag, 1);
         } else {
-            conn.returns.push(quota_key(&k.quota_stem, tag), -1, 0);
+            k.give_back_one_since(seen, &conn.returns, tag);
         }
     })
 }
@@ -217,6 +219,8 @@ impl CounterBackend for Bound {
             .collect();
         // The quota: from the lease when it has some, else leased (or counted) by the script.
         let quota = check.quota.map(|rule| (rule, rule.current(now.unix_secs)));
+        // Usage updates so far: what this request puts back after one came is not put back.
+        let seen = key.as_ref().map_or(0, |k| k.revocations());
         let (mut from_lease, mut want) = (false, 0);
         // Set when this request refills the lease; cleared however the request ends.
         let mut refill = Refilling(None);
@@ -237,7 +241,7 @@ impl CounterBackend for Bound {
         }
         if specs.is_empty() && want == 0 {
             let result = match (&key, quota) {
-                (Some(k), Some((_, period))) => Ok(check.refund.then(|| refund_to(k, conn, period.tag))),
+                (Some(k), Some((_, period))) => Ok(check.refund.then(|| refund_to(k, conn, period.tag, seen))),
                 _ => Ok(None),
             };
             let result = counted(conn, key.as_ref(), now, check.refund, result);
@@ -245,7 +249,7 @@ impl CounterBackend for Bound {
         }
         let stale_probe = nanos(conn.settings.timeout).saturating_mul(4);
         if !conn.breaker.allow(now, stale_probe) {
-            let result = b.fall_back(&specs, key.as_deref(), quota, from_lease, now);
+            let result = b.fall_back(&specs, key.as_deref(), quota, from_lease, now, seen);
             let result = counted(conn, key.as_ref(), now, check.refund, result);
             return Verdict::Ready(Outcome { result, limits: None });
         }
@@ -261,7 +265,6 @@ impl CounterBackend for Bound {
             _ => None,
         };
         let (names, args) = check_call(&specs, quota_args);
-        let revocations = key.as_ref().map_or(0, |k| k.revocations());
         let asked = Asked {
             bound: Arc::clone(&self.inner),
             manager: conn.manager.clone(),
@@ -274,7 +277,7 @@ impl CounterBackend for Bound {
             refund: check.refund,
             views: check.views,
             now,
-            revocations,
+            revocations: seen,
             _refill: refill,
         };
         Verdict::Pending(Box::pin(asked.call(names, args)))
@@ -345,7 +348,8 @@ impl Asked {
                 let mut stale = None;
                 let result = self.answered(reply, quota, &mut stale);
                 if let (Some((counter, n)), Some(id)) = (stale, key.and_then(RedisKey::last_revocation)) {
-                    super::revoke::give_back_stale(conn, counter, n, &id).await;
+                    // Off the request's path: it is answered now.
+                    tokio::spawn(super::revoke::give_back_stale(Arc::clone(conn), counter, n, id));
                 }
                 result
             }
@@ -356,7 +360,7 @@ impl Asked {
                     Failure::Malformed(e) => tracing::error!(error = %e, "malformed reply from the check script"),
                     Failure::Outage => conn.breaker.failure(now, s.breaker_failures, s.breaker_cooldown),
                 }
-                self.bound.fall_back(&self.specs, key, quota, self.from_lease, now)
+                self.bound.fall_back(&self.specs, key, quota, self.from_lease, now, self.revocations)
             }
         };
         let result = counted(conn, self.key.as_ref(), now, self.refund, result);
@@ -383,7 +387,6 @@ impl Asked {
         stale: &mut Option<(String, u64)>,
     ) -> Result<Option<Refund>, Refused> {
         let (bound, now) = (&self.bound, self.now);
-        let overtaken = self.key.as_ref().is_some_and(|k| k.revocations() != self.revocations);
         let conn = &bound.conn;
         match reply {
             Reply::Admitted { granted, used } => {
@@ -396,17 +399,17 @@ impl Asked {
                         k.fallback_used.store(0, Ordering::Release);
                     }
                 }
-                if granted > 1 && overtaken {
+                // A usage update that overtook the call set the counter this grant came from
+                // (or will): the rest of the grant is not this replica's to spend.
+                if granted > 1 && !k.add_lease_since(self.revocations, &conn.returns, period.tag, granted - 1) {
                     *stale = Some((quota_key(&k.quota_stem, period.tag), granted - 1));
-                } else if granted > 1 {
-                    k.add_lease(&conn.returns, period.tag, granted - 1);
                 }
-                Ok(self.refund.then(|| refund_to(k, conn, period.tag)))
+                Ok(self.refund.then(|| refund_to(k, conn, period.tag, self.revocations)))
             }
             Reply::Throttled { bucket, wait_micros } => {
                 let wait_nanos = wait_micros.saturating_mul(1000);
                 if let (true, Some(k), Some((_, p))) = (self.from_lease, &self.key, quota) {
-                    k.add_lease(&conn.returns, p.tag, 1);
+                    k.add_lease_since(self.revocations, &conn.returns, p.tag, 1);
                 }
                 let Some(spec) = self.specs.get(bucket) else { return Err(Refused::Unavailable) };
                 let refused = Refused::Throttled { scope: spec.scope, wait_nanos };
@@ -436,8 +439,8 @@ impl Asked {
                 let until = now.mono_nanos.saturating_add(to_end.min(1_000_000_000));
                 // Not during a usage update, nor when one overtook the call: its new count is
                 // for the next request to see.
-                if !held && !overtaken {
-                    k.deny(until, Refused::Quota(view));
+                if !held {
+                    k.deny_quota_since(self.revocations, until, view);
                 }
                 Err(Refused::Quota(view))
             }

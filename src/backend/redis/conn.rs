@@ -160,6 +160,13 @@ impl Conn {
         then().await
     }
 
+    /// Runs `then` between two maintenance rounds (none runs meanwhile), without one of its
+    /// own: what a round had taken to write is written before `then` starts.
+    pub(super) async fn between_rounds<T, F: std::future::Future<Output = T>>(&self, then: impl FnOnce() -> F) -> T {
+        let _one_at_a_time = self.maintaining.lock().await;
+        then().await
+    }
+
     async fn maintain_locked(&self, idle: bool) -> usize {
         if idle {
             self.prune();

@@ -294,12 +294,46 @@ impl RedisKey {
         }
     }
 
-    /// Records that this replica takes part in usage update `id`: a cached quota refusal is
-    /// forgotten, and replies to calls sent before are stale ([`RedisKey::revocations`]).
-    pub(super) fn revoked(&self, id: &str) {
-        *self.last_revocation.lock() = Some(Arc::from(id));
+    /// Records that this replica takes part in usage update `id` and takes the whole lease
+    /// (returned: period tag and count): a cached quota refusal is forgotten, and what was
+    /// decided before (replies to calls sent before, refunds of requests admitted before) is
+    /// stale ([`RedisKey::revocations`]).
+    pub(super) fn revoke(&self, id: &str) -> (u64, u64) {
+        let mut last = self.last_revocation.lock();
+        *last = Some(Arc::from(id));
         self.revocations.fetch_add(1, Ordering::AcqRel);
         self.quota_deny_until.store(0, Ordering::Release);
+        unpack(self.lease.swap(0, Ordering::AcqRel))
+    }
+
+    /// Adds `n` requests of period `tag` to the lease, unless a usage update came since the
+    /// count of updates was `seen` (then they are not this replica's to spend). Returns
+    /// whether they were added.
+    pub(super) fn add_lease_since(&self, seen: u64, returns: &WriteQueue, tag: u64, n: u64) -> bool {
+        let _no_update_meanwhile = self.last_revocation.lock();
+        if self.revocations.load(Ordering::Acquire) != seen {
+            return false;
+        }
+        self.add_lease(returns, tag, n);
+        true
+    }
+
+    /// Queues one request of period `tag` to give back to Redis (a refund without leasing),
+    /// unless a usage update came since `seen` (it set the counter without that request).
+    pub(super) fn give_back_one_since(&self, seen: u64, returns: &WriteQueue, tag: u64) {
+        let _no_update_meanwhile = self.last_revocation.lock();
+        if self.revocations.load(Ordering::Acquire) == seen {
+            returns.push(quota_key(&self.quota_stem, tag), -1, 0);
+        }
+    }
+
+    /// Caches a quota refusal, unless a usage update came since `seen` (its count is for the
+    /// next request to see).
+    pub(super) fn deny_quota_since(&self, seen: u64, until: u64, view: QuotaView) {
+        let _no_update_meanwhile = self.last_revocation.lock();
+        if self.revocations.load(Ordering::Acquire) == seen {
+            self.deny(until, Refused::Quota(view));
+        }
     }
 
     /// How many usage updates this replica took part in for the key (compare before and after

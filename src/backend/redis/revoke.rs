@@ -18,22 +18,33 @@
 //!    is out), so the change booked in the ledger is exact too; the hold ends and the update is
 //!    marked done.
 //!
-//! A replica that did not acknowledge within the second (cut off from Redis, or stalled) may
-//! still spend the lease it held: the deployment admits at most that lease more (logged, and
-//! stated in `docs/distributed.md`). A lease it gives back after the update is dropped, not
-//! subtracted (the [`REVOKED`] script sees the update done).
+//! What a request decided before the update puts back afterwards (a refund, a lease granted
+//! by a call the update overtook, a request refused after it took from the lease) is not put
+//! back into the lease: each key counts the updates it took part in, and checks that count
+//! under one lock with the give-back. A grant so overtaken is given back unless the update is
+//! done. The replica answers an update between two of its maintenance rounds, so that no lease
+//! return a round had taken is written after the counter is set.
+//!
+//! Bounds (stated in `docs/distributed.md`):
+//! - A replica that did not acknowledge within the second (cut off from Redis, or stalled) may
+//!   still spend the lease it held: the deployment admits at most that lease more (logged). A
+//!   lease it gives back after the update is dropped, not subtracted ([`REVOKED`] sees the
+//!   update done): it under-admits instead.
+//! - A replica cut off for more than 3 s is no longer waited for, and is not logged.
+//! - Two updates of one key at once share the hold: the first to finish ends it, so the other
+//!   may miss a lease granted meanwhile.
 
 use super::conn::{Conn, Connection};
-use super::lease::{unpack, RedisKey};
+use super::lease::RedisKey;
 use super::script::quota_key;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long UpdateUsage waits for the other replicas' acknowledgements.
 pub(super) const ACK_WAIT: Duration = Duration::from_secs(1);
-/// How long a hold lasts if the updating replica dies before it ends it (milliseconds).
-const HOLD_MS: i64 = 5_000;
+/// How long a hold lasts at least if the updating replica dies before it ends it
+/// (milliseconds); longer with long call timeouts (see [`hold_ms`]).
+const HOLD_MS: u64 = 5_000;
 /// A replica whose heartbeat is older than this is not waited for (milliseconds).
 const ALIVE_MS: i64 = 3_000;
 /// Longest block of one stream read (milliseconds).
@@ -41,34 +52,44 @@ const BLOCK_MS: usize = 500;
 /// How long a done mark and an acknowledgement set are kept (seconds).
 const KEEP_SECS: i64 = 60;
 
-/// Step 1. `KEYS`: the hold, the stream, the replicas. `ARGV`: hold ms, key id, plan id, this
-/// replica, alive ms. Returns the entry's id and the number of other replicas alive.
+/// Step 1. `KEYS`: the hold, the stream, the replicas, then the stem of the update's sets
+/// (`<stem>:<id>:expect`, the replicas waited for, and `<stem>:<id>:acks`). `ARGV`: hold ms,
+/// key id, plan id, this replica, alive ms, keep seconds. Returns the entry's id and the number
+/// of other replicas alive (those whose acknowledgements count).
 const ANNOUNCE: &str = r#"
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000, '*', 'key', ARGV[2], 'plan', ARGV[3], 'from', ARGV[4])
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local since = ms - tonumber(ARGV[5])
-local live = redis.call('ZCOUNT', KEYS[3], since, '+inf')
-local me = redis.call('ZSCORE', KEYS[3], ARGV[4])
-if me and tonumber(me) >= since then live = live - 1 end
-return {id, live}
+local alive = redis.call('ZRANGEBYSCORE', KEYS[3], ms - tonumber(ARGV[5]), '+inf')
+local expect = KEYS[4] .. ':' .. id .. ':expect'
+local n = 0
+for _, r in ipairs(alive) do
+  if r ~= ARGV[4] then
+    redis.call('SADD', expect, r)
+    n = n + 1
+  end
+end
+if n > 0 then redis.call('EXPIRE', expect, ARGV[6]) end
+return {id, n}
 "#;
 
-/// Step 2. `KEYS`: the update's done mark, its acknowledgements, then counters. `ARGV`: the
-/// acknowledging replica ('' for none), the keep time, then per counter the amount to subtract.
-/// Once the update is done, nothing is written (the counter was set without these leases).
-/// A counter is never taken below 0, and one that no longer exists is left alone.
+/// Step 2. `KEYS`: the update's done mark, its acknowledgements, the replicas it waits for,
+/// then counters. `ARGV`: the acknowledging replica ('' for none), the keep time, then per
+/// counter the amount to subtract. Once the update is done, nothing is written (the counter was
+/// set without these leases). A counter is never taken below 0 (unless it was), and one that
+/// no longer exists is left alone. Only a replica the update waits for is counted as an answer.
 pub(super) const REVOKED: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 3, #KEYS do
+for i = 4, #KEYS do
   local cur = redis.call('GET', KEYS[i])
   if cur then
-    local new = math.max(0, tonumber(cur) - tonumber(ARGV[i]))
+    local new = tonumber(cur) - tonumber(ARGV[i - 1])
+    if tonumber(cur) >= 0 and new < 0 then new = 0 end
     redis.call('SET', KEYS[i], string.format('%d', new), 'KEEPTTL')
   end
 end
-if ARGV[1] ~= '' then
+if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then
   redis.call('SADD', KEYS[2], ARGV[1])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
 end
@@ -141,52 +162,63 @@ fn wait_of(conn: &Conn) -> Duration {
     (conn.settings.timeout * 10).max(Duration::from_secs(1))
 }
 
+/// The hold outlasts the whole update: the announce, this replica's give-back, the wait, and
+/// the final write (each call bounded by [`wait_of`]), with a second to spare.
+fn hold_ms(conn: &Conn) -> u64 {
+    let bound = wait_of(conn) * 3 + ACK_WAIT + Duration::from_secs(1);
+    (bound.as_millis() as u64).max(HOLD_MS)
+}
+
 /// Step 1: the hold and the stream entry for `key` under `plan`.
 pub(super) async fn announce(conn: &Conn, key: &str, plan: &str) -> Result<Announced, String> {
     let names = &conn.names;
     let stem = names.quota_stem(key, plan);
     let script = redis::Script::new(ANNOUNCE);
     let mut call = script.prepare_invoke();
-    call.key(names.quota_hold(&stem)).key(names.revocations()).key(names.replicas());
-    call.arg(HOLD_MS).arg(key).arg(plan).arg(&conn.instance).arg(ALIVE_MS);
+    call.key(names.quota_hold(&stem)).key(names.revocations()).key(names.replicas()).key(names.revocation_stem());
+    call.arg(hold_ms(conn)).arg(key).arg(plan).arg(&conn.instance).arg(ALIVE_MS).arg(KEEP_SECS);
     let (id, others): (String, i64) = bounded(conn, call, wait_of(conn)).await?;
     Ok(Announced { id, others: u64::try_from(others).unwrap_or(0) })
 }
 
-/// Step 2 for this replica's state of a key (if it holds one): forgets a cached quota refusal,
-/// and gives back its lease and queued returns unless the update `id` is done; acknowledges
-/// with `ack` (`None`: the updating replica itself).
+/// Step 2 for key `key` under `plan` on this replica: forgets a cached quota refusal, and gives
+/// back the lease (of `held`, its state if this replica holds one) and the queued returns of
+/// its counters unless the update `id` is done; acknowledges as `ack` (`None`: the updating
+/// replica itself). Run between maintenance rounds, so that no return a round has taken is
+/// written after the update.
+///
+/// What could not be written is dropped (logged): if the update went on without it, the counter
+/// was set without these leases, and writing them later would admit them twice. At worst the
+/// deployment then admits that much less.
 pub(super) async fn give_back(
     conn: &Conn,
-    key: Option<&Arc<RedisKey>>,
+    key: &str,
+    plan: &str,
+    held: Option<&Arc<RedisKey>>,
     id: &str,
     ack: Option<&str>,
 ) -> Result<(), String> {
     let names = &conn.names;
     let mut counters: Vec<(String, i64)> = Vec::new();
-    if let Some(k) = key {
-        k.revoked(id);
-        let (tag, n) = unpack(k.lease.swap(0, Ordering::AcqRel));
+    if let Some(k) = held {
+        let (tag, n) = k.revoke(id);
         if n > 0 {
             counters.push((quota_key(&k.quota_stem, tag), n as i64));
         }
-        counters.extend(conn.returns.take_returns_of(&k.quota_stem));
     }
+    counters.extend(conn.returns.take_returns_of(&names.quota_stem(key, plan)));
     let script = redis::Script::new(REVOKED);
     let mut call = script.prepare_invoke();
-    call.key(names.revocation_done(id)).key(names.revocation_acks(id));
+    call.key(names.revocation_done(id)).key(names.revocation_acks(id)).key(names.revocation_expected(id));
     call.arg(ack.unwrap_or("")).arg(KEEP_SECS);
     for (counter, n) in &counters {
         call.key(counter);
         call.arg(*n);
     }
     let result = bounded::<i64>(conn, call, wait_of(conn)).await.map(|_| ());
-    if result.is_err() {
-        // Not written: queued as ordinary returns (written at the next round, if still
-        // undone then the counter was set without them: an under-count, never an over-count).
-        for (counter, n) in counters {
-            conn.returns.push(counter, -n, 0);
-        }
+    if let Err(e) = &result {
+        let dropped: i64 = counters.iter().map(|(_, n)| n).sum();
+        tracing::warn!(error = %e, dropped, "usage update: a lease could not be given back");
     }
     result
 }
@@ -211,12 +243,14 @@ pub(super) async fn acknowledged(conn: &Conn, id: &str, others: u64) -> u64 {
     seen
 }
 
-/// A stale grant (a lease granted before an update this replica has since taken part in) given
-/// back, unless the update is done already.
-pub(super) async fn give_back_stale(conn: &Conn, counter: String, n: u64, id: &str) {
+/// A stale grant (a lease granted by a call that usage update `id` overtook) given back,
+/// unless the update is done already.
+pub(super) async fn give_back_stale(conn: Arc<Conn>, counter: String, n: u64, id: Arc<str>) {
+    let conn = &*conn;
+    let names = &conn.names;
     let script = redis::Script::new(REVOKED);
     let mut call = script.prepare_invoke();
-    call.key(conn.names.revocation_done(id)).key(conn.names.revocation_acks(id));
+    call.key(names.revocation_done(&id)).key(names.revocation_acks(&id)).key(names.revocation_expected(&id));
     call.arg("").arg(KEEP_SECS).key(&counter).arg(n as i64);
     if let Err(e) = bounded::<i64>(conn, call, wait_of(conn)).await {
         tracing::warn!(error = %e, "a lease granted during a usage update could not be given back");
@@ -306,9 +340,9 @@ pub(super) fn start(conn: &Arc<Conn>, mut feed: Feed) {
                     continue;
                 }
                 let held = conn.key_if_held(&key, &plan);
-                if let Err(e) = give_back(&conn, held.as_ref(), &entry.id, Some(&conn.instance)).await {
-                    tracing::warn!(error = %e, "could not answer a usage update");
-                }
+                let answer = || give_back(&conn, &key, &plan, held.as_ref(), &entry.id, Some(&conn.instance));
+                // A failure is logged by give_back; the update then goes on without this replica.
+                let _ = conn.between_rounds(answer).await;
             }
         }
     });

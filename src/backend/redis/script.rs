@@ -76,7 +76,9 @@ local n = tonumber(ARGV[1])
 if n < 0 then
   local cur = redis.call('GET', KEYS[1])
   if not cur then return 0 end
-  local new = math.max(0, tonumber(cur) + n)
+  -- Never below 0, unless it was (an UpdateUsage that granted more than the limit).
+  local new = tonumber(cur) + n
+  if tonumber(cur) >= 0 and new < 0 then new = 0 end
   redis.call('SET', KEYS[1], string.format('%d', new), 'KEEPTTL')
   return new
 end
@@ -342,14 +344,24 @@ impl Names {
         format!("{}:replicas", self.tag)
     }
 
+    /// The stem of the names of usage update `id`'s state: `<stem>:<id>:<what>`.
+    pub(super) fn revocation_stem(&self) -> String {
+        format!("{}:usage-update", self.tag)
+    }
+
     /// The set of replicas that answered usage update `id`.
     pub(super) fn revocation_acks(&self, id: &str) -> String {
-        format!("{}:usage-update-acks:{id}", self.tag)
+        format!("{}:{id}:acks", self.revocation_stem())
+    }
+
+    /// The set of replicas usage update `id` waits for (those alive when it was announced).
+    pub(super) fn revocation_expected(&self, id: &str) -> String {
+        format!("{}:{id}:expect", self.revocation_stem())
     }
 
     /// The mark of usage update `id` done.
     pub(super) fn revocation_done(&self, id: &str) -> String {
-        format!("{}:usage-update-done:{id}", self.tag)
+        format!("{}:{id}:done", self.revocation_stem())
     }
 }
 

@@ -34,19 +34,7 @@ impl RedisUsage {
     pub(super) async fn read_counts(&self) -> Result<Counts, UsageError> {
         let conn = &self.conn;
         let now = conn.clock.now().unix_secs;
-        let first = day_of(now).saturating_sub(retention(conn));
-        let mut pipe = redis::pipe();
-        pipe.smembers(conn.names.usage_index());
-        let (members,): (Vec<String>,) = self.query(&pipe, "reading the usage index").await?;
-        let mut days: Vec<(i32, Arc<str>)> = members
-            .iter()
-            .filter_map(|m| {
-                let (day, plan) = m.split_once(':')?;
-                Some((day.parse::<i32>().ok()?, Arc::from(plan)))
-            })
-            .filter(|(day, _)| *day >= first)
-            .collect();
-        days.sort();
+        let days = self.indexed_days().await?;
         let mut counts = Counts::default();
         if !days.is_empty() {
             let mut pipe = redis::pipe();

@@ -91,7 +91,9 @@ impl RedisUsage {
     }
 
     /// UpdateUsage: the counter of the period set to `used` once no replica holds a lease of
-    /// it (`revoke.rs`), the change booked today. Returns the count replaced.
+    /// it (`revoke.rs`), the change booked today. Returns the count replaced. Runs outside the
+    /// maintenance lock but for its first steps, so that this replica answers other updates
+    /// meanwhile.
     async fn set_used(
         &self,
         key: &Arc<str>,
@@ -101,15 +103,19 @@ impl RedisUsage {
         used: i64,
     ) -> Result<i64, UsageError> {
         let conn = &self.conn;
-        // The ledger's count, for a counter Redis no longer has.
-        let ledger = self.period_used(key, plan, rule, unix).await?;
         let period = rule.current(unix);
-        let announced =
-            revoke::announce(conn, key, plan).await.map_err(|e| UsageError::unavailable("updating usage", e))?;
         let held = conn.key_if_held(key, plan);
-        revoke::give_back(conn, held.as_ref(), &announced.id, None)
-            .await
-            .map_err(|e| UsageError::unavailable("updating usage", e))?;
+        let unavailable = |e: String| UsageError::unavailable("updating usage", e);
+        // This replica's ledger written, and its lease given back, between maintenance rounds.
+        let (ledger, announced) = conn
+            .maintained(|| async {
+                // The ledger's count, for a counter Redis no longer has.
+                let ledger = self.period_used(key, plan, rule, unix).await?;
+                let announced = revoke::announce(conn, key, plan).await.map_err(unavailable)?;
+                revoke::give_back(conn, key, plan, held.as_ref(), &announced.id, None).await.map_err(unavailable)?;
+                Ok::<_, UsageError>((ledger, announced))
+            })
+            .await?;
         let answered = revoke::acknowledged(conn, &announced.id, announced.others).await;
         if answered < announced.others {
             tracing::warn!(
@@ -161,13 +167,14 @@ impl RedisUsage {
         Ok(ids.into_iter().map(Arc::from).collect())
     }
 
-    async fn read_pending(&self) -> Result<Vec<Pending>, UsageError> {
+    /// The (day, plan) pairs of the ledger's index within the retention, in order.
+    pub(super) async fn indexed_days(&self) -> Result<Vec<(i32, Arc<str>)>, UsageError> {
         let conn = &self.conn;
         let first = day_of(conn.clock.now().unix_secs).saturating_sub(retention(conn));
         let mut pipe = redis::pipe();
         pipe.smembers(conn.names.usage_index());
         let (members,): (Vec<String>,) = self.query(&pipe, "reading the usage index").await?;
-        let days: Vec<(i32, Arc<str>)> = members
+        let mut days: Vec<(i32, Arc<str>)> = members
             .iter()
             .filter_map(|m| {
                 let (day, plan) = m.split_once(':')?;
@@ -175,6 +182,13 @@ impl RedisUsage {
             })
             .filter(|(day, _)| *day >= first)
             .collect();
+        days.sort();
+        Ok(days)
+    }
+
+    async fn read_pending(&self) -> Result<Vec<Pending>, UsageError> {
+        let conn = &self.conn;
+        let days = self.indexed_days().await?;
         if days.is_empty() {
             return Ok(Vec::new());
         }
@@ -253,7 +267,7 @@ impl UsageBackend for RedisUsage {
         unix: i64,
         used: i64,
     ) -> Answer<'a, i64> {
-        Box::pin(self.conn.maintained(move || self.set_used(key, plan, rule, unix, used)))
+        Box::pin(self.set_used(key, plan, rule, unix, used))
     }
 
     fn counts(&self) -> Answer<'_, Counts> {
