@@ -80,6 +80,12 @@ fn text(v: &redis::Value) -> String {
     }
 }
 
+/// The port a MOVED (or ASK) answer points to.
+fn moved_to(e: &redis::RedisError) -> Option<u16> {
+    let (addr, _slot) = e.redirect_node()?;
+    addr.rsplit_once(':')?.1.parse().ok()
+}
+
 impl Cluster {
     fn spawn(test: &str) -> Option<Cluster> {
         let has = |bin: &str| Command::new(bin).arg("--version").stdout(Stdio::null()).status().is_ok();
@@ -150,9 +156,49 @@ impl Cluster {
             .map(|i| format!("tup-cluster-{i}"))
             .find(|prefix| {
                 let err = node_command(self.ports[0], &["GET", &format!("{{{prefix}}}:probe")]).err();
-                err.is_some_and(|e| e.redirect_node().is_some_and(|(_, port)| port != self.ports[0]))
+                err.is_some_and(|e| moved_to(&e).is_some_and(|port| port != self.ports[0]))
             })
             .expect("a prefix hashing off the first node")
+    }
+
+    /// The index of the node serving `prefix`'s hash slot, and the slot.
+    fn owner(&self, prefix: &str) -> (usize, i64) {
+        let key = format!("{{{prefix}}}:probe");
+        let slot = match node_command(self.ports[0], &["CLUSTER", "KEYSLOT", &key]) {
+            Ok(redis::Value::Int(n)) => n,
+            other => panic!("CLUSTER KEYSLOT: {other:?}"),
+        };
+        let port = match node_command(self.ports[0], &["GET", &key]) {
+            Err(e) => moved_to(&e).expect("a MOVED redirection"),
+            Ok(_) => self.ports[0],
+        };
+        (self.ports.iter().position(|p| *p == port).expect("a node of the cluster"), slot)
+    }
+
+    /// Moves hash slot `slot` and its keys from node `from` to node `to`, as a resharding does
+    /// (IMPORTING / MIGRATING, MIGRATE, SETSLOT NODE): clients that knew the old owner are
+    /// answered MOVED.
+    fn move_slot(&self, slot: i64, from: usize, to: usize) {
+        let id = |i: usize| text(&node_command(self.ports[i], &["CLUSTER", "MYID"]).unwrap());
+        let (from_id, to_id, slot) = (id(from), id(to), slot.to_string());
+        node_command(self.ports[to], &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]).unwrap();
+        node_command(self.ports[from], &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]).unwrap();
+        loop {
+            let keys: Vec<String> = match node_command(self.ports[from], &["CLUSTER", "GETKEYSINSLOT", &slot, "100"]) {
+                Ok(redis::Value::Array(keys)) => keys.iter().map(text).collect(),
+                other => panic!("CLUSTER GETKEYSINSLOT: {other:?}"),
+            };
+            if keys.is_empty() {
+                break;
+            }
+            let port = self.ports[to].to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            node_command(self.ports[from], &args).unwrap();
+        }
+        for i in [to, from].into_iter().chain((0..self.ports.len()).filter(|i| *i != to && *i != from)) {
+            node_command(self.ports[i], &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]).unwrap();
+        }
     }
 
     /// Keys held by each node.
@@ -310,6 +356,14 @@ async fn the_usage_ledger_works_the_same_on_a_redis_cluster() {
     let [lc, ld] = layers(&store, &clock, &[c.clone(), d.clone()]);
     let svcs = [common::service(&lc), common::service(&ld)];
     assert_eq!(total(waves(&svcs, 1, 4, K).await), (0, 4), "the quota is spent for both");
+    // A resharding moves the deployment's slot to another node under the running replicas:
+    // their next calls are answered MOVED and follow it.
+    let (owner, slot) = cluster.owner(&prefix);
+    let to = (1..3).map(|i| (owner + i) % 3).find(|i| *i != 0).unwrap();
+    cluster.move_slot(slot, owner, to);
+    let moved = cluster.dbsizes();
+    eprintln!("{test}: slot {slot} moved from node {owner} to node {to}: keys per node {moved:?}");
+    assert!(moved[to] > 0 && moved[owner] == 0, "{moved:?}");
     let set = ld.usage().set_remaining(&plan, "k", 5).await.unwrap();
     assert_eq!((set.used, set.remaining), (25, 5));
     clock.advance(Duration::from_millis(1001));
@@ -337,9 +391,9 @@ async fn the_usage_ledger_works_the_same_on_a_redis_cluster() {
     assert_eq!(d.shutdown().await, 0);
     assert_eq!(c.stats().errors + d.stats().errors, 0, "{:?} {:?}", c.stats(), d.stats());
 
-    // Every key of the deployment is on one node, and not the first seed's.
+    // Every key of the deployment is on the slot's new node, and not the first seed's.
     let sizes = cluster.dbsizes();
     eprintln!("{test}: prefix {prefix}, keys per node {sizes:?}");
-    assert_eq!(sizes[0], 0, "the first seed node holds none: {sizes:?}");
     assert_eq!(sizes.iter().filter(|n| **n > 0).count(), 1, "one shard holds every key: {sizes:?}");
+    assert!(sizes[to] > 0 && sizes[0] == 0, "{sizes:?}");
 }
