@@ -44,23 +44,31 @@ fn redis_server() -> Option<(common::Killed, String)> {
     None
 }
 
-/// A quickstart replica; returns it with its base URL.
-fn replica(database_url: &str, redis_url: &str) -> (common::Killed, String) {
-    let mut child = Command::new(common::example_binary("quickstart"))
+/// A quickstart replica, started.
+fn start_replica(database_url: &str, redis_url: &str) -> std::process::Child {
+    Command::new(common::example_binary("quickstart"))
         .args(["--addr", "127.0.0.1:0", "--database-url", database_url, "--redis", redis_url])
         .args(["--admin-access-key", "AKIDREPLICAS", "--admin-secret-key", "replicas-secret-access-key"])
         .stdout(Stdio::piped())
         .spawn()
-        .expect("the quickstart example was built");
+        .expect("the quickstart example was built")
+}
+
+/// Waits until `child` listens; returns it with its base URL and what it said of the database.
+fn listening(mut child: std::process::Child) -> (common::Killed, String, String) {
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
     let process = common::Killed(child);
+    let mut database = String::new();
     loop {
         let mut line = String::new();
         assert!(reader.read_line(&mut line).unwrap() > 0, "quickstart exited early");
+        if line.starts_with("database: ") {
+            database = line.trim().to_owned();
+        }
         if let Some(base) = line.trim().strip_prefix("listening on ") {
             // Keep reading its output, so that it never blocks on a full pipe.
             std::thread::spawn(move || for _ in reader.lines() {});
-            return (process, base.to_owned());
+            return (process, base.to_owned(), database);
         }
     }
 }
@@ -79,10 +87,24 @@ async fn three_replicas_behave_as_one_deployment() {
     let sep = if admin_url.contains('?') { '&' } else { '?' };
     let url = format!("{admin_url}{sep}options=-c%20search_path%3D{schema}");
 
-    let replicas: Vec<_> = (0..3).map(|_| replica(&url, &redis_url)).collect();
+    // All three at the same moment against the empty database: one loads the demo config, the
+    // others wait for it (an advisory lock) and keep what they find.
+    let started: Vec<_> = (0..3).map(|_| start_replica(&url, &redis_url)).collect();
+    let replicas: Vec<_> = started.into_iter().map(listening).collect();
+    let said: Vec<&str> = replicas.iter().map(|(_, _, db)| db.as_str()).collect();
+    let loaded = said.iter().filter(|s| s.starts_with("database: empty, loaded")).count();
+    let kept = said.iter().filter(|s| s.contains("the demo configuration was not applied")).count();
+    assert_eq!((loaded, kept), (1, 2), "{said:#?}");
+    let plans: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {schema}.usage_plans_plans"))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let demo = tower_usage_plans::Config::from_path("examples/plans.toml").unwrap();
+    assert_eq!(plans, demo.plans().len() as i64, "the demo's plans, loaded once");
+    eprintln!("replicas started together: {said:?}; {plans} plans in the database");
     let mut python = tokio::process::Command::new("python3");
     python.arg("tests/replicas_boto3.py");
-    for (i, (_, base)) in replicas.iter().enumerate() {
+    for (i, (_, base, _)) in replicas.iter().enumerate() {
         python.env(format!("ADMIN_{}", i + 1), format!("{base}/admin")).env(format!("DATA_{}", i + 1), base);
     }
     python.env("AWS_ACCESS_KEY_ID", "AKIDREPLICAS").env("AWS_SECRET_ACCESS_KEY", "replicas-secret-access-key");

@@ -115,19 +115,58 @@ pub fn store(args: &Args) -> InMemoryKeyStore {
     InMemoryKeyStore::from_config(config(args))
 }
 
+/// Key of the PostgreSQL advisory lock a quickstart holds from migrating to loading its
+/// configuration (the bytes of "tupstart").
+#[cfg(feature = "sqlx")]
+const START_LOCK: i64 = 0x7475_7073_7461_7274;
+
 /// The SQL store at `--database-url`, migrated, and the stage of `--config` (or the demo
 /// configuration). On the first start against an empty database the configuration's plans and
 /// keys are loaded into it; later starts keep the database as it is. Exits with status 1 when
 /// the database cannot be reached or set up.
+///
+/// Replicas may start at the same moment: on PostgreSQL each holds a session advisory lock
+/// (`pg_advisory_lock`, on a connection of its own) from migrating to loading, so the first
+/// loads the configuration and the others wait, then find the database filled. (SQLite is one
+/// process's file; its start is not guarded.)
 #[cfg(feature = "sqlx")]
 pub async fn sql_store(args: &Args, url: &str) -> (tower_usage_plans::SqlKeyStore, tower_usage_plans::Stage) {
-    use tower_usage_plans::{KeyQuery, ManagedKeyStore, PlanQuery};
-    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! {
-        eprintln!("error: --database-url: {what}: {e}");
-        std::process::exit(1);
-    };
+    use sqlx::Connection;
+    let fail = database_failed;
     let config = config(args);
     let store = tower_usage_plans::SqlKeyStore::connect(url).await.unwrap_or_else(|e| fail("connect", &e));
+    // Out of the pool: the lock is the session's, and the session ends with this connection.
+    let mut lock = store.pool().acquire().await.unwrap_or_else(|e| fail("connect", &e)).detach();
+    let postgres = lock.backend_name() == "PostgreSQL";
+    if postgres {
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(START_LOCK)
+            .execute(&mut lock)
+            .await
+            .unwrap_or_else(|e| fail("lock", &e));
+    }
+    set_up(&store, &config, args).await;
+    if postgres {
+        // Closing the connection would release it too; unlock first so that a replica waiting
+        // goes on at once.
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(START_LOCK).execute(&mut lock).await;
+    }
+    let _ = lock.close().await;
+    (store, config.stage().clone())
+}
+
+/// Prints what could not be done with the database and exits with status 1.
+#[cfg(feature = "sqlx")]
+fn database_failed(what: &str, e: &dyn std::fmt::Display) -> ! {
+    eprintln!("error: --database-url: {what}: {e}");
+    std::process::exit(1);
+}
+
+/// Migrates `store` and loads `config` into it if it holds no plan and no key.
+#[cfg(feature = "sqlx")]
+async fn set_up(store: &tower_usage_plans::SqlKeyStore, config: &tower_usage_plans::Config, args: &Args) {
+    use tower_usage_plans::{KeyQuery, ManagedKeyStore, PlanQuery};
+    let fail = database_failed;
     store.migrate().await.unwrap_or_else(|e| fail("migrate", &e));
     let plans = store.get_usage_plans(PlanQuery::new().with_limit(1)).await.unwrap_or_else(|e| fail("read", &e));
     let keys = store.get_api_keys(KeyQuery::new().with_limit(1)).await.unwrap_or_else(|e| fail("read", &e));
@@ -152,7 +191,6 @@ pub async fn sql_store(args: &Args, url: &str) -> (tower_usage_plans::SqlKeyStor
             config.stage().stage_name()
         );
     }
-    (store, config.stage().clone())
 }
 
 /// The layer, or the configuration error printed and exit status 2.

@@ -73,7 +73,7 @@ pub trait KeyStore: Send + Sync + 'static {
     ///
     /// `None` by default: the layer then relies on its TTL
     /// ([`UsagePlanLayerBuilder::key_cache_ttl`](crate::UsagePlanLayerBuilder::key_cache_ttl)).
-    /// [`CachedKeyStore`] returns its handle.
+    /// [`CachedKeyStore`](crate::CachedKeyStore) returns its handle.
     fn invalidation(&self) -> Option<Invalidation> {
         None
     }

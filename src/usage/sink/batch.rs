@@ -71,7 +71,8 @@ impl UsageBatch {
 /// at least once. Every record carries the day's `total` as well as the increment, so a sink
 /// that stores totals (an upsert on key, plan and day) is exact even when a batch arrives twice.
 pub trait UsageSink: Send + Sync + 'static {
-    /// Why a delivery failed (logged, and returned by [`UsageReporter::flush`]).
+    /// Why a delivery failed (logged, and returned by
+    /// [`UsageReporter::flush`](crate::usage::UsageReporter::flush)).
     type Error: fmt::Display + Send + 'static;
 
     /// Stores one batch.
