@@ -94,6 +94,7 @@ async fn list_filters_and_values(b: Backend) {
     assert_eq!(page["item"][0]["id"], "k1");
     let mut page = h.get("/apikeys?includeValues=true&name=Be").await;
     h.take_value(&mut page["item"][0], K2);
+    assert_eq!(page["item"][0]["id"], "k2");
     let page = h.get("/apikeys?customerId=acme").await;
     assert_eq!(page["item"][0]["id"], "k1");
     assert_eq!(h.get("/apikeys?customerId=nobody").await, json!({"item": []}));
@@ -120,8 +121,9 @@ async fn pages_walk_every_key_once(b: Backend) {
         }
     }
     assert_eq!(sizes, [4, 4, 1]);
-    let all: Vec<String> = h.store.keys().await.iter().map(|k| k.key().id().to_owned()).collect();
-    assert_eq!((seen, all.len()), (all, 9));
+    let mut all: Vec<String> = h.store.keys().await.iter().map(|k| k.key().id().to_owned()).collect();
+    all.sort();
+    assert_eq!((seen, all.len()), (all, 9), "every key once, in id order");
     h.refused(
         "GET",
         "/apikeys?limit=501",
