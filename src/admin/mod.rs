@@ -25,7 +25,9 @@
 //!   with 400 rather than ignored, since a key bound to nothing would fail silently;
 //!   `generateDistinctId` is ignored (ids are always distinct from values).
 //! - `createdDate` and `lastUpdatedDate` are set by this API (and `lastUpdatedDate` by the
-//!   store's key changes); keys loaded from a file without them show neither.
+//!   store's key changes); keys loaded from a file without them show neither in an
+//!   `InMemoryKeyStore`. The SQL store gives every key a creation time: one loaded without it
+//!   (e.g. by the quickstart) shows the time it was loaded.
 //! - ImportApiKeys imports all rows or none: a bad row fails the call (400, 404 or 409, naming
 //!   the line and column), whatever `failonwarnings` says; `warnings` is always empty.
 //! - Throttles need both `rateLimit` (> 0) and `burstLimit` (>= 1), quotas `limit` (>= 1) and
@@ -37,8 +39,10 @@
 //!   creation time is kept (quota offsets use it) but not shown: the model has no member for it.
 //! - A store that keeps only hashes of key values (the SQL store) shows a key's `value` once,
 //!   in CreateApiKey's answer. GetApiKey and GetApiKeys with `includeValue(s)=true`, and
-//!   GetUsagePlanKey(s) (where API Gateway always shows it), leave `value` out: the value cannot
-//!   be shown, and an empty string would read as one.
+//!   CreateUsagePlanKey and GetUsagePlanKey(s) (where API Gateway always shows it), leave `value`
+//!   out: the value cannot be shown, and an empty string would read as one. Everything else
+//!   (statuses, errors, shapes, order, pages) is the same over both stores; `tests/admin` runs
+//!   every scenario against both.
 //!
 //! ```
 //! use axum::body::Body;

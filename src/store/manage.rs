@@ -40,6 +40,7 @@ pub type PlanChange = Box<dyn FnOnce(UsagePlan) -> Result<UsagePlan, ManageError
 /// - A store that keeps only hashes of key values answers [`StoredKey::value`] `None`: the
 ///   value is shown once, in the answer to the call that created it.
 /// - [`update_api_key`](Self::update_api_key) sets the key's `last_updated` time.
+/// - Errors name keys and plans by id (an admin API caller knows no other name for them).
 pub trait ManagedKeyStore: Send + Sync + 'static {
     /// CreateUsagePlan: stores a new plan; [`Conflict`](ManageErrorKind::Conflict) if its id is
     /// taken. Returns the plan as stored.

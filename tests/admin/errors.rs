@@ -1,7 +1,7 @@
 //! Bad input is refused in API Gateway's error shape and changes nothing; so is a caller without
 //! credentials, before routing.
 
-use crate::{snapshot, Harness, K1, TOKEN};
+use crate::{Backend, Harness, K1, TOKEN};
 use axum::body::Body;
 use http::{Method, Request};
 use std::time::SystemTime;
@@ -11,16 +11,23 @@ const BAD: &str = "BadRequestException";
 const NOT_FOUND: &str = "NotFoundException";
 const CONFLICT: &str = "ConflictException";
 
-#[tokio::test]
-async fn bad_api_key_requests() {
-    let h = Harness::new();
+per_store!(
+    bad_api_key_requests,
+    bad_usage_plan_requests,
+    unknown_operations_get_aws_errors,
+    oversized_bodies_are_bad_requests,
+    callers_without_credentials_get_403_before_routing,
+);
+
+async fn bad_api_key_requests(b: Backend) {
+    let h = Harness::new(b).await;
     let cases: &[(&str, &str, &str, u16, &str, &str)] = &[
         ("POST", "/apikeys", "{\"name\": ", 400, BAD, "Invalid request body: not valid JSON (line 1, column 9)"),
         ("POST", "/apikeys", "[]", 400, BAD, "Invalid request body: expected a JSON object"),
         ("POST", "/apikeys", r#"{"enabled": "yes"}"#, 400, BAD, "enabled: must be true or false"),
         ("POST", "/apikeys", r#"{"name": 5}"#, 400, BAD, "name: must be a string"),
         ("POST", "/apikeys", r#"{"value": "short"}"#, 400, BAD, "value: must be 20 to 128 characters long, got 5"),
-        ("POST", "/apikeys", &format!(r#"{{"value": "{K1}"}}"#), 409, CONFLICT, "keys[2].value: the same value as keys[0]"),
+        ("POST", "/apikeys", &format!(r#"{{"value": "{K1}"}}"#), 409, CONFLICT, "value: this key value is already in use"),
         ("POST", "/apikeys", r#"{"stageKeys": [{"restApiId": "a", "stageName": "b"}]}"#, 400, BAD, "stageKeys: is not supported"),
         ("POST", "/apikeys", r#"{"tags": {"aws:owner": "x"}}"#, 400, BAD, "tags.\"aws:owner\": tag names starting with \"aws:\" are reserved"),
         ("POST", "/apikeys", r#"{"tags": {"team": 1}}"#, 400, BAD, "tags.\"team\": must be a string"),
@@ -47,9 +54,8 @@ async fn bad_api_key_requests() {
     }
 }
 
-#[tokio::test]
-async fn bad_usage_plan_requests() {
-    let h = Harness::new();
+async fn bad_usage_plan_requests(b: Backend) {
+    let h = Harness::new(b).await;
     let patch = |op: &str, path: &str, value: &str| {
         format!(r#"{{"patchOperations": [{{"op": "{op}", "path": "{path}", "value": "{value}"}}]}}"#)
     };
@@ -104,14 +110,13 @@ async fn bad_usage_plan_requests() {
         back,
         409,
         CONFLICT,
-        "keys[0].plans: plans \"gold\" and \"silver\" both apply to stage petstore/prod",
+        "stages: key \"k1\" is in plans \"silver\" and \"gold\", which would both be bound to stage petstore/prod",
     )
     .await;
 }
 
-#[tokio::test]
-async fn unknown_operations_get_aws_errors() {
-    let h = Harness::new();
+async fn unknown_operations_get_aws_errors(b: Backend) {
+    let h = Harness::new(b).await;
     h.refused("GET", "/restapis", "", 404, NOT_FOUND, "Unsupported operation: GET /restapis...").await;
     h.refused("GET", "/apikeys/k1/extra", "", 404, NOT_FOUND, "Unsupported operation: GET /apikeys...").await;
     h.refused("GET", &format!("/{K1}"), "", 404, NOT_FOUND, "Unsupported operation: GET on this path is not").await;
@@ -126,9 +131,8 @@ async fn unknown_operations_get_aws_errors() {
     .await;
 }
 
-#[tokio::test]
-async fn oversized_bodies_are_bad_requests() {
-    let h = Harness::with(|r| r.max_body_bytes(64));
+async fn oversized_bodies_are_bad_requests(b: Backend) {
+    let h = Harness::with(b, |r| r.max_body_bytes(64)).await;
     let body = format!(r#"{{"name": "{}"}}"#, "x".repeat(100));
     h.refused("POST", "/usageplans", &body, 400, BAD, "The request body is larger than the 64 bytes accepted").await;
     // An oversized ImportApiKeys CSV too.
@@ -146,19 +150,18 @@ async fn oversized_bodies_are_bad_requests() {
         .await;
     assert_eq!(reply.status.as_u16(), 400);
     // Without credentials it is still 403.
-    let before = snapshot(&h.store);
+    let before = h.store.snapshot().await;
     let reply = h.send(Request::post("/admin/usageplans").body(Body::from(body)).unwrap()).await;
     assert_eq!(reply.status.as_u16(), 403);
-    assert_eq!(snapshot(&h.store), before);
+    assert_eq!(h.store.snapshot().await, before);
     // The default limit (1 MiB) takes a 500 KiB body.
-    let h = Harness::new();
+    let h = Harness::new(b).await;
     let big = format!(r#"{{"name": "x", "description": "{}"}}"#, "d".repeat(500 << 10));
     h.call("POST", "/usageplans", &big).await.expect(201);
 }
 
-#[tokio::test]
-async fn callers_without_credentials_get_403_before_routing() {
-    let h = Harness::new();
+async fn callers_without_credentials_get_403_before_routing(b: Backend) {
+    let h = Harness::new(b).await;
     let auth = AdminAuth::new().bearer(TOKEN);
     let cases: [(&str, Option<&str>); 4] = [
         ("/admin/usageplans", None),
@@ -167,7 +170,7 @@ async fn callers_without_credentials_get_403_before_routing() {
         ("/admin/restapis", None),
     ];
     for (path, authorization) in cases {
-        let before = snapshot(&h.store);
+        let before = h.store.snapshot().await;
         let mut request = Request::get(path);
         if let Some(a) = authorization {
             request = request.header("authorization", a);
@@ -180,11 +183,11 @@ async fn callers_without_credentials_get_403_before_routing() {
         assert_eq!(reply.status.as_u16(), 403, "{path} {authorization:?}");
         assert_eq!(reply.error_type.as_deref(), Some(refusal.aws_type()));
         assert_eq!(reply.body, serde_json::json!({"message": refusal.message()}));
-        assert_eq!(snapshot(&h.store), before);
+        assert_eq!(h.store.snapshot().await, before);
     }
     let reply = h
         .send(Request::delete("/admin/apikeys/k1").header("authorization", "Bearer nope").body(Body::empty()).unwrap())
         .await;
     assert_eq!(reply.status.as_u16(), 403);
-    assert!(h.store.key_by_id("k1").is_some());
+    assert!(h.store.key("k1").await.is_some());
 }

@@ -1,11 +1,45 @@
 //! The admin router (feature `admin`): every operation through `ServiceExt::oneshot` with the exact
 //! JSON shapes, bad input (status, `x-amzn-ErrorType`, message, and the store unchanged), auth
-//! refusals; and boto3 and the AWS CLI against a real server (`sdk`).
+//! refusals, each against three stores (`stores`): `InMemoryKeyStore`, and (feature `sqlx`)
+//! `SqlKeyStore` on SQLite and on PostgreSQL (`DATABASE_URL`; without it the PostgreSQL tests
+//! print SKIPPED, and fail with `USAGE_PLANS_REQUIRE_SERVICES=1`); and boto3 and the AWS CLI
+//! against a real server (`sdk`, in-memory store).
+
+/// For each `async fn name(b: Backend)` listed, a module `name` with one test per store:
+/// `memory`, `sqlite` and `postgres`.
+macro_rules! per_store {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn memory() {
+                super::$name($crate::Backend::Memory).await;
+            }
+
+            #[cfg(feature = "sqlx")]
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name($crate::Backend::Sqlite).await;
+            }
+
+            #[cfg(feature = "sqlx")]
+            #[tokio::test]
+            async fn postgres() {
+                if $crate::sql_support::postgres_url(module_path!()).is_some() {
+                    super::$name($crate::Backend::Postgres).await;
+                }
+            }
+        }
+    )+};
+}
 
 mod errors;
 mod keys;
 mod plans;
 mod sdk;
+#[cfg(feature = "sqlx")]
+#[path = "../sql_support/mod.rs"]
+mod sql_support;
+mod stores;
 mod usage;
 
 use axum::body::Body;
@@ -13,10 +47,9 @@ use axum::Router;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use std::sync::Arc;
+pub(crate) use stores::{Backend, Store};
 use tower::ServiceExt;
 use tower_usage_plans::admin::{AdminAuth, AdminRouter};
-use tower_usage_plans::{ApiKey, InMemoryKeyStore, KeySecret, KeyStore, UsagePlan};
 
 pub(crate) const TOKEN: &str = "admin-token-0123456789";
 pub(crate) const K1: &str = "acme-0123456789abcdefghij";
@@ -55,7 +88,7 @@ name = "Beta"
 
 #[derive(Debug)]
 pub(crate) struct Harness {
-    pub(crate) store: InMemoryKeyStore,
+    pub(crate) store: Store,
     pub(crate) app: Router,
 }
 
@@ -79,32 +112,42 @@ impl Reply {
     }
 }
 
-/// What a failed call must leave as it was.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Snapshot {
-    plans: Vec<Arc<UsagePlan>>,
-    keys: Vec<(KeySecret, ApiKey)>,
-    generation: u64,
-}
-
-pub(crate) fn snapshot(store: &InMemoryKeyStore) -> Snapshot {
-    let config = store.config();
-    Snapshot {
-        plans: config.plans().to_vec(),
-        keys: config.keys().to_vec(),
-        generation: store.invalidation().unwrap().generation(),
-    }
-}
-
 impl Harness {
-    pub(crate) fn new() -> Self {
-        Self::with(|r| r)
+    /// The admin router over a fresh store of `backend`.
+    pub(crate) async fn new(backend: Backend) -> Self {
+        Self::with(backend, |r| r).await
     }
 
-    pub(crate) fn with(f: impl FnOnce(AdminRouter) -> AdminRouter) -> Self {
-        let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
-        let admin = f(AdminRouter::new(store.clone(), AdminAuth::new().bearer(TOKEN))).into_router();
+    /// Like [`new`](Self::new), with the router changed by `f`.
+    pub(crate) async fn with(backend: Backend, f: impl FnOnce(AdminRouter) -> AdminRouter) -> Self {
+        Self::over(Store::new(backend).await, f)
+    }
+
+    /// The admin router over `store`, changed by `f`, nested under `/admin`.
+    pub(crate) fn over(store: Store, f: impl FnOnce(AdminRouter) -> AdminRouter) -> Self {
+        let admin = f(store.admin(AdminAuth::new().bearer(TOKEN))).into_router();
         Self { store, app: Router::new().nest("/admin", admin) }
+    }
+
+    /// Asserts that `item` shows the key value `value` if the store keeps values, and no
+    /// `value` member if it keeps only hashes (the one documented difference); removes it.
+    #[track_caller]
+    pub(crate) fn take_value(&self, item: &mut Value, value: &str) {
+        let shown = item.as_object_mut().unwrap().remove("value");
+        match self.store.keeps_values() {
+            true => assert_eq!(shown.as_ref().and_then(Value::as_str), Some(value), "{item}"),
+            false => assert_eq!(shown, None, "a store of hashes shows no value: {item}"),
+        }
+    }
+
+    /// Asserts that a key loaded from CONFIG shows the dates the store gives such keys: none
+    /// in memory, the creation time (the time it was loaded) in SQL; removes them.
+    #[track_caller]
+    pub(crate) fn take_load_date(&self, item: &mut Value) {
+        match self.store.dates_loaded_keys() {
+            true => take_recent(item, "createdDate"),
+            false => assert!(item.get("createdDate").is_none(), "{item}"),
+        }
     }
 
     pub(crate) async fn send(&self, request: Request<Body>) -> Reply {
@@ -146,7 +189,7 @@ impl Harness {
         aws_type: &str,
         message: &str,
     ) {
-        let before = snapshot(&self.store);
+        let before = self.store.snapshot().await;
         let reply = self.call(method, path, body).await;
         assert_eq!(reply.status.as_u16(), status, "{method} {path} {body}: {}", reply.body);
         assert_eq!(reply.error_type.as_deref(), Some(aws_type), "{method} {path} {body}");
@@ -159,7 +202,7 @@ impl Harness {
         for secret in [K1, K2] {
             assert!(!reply.message().contains(secret), "a key value in {:?}", reply.message());
         }
-        assert_eq!(snapshot(&self.store), before, "{method} {path} {body} changed the store");
+        assert_eq!(self.store.snapshot().await, before, "{method} {path} {body} changed the store");
     }
 }
 

@@ -1,21 +1,22 @@
 //! Usage plans and usage plan keys; GetUsage and UpdateUsage (not implemented yet); a change made
 //! here reaches a layer on its next request.
 
-use crate::{Harness, K1, K2};
+use crate::{Backend, Harness, K1, K2};
 use http::{Request, StatusCode};
 use serde_json::json;
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime};
 use tower::{service_fn, Layer, ServiceExt};
-use tower_usage_plans::{QuotaPeriod, Throttle, UsagePlanLayer};
+use tower_usage_plans::{QuotaPeriod, Throttle};
+
+per_store!(create_get_list_delete, patch_operations, usage_plan_keys, changes_reach_the_layer_on_its_next_request);
 
 const GOLD: &str = r#"{"id": "gold", "name": "Gold", "apiStages": [{"apiId": "petstore", "stage": "prod",
     "throttle": {"/pets/GET": {"burstLimit": 10, "rateLimit": 5.0}}}],
     "throttle": {"burstLimit": 200, "rateLimit": 100.0}, "quota": {"limit": 1000, "offset": 0, "period": "DAY"}}"#;
 
-#[tokio::test]
-async fn create_get_list_delete() {
-    let h = Harness::new();
+async fn create_get_list_delete(b: Backend) {
+    let h = Harness::new(b).await;
     let body = r#"{"name": "Platinum", "description": "For partners", "tags": {"tier": "platinum"},
         "throttle": {"rateLimit": 50.5, "burstLimit": 100},
         "quota": {"limit": 5000, "offset": 100, "period": "MONTH"},
@@ -31,7 +32,7 @@ async fn create_get_list_delete() {
                        "throttle": {"/pets/{petId}/DELETE": {"rateLimit": 1.0, "burstLimit": 2}}},
                       {"apiId": "other", "stage": "beta"}]});
     assert_eq!(created, want);
-    let plan = h.store.plan_by_id(&id).unwrap();
+    let plan = h.store.plan(&id).await.unwrap();
     let age = SystemTime::now().duration_since(plan.created().unwrap()).unwrap();
     assert!(age < Duration::from_secs(60), "the plan's creation time is now");
     assert_eq!(plan.quota().unwrap().period(), QuotaPeriod::Month);
@@ -51,13 +52,13 @@ async fn create_get_list_delete() {
 
     let reply = h.call("DELETE", "/usageplans/gold", "").await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
-    assert!(h.store.plan_by_id("gold").is_none());
-    assert!(h.store.get(K1).unwrap().plans().is_empty(), "its keys left it");
+    assert!(h.store.plan("gold").await.is_none());
+    assert!(h.store.lookup(K1).await.unwrap().plans().is_empty(), "its keys left it");
+    assert!(h.store.key("k1").await.unwrap().plan_ids().is_empty());
 }
 
-#[tokio::test]
-async fn patch_operations() {
-    let h = Harness::new();
+async fn patch_operations(b: Backend) {
+    let h = Harness::new(b).await;
     let ops = r#"{"patchOperations": [
         {"op": "replace", "path": "/name", "value": "Gold 2"},
         {"op": "replace", "path": "/description", "value": "Second edition"},
@@ -82,7 +83,7 @@ async fn patch_operations() {
             "throttle": {"burstLimit": 60, "rateLimit": 50.0},
             "quota": {"limit": 5000, "offset": 10, "period": "WEEK"}})
     );
-    let plan = h.store.get(K1).unwrap().plans()[0].clone();
+    let plan = h.store.lookup(K1).await.unwrap().plans()[0].clone();
     assert_eq!((plan.name(), plan.throttle()), ("Gold 2", Some(Throttle::new(50.0, 60).unwrap())));
 
     let ops = r#"{"patchOperations": [
@@ -103,17 +104,22 @@ async fn patch_operations() {
     assert_eq!(h.call("PATCH", "/usageplans/gold", "{}").await.expect(200), updated);
 }
 
-#[tokio::test]
-async fn usage_plan_keys() {
-    let h = Harness::new();
-    let created =
+async fn usage_plan_keys(b: Backend) {
+    let h = Harness::new(b).await;
+    let mut created =
         h.call("POST", "/usageplans/silver/keys", r#"{"keyId": "k2", "keyType": "API_KEY"}"#).await.expect(201);
-    let want = json!({"id": "k2", "type": "API_KEY", "value": K2, "name": "Beta"});
+    h.take_value(&mut created, K2);
+    let want = json!({"id": "k2", "type": "API_KEY", "name": "Beta"});
     assert_eq!(created, want);
-    assert_eq!(h.store.get(K2).unwrap().plans()[0].id(), "silver");
-    assert_eq!(h.get("/usageplans/silver/keys/k2").await, want);
-    assert_eq!(h.get("/usageplans/silver/keys").await, json!({"item": [want]}));
-    assert_eq!(h.get("/usageplans/silver/keys?name=Be").await, json!({"item": [want]}));
+    assert_eq!(h.store.lookup(K2).await.unwrap().plans()[0].id(), "silver");
+    let mut got = h.get("/usageplans/silver/keys/k2").await;
+    h.take_value(&mut got, K2);
+    assert_eq!(got, want);
+    for path in ["/usageplans/silver/keys", "/usageplans/silver/keys?name=Be"] {
+        let mut page = h.get(path).await;
+        h.take_value(&mut page["item"][0], K2);
+        assert_eq!(page, json!({"item": [want]}), "{path}");
+    }
     assert_eq!(h.get("/usageplans/silver/keys?name=Zed").await, json!({"item": []}));
 
     let body = r#"{"keyId": "k2", "keyType": "API_KEY"}"#;
@@ -134,7 +140,7 @@ async fn usage_plan_keys() {
         body,
         409,
         "ConflictException",
-        "keys[0].plans: plans \"gold\" and \"silver\" both apply to stage petstore/prod",
+        "keyId: key \"k1\" is in plan \"gold\", bound to stage petstore/prod as plan \"silver\" is",
     )
     .await;
     h.refused(
@@ -186,8 +192,8 @@ async fn usage_plan_keys() {
 
     let reply = h.call("DELETE", "/usageplans/silver/keys/k2", "").await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
-    assert!(h.store.get(K2).unwrap().plans().is_empty());
-    assert!(h.store.key_by_id("k2").is_some(), "the key itself stays");
+    assert!(h.store.lookup(K2).await.unwrap().plans().is_empty());
+    assert!(h.store.key("k2").await.is_some(), "the key itself stays");
     h.refused(
         "DELETE",
         "/usageplans/silver/keys/k2",
@@ -199,10 +205,9 @@ async fn usage_plan_keys() {
     .await;
 }
 
-#[tokio::test]
-async fn changes_reach_the_layer_on_its_next_request() {
-    let h = Harness::new();
-    let layer = UsagePlanLayer::new(h.store.clone()).unwrap();
+async fn changes_reach_the_layer_on_its_next_request(b: Backend) {
+    let h = Harness::new(b).await;
+    let layer = h.store.layer();
     let svc = layer
         .layer(service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(http::Response::new(String::new())) }));
     let call = |key: &'static str| {

@@ -1,23 +1,30 @@
 //! GetUsage and UpdateUsage over a layer's usage ledger.
 
-use crate::{Harness, TOKEN};
-use axum::Router;
+use crate::{Backend, Harness, Store};
 use http::Request;
 use serde_json::json;
 use tower::ServiceExt;
-use tower_usage_plans::admin::{AdminAuth, AdminRouter};
-use tower_usage_plans::{InMemoryKeyStore, UsagePlanLayer};
+use tower_usage_plans::UsagePlanLayer;
+
+per_store!(
+    get_usage_answers_the_service_model_shape,
+    update_usage_sets_what_the_next_requests_get,
+    bad_usage_requests_change_nothing,
+    usage_without_a_layer_is_a_clear_400,
+);
 
 struct Metered {
     h: Harness,
     layer: UsagePlanLayer,
 }
 
-fn metered() -> Metered {
-    let store = InMemoryKeyStore::from_toml_str(crate::CONFIG).unwrap();
-    let layer = UsagePlanLayer::new(store.clone()).unwrap();
-    let admin = AdminRouter::new(store.clone(), AdminAuth::new().bearer(TOKEN)).usage(layer.usage());
-    Metered { h: Harness { store, app: Router::new().nest("/admin", admin.into_router()) }, layer }
+/// The admin router over a fresh store of `backend`, with the usage of a layer (in-process
+/// counters) over the same store.
+async fn metered(backend: Backend) -> Metered {
+    let store = Store::new(backend).await;
+    let layer = store.layer();
+    let usage = layer.usage();
+    Metered { h: Harness::over(store, |r| r.usage(usage)), layer }
 }
 
 impl Metered {
@@ -38,7 +45,7 @@ impl Metered {
     }
 
     async fn remaining(&self) -> u64 {
-        let plan = self.h.store.plan_by_id("gold").unwrap();
+        let plan = self.h.store.plan("gold").await.unwrap();
         self.layer.usage().quota(&plan, "k1").await.unwrap().unwrap().remaining
     }
 }
@@ -48,9 +55,8 @@ fn day(offset_days: i64) -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
-#[tokio::test]
-async fn get_usage_answers_the_service_model_shape() {
-    let m = metered();
+async fn get_usage_answers_the_service_model_shape(b: Backend) {
+    let m = metered(b).await;
     assert_eq!(m.call(crate::K1, 3).await, [200, 200, 200]);
     let (today, yesterday) = (day(0), day(-1));
     let body = m.h.get(&format!("/usageplans/gold/usage?startDate={yesterday}&endDate={today}")).await;
@@ -61,13 +67,13 @@ async fn get_usage_answers_the_service_model_shape() {
     let body = m.h.get(&format!("/usageplans/gold/usage?keyId=k1&startDate={today}&endDate={today}")).await;
     assert_eq!(body["values"], json!({"k1": [[3, 997]]}));
     // A plan without quota: [used, -1]; a plan without keys: no values.
-    m.h.store.add_key_to_plan("k2", "silver").unwrap();
+    m.h.store.add_key_to_plan("k2", "silver").await;
     assert_eq!(m.call(crate::K2, 2).await, [200, 200]);
     let body = m.h.get(&format!("/usageplans/silver/usage?startDate={today}&endDate={today}")).await;
     assert_eq!(body["values"], json!({"k2": [[2, -1]]}));
     // Pages of keys: `limit` keys a page, `position` the next key.
-    m.h.store.remove_key_from_plan("k2", "silver").unwrap();
-    m.h.store.add_key_to_plan("k2", "gold").unwrap();
+    m.h.store.remove_key_from_plan("k2", "silver").await;
+    m.h.store.add_key_to_plan("k2", "gold").await;
     let url = format!("/usageplans/gold/usage?startDate={today}&endDate={today}&limit=1");
     let first = m.h.get(&url).await;
     assert_eq!((&first["values"], &first["position"]), (&json!({"k1": [[3, 997]]}), &json!("k2")));
@@ -76,9 +82,8 @@ async fn get_usage_answers_the_service_model_shape() {
     assert!(second.get("position").is_none());
 }
 
-#[tokio::test]
-async fn update_usage_sets_what_the_next_requests_get() {
-    let m = metered();
+async fn update_usage_sets_what_the_next_requests_get(b: Backend) {
+    let m = metered(b).await;
     assert_eq!(m.call(crate::K1, 3).await, [200, 200, 200]);
     let today = day(0);
     let body =
@@ -106,9 +111,8 @@ async fn update_usage_sets_what_the_next_requests_get() {
     assert_eq!(m.remaining().await, 1200);
 }
 
-#[tokio::test]
-async fn bad_usage_requests_change_nothing() {
-    let m = metered();
+async fn bad_usage_requests_change_nothing(b: Backend) {
+    let m = metered(b).await;
     m.call(crate::K1, 3).await;
     let today = day(0);
     let h = &m.h;
@@ -213,7 +217,7 @@ async fn bad_usage_requests_change_nothing() {
         "Invalid Usage Plan Key",
     )
     .await;
-    h.store.add_key_to_plan("k2", "silver").unwrap();
+    h.store.add_key_to_plan("k2", "silver").await;
     h.refused(
         "PATCH",
         "/usageplans/silver/keys/k2/usage",
@@ -226,9 +230,8 @@ async fn bad_usage_requests_change_nothing() {
     assert_eq!(m.remaining().await, 997, "no refused call changed the quota");
 }
 
-#[tokio::test]
-async fn usage_without_a_layer_is_a_clear_400() {
-    let h = Harness::new();
+async fn usage_without_a_layer_is_a_clear_400(b: Backend) {
+    let h = Harness::new(b).await;
     let today = day(0);
     h.refused(
         "GET",

@@ -1,5 +1,5 @@
-//! Runs the SQL store tests on SQLite (a temporary file) and on PostgreSQL (`DATABASE_URL`, a
-//! fresh schema per test, dropped afterwards).
+//! Runs the SQL store tests (`tests/sql.rs`, and the admin API's in `tests/admin`) on SQLite (a
+//! temporary file) and on PostgreSQL (`DATABASE_URL`, a fresh schema per test, dropped afterwards).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod example;
@@ -64,14 +64,16 @@ fn suffix() -> String {
     keys::generate().expose()[..16].to_ascii_lowercase()
 }
 
-async fn sqlite() -> Db {
+/// A fresh SQLite database in a temporary file, not migrated.
+pub async fn sqlite() -> Db {
     let path = std::env::temp_dir().join(format!("tup-sql-{}.db", suffix()));
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let store = SqlKeyStore::connect(&url).await.unwrap_or_else(|e| panic!("SQLite {url}: {e}"));
     Db { name: "SQLite", url, store, cleanup: Cleanup::File(path) }
 }
 
-async fn postgres(admin_url: &str) -> Db {
+/// A fresh schema in the PostgreSQL database at `admin_url`, not migrated.
+pub async fn postgres(admin_url: &str) -> Db {
     let schema = format!("t_{}", suffix());
     let mut admin = PgConnection::connect(admin_url).await.unwrap_or_else(|e| panic!("PostgreSQL {admin_url}: {e}"));
     admin.execute(format!("CREATE SCHEMA {schema}").as_str()).await.unwrap();
@@ -136,11 +138,20 @@ impl Drop for Db {
             }
             Cleanup::Schema { admin_url, schema } => {
                 // On a thread of its own: drop may run inside the test's runtime.
+                // The test's runtime is blocked meanwhile, so a transaction its store dropped
+                // (rolled back by a task of that runtime) may still hold locks on the schema's
+                // tables: its connection is ended first, or DROP SCHEMA would wait for it forever.
+                let terminate = format!(
+                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = '{schema}' \
+                     AND l.pid <> pg_backend_pid()"
+                );
                 let (url, sql) = (admin_url.clone(), format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
                 let dropped = std::thread::spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                     rt.block_on(async {
                         let mut c = PgConnection::connect(&url).await.map_err(|e| e.to_string())?;
+                        c.execute(terminate.as_str()).await.map_err(|e| e.to_string())?;
                         c.execute(sql.as_str()).await.map_err(|e| e.to_string())?;
                         c.close().await.map_err(|e| e.to_string())
                     })

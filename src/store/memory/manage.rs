@@ -1,10 +1,17 @@
 //! [`ManagedKeyStore`] for [`InMemoryKeyStore`]: the admin API's operations over the
 //! configuration, each one checked change of it.
+//!
+//! The configuration's checks name keys by their position (`keys[2].value: the same value as
+//! keys[0]`), which means nothing to a caller of the admin API: conflicts about keys are told
+//! here by key id instead, in the words of the SQL store, so that both stores answer alike.
 
 use super::InMemoryKeyStore;
 use crate::import::ImportedKey;
-use crate::model::{ApiKey, KeySecret, UsagePlan};
-use crate::store::{KeyChange, KeyQuery, Listing, ManageError, ManagedKeyStore, PlanChange, PlanQuery, StoredKey};
+use crate::model::{ApiKey, KeySecret, PlanStage, UsagePlan};
+use crate::store::{
+    KeyChange, KeyQuery, Listing, ManageError, ManageErrorKind, ManagedKeyStore, PlanChange, PlanQuery, StoredKey,
+};
+use std::sync::{Arc, Mutex};
 
 fn no_plan(id: &str) -> ManageError {
     ManageError::not_found("usagePlanId", format!("no usage plan has the id {id:?}"))
@@ -12,6 +19,46 @@ fn no_plan(id: &str) -> ManageError {
 
 fn no_key(id: &str) -> ManageError {
     ManageError::not_found("keyId", format!("no API key has the id {id:?}"))
+}
+
+/// A stage both plans are bound to.
+fn shared_stage<'a>(plan: &'a UsagePlan, other: &UsagePlan) -> Option<&'a PlanStage> {
+    plan.stages().iter().find(|s| other.stage_binding(s.api(), s.stage_name()).is_some())
+}
+
+impl InMemoryKeyStore {
+    /// A key that would be in `plan` (as changed) and in another plan bound to one of its
+    /// stages, as a conflict naming the key.
+    fn plan_stage_conflict(&self, plan: &UsagePlan) -> Option<ManageError> {
+        let config = self.config();
+        for (_, key) in config.keys().iter().filter(|(_, k)| k.plan_ids().iter().any(|p| &**p == plan.id())) {
+            for other in key.plan_ids().iter().filter(|p| &***p != plan.id()).filter_map(|p| self.plan_by_id(p)) {
+                if let Some(s) = shared_stage(plan, &other) {
+                    let reason = format!(
+                        "key {:?} is in plans {:?} and {:?}, which would both be bound to stage {}/{}",
+                        key.id(),
+                        plan.id(),
+                        other.id(),
+                        s.api(),
+                        s.stage_name()
+                    );
+                    return Some(ManageError::conflict("stages", reason));
+                }
+            }
+        }
+        None
+    }
+
+    /// `e` with a key the configuration's checks named by position (`the same value as
+    /// keys[0]`) named by its id.
+    fn naming_keys(&self, e: ManageError) -> ManageError {
+        let index = e.reason().strip_prefix("the same value as keys[").and_then(|r| r.strip_suffix(']'));
+        let Some(i) = index.and_then(|i| i.parse::<usize>().ok()) else { return e };
+        match self.config().keys().get(i) {
+            Some((_, key)) => ManageError::new(e.kind(), e.field(), format!("the same value as key {:?}", key.id())),
+            None => e,
+        }
+    }
 }
 
 impl ManagedKeyStore for InMemoryKeyStore {
@@ -43,7 +90,21 @@ impl ManagedKeyStore for InMemoryKeyStore {
         if self.plan_by_id(id).is_none() {
             return Err(no_plan(id));
         }
-        self.update_plan(id, change)
+        // The plan as changed, to tell a refused result's conflict by key.
+        let changed = Arc::new(Mutex::new(None));
+        let keep = Arc::clone(&changed);
+        let result = self.update_plan(id, move |plan| {
+            let new = change(plan)?;
+            *keep.lock().unwrap_or_else(|e| e.into_inner()) = Some(new.clone());
+            Ok::<_, ManageError>(new)
+        });
+        match result {
+            Err(e) if e.kind() == ManageErrorKind::Conflict => {
+                let new = changed.lock().unwrap_or_else(|e| e.into_inner()).take();
+                Err(new.and_then(|plan| self.plan_stage_conflict(&plan)).unwrap_or(e))
+            }
+            other => other,
+        }
     }
 
     async fn delete_usage_plan(&self, id: &str) -> Result<(), ManageError> {
@@ -54,12 +115,15 @@ impl ManagedKeyStore for InMemoryKeyStore {
     }
 
     async fn create_api_key(&self, key: ApiKey, value: KeySecret) -> Result<ApiKey, ManageError> {
+        if self.get(value.expose()).is_some() {
+            return Err(ManageError::conflict("value", "this key value is already in use"));
+        }
         self.create_key(key.clone(), value)?;
         Ok(key)
     }
 
     async fn import_api_keys(&self, keys: Vec<ImportedKey>) -> Result<Vec<String>, ManageError> {
-        Ok(self.import_keys(keys)?)
+        self.import_keys(keys).map_err(|e| self.naming_keys(e.into()))
     }
 
     async fn get_api_key(&self, id: &str) -> Result<Option<StoredKey>, ManageError> {
@@ -97,12 +161,21 @@ impl ManagedKeyStore for InMemoryKeyStore {
     }
 
     async fn create_usage_plan_key(&self, plan_id: &str, key_id: &str) -> Result<(), ManageError> {
-        if self.plan_by_id(plan_id).is_none() {
-            return Err(no_plan(plan_id));
-        }
+        let plan = self.plan_by_id(plan_id).ok_or_else(|| no_plan(plan_id))?;
         let (_, key) = self.key_by_id(key_id).ok_or_else(|| no_key(key_id))?;
         if key.plan_ids().iter().any(|p| &**p == plan_id) {
             return Err(ManageError::conflict("keyId", "the API key is already in the usage plan"));
+        }
+        for other in key.plan_ids().iter().filter_map(|p| self.plan_by_id(p)) {
+            if let Some(s) = shared_stage(&plan, &other) {
+                let reason = format!(
+                    "key {key_id:?} is in plan {:?}, bound to stage {}/{} as plan {plan_id:?} is",
+                    other.id(),
+                    s.api(),
+                    s.stage_name()
+                );
+                return Err(ManageError::conflict("keyId", reason));
+            }
         }
         Ok(self.add_key_to_plan(key_id, plan_id)?)
     }

@@ -201,6 +201,32 @@ impl ManagedKeyStore for SqlKeyStore {
                 let other: String = get(&row, 0)?;
                 return Err(ManageError::conflict(column("Key"), format!("the same value as key {other:?}")));
             }
+            // The key is new: only its own plans can share a stage. Told as the in-memory store
+            // tells it (the key's id, made up here, would mean nothing to the caller).
+            let mut stages: HashMap<(String, String), &str> = HashMap::new();
+            for plan_id in key.plan_ids() {
+                let Some(plan) = write::read_plan(&mut tx, plan_id).await? else {
+                    return Err(ManageError::not_found(
+                        column("UsagePlanIds"),
+                        format!("no plan has the id {plan_id:?}"),
+                    ));
+                };
+                for s in plan.stages() {
+                    let stage = (s.api().to_owned(), s.stage_name().to_owned());
+                    match stages.insert(stage, plan_id) {
+                        Some(other) if other != &**plan_id => {
+                            let reason = format!(
+                                "plans {other:?} and {plan_id:?} both apply to stage {}/{}; a key may belong to at most \
+                                 one plan per stage",
+                                s.api(),
+                                s.stage_name()
+                            );
+                            return Err(ManageError::conflict(column("UsagePlanIds"), reason));
+                        }
+                        _ => {}
+                    }
+                }
+            }
             write::insert_key_row(&mut tx, &key).await?;
             write::insert_value(&mut tx, &id, &value, super::unix_secs(now)).await?;
             for plan in key.plan_ids() {

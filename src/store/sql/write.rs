@@ -283,11 +283,15 @@ pub(super) async fn insert_value(tx: &mut Tx<'_>, id: &str, value: &KeySecret, n
 /// The "one plan per key and stage" rule is checked, then written: two such changes at once
 /// could each pass the check (write skew). On PostgreSQL they queue on a transaction-scoped
 /// advisory lock, as do the management interface's read-change-write updates; SQLite runs one
-/// writing transaction at a time already.
+/// writing transaction at a time already. The lock is the schema's (advisory locks are
+/// database-wide): stores on the tables of other schemas do not wait for it.
 pub(super) async fn lock_memberships(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
-    const MEMBERSHIP_LOCK: i64 = 0x7475_7073_716c_6d31;
+    const MEMBERSHIP_LOCK: i32 = 0x7570_6d31;
     if Backend::of(tx) == Backend::Postgres {
-        sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)").bind(MEMBERSHIP_LOCK).execute(&mut **tx).await?;
+        sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), 'public')))")
+            .bind(MEMBERSHIP_LOCK)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
