@@ -134,8 +134,9 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// Opens the connection (lazily for one server: the first call connects) and starts the
-    /// maintenance task.
+    /// Opens the connection (lazily for one server: the first call connects), writes this
+    /// replica's first heartbeat (bounded by the call timeout), and starts the maintenance task
+    /// and the usage update feed.
     pub(super) async fn open(self) -> Result<Arc<Conn>, RedisBackendError> {
         let urls: Vec<String> = std::iter::once(self.url.clone()).chain(self.cluster.iter().cloned()).collect();
         let error = |e: redis::RedisError| RedisBackendError::new(e, &urls);
@@ -178,7 +179,7 @@ impl RedisBackendBuilder {
         };
         let conn = Arc::new(Conn::new(manager, self.settings, self.clock, revoke::instance_name()));
         Conn::start_maintenance(&conn);
-        revoke::start(&conn, feed);
+        revoke::start(&conn, feed).await;
         Ok(conn)
     }
 }

@@ -231,7 +231,10 @@ impl CounterBackend for Bound {
             } else if let Some(refused) = k.quota_denied(now) {
                 Counters::bump(&conn.counters.deny_cache_hits);
                 return Verdict::Ready(Outcome { result: Err(refused), limits: None });
-            } else if conn.settings.leasing && !k.refilling.swap(true, Ordering::AcqRel) {
+            } else if conn.settings.leasing
+                && conn.in_deployment.load(Ordering::Acquire)
+                && !k.refilling.swap(true, Ordering::AcqRel)
+            {
                 let left = period.limit.saturating_sub(k.last_used.load(Ordering::Acquire));
                 want = (left / (4 * u64::from(conn.settings.replicas))).clamp(1, conn.settings.max_lease);
                 refill = Refilling(Some(Arc::clone(k)));

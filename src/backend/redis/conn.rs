@@ -87,6 +87,9 @@ pub(super) struct Conn {
     pub(super) counters: Counters,
     /// This replica's name among the deployment's (heartbeats, usage updates).
     pub(super) instance: String,
+    /// This replica is known to the deployment (its first heartbeat written) and reads the
+    /// usage update feed: until then it takes no lease, so that no update can miss one.
+    pub(super) in_deployment: std::sync::atomic::AtomicBool,
 }
 
 impl Conn {
@@ -109,6 +112,7 @@ impl Conn {
             write_back: redis::Script::new(script::WRITE_BACK),
             counters: Counters::default(),
             instance,
+            in_deployment: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

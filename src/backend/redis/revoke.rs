@@ -260,30 +260,46 @@ pub(super) async fn give_back_stale(conn: Arc<Conn>, counter: String, n: u64, id
 /// The revocation feed's own connection: a blocking read must not hold up the requests'.
 pub(super) type Feed = Connection;
 
+/// Writes this replica's heartbeat; returns Redis's time in milliseconds. Until the replica has
+/// joined, bounded by the call timeout.
+async fn beat(conn: &Conn) -> Option<i64> {
+    let script = redis::Script::new(HEARTBEAT);
+    let mut call = script.prepare_invoke();
+    call.key(conn.names.replicas()).arg(&conn.instance);
+    let wait = if conn.in_deployment.load(std::sync::atomic::Ordering::Acquire) {
+        wait_of(conn)
+    } else {
+        conn.settings.timeout
+    };
+    bounded::<i64>(conn, call, wait).await.ok()
+}
+
+/// The replica has joined the deployment at Redis time `ms`: it may lease, and reads the feed
+/// from a second back (an update announced as it registered is not missed; one from before it
+/// held anything is acknowledged harmlessly).
+fn joined(conn: &Conn, ms: i64) -> String {
+    conn.in_deployment.store(true, std::sync::atomic::Ordering::Release);
+    format!("{}-0", ms.saturating_sub(1_000))
+}
+
 /// Starts the task that writes this replica's heartbeat and answers revocations, until the
 /// last handle of `conn` is dropped. A lost feed is logged once and read again from where it
 /// stopped when Redis answers again (entries are kept in the stream meanwhile).
-pub(super) fn start(conn: &Arc<Conn>, mut feed: Feed) {
+pub(super) async fn start(conn: &Arc<Conn>, mut feed: Feed) {
+    // The first heartbeat before the backend is handed out, so that its first requests may
+    // lease (an unreachable Redis leaves it to the task).
+    let mut last: Option<String> = beat(conn).await.map(|ms| joined(conn, ms));
     let weak = Arc::downgrade(conn);
     let stream = conn.names.revocations();
     tokio::spawn(async move {
-        let heartbeat = redis::Script::new(HEARTBEAT);
-        let mut last: Option<String> = None;
         let mut beat_at = Instant::now();
         let mut lost = false;
-        let mut first = true;
         loop {
             let Some(conn) = weak.upgrade() else { return };
-            if first || beat_at.elapsed() >= Duration::from_secs(1) {
-                first = false;
+            if last.is_none() || beat_at.elapsed() >= Duration::from_secs(1) {
                 beat_at = Instant::now();
-                let mut call = heartbeat.prepare_invoke();
-                call.key(conn.names.replicas()).arg(&conn.instance);
-                match bounded::<i64>(&conn, call, wait_of(&conn)).await {
-                    // From a second back: an update announced as this replica registered is not missed
-                    // (one from before it held anything is acknowledged harmlessly).
-                    Ok(ms) if last.is_none() => last = Some(format!("{}-0", ms.saturating_sub(1_000))),
-                    _ => {}
+                if let (Some(ms), true) = (beat(&conn).await, last.is_none()) {
+                    last = Some(joined(&conn, ms));
                 }
             }
             let Some(from) = last.clone() else {
