@@ -993,6 +993,65 @@ async fn update_usage_clears_the_refusals_other_replicas_cached() {
     }
 }
 
+/// UpdateUsage while every replica is under load and holds a lease: from the moment it returns,
+/// the deployment admits the remaining quota, give or take the requests in flight around that
+/// moment (traffic is paced at about one request per task and millisecond), never the leases the
+/// replicas held (batches of up to 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn update_usage_under_load_admits_the_remaining_quota_give_or_take_the_requests_in_flight() {
+    let Some(server) = Server::spawn("update_usage_under_load") else { return };
+    server.clear();
+    let config = CONFIG.replace("limit = 200", "limit = 1000000");
+    let store = || InMemoryKeyStore::from_toml_str(&config).unwrap();
+    let plan = (*store().config().plans()[0]).clone();
+    let mut backends = Vec::new();
+    for _ in 0..3 {
+        backends.push(server.backend().max_lease(500).connect().await.unwrap());
+    }
+    let layers: Vec<UsagePlanLayer> =
+        backends.iter().map(|b| UsagePlanLayer::builder(store()).redis(b.clone()).build().unwrap()).collect();
+    let svcs: Vec<Svc> = layers.iter().map(service).collect();
+    let ok = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    const TASKS: usize = 6;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let (svc, ok, stop) = (svcs[t % 3].clone(), Arc::clone(&ok), Arc::clone(&stop));
+        tasks.push(tokio::spawn(async move {
+            let mut refused_in_a_row = 0;
+            while !stop.load(Ordering::Relaxed) && refused_in_a_row < 50 {
+                if get(&svc, "/pets", Some(Q)).await.status == 200 {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                    refused_in_a_row = 0;
+                } else {
+                    refused_in_a_row += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }));
+    }
+    // Traffic until every replica leases (batches of 500).
+    while ok.load(Ordering::Relaxed) < 1000 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let q = layers[0].usage().set_remaining(&plan, "q", 100).await.unwrap();
+    assert_eq!(q.remaining, 100);
+    let at_update = ok.load(Ordering::Relaxed);
+    let held: u64 = backends.iter().map(|b| b.stats().lease_hits).sum();
+    assert!(held > 500, "the replicas served from leases ({held} lease hits)");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = ok.load(Ordering::Relaxed) - at_update;
+    eprintln!("update_usage_under_load: {at_update} admitted before the update returned, {after} after");
+    let slack = 2 * TASKS as u32;
+    assert!((100 - slack..=100 + slack).contains(&after), "{after} admitted after remaining = 100");
+    stop.store(true, Ordering::Relaxed);
+    for b in &backends {
+        assert_eq!(b.shutdown().await, 0);
+    }
+}
+
 /// UpdateUsage may grant more than the limit (API Gateway's temporary extension): the counter
 /// goes below 0, and a lease given back later keeps it there instead of resetting it to 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
