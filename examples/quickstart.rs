@@ -4,10 +4,11 @@
 //! cargo run --example quickstart                      # built-in demo config, prints keys and curl lines
 //! cargo run --example quickstart -- --config plans.toml --addr 127.0.0.1:8080
 //! cargo run --features redis --example quickstart -- --redis redis://127.0.0.1:6379   # shared limits
-//! cargo run --example quickstart -- --admin-token secret-token --state-file usage.json
+//! (umask 077; head -c 24 /dev/urandom | base64 > admin-token.txt)   # a secret only you can read
+//! cargo run --example quickstart -- --admin-token-file admin-token.txt --state-file usage.json
 //! # one replica of a deployment: keys and plans in PostgreSQL, counters and usage in Redis
-//! cargo run --features sqlx,redis --example quickstart -- --addr 127.0.0.1:3001 \
-//!     --database-url postgres://postgres@127.0.0.1:5432/test --redis redis://127.0.0.1:6379 --admin-token secret-token
+//! USAGE_PLANS_ADMIN_TOKEN="$(cat admin-token.txt)" cargo run --features sqlx,redis --example quickstart -- \
+//!     --addr 127.0.0.1:3001 --database-url postgres://postgres@127.0.0.1:5432/test --redis redis://127.0.0.1:6379
 //! ```
 //!
 //! `--database-url URL` keeps keys and plans in the SQL store: it migrates the schema, loads
@@ -16,11 +17,21 @@
 //! still read from it). Every process given the same `--database-url` and `--redis` behaves as one
 //! deployment, admin API included.
 //!
-//! `--admin-token` mounts the admin API (API Gateway's REST wire format: boto3 and the aws CLI
-//! work with `--endpoint-url http://127.0.0.1:3000/admin`) under `/admin`, answering that bearer
-//! token, and SigV4 with `--admin-access-key ID --admin-secret-key SECRET`. `--state-file`
-//! restores keys, plans (with the admin API's changes) and usage counts at start, and writes them
-//! every 5 s and at shutdown (Ctrl-C, SIGTERM).
+//! An admin token (`USAGE_PLANS_ADMIN_TOKEN`, `--admin-token-file PATH`, or `--admin-token` which
+//! `ps` shows; at least 16 characters) mounts the admin API (API Gateway's REST wire format:
+//! boto3 and the aws CLI work with `--endpoint-url http://127.0.0.1:3000/admin`) under `/admin`,
+//! answering that bearer token, and SigV4 with `--admin-access-key ID` and a secret key
+//! (`USAGE_PLANS_ADMIN_SECRET_KEY` or `--admin-secret-key-file PATH`). No secret is ever printed.
+//!
+//! `--state-file PATH` keeps keys, plans (with the admin API's changes) and usage counts across
+//! restarts: one process per file (a lock; a second waits `--state-lock-wait`, then refuses),
+//! written atomically (0600) every `--state-interval` and at shutdown. Which keys and plans win
+//! when `--config` was edited is printed at start, and settled by `--keys-from` when both changed
+//! (`examples/common/state.rs` has the rule).
+//!
+//! The server gives a client `--header-read-timeout` (10 s) to send a request head, refuses heads
+//! over 64 KiB (431), and at Ctrl-C or SIGTERM writes the state first, then lets open requests
+//! finish for at most `--drain-timeout` (10 s).
 
 use axum::extract::{Path, State};
 use axum::http::{Request, StatusCode};
@@ -103,28 +114,34 @@ async fn main() {
             std::process::exit(2);
         }
     }
-    let state = common::StateFile::read(&args);
-    let store = state.as_ref().and_then(common::StateFile::store).unwrap_or_else(|| common::store(&args));
-    let state = state.map(|s| (s, store.clone()));
-    serve(&args, store, None, state).await;
+    // The lock first: a second process on the same state file waits here, before reading it.
+    let state = common::StateFile::open(&args);
+    let (config, digest) = common::config_and_digest(&args);
+    let Some(state) = state else {
+        return serve(&args, tower_usage_plans::InMemoryKeyStore::from_config(config), None, None).await;
+    };
+    let store = state.store(&args, &config, &digest);
+    let kept = Kept { state, store: store.clone(), config, digest };
+    serve(&args, store, None, Some(kept)).await;
+}
+
+/// The state file of an in-memory store, and what it compares the store with.
+struct Kept {
+    state: common::StateFile,
+    store: tower_usage_plans::InMemoryKeyStore,
+    config: tower_usage_plans::Config,
+    digest: String,
 }
 
 /// Serves the demo API over `store` (with `stage`, for a store that carries none) until Ctrl-C
 /// or SIGTERM; `state` is the state file of an in-memory store.
-async fn serve<S>(
-    args: &common::Args,
-    store: S,
-    stage: Option<tower_usage_plans::Stage>,
-    state: Option<(common::StateFile, tower_usage_plans::InMemoryKeyStore)>,
-) where
+async fn serve<S>(args: &common::Args, store: S, stage: Option<tower_usage_plans::Stage>, kept: Option<Kept>)
+where
     S: tower_usage_plans::KeyStore + ManagedKeyStore + Clone,
 {
     let (layer, redis) = common::layer(args, store.clone(), stage).await;
-    let state = match state {
-        Some((mut state, memory)) => {
-            state.start(&memory, &layer).await;
-            Some(state)
-        }
+    let live = match kept {
+        Some(k) => Some(k.state.start(args, &k.store, &k.config, &k.digest, &layer).await),
         None => None,
     };
     let usage = layer.usage();
@@ -145,13 +162,22 @@ async fn serve<S>(
     }
     println!("listening on http://{addr}");
 
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(common::shutdown_signal()).await {
-        eprintln!("error: server: {e}");
-        std::process::exit(1);
-    }
-    if let Some(state) = state {
-        state.save().await;
-        println!("keys, plans and usage counts written to the state file");
+    // The state is written as soon as the server stops accepting, before it waits on clients
+    // (a supervisor's SIGKILL after its grace period then loses nothing counted so far), and
+    // once more when the last connection closed.
+    let stopped = {
+        let live = live.clone();
+        async move {
+            if let Some(live) = live {
+                live.save().await;
+                println!("keys, plans and usage counts written to the state file");
+            }
+        }
+    };
+    common::serve(args, listener, app, stopped).await;
+    if let Some(live) = live {
+        live.save().await;
+        println!("state file written again after the last request");
     }
     if let Some(redis) = redis {
         redis.shutdown().await;
@@ -180,8 +206,8 @@ fn banner(args: &common::Args, base: &str) {
     println!("  curl -i {base}/health");
     println!();
     if args.admin_token.is_some() {
-        // The token itself is never printed: set ADMIN_TOKEN to the value given to --admin-token.
-        println!("Admin API (API Gateway's wire format) under {base}/admin (ADMIN_TOKEN: your --admin-token):");
+        // The token itself is never printed.
+        println!("Admin API (API Gateway's wire format) under {base}/admin (set ADMIN_TOKEN to your admin token):");
         println!("  curl -s -H \"Authorization: Bearer $ADMIN_TOKEN\" {base}/admin/usageplans");
         println!(
             "  curl -s -H \"Authorization: Bearer $ADMIN_TOKEN\" \\\n    \
@@ -205,6 +231,10 @@ fn admin(args: &common::Args, app: Router, store: impl ManagedKeyStore, usage: U
     }
     let mut auth = AdminAuth::new();
     if let Some(token) = &args.admin_token {
+        if token.chars().count() < 16 {
+            eprintln!("error: the admin token must be at least 16 characters (e.g. head -c 24 /dev/urandom | base64)");
+            std::process::exit(2);
+        }
         auth = auth.bearer(token.as_str());
     }
     if let (Some(id), Some(secret)) = (&args.admin_access_key, &args.admin_secret_key) {

@@ -48,7 +48,8 @@ fn redis_server() -> Option<(common::Killed, String)> {
 fn start_replica(database_url: &str, redis_url: &str) -> std::process::Child {
     Command::new(common::example_binary("quickstart"))
         .args(["--addr", "127.0.0.1:0", "--database-url", database_url, "--redis", redis_url])
-        .args(["--admin-access-key", "AKIDREPLICAS", "--admin-secret-key", "replicas-secret-access-key"])
+        .args(["--admin-access-key", "AKIDREPLICAS"])
+        .env("USAGE_PLANS_ADMIN_SECRET_KEY", "replicas-secret-access-key")
         .stdout(Stdio::piped())
         .spawn()
         .expect("the quickstart example was built")

@@ -1,7 +1,16 @@
-//! What the examples share: command-line flags and graceful shutdown.
+//! What the examples share: command-line flags, secrets, the state file and a bounded server.
 #![allow(dead_code, unreachable_pub)]
 
+mod serve;
+mod state;
+
+#[allow(unused_imports)]
+pub use serve::{serve, MAX_HEAD_BYTES};
+#[allow(unused_imports)]
+pub use state::{config_and_digest, KeysFrom, LiveState, StateFile};
+
 use std::net::SocketAddr;
+use std::time::Duration;
 use tower_usage_plans::InMemoryKeyStore;
 
 /// The built-in demo configuration (also `examples/plans.toml`).
@@ -21,16 +30,30 @@ pub struct Args {
     /// `--database-url URL`: keep keys and plans in PostgreSQL (or SQLite) through
     /// `SqlKeyStore`, shared with every process given the same URL (needs `--features sqlx`).
     pub database_url: Option<String>,
-    /// `--admin-token TOKEN`: mount the admin API (API Gateway's wire format) under `/admin`,
-    /// answering that bearer token.
+    /// The admin API's bearer token, from `USAGE_PLANS_ADMIN_TOKEN`, `--admin-token-file PATH`
+    /// or `--admin-token TOKEN` (visible in `ps`: prefer the other two). With it, the admin API
+    /// (API Gateway's wire format) is mounted under `/admin`.
     pub admin_token: Option<String>,
-    /// `--admin-access-key ID` and `--admin-secret-key SECRET`: SigV4 credentials the admin API
-    /// also accepts (for boto3 and the aws CLI).
+    /// `--admin-access-key ID` and the secret access key (`USAGE_PLANS_ADMIN_SECRET_KEY`,
+    /// `--admin-secret-key-file PATH` or `--admin-secret-key SECRET`): SigV4 credentials the
+    /// admin API also accepts (for boto3 and the aws CLI).
     pub admin_access_key: Option<String>,
     pub admin_secret_key: Option<String>,
-    /// `--state-file PATH`: restore keys, plans and usage counts from PATH at start; write them
-    /// every 5 s and at shutdown.
+    /// `--state-file PATH`: keys, plans and usage counts kept across restarts (see `state.rs`).
     pub state_file: Option<std::path::PathBuf>,
+    /// `--state-lock-wait DURATION` (default 5 s): how long to wait for another process holding
+    /// the state file.
+    pub state_lock_wait: Duration,
+    /// `--state-interval DURATION` (default 5 s): how often the state file is written.
+    pub state_interval: Duration,
+    /// `--keys-from config|state`: which keys and plans win when both the configuration and the
+    /// state file changed.
+    pub keys_from: Option<KeysFrom>,
+    /// `--header-read-timeout DURATION` (default 10 s): time a client has to send a request head.
+    pub header_read_timeout: Duration,
+    /// `--drain-timeout DURATION` (default 10 s): at shutdown, how long open connections may take
+    /// to finish.
+    pub drain_timeout: Duration,
 }
 
 /// Parses the flags, or prints the error and exits with status 2.
@@ -55,7 +78,14 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
         admin_access_key: None,
         admin_secret_key: None,
         state_file: None,
+        state_lock_wait: Duration::from_secs(5),
+        state_interval: Duration::from_secs(5),
+        keys_from: None,
+        header_read_timeout: Duration::from_secs(10),
+        drain_timeout: Duration::from_secs(10),
     };
+    let mut token = Secret::new("--admin-token", "--admin-token-file", "USAGE_PLANS_ADMIN_TOKEN");
+    let mut secret_key = Secret::new("--admin-secret-key", "--admin-secret-key-file", "USAGE_PLANS_ADMIN_SECRET_KEY");
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -72,19 +102,53 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
             "--no-layer" => args.no_layer = true,
             "--redis" => args.redis = Some(value("--redis")?),
             "--database-url" => args.database_url = Some(value("--database-url")?),
-            "--admin-token" => args.admin_token = Some(value("--admin-token")?),
+            "--admin-token" => token.flag = Some(value("--admin-token")?),
+            "--admin-token-file" => token.file = Some(value("--admin-token-file")?),
             "--admin-access-key" => args.admin_access_key = Some(value("--admin-access-key")?),
-            "--admin-secret-key" => args.admin_secret_key = Some(value("--admin-secret-key")?),
+            "--admin-secret-key" => secret_key.flag = Some(value("--admin-secret-key")?),
+            "--admin-secret-key-file" => secret_key.file = Some(value("--admin-secret-key-file")?),
             "--state-file" => args.state_file = Some(value("--state-file")?.into()),
+            "--state-lock-wait" => args.state_lock_wait = duration("--state-lock-wait", &value("--state-lock-wait")?)?,
+            "--state-interval" => {
+                args.state_interval = duration("--state-interval", &value("--state-interval")?)?;
+                if args.state_interval.is_zero() {
+                    return Err(String::from("--state-interval: must be more than 0"));
+                }
+            }
+            "--keys-from" => {
+                args.keys_from = Some(match value("--keys-from")?.as_str() {
+                    "config" => KeysFrom::Config,
+                    "state" => KeysFrom::State,
+                    other => return Err(format!("--keys-from {other:?}: expected config or state")),
+                });
+            }
+            "--header-read-timeout" => {
+                args.header_read_timeout = duration("--header-read-timeout", &value("--header-read-timeout")?)?;
+            }
+            "--drain-timeout" => args.drain_timeout = duration("--drain-timeout", &value("--drain-timeout")?)?,
             "-h" | "--help" => {
                 println!(
                     "usage: {name} [--config PATH.toml|PATH.json] [--addr HOST:PORT] [--no-layer] [--redis URL]\n\
-                     \x20      [--database-url URL] [--admin-token TOKEN [--admin-access-key ID --admin-secret-key SECRET]] [--state-file PATH]"
+                     \x20      [--database-url URL] [--admin-token-file PATH] [--admin-access-key ID --admin-secret-key-file PATH]\n\
+                     \x20      [--state-file PATH [--state-lock-wait 5s] [--state-interval 5s] [--keys-from config|state]]\n\
+                     \x20      [--header-read-timeout 10s] [--drain-timeout 10s]\n\
+                     secrets: USAGE_PLANS_ADMIN_TOKEN or --admin-token-file (or --admin-token TOKEN, seen by ps);\n\
+                     \x20        USAGE_PLANS_ADMIN_SECRET_KEY or --admin-secret-key-file (or --admin-secret-key SECRET)"
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
+    }
+    args.admin_token = token.read()?;
+    let explicit = secret_key.flag.is_some() || secret_key.file.is_some();
+    args.admin_secret_key = secret_key.read()?;
+    if args.admin_access_key.is_none() && !explicit {
+        // USAGE_PLANS_ADMIN_SECRET_KEY alone configures nothing.
+        args.admin_secret_key = None;
+    }
+    if args.keys_from.is_some() && args.state_file.is_none() {
+        return Err(String::from("--keys-from chooses between --config and --state-file: give --state-file"));
     }
     if args.database_url.is_some() && args.state_file.is_some() {
         return Err(String::from(
@@ -95,6 +159,71 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
         return Err(String::from("--admin-access-key and --admin-secret-key go together"));
     }
     Ok(args)
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or a number of seconds.
+fn duration(flag: &str, text: &str) -> Result<Duration, String> {
+    let bad = || format!("{flag} {text:?}: expected a duration such as 10s, 500ms or 2m");
+    let (number, unit) = text.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((text, ""), |i| text.split_at(i));
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(bad()),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| bad())
+}
+
+/// A secret given by a flag (seen by `ps`), a file or an environment variable.
+struct Secret {
+    flag_name: &'static str,
+    file_flag: &'static str,
+    env: &'static str,
+    flag: Option<String>,
+    file: Option<String>,
+}
+
+impl Secret {
+    fn new(flag_name: &'static str, file_flag: &'static str, env: &'static str) -> Self {
+        Self { flag_name, file_flag, env, flag: None, file: None }
+    }
+
+    /// The secret: from the flag or the file (not both), else from the environment.
+    fn read(self) -> Result<Option<String>, String> {
+        let value = match (self.flag, self.file) {
+            (Some(_), Some(_)) => {
+                return Err(format!("{} and {} both give the secret: give one", self.flag_name, self.file_flag))
+            }
+            (Some(value), None) => {
+                eprintln!(
+                    "warning: {} is visible to every user of this machine (ps); use {} or {} instead",
+                    self.flag_name, self.env, self.file_flag
+                );
+                value
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("{} {path}: {e}", self.file_flag))?;
+                #[cfg(unix)]
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+                        eprintln!("warning: {} {path}: readable by other users (chmod 600 it)", self.file_flag);
+                    }
+                }
+                text.trim_end_matches(['\n', '\r']).to_owned()
+            }
+            (None, None) => match std::env::var(self.env) {
+                Ok(value) => value,
+                Err(std::env::VarError::NotPresent) => return Ok(None),
+                Err(std::env::VarError::NotUnicode(_)) => return Err(format!("{}: not valid UTF-8", self.env)),
+            },
+        };
+        if value.is_empty() {
+            return Err(format!("the secret of {} is empty", self.flag_name));
+        }
+        Ok(Some(value))
+    }
 }
 
 /// The configuration from `--config`, or the demo configuration; exits with status 2 on a bad
@@ -270,102 +399,4 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-/// `--state-file PATH`: the store's keys and plans (with changes made through the admin API) and
-/// its usage counts, restored at start and written every 5 s and at shutdown. One JSON file:
-/// `{"version": 1, "config": <the configuration file format>, "usage": <a usage snapshot>}`. It
-/// holds key values, like a configuration file: it is written readable by its owner only.
-pub struct StateFile {
-    path: std::path::PathBuf,
-    saved: Option<Saved>,
-    live: Option<(InMemoryKeyStore, tower_usage_plans::usage::Usage)>,
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Saved {
-    version: u32,
-    config: serde_json::Value,
-    usage: tower_usage_plans::usage::UsageSnapshot,
-}
-
-fn fail(path: &std::path::Path, e: impl std::fmt::Display) -> ! {
-    eprintln!("error: --state-file {}: {e}", path.display());
-    std::process::exit(1);
-}
-
-impl StateFile {
-    /// Reads `--state-file` if given; exits with status 1 when it exists but cannot be read.
-    pub fn read(args: &Args) -> Option<StateFile> {
-        let path = args.state_file.clone()?;
-        let saved = match std::fs::read(&path) {
-            Ok(bytes) => Some(serde_json::from_slice::<Saved>(&bytes).unwrap_or_else(|e| fail(&path, e))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => fail(&path, e),
-        };
-        if saved.as_ref().is_some_and(|s| s.version != 1) {
-            fail(&path, "written by a newer version (this one reads version 1)");
-        }
-        Some(StateFile { path, saved, live: None })
-    }
-
-    /// The store saved in the file, if any (it wins over `--config`: it holds later changes).
-    pub fn store(&self) -> Option<InMemoryKeyStore> {
-        let saved = self.saved.as_ref()?;
-        let store = InMemoryKeyStore::from_json_str(&saved.config.to_string()).unwrap_or_else(|e| fail(&self.path, e));
-        println!("keys and plans restored from {}", self.path.display());
-        Some(store)
-    }
-
-    /// Restores the usage counts into `layer` and starts writing `store` and the counts every 5 s.
-    pub async fn start(&mut self, store: &InMemoryKeyStore, layer: &tower_usage_plans::UsagePlanLayer) {
-        let usage = layer.usage();
-        match self.saved.take() {
-            Some(saved) => {
-                usage.restore(saved.usage).await.unwrap_or_else(|e| fail(&self.path, e));
-                println!("usage counts restored from {}", self.path.display());
-            }
-            None => println!("no state file at {} yet: starting from zero", self.path.display()),
-        }
-        self.live = Some((store.clone(), usage));
-        let periodic = StateFile { path: self.path.clone(), saved: None, live: self.live.clone() };
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                periodic.save().await;
-            }
-        });
-    }
-
-    /// Writes the store and the counts now, atomically (a temporary file renamed over the old
-    /// one: a crash mid-write keeps the previous state).
-    pub async fn save(&self) {
-        let Some((store, usage)) = &self.live else { return };
-        if let Err(e) = write_state(&self.path, store, usage).await {
-            eprintln!("warning: --state-file {}: {e}", self.path.display());
-        }
-    }
-}
-
-async fn write_state(
-    path: &std::path::Path,
-    store: &InMemoryKeyStore,
-    usage: &tower_usage_plans::usage::Usage,
-) -> Result<(), Box<dyn std::error::Error>> {
-    use std::io::Write;
-    let usage = usage.snapshot().await?;
-    let saved = Saved { version: 1, config: serde_json::from_str(&store.config().to_json_string())?, usage };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    file.write_all(&serde_json::to_vec(&saved)?)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }

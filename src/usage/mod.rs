@@ -51,6 +51,7 @@
 
 mod backend;
 mod error;
+mod file;
 mod handle;
 mod report;
 mod sink;
@@ -58,6 +59,7 @@ mod snapshot;
 
 pub(crate) use backend::{ready, Answer, Counts, DayTotal, Pending, UsageBackend};
 pub use error::{UsageError, UsageErrorKind};
+pub use file::{remove_leftovers, write_atomic};
 pub use handle::Usage;
 pub use report::{DayUsage, QuotaUsage, UsageReport};
 #[cfg(feature = "tokio")]

@@ -8,7 +8,6 @@ use crate::engine::ledger::Row;
 use crate::engine::{decode_quota, encode_quota};
 use crate::model::QuotaPeriod;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use time::macros::format_description;
@@ -171,25 +170,16 @@ impl Usage {
         backend.restore(counts).await
     }
 
-    /// Writes a snapshot to `path` atomically (a temporary file beside it, synced, then renamed
-    /// over it), so a crash mid-write leaves the previous snapshot whole. The file is written
-    /// with blocking I/O once the counts are read (a snapshot is small).
+    /// Writes a snapshot to `path` with [`write_atomic`](super::write_atomic): a new, uniquely
+    /// named file beside it (mode 0600, never a leftover or a link), synced, then renamed over
+    /// it, so a crash mid-write leaves the previous snapshot whole. The file is written with
+    /// blocking I/O once the counts are read (a snapshot is small).
     pub async fn save(&self, path: impl AsRef<Path>) -> Result<(), UsageError> {
         let snapshot = self.snapshot().await?;
         let path = path.as_ref();
         let io = |source| UsageError::io(path.display().to_string(), source);
         let json = serde_json::to_vec(&snapshot).map_err(|e| io(std::io::Error::other(e)))?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = std::path::PathBuf::from(tmp);
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
-        file.write_all(&json).and_then(|()| file.sync_all()).map_err(io)?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(io)?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Makes the rename durable; not every platform can open a directory, hence no error.
-            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-        }
+        super::file::write_atomic(path, &json).map_err(io)?;
         Ok(())
     }
 
