@@ -9,7 +9,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
@@ -61,8 +61,15 @@ async fn main() {
         } else {
             BoxCloneService::new(ServiceBuilder::new().map_response(boxed).layer(layer.clone()).service_fn(hello))
         };
+        let header_read_timeout = args.header_read_timeout;
         tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // A client gets a bounded time, and bounded room, for its request head.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .max_buf_size(common::MAX_HEAD_BYTES);
             if let Err(e) = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc)).await {
                 eprintln!("connection error: {e}");
             }

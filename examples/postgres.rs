@@ -153,7 +153,6 @@ async fn main() {
     println!();
     println!("listening on {base}");
 
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(common::shutdown_signal()).await {
-        fail("server", e);
-    }
+    // A bounded server: a time limit on request heads, a drain deadline at shutdown.
+    common::serve(&args, listener, app, async {}).await;
 }
