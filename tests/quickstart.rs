@@ -332,10 +332,19 @@ fn an_edited_configuration_is_applied_or_refused_never_silently_ignored() {
     assert!(said.contains("keys and plans: from --config") && said.contains("edited since"), "{said}");
     assert_eq!(q.get("/pets", &key(EDIT)), 403, "the key disabled in the configuration is refused");
     assert_eq!(q.get("/pets", &key(THREE)), 200);
-    // Unchanged configuration: the state file's keys and plans, with an admin change.
+    // Unchanged configuration: the state file's keys and plans; written back unchanged, so a
+    // later edit still applies.
     stop(q);
     let q = Quickstart::start(&args, &env).unwrap();
     assert!(q.output().join("\n").contains("keys and plans: from the state file"), "{:#?}", q.output());
+    assert_eq!(q.get("/pets", &key(EDIT)), 403);
+    stop(q);
+    let disabled = CONFIG.replace("id = \"k-edit\"", "id = \"k-edit\"\nenabled = false\ntags = { edited = \"twice\" }");
+    std::fs::write(&config, &disabled).unwrap();
+    let q = Quickstart::start(&args, &env).unwrap();
+    assert!(q.output().join("\n").contains("edited since"), "{:#?}", q.output());
+    assert_eq!(q.get("/pets", &key(EDIT)), 403);
+    // An admin change.
     let made = r#"{"name": "made", "enabled": true, "value": "made-0123456789abcdefghij"}"#;
     let (status, body) = request(q.addr(), "POST", "/admin/apikeys", &[("authorization", &bearer)], made);
     assert_eq!(status, 201, "{body}");
