@@ -154,7 +154,7 @@ async fn admin(base: &str, method: &str, path: &str, body: &str) -> serde_json::
     let req = http::Request::builder()
         .method(method)
         .uri(format!("{base}/admin{path}"))
-        .header("authorization", "Bearer admin-secret")
+        .header("authorization", "Bearer admin-secret-0123456789")
         .body(http_body_util::Full::new(bytes::Bytes::from(body.to_owned())))
         .unwrap();
     let resp = client.request(req).await.unwrap();
@@ -178,7 +178,8 @@ async fn used_today(base: &str, plan: &str, key: &str) -> (u64, u64) {
     let day = format!("{:04}-{:02}-{:02}", today.year(), u8::from(today.month()), today.day());
     let url = format!("{base}/admin/usageplans/{plan}/usage?keyId={key}&startDate={day}&endDate={day}");
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
-    let req = http::Request::get(url).header("authorization", "Bearer admin-secret").body(Empty::new()).unwrap();
+    let req =
+        http::Request::get(url).header("authorization", "Bearer admin-secret-0123456789").body(Empty::new()).unwrap();
     let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let body: serde_json::Value =
@@ -193,7 +194,7 @@ async fn quickstart_keeps_every_counted_request_across_sigterm_and_restart() {
     std::fs::create_dir_all(&dir).unwrap();
     let state = dir.join("usage.json");
     let state_arg = state.to_str().unwrap();
-    let args = ["--admin-token", "admin-secret", "--state-file", state_arg];
+    let args = ["--admin-token", "admin-secret-0123456789", "--state-file", state_arg];
     let acme = Some("acme-0123456789abcdefghij");
 
     let Some((mut first, base)) = start_quickstart(&args) else { return };
