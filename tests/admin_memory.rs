@@ -55,20 +55,23 @@ struct Server {
 
 impl Server {
     fn start() -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let child = Command::new(std::env::current_exe().unwrap())
             .args(["serve_for_measurement", "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
             .env("ADMIN_MEMORY_SERVE", "1")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        // Killed and waited for when dropped, whatever happens next.
+        let mut server = Self { child, addr: String::new() };
+        let mut reader = BufReader::new(server.child.stdout.take().unwrap());
         loop {
             let mut line = String::new();
             assert!(reader.read_line(&mut line).unwrap() > 0, "the server exited early");
             // The harness prints `test serve_for_measurement ... ` on the same line.
             if let Some((_, addr)) = line.trim().split_once("listening on ") {
+                server.addr = addr.to_owned();
                 std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-                return Self { child, addr: addr.to_owned() };
+                return server;
             }
         }
     }

@@ -17,7 +17,31 @@
 //! `ServiceUnavailableException` (its reason goes to the log, not to the caller).
 //!
 //! Every request is authenticated first ([`AdminAuth`]: bearer tokens or AWS Signature Version
-//! 4) against the URI as received, mount prefix included, and the whole body; refusals are 403.
+//! 4) against the URI as received, mount prefix included, in this order:
+//!
+//! 1. A client address with no failed authentication left (10 at once, then 1 a second by
+//!    default: [`AdminRouter::failed_auth_limit`]) gets 429 `TooManyRequestsException`, with
+//!    `Retry-After`, and its credentials are not checked. Addresses come from axum's
+//!    `ConnectInfo<SocketAddr>`: serve with `into_make_service_with_connect_info::<SocketAddr>()`;
+//!    without it every caller shares one allowance.
+//! 2. The head: no credentials, unreadable ones, an unknown bearer token or access key id, a
+//!    wrong scope, a stale `X-Amz-Date` or an unexpected signed host
+//!    ([`AdminAuth::expected_hosts`]) get 403 at once, before one byte of the body is read. A
+//!    bearer token is then fully checked.
+//! 3. The body, for callers that passed the head: at most [`max_body_bytes`] (1 MiB by
+//!    default; larger is 400 `BadRequestException`, refused from `Content-Length` when it is
+//!    declared), within [`body_timeout`] (10 s by default; then 408
+//!    `RequestTimeoutException`), and within a budget of body bytes shared by every request in
+//!    flight through the router, [`max_buffered_bytes`] (16 MiB by default; a request takes its
+//!    `Content-Length` up front, or its bytes as they arrive, and gives them back when its
+//!    answer is ready; over it, 503 `ServiceUnavailableException` with `Retry-After: 1`).
+//! 4. A SigV4 signature, which covers the body, is checked last; a mismatch is 403.
+//!
+//! Each 403 counts as a failed authentication of the caller's address.
+//!
+//! [`max_body_bytes`]: AdminRouter::max_body_bytes
+//! [`body_timeout`]: AdminRouter::body_timeout
+//! [`max_buffered_bytes`]: AdminRouter::max_buffered_bytes
 //!
 //! Choices where API Gateway's behaviour had to be decided, or cannot be kept:
 //! - CreateApiKey: keys are created disabled unless `enabled` is true, as in API Gateway; a
@@ -165,7 +189,8 @@ impl AdminRouter {
     }
 
     /// Largest request body accepted (default 1 MiB, enough for an ImportApiKeys CSV of 10,000
-    /// keys); a larger one gets 400 `BadRequestException`.
+    /// keys); a larger one gets 400 `BadRequestException` (after the head's credentials are
+    /// checked: a caller refused there gets 403).
     pub fn max_body_bytes(mut self, n: usize) -> Self {
         self.max_body_bytes = n;
         self
