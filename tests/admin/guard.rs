@@ -242,3 +242,36 @@ fn a_zero_burst_is_a_mistake() {
     )
     .failed_auth_limit(0, 1.0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn sigv4_with_an_unknown_access_key_id_is_refused_before_its_body_arrives() {
+    let h = Harness::with(Backend::Memory, |r| r).await;
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential=AKIDNOBODY/{}/us-east-1/apigateway/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature={}",
+        &stamp[..8],
+        "0".repeat(64)
+    );
+    let (body, polls) = pending();
+    let request = Request::post("/admin/apikeys")
+        .header("host", "127.0.0.1:8080")
+        .header("x-amz-date", &stamp)
+        .header("authorization", authorization)
+        .header("content-length", "1000")
+        .body(body)
+        .unwrap();
+    let reply = send_within(&h, request).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert_eq!(reply.error_type.as_deref(), Some("UnrecognizedClientException"));
+    assert_eq!(polls.load(Ordering::SeqCst), 0);
+}
