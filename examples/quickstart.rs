@@ -231,11 +231,10 @@ fn admin(args: &common::Args, app: Router, store: impl ManagedKeyStore, usage: U
     }
     let mut auth = AdminAuth::new();
     if let Some(token) = &args.admin_token {
-        if token.chars().count() < 16 {
-            eprintln!("error: the admin token must be at least 16 characters (e.g. head -c 24 /dev/urandom | base64)");
+        auth = auth.try_bearer(token.as_str()).unwrap_or_else(|e| {
+            eprintln!("error: admin token: {e} (make one with: head -c 24 /dev/urandom | base64)");
             std::process::exit(2);
-        }
-        auth = auth.bearer(token.as_str());
+        });
     }
     if let (Some(id), Some(secret)) = (&args.admin_access_key, &args.admin_secret_key) {
         auth = auth.sigv4(id.as_str(), secret.as_str());

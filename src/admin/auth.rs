@@ -5,7 +5,10 @@ use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 
+mod errors;
 mod sigv4;
+
+pub use errors::{AdminAuthError, AdminAuthErrorKind, AuthError, AuthErrorKind};
 
 /// Credentials the admin router accepts. No anonymous access: an `AdminAuth` with nothing
 /// configured refuses everything.
@@ -24,8 +27,14 @@ mod sigv4;
 ///   long-term credentials configured here, and temporary credentials from AWS STS are not known.
 ///   Not supported: presigned URLs (`X-Amz-Signature` in the query), the `Date` header instead of
 ///   `X-Amz-Date`, SigV4a.
-/// - **`Bearer <token>`** with a token given to [`AdminAuth::bearer`]. Only SHA-256 digests of
-///   the tokens are kept; a presented token is compared with every one in constant time.
+///   With [`expected_hosts`](AdminAuth::expected_hosts), the signed `host` must be one of them.
+/// - **`Bearer <token>`** with a token given to [`AdminAuth::bearer`] (at least
+///   [`MIN_BEARER_CHARS`] characters). Only SHA-256 digests of the tokens are kept; a presented
+///   token is compared with every one in constant time.
+///
+/// Everything but a SigV4 signature is checked from the request's head
+/// ([`AdminRouter`](super::AdminRouter) refuses a caller before reading its body); the signature
+/// covers the body, so [`verify`](AdminAuth::verify) takes it.
 ///
 /// `Debug` shows the access key ids and how many tokens there are, never a secret or a token.
 ///
@@ -57,7 +66,12 @@ pub struct AdminAuth {
     /// Access key id and secret access key.
     sigv4: Vec<(String, Secret)>,
     max_clock_skew: Duration,
+    /// Lowercase `host[:port]` values a SigV4 request may sign; `None`: any.
+    expected_hosts: Option<Vec<String>>,
 }
+
+/// The fewest characters a bearer token may have ([`AdminAuth::bearer`]).
+pub const MIN_BEARER_CHARS: usize = 16;
 
 /// A secret access key. `Debug` never shows it.
 #[derive(Clone)]
@@ -65,7 +79,12 @@ struct Secret(Box<str>);
 
 impl Default for AdminAuth {
     fn default() -> Self {
-        Self { bearer: Vec::new(), sigv4: Vec::new(), max_clock_skew: Duration::from_secs(15 * 60) }
+        Self {
+            bearer: Vec::new(),
+            sigv4: Vec::new(),
+            max_clock_skew: Duration::from_secs(15 * 60),
+            expected_hosts: None,
+        }
     }
 }
 
@@ -76,8 +95,19 @@ impl fmt::Debug for AdminAuth {
             .field("sigv4_access_key_ids", &ids)
             .field("bearer_tokens", &self.bearer.len())
             .field("max_clock_skew", &self.max_clock_skew)
+            .field("expected_hosts", &self.expected_hosts)
             .finish()
     }
+}
+
+/// What the head of a request settles ([`AdminAuth::verify_head`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Head {
+    /// Authenticated: a bearer token.
+    Accepted,
+    /// SigV4 credentials that may be valid: the signature covers the body, so
+    /// [`AdminAuth::verify_body`] decides once it is read.
+    NeedsBody,
 }
 
 impl AdminAuth {
@@ -86,14 +116,32 @@ impl AdminAuth {
         Self::default()
     }
 
-    /// Accepts `Authorization: Bearer <token>`. May be called several times; an empty token is
-    /// never accepted. Use long random tokens (e.g. [`keys::generate`](crate::keys::generate)).
-    pub fn bearer(mut self, token: impl Into<String>) -> Self {
+    /// Accepts `Authorization: Bearer <token>`. May be called several times. Use long random
+    /// tokens (e.g. [`keys::generate`](crate::keys::generate)); for a token read from input, use
+    /// [`try_bearer`](Self::try_bearer).
+    ///
+    /// # Panics
+    ///
+    /// If `token` has fewer than [`MIN_BEARER_CHARS`] (16) characters. The message says so,
+    /// without the token.
+    pub fn bearer(self, token: impl Into<String>) -> Self {
+        self.try_bearer(token).unwrap_or_else(|e| panic!("AdminAuth::bearer: {e}"))
+    }
+
+    /// Like [`bearer`](Self::bearer), but a token shorter than [`MIN_BEARER_CHARS`] (16)
+    /// characters is an [`AdminAuthError`] of kind
+    /// [`TokenTooShort`](AdminAuthErrorKind::TokenTooShort) instead of a panic.
+    pub fn try_bearer(mut self, token: impl Into<String>) -> Result<Self, AdminAuthError> {
         let token: String = token.into();
-        if !token.is_empty() {
-            self.bearer.push(Sha256::digest(token.as_bytes()).into());
+        let chars = token.chars().count();
+        if chars < MIN_BEARER_CHARS {
+            return Err(AdminAuthError::new(
+                AdminAuthErrorKind::TokenTooShort,
+                format!("a bearer token must be at least {MIN_BEARER_CHARS} characters long, got {chars}"),
+            ));
         }
-        self
+        self.bearer.push(Sha256::digest(token.as_bytes()).into());
+        Ok(self)
     }
 
     /// Accepts requests signed (SigV4) with this access key pair. May be called several times;
@@ -111,6 +159,19 @@ impl AdminAuth {
         self
     }
 
+    /// The host names (`host` or `host:port`, compared without case) this server answers
+    /// for: a SigV4 request whose signed `host` (or HTTP/2 `:authority`) is none of them is
+    /// refused (kind [`UnexpectedHost`](AuthErrorKind::UnexpectedHost), 403
+    /// `InvalidSignatureException`), so a request signed for another server is not replayed
+    /// here. A port must match as written: list `admin.example.com` and
+    /// `admin.example.com:8443` if clients use both. Unset (the default), any host is accepted.
+    /// Bearer tokens are not affected.
+    pub fn expected_hosts(mut self, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let hosts = hosts.into_iter().map(|h| h.into().trim().to_ascii_lowercase()).collect();
+        self.expected_hosts = Some(hosts);
+        self
+    }
+
     /// Checks one request. `uri` is the URI as received by the server (the full path, including
     /// any prefix the router is mounted under, e.g. `/admin/usageplans`: with axum's `nest`, take
     /// it from `OriginalUri`), `body` the full request body, `now` the current time.
@@ -122,14 +183,26 @@ impl AdminAuth {
         body: &[u8],
         now: SystemTime,
     ) -> Result<(), AuthError> {
-        let value = single(headers, http::header::AUTHORIZATION.as_str())?
-            .ok_or_else(|| AuthError::new(AuthErrorKind::Missing, "Missing Authentication Token"))?;
-        let value = value.trim();
-        let (scheme, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+        match self.verify_head(uri, headers, now)? {
+            Head::Accepted => Ok(()),
+            Head::NeedsBody => self.verify_body(method, uri, headers, body, now),
+        }
+    }
+
+    /// Everything that needs no body: a bearer token completely; for SigV4 the header, the
+    /// scope, a known access key id, `X-Amz-Date` within the skew, the signed headers present,
+    /// the expected host.
+    pub(crate) fn verify_head(
+        &self,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        now: SystemTime,
+    ) -> Result<Head, AuthError> {
+        let (scheme, rest) = authorization(headers)?;
         if scheme == sigv4::ALGORITHM {
-            self.verify_sigv4(method, uri, headers, body, now, rest)
+            self.sigv4_head(uri, headers, now, rest).map(|_| Head::NeedsBody)
         } else if scheme.eq_ignore_ascii_case("Bearer") {
-            self.verify_bearer(rest.trim())
+            self.verify_bearer(rest.trim()).map(|()| Head::Accepted)
         } else {
             Err(AuthError::new(
                 AuthErrorKind::Malformed,
@@ -154,15 +227,15 @@ impl AdminAuth {
         }
     }
 
-    fn verify_sigv4(
-        &self,
-        method: &http::Method,
+    /// The SigV4 checks of [`verify_head`](Self::verify_head): the secret of the access key
+    /// id, and the value of `X-Amz-Date`.
+    fn sigv4_head<'a>(
+        &'a self,
         uri: &http::Uri,
-        headers: &http::HeaderMap,
-        body: &[u8],
+        headers: &'a http::HeaderMap,
         now: SystemTime,
-        params: &str,
-    ) -> Result<(), AuthError> {
+        params: &'a str,
+    ) -> Result<(sigv4::Authorization<'a>, &'a Secret, &'a str), AuthError> {
         let malformed = |message: &str| AuthError::new(AuthErrorKind::Malformed, message);
         let auth = sigv4::parse_authorization(params)?;
         let timestamp = single(headers, "x-amz-date")?
@@ -196,15 +269,41 @@ impl AdminAuth {
             ));
         };
         check_skew(timestamp, at, now, self.max_clock_skew)?;
+        if matches!(single(headers, "x-amz-content-sha256")?, Some(claimed) if sigv4::from_hex(claimed).is_none()) {
+            return Err(malformed(
+                "x-amz-content-sha256 must be the hex SHA-256 of the body: unsigned payloads are not accepted.",
+            ));
+        }
+        for name in &auth.signed_headers {
+            canonical_header_value(headers, uri, name)?;
+        }
+        if let Some(hosts) = &self.expected_hosts {
+            let host = canonical_header_value(headers, uri, "host")?.to_ascii_lowercase();
+            if !hosts.contains(&host) {
+                return Err(AuthError::new(
+                    AuthErrorKind::UnexpectedHost,
+                    "The signed 'host' header does not name this server.",
+                ));
+            }
+        }
+        Ok((auth, secret, timestamp))
+    }
 
+    /// The SigV4 signature, over the body: after [`verify_head`](Self::verify_head) said
+    /// [`Head::NeedsBody`] for the same request and `now` (the head's checks are repeated).
+    pub(crate) fn verify_body(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<(), AuthError> {
+        let (_, params) = authorization(headers)?;
+        let (auth, secret, timestamp) = self.sigv4_head(uri, headers, now, params)?;
         let body_hash = sigv4::sha256_hex(body);
         let payload_hash = match single(headers, "x-amz-content-sha256")? {
             None => body_hash,
-            Some(claimed) if sigv4::from_hex(claimed).is_none() => {
-                return Err(malformed(
-                    "x-amz-content-sha256 must be the hex SHA-256 of the body: unsigned payloads are not accepted.",
-                ));
-            }
             Some(claimed) if !claimed.eq_ignore_ascii_case(&body_hash) => {
                 return Err(AuthError::new(
                     AuthErrorKind::BadSignature,
@@ -228,6 +327,14 @@ impl AdminAuth {
             ))
         }
     }
+}
+
+/// The scheme of the one `Authorization` header and what follows it.
+fn authorization(headers: &http::HeaderMap) -> Result<(&str, &str), AuthError> {
+    let value = single(headers, http::header::AUTHORIZATION.as_str())?
+        .ok_or_else(|| AuthError::new(AuthErrorKind::Missing, "Missing Authentication Token"))?;
+    let value = value.trim();
+    Ok(value.split_once([' ', '\t']).unwrap_or((value, "")))
 }
 
 /// The one value of header `name` as text; `None` when absent; an error when repeated or not
@@ -316,67 +423,6 @@ fn check_skew(timestamp: &str, at: i64, now: SystemTime, skew: Duration) -> Resu
         return Ok(());
     };
     Err(AuthError::new(AuthErrorKind::Stale, message))
-}
-
-/// Why a request was refused (the router answers 403 to every kind).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AuthErrorKind {
-    /// No `Authorization` header.
-    Missing,
-    /// The `Authorization` header, `X-Amz-Date` or `x-amz-content-sha256` cannot be used: not
-    /// parseable, an unsupported scheme, `host` or `x-amz-date` not signed, a signed header absent.
-    Malformed,
-    /// Unknown access key id, or a bearer token that is not configured.
-    UnknownCredentials,
-    /// The credential scope is not for service `apigateway`, or its date is not `X-Amz-Date`'s.
-    WrongScope,
-    /// `X-Amz-Date` is further from now than the allowed clock skew.
-    Stale,
-    /// The signature (or the body hash) does not match.
-    BadSignature,
-}
-
-/// Why a request was refused: a kind, AWS's error type and an AWS-like message. Neither the
-/// message nor `Debug` ever contains a secret, a token or the expected signature.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct AuthError {
-    kind: AuthErrorKind,
-    message: String,
-}
-
-impl AuthError {
-    fn new(kind: AuthErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
-    }
-
-    /// What kind of refusal this is.
-    #[must_use]
-    pub fn kind(&self) -> AuthErrorKind {
-        self.kind
-    }
-
-    /// AWS's error type, for `x-amzn-ErrorType`: `MissingAuthenticationTokenException`,
-    /// `IncompleteSignatureException` (malformed), `UnrecognizedClientException` (unknown
-    /// credentials) or `InvalidSignatureException` (scope, expiry, signature).
-    #[must_use]
-    pub fn aws_type(&self) -> &'static str {
-        match self.kind {
-            AuthErrorKind::Missing => "MissingAuthenticationTokenException",
-            AuthErrorKind::Malformed => "IncompleteSignatureException",
-            AuthErrorKind::UnknownCredentials => "UnrecognizedClientException",
-            AuthErrorKind::WrongScope | AuthErrorKind::Stale | AuthErrorKind::BadSignature => {
-                "InvalidSignatureException"
-            }
-        }
-    }
-
-    /// The message for the body `{"message": ...}`, in AWS's words where AWS has them.
-    #[must_use]
-    pub fn message(&self) -> String {
-        self.message.clone()
-    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub(crate) struct ApiError {
     status: StatusCode,
     aws_type: &'static str,
     message: String,
+    /// Seconds for `Retry-After`, when the caller should wait.
+    retry_after: Option<u64>,
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
@@ -27,7 +29,25 @@ const UNAVAILABLE: (StatusCode, &str) = (StatusCode::SERVICE_UNAVAILABLE, "Servi
 
 impl ApiError {
     fn new((status, aws_type): (StatusCode, &'static str), message: impl Into<String>) -> Self {
-        Self { status, aws_type, message: message.into() }
+        Self { status, aws_type, message: message.into(), retry_after: None }
+    }
+
+    /// 408 `RequestTimeoutException`: the body did not arrive in time.
+    pub(crate) fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new((StatusCode::REQUEST_TIMEOUT, "RequestTimeoutException"), message)
+    }
+
+    /// 429 `TooManyRequestsException`, API Gateway's throttling answer, with `Retry-After`.
+    pub(crate) fn too_many_requests(retry_after_secs: u64) -> Self {
+        let mut e = Self::new((StatusCode::TOO_MANY_REQUESTS, "TooManyRequestsException"), "Too Many Requests");
+        e.retry_after = Some(retry_after_secs);
+        e
+    }
+
+    /// This error with `Retry-After: secs`.
+    pub(crate) fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// 400 `BadRequestException`.
@@ -52,7 +72,7 @@ impl ApiError {
 
     /// 403 with the type and message an authenticator chose.
     pub(crate) fn forbidden(aws_type: &'static str, message: String) -> Self {
-        Self { status: StatusCode::FORBIDDEN, aws_type, message }
+        Self { status: StatusCode::FORBIDDEN, aws_type, message, retry_after: None }
     }
 
     /// API Gateway's answer for an unknown key id.
@@ -158,6 +178,9 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert("x-amzn-errortype", HeaderValue::from_static(self.aws_type));
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
     }
 }

@@ -17,7 +17,31 @@
 //! `ServiceUnavailableException` (its reason goes to the log, not to the caller).
 //!
 //! Every request is authenticated first ([`AdminAuth`]: bearer tokens or AWS Signature Version
-//! 4) against the URI as received, mount prefix included, and the whole body; refusals are 403.
+//! 4) against the URI as received, mount prefix included, in this order:
+//!
+//! 1. A client address with no failed authentication left (10 at once, then 1 a second by
+//!    default: [`AdminRouter::failed_auth_limit`]) gets 429 `TooManyRequestsException`, with
+//!    `Retry-After`, and its credentials are not checked. Addresses come from axum's
+//!    `ConnectInfo<SocketAddr>`: serve with `into_make_service_with_connect_info::<SocketAddr>()`;
+//!    without it every caller shares one allowance.
+//! 2. The head: no credentials, unreadable ones, an unknown bearer token or access key id, a
+//!    wrong scope, a stale `X-Amz-Date` or an unexpected signed host
+//!    ([`AdminAuth::expected_hosts`]) get 403 at once, before one byte of the body is read. A
+//!    bearer token is then fully checked.
+//! 3. The body, for callers that passed the head: at most [`max_body_bytes`] (1 MiB by
+//!    default; larger is 400 `BadRequestException`, refused from `Content-Length` when it is
+//!    declared), within [`body_timeout`] (10 s by default; then 408
+//!    `RequestTimeoutException`), and within a budget of body bytes shared by every request in
+//!    flight through the router, [`max_buffered_bytes`] (16 MiB by default; a request takes its
+//!    `Content-Length` up front, or its bytes as they arrive, and gives them back when its
+//!    answer is ready; over it, 503 `ServiceUnavailableException` with `Retry-After: 1`).
+//! 4. A SigV4 signature, which covers the body, is checked last; a mismatch is 403.
+//!
+//! Each 403 counts as a failed authentication of the caller's address.
+//!
+//! [`max_body_bytes`]: AdminRouter::max_body_bytes
+//! [`body_timeout`]: AdminRouter::body_timeout
+//! [`max_buffered_bytes`]: AdminRouter::max_buffered_bytes
 //!
 //! Choices where API Gateway's behaviour had to be decided, or cannot be kept:
 //! - CreateApiKey: keys are created disabled unless `enabled` is true, as in API Gateway; a
@@ -73,6 +97,8 @@
 
 mod auth;
 mod error;
+mod failures;
+mod guard;
 mod input;
 mod keys;
 mod page;
@@ -81,27 +107,35 @@ mod plan_keys;
 mod plans;
 mod usage;
 
-pub use auth::{AdminAuth, AuthError, AuthErrorKind};
+pub use auth::{AdminAuth, AdminAuthError, AdminAuthErrorKind, AuthError, AuthErrorKind, MIN_BEARER_CHARS};
 
+use crate::engine::{Clock, SystemClock};
 use crate::model::UsagePlan;
 use crate::store::{DynManagedKeyStore, ManagedKeyStore, StoredKey};
 use crate::usage::Usage;
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri, Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use error::{ApiError, ApiResult};
+use failures::FailureLimit;
+use guard::{Budget, Guard};
 use http::request::Parts;
 use http::{header, HeaderValue, Method, StatusCode, Uri};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::Duration;
 
 /// Default largest request body: 1 MiB.
 const DEFAULT_MAX_BODY: usize = 1 << 20;
+/// Default time to receive a body: 10 s.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default body bytes held by all requests in flight: 16 MiB.
+const DEFAULT_MAX_BUFFERED: usize = 16 << 20;
+/// Default failed authentications per client address: 10 at once, then 1 a second.
+const DEFAULT_FAILED_AUTH: (u32, f64) = (10, 1.0);
 
 /// Builds the admin [`Router`] over a store. See the [module documentation](self).
 #[must_use]
@@ -109,6 +143,10 @@ pub struct AdminRouter {
     store: Arc<dyn DynManagedKeyStore>,
     auth: AdminAuth,
     max_body_bytes: usize,
+    body_timeout: Duration,
+    max_buffered_bytes: usize,
+    failed_auth: Option<(u32, f64)>,
+    clock: Arc<dyn Clock>,
     usage: Option<Usage>,
 }
 
@@ -117,6 +155,9 @@ impl std::fmt::Debug for AdminRouter {
         f.debug_struct("AdminRouter")
             .field("auth", &self.auth)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_timeout", &self.body_timeout)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
+            .field("failed_auth_limit", &self.failed_auth)
             .field("usage", &self.usage.is_some())
             .finish_non_exhaustive()
     }
@@ -128,7 +169,16 @@ impl AdminRouter {
     /// accepts. Give the layer a clone of the same store, so that it sees every change on its
     /// next request.
     pub fn new(store: impl ManagedKeyStore, auth: AdminAuth) -> Self {
-        Self { store: Arc::new(store), auth, max_body_bytes: DEFAULT_MAX_BODY, usage: None }
+        Self {
+            store: Arc::new(store),
+            auth,
+            max_body_bytes: DEFAULT_MAX_BODY,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED,
+            failed_auth: Some(DEFAULT_FAILED_AUTH),
+            clock: Arc::new(SystemClock::new()),
+            usage: None,
+        }
     }
 
     /// Serves GetUsage and UpdateUsage from this layer's usage ledger
@@ -139,16 +189,81 @@ impl AdminRouter {
     }
 
     /// Largest request body accepted (default 1 MiB, enough for an ImportApiKeys CSV of 10,000
-    /// keys); a larger one gets 400 `BadRequestException`.
+    /// keys); a larger one gets 400 `BadRequestException` (after the head's credentials are
+    /// checked: a caller refused there gets 403).
     pub fn max_body_bytes(mut self, n: usize) -> Self {
         self.max_body_bytes = n;
+        self
+    }
+
+    /// How long an authenticated caller may take to send its body, from the end of the head
+    /// (default 10 s); a body still incomplete then gets 408 `RequestTimeoutException`. Uses
+    /// tokio's timer: serve on a tokio runtime with time enabled (as `#[tokio::main]` is).
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Most body bytes held at once by all requests in flight through this router (default
+    /// 16 MiB): a request takes its declared `Content-Length` up front (or its bytes as they
+    /// arrive) and gives them back when its answer is ready. A request that does not fit gets
+    /// 503 `ServiceUnavailableException` with `Retry-After: 1`. Keep it at least
+    /// [`max_body_bytes`](Self::max_body_bytes), or the largest bodies never fit.
+    pub fn max_buffered_bytes(mut self, n: usize) -> Self {
+        self.max_buffered_bytes = n;
+        self
+    }
+
+    /// Failed authentications allowed per client address: `burst` at once, then `per_second`
+    /// (default 10, then 1 a second). While an address has none left, its requests get 429
+    /// `TooManyRequestsException` (`{"message": "Too Many Requests"}`, with `Retry-After`)
+    /// without their credentials being checked; a successful authentication costs nothing.
+    /// The last 4,096 addresses that failed are remembered (the one that failed least recently
+    /// is forgotten first).
+    ///
+    /// The address is the peer's, from axum's `ConnectInfo<SocketAddr>`: serve with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`. Without it, every caller shares
+    /// one allowance (so failing callers slow down the right ones too). Behind a proxy, the
+    /// proxy's address is the one seen.
+    ///
+    /// # Panics
+    ///
+    /// If `burst` is 0 or `per_second` is not a positive number
+    /// ([`no_failed_auth_limit`](Self::no_failed_auth_limit) turns the limit off).
+    pub fn failed_auth_limit(mut self, burst: u32, per_second: f64) -> Self {
+        assert!(burst >= 1, "AdminRouter::failed_auth_limit: burst must be at least 1");
+        assert!(
+            per_second.is_finite() && per_second > 0.0,
+            "AdminRouter::failed_auth_limit: per_second must be a positive number"
+        );
+        self.failed_auth = Some((burst, per_second));
+        self
+    }
+
+    /// No limit on failed authentications (see [`failed_auth_limit`](Self::failed_auth_limit)).
+    pub fn no_failed_auth_limit(mut self) -> Self {
+        self.failed_auth = None;
+        self
+    }
+
+    /// The clock of the failed-authentication limit and of SigV4's `X-Amz-Date` check;
+    /// [`SystemClock`] by default. Use a [`ManualClock`](crate::ManualClock) in tests.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
     /// The router, to mount with `Router::nest("/admin", ...)` (SDK clients then use
     /// `endpoint_url = "http://host/admin"`) or to serve at the root.
     pub fn into_router(self) -> Router {
-        let guard = Arc::new(Guard { auth: self.auth, max_body: self.max_body_bytes });
+        let guard = Arc::new(Guard {
+            auth: self.auth,
+            max_body: self.max_body_bytes,
+            body_timeout: self.body_timeout,
+            buffered: Budget::new(self.max_buffered_bytes),
+            failures: self.failed_auth.map(|(burst, rate)| FailureLimit::new(burst, rate, failures::MAX_ADDRESSES)),
+            clock: self.clock,
+        });
         let router = Router::new()
             .route("/apikeys", get(keys::list).post(keys::create_or_import))
             .route("/apikeys/{api_Key}", get(keys::get).patch(keys::update).delete(keys::delete))
@@ -161,7 +276,7 @@ impl AdminRouter {
             .method_not_allowed_fallback(unsupported_method)
             // The guard has read the body within its own limit.
             .layer(DefaultBodyLimit::disable())
-            .layer(middleware::from_fn_with_state(guard, authenticate))
+            .layer(middleware::from_fn_with_state(guard, guard::authenticate))
             .with_state(Admin { store: self.store, usage: self.usage })
     }
 }
@@ -231,48 +346,6 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for AwsPath
             Err(_) => Err(ApiError::bad_request("Invalid path parameter")),
         }
     }
-}
-
-#[derive(Debug)]
-struct Guard {
-    auth: AdminAuth,
-    max_body: usize,
-}
-
-/// Reads the body (within the limit) and authenticates the request as received, before routing.
-async fn authenticate(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
-    // `nest` strips the mount prefix from the URI; a signature covers the full path.
-    let uri = parts.extensions.get::<OriginalUri>().map_or_else(|| parts.uri.clone(), |o| o.0.clone());
-    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let body = match declared {
-        Some(n) if n > guard.max_body as u64 => None,
-        _ => axum::body::to_bytes(body, guard.max_body).await.ok(),
-    };
-    let now = SystemTime::now();
-    let Some(body) = body else {
-        // A signature over a body we did not read cannot be checked. Callers that sent no
-        // credentials, or unreadable ones, get 403; every other caller learns the body is too
-        // large, whether or not its credentials are known (no answer tells a valid access key
-        // id from an invalid one without the secret).
-        return match guard.auth.verify(&parts.method, &uri, &parts.headers, &[], now) {
-            Err(e) if matches!(e.kind(), AuthErrorKind::Missing | AuthErrorKind::Malformed) => refuse(&e),
-            _ => ApiError::bad_request(format!(
-                "The request body is larger than the {} bytes accepted, or could not be read",
-                guard.max_body
-            ))
-            .into_response(),
-        };
-    };
-    if let Err(e) = guard.auth.verify(&parts.method, &uri, &parts.headers, &body, now) {
-        return refuse(&e);
-    }
-    next.run(Request::from_parts(parts, Body::from(body))).await
-}
-
-fn refuse(e: &AuthError) -> Response {
-    tracing::debug!(kind = ?e.kind(), "admin request refused");
-    ApiError::forbidden(e.aws_type(), e.message()).into_response()
 }
 
 /// Top-level resources of API Gateway's REST API (named in the answer to an unsupported call;

@@ -33,6 +33,7 @@ macro_rules! per_store {
 }
 
 mod errors;
+mod guard;
 mod keys;
 mod plans;
 mod sdk;

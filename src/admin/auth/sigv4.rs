@@ -16,7 +16,7 @@
 //! payload hash       `x-amz-content-sha256` when present, else hex SHA-256 of the body
 //! ```
 
-use super::{AuthError, AuthErrorKind};
+use super::errors::{AuthError, AuthErrorKind};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 

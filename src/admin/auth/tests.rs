@@ -261,7 +261,7 @@ fn bearer_tokens() {
     assert_eq!(kind(call(&auth, &format!("Token {TOKEN}"))), AuthErrorKind::Malformed);
     assert_eq!(kind(call(&auth, TOKEN)), AuthErrorKind::Malformed);
     assert_eq!(kind(call(&AdminAuth::new(), &format!("Bearer {TOKEN}"))), AuthErrorKind::UnknownCredentials);
-    assert_eq!(kind(call(&AdminAuth::new().bearer(""), "Bearer ")), AuthErrorKind::Malformed);
+    assert_eq!(kind(call(&AdminAuth::new(), "Bearer ")), AuthErrorKind::Malformed);
     let sigv4_only = AdminAuth::new().sigv4(TOKEN, TOKEN);
     assert_eq!(kind(call(&sigv4_only, &format!("Bearer {TOKEN}"))), AuthErrorKind::UnknownCredentials);
 }
@@ -287,4 +287,80 @@ fn debug_and_errors_show_no_secret() {
         let all = format!("{e} {e:?} {}", e.message());
         assert!(!all.contains(&signature) && !all.contains(&v.secret_access_key) && !all.contains("wrong"), "{all}");
     }
+}
+
+#[test]
+fn bearer_tokens_shorter_than_16_characters_are_refused() {
+    for short in ["", "s3cret", "admin-secret", "fifteen-chars-x"] {
+        let e = AdminAuth::new().try_bearer(short).unwrap_err();
+        assert_eq!(e.kind(), AdminAuthErrorKind::TokenTooShort, "{short:?}");
+        let shown = format!("{e} {e:?}");
+        assert!(shown.contains("at least 16 characters"), "{shown}");
+        assert!(short.is_empty() || !shown.contains(short), "the token is shown: {shown}");
+    }
+    // Characters, not bytes: 15 two-byte characters are too short, 16 are enough.
+    assert!(AdminAuth::new().try_bearer("é".repeat(15)).is_err());
+    let auth = AdminAuth::new().try_bearer("sixteen-chars-xy").unwrap().try_bearer("é".repeat(16)).unwrap();
+    assert!(format!("{auth:?}").contains("bearer_tokens: 2"));
+}
+
+#[test]
+#[should_panic(expected = "AdminAuth::bearer: a bearer token must be at least 16 characters long, got 6")]
+fn bearer_panics_on_a_short_token() {
+    let _ = AdminAuth::new().bearer("s3cret");
+}
+
+#[test]
+fn expected_hosts_pin_the_signed_host() {
+    let (auth, v) = configured();
+    let req = Req::of(&v.requests[0]);
+    let host = req.headers["host"].to_str().unwrap().to_owned();
+    assert_eq!(req.check(&auth, signed_at()), Ok(()), "unset: any host");
+    let pinned = auth.clone().expected_hosts(["admin.example.com", &host.to_uppercase()]);
+    assert_eq!(req.check(&pinned, signed_at()), Ok(()), "{host} is expected (without case)");
+    let elsewhere = auth.clone().expected_hosts(["admin.example.com"]);
+    let e = req.check(&elsewhere, signed_at()).unwrap_err();
+    assert_eq!((e.kind(), e.aws_type()), (AuthErrorKind::UnexpectedHost, "InvalidSignatureException"));
+    assert_eq!(e.message(), "The signed 'host' header does not name this server.");
+    // Refused from the head: no body needed.
+    let uri: Uri = req.uri.parse().unwrap();
+    assert_eq!(
+        elsewhere.verify_head(&uri, &req.headers, signed_at()).unwrap_err().kind(),
+        AuthErrorKind::UnexpectedHost
+    );
+    assert_eq!(pinned.verify_head(&uri, &req.headers, signed_at()), Ok(Head::NeedsBody));
+    // The port is part of the host: the same name on another port is not expected.
+    let name = host.split(':').next().unwrap();
+    assert_eq!(kind(req.check(&auth.clone().expected_hosts([name]), signed_at())), AuthErrorKind::UnexpectedHost);
+    // Over HTTP/2 the authority stands in for `host`, and is pinned the same way.
+    let mut h2 = req.clone();
+    h2.headers.remove("host");
+    h2.uri = format!("http://{host}{}", h2.uri);
+    assert_eq!(h2.check(&pinned, signed_at()), Ok(()));
+    assert_eq!(kind(h2.check(&elsewhere, signed_at())), AuthErrorKind::UnexpectedHost);
+    // Bearer tokens are not affected.
+    let bearer = AdminAuth::new().bearer("admin-token-0123456789").expected_hosts(["admin.example.com"]);
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_static("Bearer admin-token-0123456789"));
+    assert_eq!(bearer.verify(&Method::GET, &uri, &headers, b"", signed_at()), Ok(()));
+}
+
+#[test]
+fn the_head_settles_all_but_the_signature() {
+    let (auth, v) = configured();
+    let req = Req::of(&v.requests[0]);
+    let uri: Uri = req.uri.parse().unwrap();
+    assert_eq!(auth.verify_head(&uri, &req.headers, signed_at()), Ok(Head::NeedsBody));
+    let stranger = AdminAuth::new().sigv4("AKIDSTRANGER", "x");
+    assert_eq!(
+        stranger.verify_head(&uri, &req.headers, signed_at()).unwrap_err().kind(),
+        AuthErrorKind::UnknownCredentials
+    );
+    let late = signed_at() + Duration::from_secs(3600);
+    assert_eq!(auth.verify_head(&uri, &req.headers, late).unwrap_err().kind(), AuthErrorKind::Stale);
+    let mut bearer = HeaderMap::new();
+    bearer.insert("authorization", HeaderValue::from_static("Bearer admin-token-0123456789"));
+    let known = AdminAuth::new().bearer("admin-token-0123456789");
+    assert_eq!(known.verify_head(&uri, &bearer, signed_at()), Ok(Head::Accepted));
+    assert_eq!(auth.verify_head(&uri, &bearer, signed_at()).unwrap_err().kind(), AuthErrorKind::UnknownCredentials);
 }
