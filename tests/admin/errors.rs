@@ -97,6 +97,16 @@ async fn bad_usage_plan_requests(b: Backend) {
     for (method, path, body, status, aws_type, message) in cases {
         h.refused(method, path, &body, status, aws_type, message).await;
     }
+    // More method throttles on one stage than `MAX_METHODS_PER_STAGE` (issue 14, item 6).
+    let many: Vec<String> = (0..=tower_usage_plans::MAX_METHODS_PER_STAGE)
+        .map(|i| format!(r#""/m{i}/GET": {{"rateLimit": 1, "burstLimit": 1}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"name": "x", "apiStages": [{{"apiId": "a", "stage": "b", "throttle": {{{}}}}}]}}"#,
+        many.join(", ")
+    );
+    let message = "apiStages[a:b].throttle: 1001 method throttles are too many: at most 1000 per stage";
+    h.refused("POST", "/usageplans", &body, 400, BAD, message).await;
     // Two plans of one key on one stage after a patch: refused by the store's checks.
     h.call("POST", "/usageplans/silver/keys", r#"{"keyId": "k2", "keyType": "API_KEY"}"#).await.expect(201);
     h.call("POST", "/apikeys", "{}").await.expect(201);

@@ -6,6 +6,7 @@ use crate::model::tags::Tags;
 use crate::model::QuotaPeriod;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashMap;
 use std::fmt;
 
 #[derive(Serialize, Deserialize)]
@@ -164,10 +165,14 @@ impl<'de> Deserialize<'de> for Methods {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Methods, A::Error> {
                 let mut list: Vec<(String, RawThrottle)> = Vec::new();
+                let mut index: HashMap<String, usize> = HashMap::new();
                 while let Some((key, throttle)) = map.next_entry::<String, RawThrottle>()? {
-                    match list.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, t)) => *t = throttle,
-                        None => list.push((key, throttle)),
+                    match index.get(&key) {
+                        Some(&i) => list[i].1 = throttle,
+                        None => {
+                            index.insert(key.clone(), list.len());
+                            list.push((key, throttle));
+                        }
                     }
                 }
                 Ok(Methods(list))

@@ -4,6 +4,7 @@ use super::*;
 use crate::error::ConfigErrorKind;
 use std::time::{Duration, UNIX_EPOCH};
 
+mod limits;
 mod roundtrip;
 
 const BASE: &str = "[stage]\napi = \"petstore\"\nname = \"prod\"\n";
