@@ -130,6 +130,30 @@ pub(super) fn in_toml(text: &str, field: &str) -> Option<usize> {
     found
 }
 
+/// The start of the first line at which the TOML `text` fails to parse with `message`, for a
+/// parse error without a span (such as a dotted key too deep): the shortest prefix of whole
+/// lines that fails so, found by bisection (a few parses, only on error).
+pub(super) fn toml_failing_line(text: &str, message: &str) -> Option<usize> {
+    let starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+    let fails = |lines: usize| {
+        let end = starts.get(lines).copied().unwrap_or(text.len());
+        matches!(DeTable::parse(&text[..end]), Err(e) if e.message().trim() == message)
+    };
+    let (mut lo, mut hi) = (1, starts.len());
+    if !fails(hi) {
+        return None;
+    }
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if fails(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Some(starts[lo - 1])
+}
+
 /// Where the deepest step of `field` found in the JSON `text` (already parsed without error)
 /// starts.
 pub(super) fn in_json(text: &str, field: &str) -> Option<usize> {

@@ -190,7 +190,11 @@ impl Config {
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
         let place = |field: String, e: toml::de::Error| {
             let error = ConfigError::new(ConfigErrorKind::Syntax, field, e.message().trim());
-            match e.span().map(|s| s.start).or_else(|| locate::in_toml(text, error.field())) {
+            let offset = e.span().map(|s| s.start).or_else(|| match error.field() {
+                "" => locate::toml_failing_line(text, error.reason()),
+                field => locate::in_toml(text, field),
+            });
+            match offset {
                 Some(offset) => place_at(error, text, offset),
                 None => error,
             }

@@ -108,3 +108,13 @@ fn paths_are_found_past_strings_escapes_and_nesting() {
     assert_eq!(at("stage.api"), Some((2, 7)));
     assert_eq!(in_toml("not = [toml", "not"), None);
 }
+
+#[test]
+fn a_parse_error_without_a_span_is_placed_on_its_line() {
+    // Found by looking for input that fuzzing could miss: toml reports a dotted key too deep with
+    // no span; it was `: recursion limit` (no field, no line).
+    let text = format!("[stage]\napi = \"a\"\nname = \"b\"\n\n[stage.{}]\n", vec!["x"; 1000].join("."));
+    let e = Config::from_toml_str(&text).unwrap_err();
+    assert_eq!((e.field(), e.line(), e.reason()), ("", Some(5), "recursion limit"), "{e}");
+    assert_eq!(e.to_string(), "line 5, column 1: recursion limit");
+}
