@@ -128,13 +128,38 @@ fn configuration_text() {
     runner.run(&prop_oneof![any::<String>(), fragments], |text| check_config_text(&text)).unwrap();
 }
 
+/// A layer over `config` answers a request with each of its keys (and none) 200, 403 or 429.
+fn serve(rt: &tokio::runtime::Runtime, config: Config) -> Result<(), TestCaseError> {
+    let mut values: Vec<Option<String>> = config.keys().iter().map(|(s, _)| Some(s.expose().to_owned())).collect();
+    values.push(None);
+    let Ok(layer) = UsagePlanLayer::new(InMemoryKeyStore::from_config(config)) else { return Ok(()) };
+    for (value, path) in values.into_iter().zip(["/pets", "/pets/1", "/health", "/"].into_iter().cycle()) {
+        let mut req = Request::builder().uri(path).body(String::new()).unwrap();
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            req.headers_mut().insert("x-api-key", v);
+        }
+        let svc = layer.layer(tower::service_fn(|_req: Request<String>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+        }));
+        let status = rt.block_on(svc.oneshot(req)).unwrap().status().as_u16();
+        prop_assert!(matches!(status, 200 | 403 | 429), "{path} -> {status}");
+    }
+    Ok(())
+}
+
 #[test]
 fn configuration_mutated_from_the_example() {
+    let rt = runtime();
     let json = Config::from_toml_str(PLANS).unwrap().to_json_string();
     let mut runner = runner();
     runner
         .run(&(edits(), any::<bool>()), |(edits, as_json)| {
-            check_config_text(&mutate(if as_json { &json } else { PLANS }, &edits))
+            let text = mutate(if as_json { &json } else { PLANS }, &edits);
+            check_config_text(&text)?;
+            match if as_json { Config::from_json_str(&text) } else { Config::from_toml_str(&text) } {
+                Ok(config) => serve(&rt, config),
+                Err(_) => Ok(()),
+            }
         })
         .unwrap();
 }
