@@ -20,18 +20,54 @@ pub enum ConfigErrorKind {
     Missing,
 }
 
-/// A configuration value was refused. Names the field (e.g. `plans[0].quota.limit`) and the reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
+/// A configuration value was refused. Names the field (e.g. `plans[0].quota.limit`) and the
+/// reason and, for an error in a file's text, where it is: `plans[1].throttle.burst (line 14,
+/// column 30): 18446744073709551616 is out of range: at most 9223372036854775807`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     kind: ConfigErrorKind,
     field: String,
     reason: String,
+    at: Option<(u32, u32)>,
 }
+
+impl fmt::Display for ConfigError {
+    /// `field (line L, column C): reason`; without a place in a text, `field: reason`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.field.is_empty(), self.at) {
+            (false, Some((line, column))) => {
+                write!(f, "{} (line {line}, column {column}): {}", self.field, self.reason)
+            }
+            (true, Some((line, column))) => write!(f, "line {line}, column {column}: {}", self.reason),
+            (_, None) => write!(f, "{}: {}", self.field, self.reason),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl ConfigError {
     pub(crate) fn new(kind: ConfigErrorKind, field: impl Into<String>, reason: impl fmt::Display) -> Self {
-        Self { kind, field: field.into(), reason: reason.to_string() }
+        Self { kind, field: field.into(), reason: reason.to_string(), at: None }
+    }
+
+    /// The same error, placed at `line` and `column` (from 1) of the text read.
+    pub(crate) fn at(mut self, line: u32, column: u32) -> Self {
+        self.at = Some((line, column));
+        self
+    }
+
+    /// The line (from 1) of the text read where the offending field is, when the error comes
+    /// from reading a TOML or JSON text.
+    #[must_use]
+    pub fn line(&self) -> Option<u32> {
+        self.at.map(|(line, _)| line)
+    }
+
+    /// The column (from 1, in characters) on [`line`](Self::line).
+    #[must_use]
+    pub fn column(&self) -> Option<u32> {
+        self.at.map(|(_, column)| column)
     }
 
     pub(crate) fn invalid(field: impl Into<String>, reason: impl fmt::Display) -> Self {

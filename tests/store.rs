@@ -299,7 +299,11 @@ fn previous_values_are_checked_like_values() {
             common::HEAD
         )
     };
-    let err = |extra: &str| tower_usage_plans::Config::from_toml_str(&base(extra)).unwrap_err().to_string();
+    let err = |extra: &str| {
+        let e = tower_usage_plans::Config::from_toml_str(&base(extra)).unwrap_err();
+        assert!(e.line().is_some(), "{e}: not placed");
+        format!("{}: {}", e.field(), e.reason())
+    };
     assert_eq!(
         err(r#"{ value = "new-0123456789abcdefghij", until = "2027-01-01T00:00:00Z" }"#),
         "keys[0].previous_values[0].value: the same value as keys[0]"

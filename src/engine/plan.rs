@@ -4,7 +4,7 @@
 use super::clock::{unix_secs, Now};
 use super::gcra::Gcra;
 use super::quota::QuotaRule;
-use super::routes::{RouteTable, RouteTableBuilder};
+use super::routes::{slot, RouteTable, RouteTableBuilder};
 use crate::error::ConfigError;
 use crate::model::{MethodKey, Stage, UsagePlan};
 use std::collections::HashMap;
@@ -29,7 +29,7 @@ pub(crate) struct CompiledPlan {
 /// Adds the stage's method throttles and public methods to a route table.
 pub(super) fn add_stage_routes(b: &mut RouteTableBuilder, stage: &Stage) {
     for (i, (key, _)) in stage.methods().iter().enumerate() {
-        b.add(key, |slots| slots.stage = i as u16);
+        b.add(key, |slots| slots.stage = slot(i));
     }
     for key in stage.public_methods() {
         b.add(key, |slots| slots.public = true);
@@ -69,7 +69,7 @@ impl Plans {
             let mut b = RouteTableBuilder::default();
             add_stage_routes(&mut b, stage);
             for (i, (key, _)) in methods.iter().enumerate() {
-                b.add(key, |slots| slots.plan = i as u16);
+                b.add(key, |slots| slots.plan = slot(i));
             }
             Some(b.build().map_err(|e| e.under(&format!("plan {:?}", plan.id())))?)
         };

@@ -6,10 +6,17 @@
 use crate::error::ConfigError;
 use crate::model::MethodKey;
 use http::Method;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// "No slot" marker.
 pub(crate) const NONE: u16 = u16::MAX;
+
+/// The slot of the `i`th method throttle of a list. Lists are at most `MAX_METHODS_PER_STAGE`
+/// long (checked when they are built, and asserted below [`NONE`] where it is defined); a longer
+/// one could only come from a bug, and its extra entries get no slot rather than another entry's.
+pub(crate) fn slot(i: usize) -> u16 {
+    u16::try_from(i).ok().filter(|&s| s != NONE).unwrap_or(NONE)
+}
 
 /// What a matched route carries: which stage method bucket, which per-key method bucket, and
 /// whether the method needs no key.
@@ -54,29 +61,36 @@ impl RouteTableBuilder {
         f(&mut entry.0);
     }
 
+    /// Builds the table in `O(n log n)` for `n` routes (maps, no pairwise comparisons).
     pub(crate) fn build(mut self) -> Result<RouteTable, ConfigError> {
-        let any: Vec<(String, Slots)> =
+        let any: HashMap<String, Slots> =
             self.entries.iter().filter(|((m, _), _)| m == "ANY").map(|((_, p), (s, _))| (p.clone(), *s)).collect();
-        for ((method, path), (slots, _)) in self.entries.iter_mut() {
-            if method != "ANY" {
-                if let Some((_, a)) = any.iter().find(|(p, _)| p == path) {
-                    slots.merge_missing(*a);
+        if !any.is_empty() {
+            for ((method, path), (slots, _)) in self.entries.iter_mut() {
+                if method != "ANY" {
+                    if let Some(a) = any.get(path) {
+                        slots.merge_missing(*a);
+                    }
                 }
             }
         }
         let mut table = RouteTable { by_method: Vec::new(), any: None };
+        let mut index: HashMap<String, usize> = HashMap::new();
         for ((method, path), (slots, original)) in self.entries {
             let router = if method == "ANY" {
                 table.any.get_or_insert_with(matchit::Router::new)
             } else {
-                let m = Method::from_bytes(method.as_bytes()).map_err(|e| ConfigError::invalid(original.clone(), e))?;
-                match table.by_method.iter().position(|(mm, _)| *mm == m) {
-                    Some(i) => &mut table.by_method[i].1,
+                let i = match index.get(&method) {
+                    Some(&i) => i,
                     None => {
+                        let m = Method::from_bytes(method.as_bytes())
+                            .map_err(|e| ConfigError::invalid(original.clone(), e))?;
                         table.by_method.push((m, matchit::Router::new()));
-                        &mut table.by_method.last_mut().expect("just pushed").1
+                        index.insert(method, table.by_method.len() - 1);
+                        table.by_method.len() - 1
                     }
-                }
+                };
+                &mut table.by_method[i].1
             };
             router.insert(path, slots).map_err(|e| {
                 ConfigError::invalid(format!("methods.{original:?}"), format!("conflicts with another route: {e}"))

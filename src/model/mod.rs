@@ -15,6 +15,6 @@ pub(crate) mod tags;
 pub use file::{Config, PreviousValue};
 pub use key::ApiKey;
 pub use limits::{Quota, QuotaPeriod, Throttle, MAX_QUOTA_LIMIT};
-pub use plan::{PlanStage, Stage, UsagePlan};
+pub use plan::{PlanStage, Stage, UsagePlan, MAX_METHODS_PER_STAGE, MAX_METHOD_THROTTLES};
 pub use route::MethodKey;
 pub use secret::{KeySecret, MAX_KEY_LEN, MIN_KEY_LEN};

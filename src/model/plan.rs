@@ -227,8 +227,45 @@ impl PlanStage {
     }
 }
 
+/// Most method throttles one stage may have ([`Stage::method_throttle`], `stage.methods` in a
+/// file), and most one plan may set on one of its stages ([`PlanStage::method_throttle`],
+/// `plans[i].stages[j].methods`, `apiStages[i].throttle` in the admin API); also the most public
+/// methods a stage may have. More are refused with a [`ConfigError`] naming the field. API
+/// Gateway's own quotas for these are far lower.
+pub const MAX_METHODS_PER_STAGE: usize = 1_000;
+
+// Every index of such a list is a route slot (`u16`, with `u16::MAX` meaning none).
+const _: () = assert!(MAX_METHODS_PER_STAGE < u16::MAX as usize);
+
+/// Most method throttles a configuration may hold in all: the stage's and those of every plan on
+/// every stage it names, added up. [`Config::new`](crate::Config::new) (and so a file, and every
+/// change to an [`InMemoryKeyStore`](crate::InMemoryKeyStore)) refuses more, naming the stage
+/// binding that goes over.
+pub const MAX_METHOD_THROTTLES: usize = 10_000;
+
+/// The error for a list of `count` methods (throttles, or public methods with `what`) at `field`.
+pub(crate) fn too_many_methods(field: impl Into<String>, count: usize, what: &str) -> ConfigError {
+    ConfigError::invalid(field, format!("{count} {what} are too many: at most {MAX_METHODS_PER_STAGE} per stage"))
+}
+
+/// The error for the stage binding at `field` that brings the method throttles to `total`.
+pub(crate) fn too_many_in_all(field: impl Into<String>, total: usize) -> ConfigError {
+    ConfigError::invalid(
+        field,
+        format!(
+            "brings the method throttles of the stage and all plans to {total}: at most {MAX_METHOD_THROTTLES} in all"
+        ),
+    )
+}
+
 /// Parses `method` and adds its throttle; errors name the field `methods."<method>"`.
+///
+/// The duplicate check reads the whole list, so adding `n` this way costs `n²/2` comparisons,
+/// bounded by [`MAX_METHODS_PER_STAGE`]; a file is read with a set instead (`add_methods`).
 pub(crate) fn push_method(list: &mut Vec<(MethodKey, Throttle)>, method: &str, t: Throttle) -> Result<(), ConfigError> {
+    if list.len() >= MAX_METHODS_PER_STAGE {
+        return Err(too_many_methods("methods", list.len() + 1, "method throttles"));
+    }
     let field = format!("methods.{method:?}");
     let key: MethodKey = method.parse().map_err(|e: ConfigError| e.under(&field))?;
     if list.iter().any(|(k, _)| k.normalized_path() == key.normalized_path() && k.method() == key.method()) {
@@ -299,9 +336,17 @@ impl Stage {
         &mut self.methods
     }
 
+    /// The public methods, to be added in bulk (the caller checks their count and the routes).
+    pub(crate) fn public_methods_mut(&mut self) -> &mut Vec<MethodKey> {
+        &mut self.public_methods
+    }
+
     /// A method that needs no API key (AWS's `apiKeyRequired = false`). Stage and account
     /// throttles still apply to it; quotas do not.
     pub fn public_method(mut self, method: &str) -> Result<Self, ConfigError> {
+        if self.public_methods.len() >= MAX_METHODS_PER_STAGE {
+            return Err(too_many_methods("public_methods", self.public_methods.len() + 1, "public methods"));
+        }
         let key: MethodKey = method.parse().map_err(|e: ConfigError| e.under("public_methods"))?;
         self.public_methods.push(key);
         self.check_routes().map_err(|e| ConfigError::new(e.kind(), "public_methods", e.reason()))?;

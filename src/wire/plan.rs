@@ -2,9 +2,10 @@
 //! method throttles keyed `"<resourcePath>/<METHOD>"`), read as given and then built into the
 //! model's types.
 
+use crate::model::plan::too_many_methods;
 #[cfg(feature = "admin")]
 use crate::model::UsagePlan;
-use crate::model::{PlanStage, Quota, Throttle};
+use crate::model::{PlanStage, Quota, Throttle, MAX_METHODS_PER_STAGE};
 #[cfg(feature = "admin")]
 use crate::wire::with_offset;
 use crate::wire::{Object, QuotaShape, ShapeError, Source, ThrottleShape};
@@ -58,6 +59,10 @@ impl ApiStageShape {
     /// The stage at `path` (`apiStages[0]`), its method throttles checked.
     pub(crate) fn build(&self, path: &str, source: Source) -> Result<PlanStage, ShapeError> {
         let mut stage = PlanStage::new(&self.api_id, &self.stage);
+        if self.throttle.len() > MAX_METHODS_PER_STAGE {
+            let e = too_many_methods("", self.throttle.len(), "method throttles");
+            return Err(ShapeError::invalid(format!("{path}.throttle"), e.reason()));
+        }
         for (key, t) in &self.throttle {
             let path = source.key_path(&format!("{path}.throttle"), key);
             let Some(t) = t.build(&path, source)? else { continue };

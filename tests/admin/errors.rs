@@ -97,6 +97,16 @@ async fn bad_usage_plan_requests(b: Backend) {
     for (method, path, body, status, aws_type, message) in cases {
         h.refused(method, path, &body, status, aws_type, message).await;
     }
+    // More method throttles on one stage than `MAX_METHODS_PER_STAGE` (issue 14, item 6).
+    let many: Vec<String> = (0..=tower_usage_plans::MAX_METHODS_PER_STAGE)
+        .map(|i| format!(r#""/m{i}/GET": {{"rateLimit": 1, "burstLimit": 1}}"#))
+        .collect();
+    let body = format!(
+        r#"{{"name": "x", "apiStages": [{{"apiId": "a", "stage": "b", "throttle": {{{}}}}}]}}"#,
+        many.join(", ")
+    );
+    let message = "apiStages[a:b].throttle: 1001 method throttles are too many: at most 1000 per stage";
+    h.refused("POST", "/usageplans", &body, 400, BAD, message).await;
     // Two plans of one key on one stage after a patch: refused by the store's checks.
     h.call("POST", "/usageplans/silver/keys", r#"{"keyId": "k2", "keyType": "API_KEY"}"#).await.expect(201);
     h.call("POST", "/apikeys", "{}").await.expect(201);
@@ -189,4 +199,27 @@ async fn callers_without_credentials_get_403_before_routing(b: Backend) {
         .await;
     assert_eq!(reply.status.as_u16(), 403);
     assert!(h.store.key("k1").await.is_some());
+}
+
+/// More method throttles in all than `MAX_METHOD_THROTTLES`, through CreateUsagePlan on the
+/// in-memory store, whose every change is checked as a configuration file is (issue 14, item 6).
+/// The SQL store checks the limit per stage only.
+#[tokio::test]
+async fn too_many_method_throttles_in_all_memory() {
+    let h = Harness::new(Backend::Memory).await;
+    let plan = |p: usize| {
+        let many: Vec<String> =
+            (0..1000).map(|i| format!(r#""/p{p}x{i}/GET": {{"rateLimit": 1, "burstLimit": 1}}"#)).collect();
+        format!(
+            r#"{{"name": "p{p}", "apiStages": [{{"apiId": "a", "stage": "b", "throttle": {{{}}}}}]}}"#,
+            many.join(", ")
+        )
+    };
+    // CONFIG has one; nine plans of 1,000 make 9,001.
+    for p in 0..9 {
+        h.call("POST", "/usageplans", &plan(p)).await.expect(201);
+    }
+    let message = "plans[11].stages[0].methods: brings the method throttles of the stage and all plans to 10001: \
+                   at most 10000 in all";
+    h.refused("POST", "/usageplans", &plan(9), 400, BAD, message).await;
 }

@@ -2,8 +2,9 @@
 //! at most one plan per stage for a key.
 
 use crate::error::{ConfigError, ConfigErrorKind};
-use crate::model::{ApiKey, KeySecret, Stage, UsagePlan};
-use std::collections::HashMap;
+use crate::model::plan::too_many_in_all;
+use crate::model::{ApiKey, KeySecret, Stage, UsagePlan, MAX_METHOD_THROTTLES};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub(super) fn nonempty(field: &str, value: &str) -> Result<(), ConfigError> {
@@ -14,7 +15,8 @@ pub(super) fn nonempty(field: &str, value: &str) -> Result<(), ConfigError> {
 }
 
 /// What a file cannot hold, checked on parts built in code as the reader checks a file: empty
-/// names and ids, a stage listed twice in one plan.
+/// names and ids, a stage listed twice in one plan, more than [`MAX_METHOD_THROTTLES`] method
+/// throttles in all. Linear in the size of the parts (sets, no pairwise comparisons).
 pub(super) fn check_names(
     stage: &Stage,
     plans: &[Arc<UsagePlan>],
@@ -22,13 +24,19 @@ pub(super) fn check_names(
 ) -> Result<(), ConfigError> {
     nonempty("stage.api", stage.api())?;
     nonempty("stage.name", stage.stage_name())?;
+    let mut total = stage.methods().len();
     for (i, plan) in plans.iter().enumerate() {
         nonempty(&format!("plans[{i}].id"), plan.id())?;
+        let mut bound: HashSet<(&str, &str)> = HashSet::with_capacity(plan.stages().len());
         for (j, s) in plan.stages().iter().enumerate() {
             let sf = format!("plans[{i}].stages[{j}]");
             nonempty(&format!("{sf}.api"), s.api())?;
             nonempty(&format!("{sf}.stage"), s.stage_name())?;
-            if plan.stages()[..j].iter().any(|o| o.api() == s.api() && o.stage_name() == s.stage_name()) {
+            total += s.methods().len();
+            if total > MAX_METHOD_THROTTLES {
+                return Err(too_many_in_all(format!("{sf}.methods"), total));
+            }
+            if !bound.insert((s.api(), s.stage_name())) {
                 let reason = format!("stage {}/{} is listed twice", s.api(), s.stage_name());
                 return Err(ConfigError::new(ConfigErrorKind::Duplicate, sf, reason));
             }

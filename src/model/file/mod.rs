@@ -7,6 +7,7 @@
 //! - `write.rs`: a [`Config`] to JSON or TOML text that reads back into an equal one.
 
 mod check;
+mod locate;
 mod raw;
 mod read;
 mod write;
@@ -44,7 +45,8 @@ use std::time::SystemTime;
 /// assert_eq!(config.plans().len(), 1);
 ///
 /// let err = Config::from_toml_str("[stage]\napi = \"a\"\nname = \"b\"\n[[plans]]\nid = \"p\"\nthrottle = { rate = 0.0, burst = 5 }").unwrap_err();
-/// assert_eq!(err.to_string(), "plans[0].throttle.rate: must be a number greater than 0, got 0");
+/// assert_eq!(err.to_string(), "plans[0].throttle.rate (line 6, column 21): must be a number greater than 0, got 0");
+/// assert_eq!((err.field(), err.line()), ("plans[0].throttle.rate", Some(6)));
 /// ```
 ///
 /// Two configurations are equal when every part is (plans, keys and previous values in the same
@@ -94,6 +96,9 @@ impl Config {
         stage.check_routes().map_err(|e| e.under("stage"))?;
         for (i, plan) in plans.iter().enumerate() {
             for (j, ps) in plan.stages().iter().enumerate() {
+                if ps.methods().is_empty() {
+                    continue; // The stage's own routes are checked above.
+                }
                 let own = ps.methods().iter().map(|(k, _)| k);
                 let result = if ps.api() == stage.api() && ps.stage_name() == stage.stage_name() {
                     crate::engine::check_routes(
@@ -179,17 +184,58 @@ impl Config {
         &self.previous
     }
 
-    /// Parses and validates TOML.
+    /// Parses and validates TOML. Errors name the field path and the line and column, e.g.
+    /// `plans[0].quota.period (line 9, column 30): unknown period "YEAR": expected DAY, WEEK or
+    /// MONTH` ([`ConfigError::line`]).
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawFile =
-            toml::from_str(text).map_err(|e| ConfigError::new(ConfigErrorKind::Syntax, "", e.message().trim()))?;
-        raw.validate()
+        let place = |field: String, e: toml::de::Error| {
+            let error = ConfigError::new(ConfigErrorKind::Syntax, field, e.message().trim());
+            let offset = e.span().map(|s| s.start).or_else(|| match error.field() {
+                "" => locate::toml_failing_line(text, error.reason()),
+                field => locate::in_toml(text, field),
+            });
+            match offset {
+                Some(offset) => place_at(error, text, offset),
+                None => error,
+            }
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| place(String::new(), e))?;
+        let raw: RawFile = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = locate::render(e.path());
+            place(field, e.into_inner())
+        })?;
+        raw.validate().map_err(|e| match locate::in_toml(text, e.field()) {
+            Some(offset) => place_at(e, text, offset),
+            None => e,
+        })
     }
 
-    /// Parses and validates JSON (same structure as the TOML form).
+    /// Parses and validates JSON (same structure as the TOML form). Errors name the field path
+    /// and the line and column, as [`from_toml_str`](Self::from_toml_str)'s do.
     pub fn from_json_str(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawFile = serde_json::from_str(text).map_err(|e| ConfigError::new(ConfigErrorKind::Syntax, "", e))?;
-        raw.validate()
+        let place = |field: String, e: serde_json::Error| {
+            // serde_json's message ends with where it is; the place is kept apart.
+            let message = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            let reason = message.strip_suffix(&suffix).unwrap_or(&message);
+            let error = ConfigError::new(ConfigErrorKind::Syntax, field, reason);
+            match e.line() {
+                0 => error,
+                line => {
+                    error.at(u32::try_from(line).unwrap_or(u32::MAX), u32::try_from(e.column()).unwrap_or(u32::MAX))
+                }
+            }
+        };
+        let mut de = serde_json::Deserializer::from_str(text);
+        let raw: RawFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = locate::render(e.path());
+            place(field, e.into_inner())
+        })?;
+        de.end().map_err(|e| place(String::new(), e))?;
+        raw.validate().map_err(|e| match locate::in_json(text, e.field()) {
+            Some(offset) => place_at(e, text, offset),
+            None => e,
+        })
     }
 
     /// Reads a `.toml` or `.json` file (by extension; anything else is read as TOML).
@@ -352,6 +398,12 @@ impl Config {
     pub(crate) fn into_parts(self) -> (Stage, Vec<Arc<UsagePlan>>, Vec<(KeySecret, ApiKey)>, Vec<PreviousValue>) {
         (self.stage, self.plans, self.keys, self.previous)
     }
+}
+
+/// `error` placed at byte `offset` of `text`.
+fn place_at(error: ConfigError, text: &str, offset: usize) -> ConfigError {
+    let (line, column) = locate::line_column(text, offset);
+    error.at(line, column)
 }
 
 #[cfg(test)]

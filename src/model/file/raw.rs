@@ -4,8 +4,9 @@
 
 use crate::model::tags::Tags;
 use crate::model::QuotaPeriod;
-use serde::de::{MapAccess, Visitor};
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashMap;
 use std::fmt;
 
 #[derive(Serialize, Deserialize)]
@@ -44,16 +45,87 @@ pub(super) struct RawAccount {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawThrottle {
     pub(super) rate: f64,
+    #[serde(deserialize_with = "wide")]
     pub(super) burst: i64,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawQuota {
+    #[serde(deserialize_with = "wide")]
     pub(super) limit: i64,
+    #[serde(deserialize_with = "period")]
     pub(super) period: QuotaPeriod,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero", deserialize_with = "wide")]
     pub(super) offset: i64,
+}
+
+/// An integer: one past `i64` (which TOML and JSON may hold) is out of range, a fraction is not
+/// a whole number; each says so rather than serde's `invalid type: integer ... expected i64`.
+fn wide<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    struct Wide;
+    impl Visitor<'_> for Wide {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+            self.visit_u128(u128::from(v))
+        }
+
+        fn visit_i128<E: de::Error>(self, v: i128) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| match v < 0 {
+                true => E::custom(format_args!("{v} is out of range: at least {}", i64::MIN)),
+                false => E::custom(format_args!("{v} is out of range: at most {}", i64::MAX)),
+            })
+        }
+
+        fn visit_u128<E: de::Error>(self, v: u128) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom(format_args!("{v} is out of range: at most {}", i64::MAX)))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+            // JSON reads an integer past `u64` as a float.
+            Err(if v.fract() != 0.0 || !v.is_finite() {
+                E::custom(format_args!("must be a whole number, got {v}"))
+            } else if v >= i64::MAX as f64 {
+                E::custom(format_args!("{v} is out of range: at most {}", i64::MAX))
+            } else if v < i64::MIN as f64 {
+                E::custom(format_args!("{v} is out of range: at least {}", i64::MIN))
+            } else {
+                E::custom(format_args!("must be an integer, got {v:?}"))
+            })
+        }
+    }
+    deserializer.deserialize_any(Wide)
+}
+
+/// `DAY`, `WEEK` or `MONTH`; any other name is refused naming the three.
+fn period<'de, D: Deserializer<'de>>(deserializer: D) -> Result<QuotaPeriod, D::Error> {
+    struct Period;
+    impl Visitor<'_> for Period {
+        type Value = QuotaPeriod;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("DAY, WEEK or MONTH")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<QuotaPeriod, E> {
+            match v {
+                "DAY" => Ok(QuotaPeriod::Day),
+                "WEEK" => Ok(QuotaPeriod::Week),
+                "MONTH" => Ok(QuotaPeriod::Month),
+                other => Err(E::custom(format_args!("unknown period {other:?}: expected DAY, WEEK or MONTH"))),
+            }
+        }
+    }
+    deserializer.deserialize_str(Period)
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -164,10 +236,14 @@ impl<'de> Deserialize<'de> for Methods {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Methods, A::Error> {
                 let mut list: Vec<(String, RawThrottle)> = Vec::new();
+                let mut index: HashMap<String, usize> = HashMap::new();
                 while let Some((key, throttle)) = map.next_entry::<String, RawThrottle>()? {
-                    match list.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, t)) => *t = throttle,
-                        None => list.push((key, throttle)),
+                    match index.get(&key) {
+                        Some(&i) => list[i].1 = throttle,
+                        None => {
+                            index.insert(key.clone(), list.len());
+                            list.push((key, throttle));
+                        }
                     }
                 }
                 Ok(Methods(list))

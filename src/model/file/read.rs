@@ -3,8 +3,10 @@
 use super::check::nonempty;
 use super::raw::{Methods, RawFile, RawQuota, RawThrottle, RawTime};
 use crate::error::{ConfigError, ConfigErrorKind};
-use crate::model::plan::push_method;
+use crate::model::plan::{too_many_in_all, too_many_methods};
 use crate::model::{ApiKey, Config, KeySecret, MethodKey, PlanStage, Quota, Stage, Throttle, UsagePlan};
+use crate::model::{MAX_METHODS_PER_STAGE, MAX_METHOD_THROTTLES};
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 impl RawTime {
@@ -48,10 +50,34 @@ impl RawQuota {
     }
 }
 
-fn add_methods(field: &str, raw: &Methods, list: &mut Vec<(MethodKey, Throttle)>) -> Result<(), ConfigError> {
+/// Adds the method throttles at `field`, counted against [`MAX_METHODS_PER_STAGE`] and
+/// `total` (for [`MAX_METHOD_THROTTLES`]); duplicates found with a set, so `n` cost `O(n log n)`.
+fn add_methods(
+    field: &str,
+    raw: &Methods,
+    list: &mut Vec<(MethodKey, Throttle)>,
+    total: &mut usize,
+) -> Result<(), ConfigError> {
+    if raw.0.len() > MAX_METHODS_PER_STAGE {
+        return Err(too_many_methods(field, raw.0.len(), "method throttles"));
+    }
+    *total += raw.0.len();
+    if *total > MAX_METHOD_THROTTLES {
+        return Err(too_many_in_all(field, *total));
+    }
+    let mut seen: HashSet<(String, String)> = HashSet::with_capacity(raw.0.len());
     for (key, throttle) in &raw.0 {
-        let t = throttle.validate(&format!("{field}.{key:?}"))?;
-        push_method(list, key, t).map_err(|e| ConfigError::new(e.kind(), format!("{field}.{key:?}"), e.reason()))?;
+        let f = format!("{field}.{key:?}");
+        let t = throttle.validate(&f)?;
+        let method: MethodKey = key.parse().map_err(|e: ConfigError| ConfigError::new(e.kind(), &f, e.reason()))?;
+        if !seen.insert((method.method().to_owned(), method.normalized_path().to_owned())) {
+            return Err(ConfigError::new(
+                ConfigErrorKind::Duplicate,
+                f,
+                "the same method (up to parameter names) is listed twice",
+            ));
+        }
+        list.push((method, t));
     }
     Ok(())
 }
@@ -66,12 +92,19 @@ impl RawFile {
         if let Some(t) = &self.stage.throttle {
             stage = stage.with_throttle(t.validate("stage.throttle")?);
         }
-        add_methods("stage.methods", &self.stage.methods, stage.methods_mut())?;
-        for (i, m) in self.stage.public_methods.iter().enumerate() {
-            stage = stage
-                .public_method(m)
-                .map_err(|e| ConfigError::new(e.kind(), format!("stage.public_methods[{i}]"), e.reason()))?;
+        let mut total = 0;
+        add_methods("stage.methods", &self.stage.methods, stage.methods_mut(), &mut total)?;
+        let public = &self.stage.public_methods;
+        if public.len() > MAX_METHODS_PER_STAGE {
+            return Err(too_many_methods("stage.public_methods", public.len(), "public methods"));
         }
+        for (i, m) in public.iter().enumerate() {
+            let key: MethodKey = m.parse().map_err(|e: ConfigError| {
+                ConfigError::new(e.kind(), format!("stage.public_methods[{i}]"), e.reason())
+            })?;
+            stage.public_methods_mut().push(key);
+        }
+        // The routes of the stage's methods are checked together once, by `Config::new`.
         if let Some(t) = self.account.as_ref().and_then(|a| a.throttle.as_ref()) {
             stage = stage.account_throttle(t.validate("account.throttle")?);
         }
@@ -99,11 +132,12 @@ impl RawFile {
             if let Some(c) = &raw.created {
                 plan = plan.with_created(c.parse(&format!("{f}.created"))?);
             }
+            let mut bound: HashSet<(String, String)> = HashSet::with_capacity(raw.stages.len());
             for (j, s) in raw.stages.into_iter().enumerate() {
                 let sf = format!("{f}.stages[{j}]");
                 nonempty(&format!("{sf}.api"), &s.api)?;
                 nonempty(&format!("{sf}.stage"), &s.stage)?;
-                if plan.stage_binding(&s.api, &s.stage).is_some() {
+                if !bound.insert((s.api.clone(), s.stage.clone())) {
                     return Err(ConfigError::new(
                         ConfigErrorKind::Duplicate,
                         sf,
@@ -111,7 +145,7 @@ impl RawFile {
                     ));
                 }
                 let mut ps = PlanStage::new(s.api, s.stage);
-                add_methods(&format!("{sf}.methods"), &s.methods, ps.methods_mut())?;
+                add_methods(&format!("{sf}.methods"), &s.methods, ps.methods_mut(), &mut total)?;
                 plan = plan.stage(ps);
             }
             plans.push(plan);

@@ -4,12 +4,17 @@ use super::*;
 use crate::error::ConfigErrorKind;
 use std::time::{Duration, UNIX_EPOCH};
 
+mod limits;
+mod places;
 mod roundtrip;
 
 const BASE: &str = "[stage]\napi = \"petstore\"\nname = \"prod\"\n";
 
+/// `field: reason` of the error reading `BASE` and `extra` (its place is checked in `places`).
 fn err(extra: &str) -> String {
-    Config::from_toml_str(&format!("{BASE}{extra}")).unwrap_err().to_string()
+    let e = Config::from_toml_str(&format!("{BASE}{extra}")).unwrap_err();
+    assert!(e.line().is_some(), "{e}: not placed");
+    format!("{}: {}", e.field(), e.reason())
 }
 
 #[test]
