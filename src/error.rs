@@ -29,17 +29,24 @@ pub struct ConfigError {
     field: String,
     reason: String,
     at: Option<(u32, u32)>,
+    /// The file read, for an error in a file (`Config::from_path`).
+    file: Option<Box<str>>,
 }
 
 impl fmt::Display for ConfigError {
-    /// `field (line L, column C): reason`; without a place in a text, `field: reason`.
+    /// `field (line L, column C): reason`; without a place in a text, `field: reason`; an error
+    /// in a file read from a path starts with the path (`plans.toml: field (line L, ...`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}: ")?;
+        }
         match (self.field.is_empty(), self.at) {
             (false, Some((line, column))) => {
                 write!(f, "{} (line {line}, column {column}): {}", self.field, self.reason)
             }
             (true, Some((line, column))) => write!(f, "line {line}, column {column}: {}", self.reason),
-            (_, None) => write!(f, "{}: {}", self.field, self.reason),
+            (true, None) => f.write_str(&self.reason),
+            (false, None) => write!(f, "{}: {}", self.field, self.reason),
         }
     }
 }
@@ -48,13 +55,26 @@ impl std::error::Error for ConfigError {}
 
 impl ConfigError {
     pub(crate) fn new(kind: ConfigErrorKind, field: impl Into<String>, reason: impl fmt::Display) -> Self {
-        Self { kind, field: field.into(), reason: reason.to_string(), at: None }
+        Self { kind, field: field.into(), reason: reason.to_string(), at: None, file: None }
     }
 
     /// The same error, placed at `line` and `column` (from 1) of the text read.
     pub(crate) fn at(mut self, line: u32, column: u32) -> Self {
         self.at = Some((line, column));
         self
+    }
+
+    /// The same error, in the file at `path`.
+    pub(crate) fn in_file(mut self, path: &str) -> Self {
+        self.file = Some(path.into());
+        self
+    }
+
+    /// The file the error is in, for a configuration read with
+    /// [`Config::from_path`](crate::Config::from_path).
+    #[must_use]
+    pub fn file(&self) -> Option<&str> {
+        self.file.as_deref()
     }
 
     /// The line (from 1) of the text read where the offending field is, when the error comes

@@ -242,13 +242,13 @@ impl Config {
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(ConfigErrorKind::Io, path.display().to_string(), e))?;
+            .map_err(|e| ConfigError::new(ConfigErrorKind::Io, "", e).in_file(&path.display().to_string()))?;
         let parsed = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
             Self::from_json_str(&text)
         } else {
             Self::from_toml_str(&text)
         };
-        parsed.map_err(|e| if e.kind() == ConfigErrorKind::Syntax { e.under(&path.display().to_string()) } else { e })
+        parsed.map_err(|e| e.in_file(&path.display().to_string()))
     }
 
     /// The configuration as pretty-printed JSON in the form [`from_json_str`](Self::from_json_str)

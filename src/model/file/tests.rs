@@ -111,7 +111,10 @@ fn management_metadata_is_kept() {
 fn unknown_fields_and_missing_stage_are_refused() {
     assert!(Config::from_toml_str("[stage]\napi = \"a\"\nname = \"b\"\nthrotle = { rate = 1.0, burst = 1 }").is_err());
     assert_eq!(Config::from_toml_str("[[plans]]\nid = \"p\"").unwrap_err().kind(), ConfigErrorKind::Syntax);
-    assert_eq!(Config::from_path("/nonexistent/plans.toml").unwrap_err().kind(), ConfigErrorKind::Io);
+    let missing = Config::from_path("/nonexistent/plans.toml").unwrap_err();
+    assert_eq!(missing.kind(), ConfigErrorKind::Io);
+    assert_eq!(missing.file(), Some("/nonexistent/plans.toml"));
+    assert!(missing.to_string().starts_with("/nonexistent/plans.toml: No such file"), "{missing}");
 }
 
 #[test]
@@ -128,4 +131,19 @@ fn far_dates_are_exact_or_refused() {
 fn bare_toml_datetimes_are_accepted() {
     let c = Config::from_toml_str(&format!("{BASE}[[plans]]\nid = \"p\"\ncreated = 2026-11-01T00:00:00Z")).unwrap();
     assert_eq!(c.plans()[0].created(), Some(UNIX_EPOCH + Duration::from_secs(1_793_491_200)));
+}
+
+#[test]
+fn an_error_in_a_file_names_the_file_then_the_field_and_its_line() {
+    let path = std::env::temp_dir().join(format!("tup-from-path-{}.toml", std::process::id()));
+    let text = format!("{BASE}[[plans]]\nid = \"p\"\nquota = {{ limit = 5, period = \"YEAR\" }}\n");
+    std::fs::write(&path, &text).unwrap();
+    let e = Config::from_path(&path).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    let line = text.lines().position(|l| l.starts_with("quota")).unwrap() + 1;
+    assert_eq!((e.file(), e.field(), e.line()), (path.to_str(), "plans[0].quota.period", u32::try_from(line).ok()));
+    assert!(
+        e.to_string().starts_with(&format!("{}: plans[0].quota.period (line {line}, column ", path.display())),
+        "{e}"
+    );
 }
