@@ -223,6 +223,12 @@ fn the_state_file_is_private_and_never_written_through_a_link() {
         assert_eq!(mode(&state), 0o600, "{name} is readable by its owner only");
     }
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "", "nothing is written through the link");
+    // Nor is the lock file opened through a link (it would be truncated).
+    std::fs::write(&target, "keep").unwrap();
+    std::os::unix::fs::symlink(&target, dir.join("locked.json.lock")).unwrap();
+    let mut q = Quickstart::spawn(&["--config", s(&config), "--state-file", s(&dir.join("locked.json"))], &[]).unwrap();
+    assert_eq!(q.exited(Duration::from_secs(20)), Some(1));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -297,6 +303,17 @@ fn sigterm_writes_the_state_first_and_ends_by_the_drain_deadline() {
     let closed = stalled.read_to_end(&mut rest);
     assert!(closed.is_ok(), "closed by the server, not by our read timeout: {closed:?}");
     assert!(since.elapsed() < Duration::from_secs(15), "{:?}", since.elapsed());
+    // So does a connection that sends nothing at all, or only the start of HTTP/2's preface.
+    for sent in [&b""[..], b"PRI * HTTP/2.0"] {
+        let mut silent = TcpStream::connect(q.addr()).unwrap();
+        silent.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        silent.write_all(sent).unwrap();
+        let since = Instant::now();
+        // Closed (a reset, when unread bytes were left), not our own read timeout.
+        let closed = silent.read_to_end(&mut Vec::new()).map_err(|e| e.kind());
+        let by_server = matches!(closed, Ok(_) | Err(std::io::ErrorKind::ConnectionReset));
+        assert!(by_server && since.elapsed() < Duration::from_secs(15), "{closed:?} after {:?}", since.elapsed());
+    }
     // A head over the limit is refused with 431.
     let big = "x".repeat(70 * 1024);
     assert_eq!(request(q.addr(), "GET", "/pets", &[("x-filler", &big)], "").0, 431);
@@ -420,6 +437,11 @@ fn admin_secrets_come_from_the_environment_or_a_file_and_are_never_printed() {
             assert!(said.contains("visible to every user of this machine"), "{said}");
         }
     }
+    // A secret given in a form the parser does not take is not repeated in the error.
+    let mut glued = Quickstart::spawn(&[&format!("--admin-token={TOKEN}")], &[]).unwrap();
+    assert_eq!(glued.exited(Duration::from_secs(20)), Some(2));
+    let said = glued.output().join("\n");
+    assert!(said.contains("unknown argument \"--admin-token\"") && !said.contains(TOKEN), "{said}");
     let mut short = Quickstart::spawn(&[], &[("USAGE_PLANS_ADMIN_TOKEN", "s3cret")]).unwrap();
     assert_eq!(short.exited(Duration::from_secs(20)), Some(2));
     assert!(short.output().join("\n").contains("at least 16 characters"), "{:#?}", short.output());

@@ -41,8 +41,8 @@ pub struct Args {
     pub admin_secret_key: Option<String>,
     /// `--state-file PATH`: keys, plans and usage counts kept across restarts (see `state.rs`).
     pub state_file: Option<std::path::PathBuf>,
-    /// `--state-lock-wait DURATION` (default 5 s): how long to wait for another process holding
-    /// the state file.
+    /// `--state-lock-wait DURATION` (default `--drain-timeout` + 5 s): how long to wait for
+    /// another process holding the state file (longer than its drain, for a rolling restart).
     pub state_lock_wait: Duration,
     /// `--state-interval DURATION` (default 5 s): how often the state file is written.
     pub state_interval: Duration,
@@ -78,12 +78,13 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
         admin_access_key: None,
         admin_secret_key: None,
         state_file: None,
-        state_lock_wait: Duration::from_secs(5),
+        state_lock_wait: Duration::ZERO,
         state_interval: Duration::from_secs(5),
         keys_from: None,
         header_read_timeout: Duration::from_secs(10),
         drain_timeout: Duration::from_secs(10),
     };
+    let mut lock_wait = None;
     let mut token = Secret::new("--admin-token", "--admin-token-file", "USAGE_PLANS_ADMIN_TOKEN");
     let mut secret_key = Secret::new("--admin-secret-key", "--admin-secret-key-file", "USAGE_PLANS_ADMIN_SECRET_KEY");
     let mut it = std::env::args().skip(1);
@@ -108,7 +109,7 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
             "--admin-secret-key" => secret_key.flag = Some(value("--admin-secret-key")?),
             "--admin-secret-key-file" => secret_key.file = Some(value("--admin-secret-key-file")?),
             "--state-file" => args.state_file = Some(value("--state-file")?.into()),
-            "--state-lock-wait" => args.state_lock_wait = duration("--state-lock-wait", &value("--state-lock-wait")?)?,
+            "--state-lock-wait" => lock_wait = Some(duration("--state-lock-wait", &value("--state-lock-wait")?)?),
             "--state-interval" => {
                 args.state_interval = duration("--state-interval", &value("--state-interval")?)?;
                 if args.state_interval.is_zero() {
@@ -130,16 +131,22 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
                 println!(
                     "usage: {name} [--config PATH.toml|PATH.json] [--addr HOST:PORT] [--no-layer] [--redis URL]\n\
                      \x20      [--database-url URL] [--admin-token-file PATH] [--admin-access-key ID --admin-secret-key-file PATH]\n\
-                     \x20      [--state-file PATH [--state-lock-wait 5s] [--state-interval 5s] [--keys-from config|state]]\n\
+                     \x20      [--state-file PATH [--state-lock-wait 15s] [--state-interval 5s] [--keys-from config|state]]\n\
                      \x20      [--header-read-timeout 10s] [--drain-timeout 10s]\n\
                      secrets: USAGE_PLANS_ADMIN_TOKEN or --admin-token-file (or --admin-token TOKEN, seen by ps);\n\
                      \x20        USAGE_PLANS_ADMIN_SECRET_KEY or --admin-secret-key-file (or --admin-secret-key SECRET)"
                 );
                 std::process::exit(0);
             }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
+            other => {
+                // `--admin-token=SECRET` is not a form this parser takes; the value is not shown.
+                let shown = other.split_once('=').map_or(other, |(flag, _)| flag);
+                let rest = if shown.len() < other.len() { "=... (give the value as the next argument)" } else { "" };
+                return Err(format!("unknown argument {shown:?}{rest} (try --help)"));
+            }
         }
     }
+    args.state_lock_wait = lock_wait.unwrap_or(args.drain_timeout + Duration::from_secs(5));
     args.admin_token = token.read()?;
     let explicit = secret_key.flag.is_some() || secret_key.file.is_some();
     args.admin_secret_key = secret_key.read()?;

@@ -19,8 +19,11 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// 2. runs `stopped` (e.g. writes the state file), before waiting on any client;
 /// 3. lets open connections finish their requests for at most `--drain-timeout`, then cuts them.
 ///
-/// A client gets `--header-read-timeout` to send a request head (HTTP/1.1), and heads larger
-/// than [`MAX_HEAD_BYTES`] are refused with 431. Handlers see the peer's address as axum's
+/// A client gets `--header-read-timeout` to send its first bytes (the auto server reads them
+/// to tell HTTP/1.1 from HTTP/2, without a timer of its own) and then each request head
+/// (HTTP/1.1); heads larger than [`MAX_HEAD_BYTES`] are refused with 431. HTTP/2 connections
+/// that stop answering pings for 20 s are closed. Connections still open at the drain deadline
+/// are cut before this returns, so nothing is counted after the state's last write. Handlers see the peer's address as axum's
 /// `ConnectInfo<SocketAddr>` (the admin API slows down failed logins per address with it).
 pub async fn serve(
     args: &Args,
@@ -30,8 +33,15 @@ pub async fn serve(
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(args.header_read_timeout).max_buf_size(MAX_HEAD_BYTES);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(MAX_HEAD_BYTES as u32);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let builder = std::sync::Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
     let signal = super::shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -53,12 +63,17 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
             tower::ServiceExt::oneshot(app.clone(), request)
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
+        let (builder, watcher, within) = (builder.clone(), graceful.watcher(), args.header_read_timeout);
+        connections.spawn(async move {
+            if !first_bytes(&stream, within).await {
+                return;
+            }
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             // A client that goes away mid-request is not the server's error.
-            let _ = connection.await;
+            let _ = watcher.watch(connection.into_owned()).await;
         });
+        // Reap the tasks of closed connections as we go.
+        while connections.try_join_next().is_some() {}
     }
     drop(listener);
     println!("shutting down: no new connections");
@@ -69,5 +84,25 @@ pub async fn serve(
     }
     if tokio::time::timeout(args.drain_timeout, graceful.shutdown()).await.is_err() {
         eprintln!("warning: --drain-timeout {:?} passed: open connections were cut", args.drain_timeout);
+    }
+    connections.shutdown().await;
+}
+
+/// Waits, at most `within`, until the client has sent enough to tell HTTP/1.1 from HTTP/2: the
+/// 24 bytes of HTTP/2's preface, or bytes that cannot begin it. False if it sends nothing
+/// more in time, or goes away.
+async fn first_bytes(stream: &tokio::net::TcpStream, within: Duration) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; PREFACE.len()];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 && (n == PREFACE.len() || !PREFACE.starts_with(&buf[..n])) => return true,
+            // Part of the preface: peek again shortly (it answers at once while bytes wait).
+            Ok(Ok(n)) if n > 0 && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            _ => return false,
+        }
     }
 }

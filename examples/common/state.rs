@@ -2,10 +2,11 @@
 //! admin API) and its usage counts, kept across restarts.
 //!
 //! - **One process per file.** At start the process takes an exclusive lock on `PATH.lock`
-//!   (`flock`) and holds it until it exits. A second process waits up to `--state-lock-wait`
-//!   (default 5 s) for it, then refuses to start (exit status 1, naming the holder's pid). A
-//!   rolling restart starts the new process, then stops the old one: the old one writes the
-//!   file and exits, and the new one takes the lock and reads what it wrote.
+//!   (`flock`, never through a link) and holds it until it exits. A second process waits up to
+//!   `--state-lock-wait` (default: `--drain-timeout` + 5 s, 15 s) for it, then refuses to start
+//!   (exit status 1, naming the holder's pid). A rolling restart starts the new process, then
+//!   stops the old one: the old one writes the file, drains (at most `--drain-timeout`) and
+//!   exits, and the new one takes the lock and reads what it wrote.
 //! - **Written safely.** Every `--state-interval` (default 5 s), once when the server stops
 //!   (before it waits on clients) and once more after the last connection closed. Each write is a
 //!   new uniquely named file (0600, created exclusively, never through a link), synced and
@@ -217,18 +218,27 @@ impl LiveState {
     }
 }
 
-/// The configuration (`--config`, or the demo configuration) and the SHA-256 of its bytes;
-/// exits with status 2 on a bad file.
+/// The configuration (`--config`, or the demo configuration) and the SHA-256 of its bytes,
+/// parsed from the very bytes hashed; exits with status 2 on a bad file.
 pub fn config_and_digest(args: &Args) -> (Config, String) {
-    let bytes = match &args.config {
-        Some(path) => std::fs::read(path).unwrap_or_else(|e| {
-            eprintln!("error: config: {path}: {e}");
-            std::process::exit(2);
-        }),
-        None => super::DEMO_CONFIG.as_bytes().to_vec(),
+    let (name, text) = match &args.config {
+        Some(path) => (
+            path.as_str(),
+            std::fs::read_to_string(path).unwrap_or_else(|e| {
+                eprintln!("error: config: {path}: {e}");
+                std::process::exit(2);
+            }),
+        ),
+        None => ("the demo configuration", super::DEMO_CONFIG.to_owned()),
     };
-    let digest = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
-    (super::config(args), digest)
+    let digest = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let json = Path::new(name).extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let config = if json { Config::from_json_str(&text) } else { Config::from_toml_str(&text) };
+    let config = config.unwrap_or_else(|e| {
+        eprintln!("error: config: {name}: {e}");
+        std::process::exit(2);
+    });
+    (config, digest)
 }
 
 /// Takes the exclusive lock on `PATH.lock`, waiting up to `wait` for another process to let it
@@ -243,7 +253,13 @@ fn lock(path: &Path, wait: Duration) -> std::fs::File {
     let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    // Never through a link: a link planted at PATH.lock would have us truncate its target.
+    #[allow(clippy::cast_possible_wrap)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     let mut file = options.open(&lock_path).unwrap_or_else(|e| fail(path, 1, format!("{}: {e}", lock_path.display())));
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        fail(path, 1, format!("{}: not a regular file", lock_path.display()));
+    }
     let deadline = Instant::now() + wait;
     let mut said = false;
     loop {

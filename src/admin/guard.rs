@@ -87,13 +87,17 @@ impl Guard {
         .into_response()
     }
 
-    /// 403 for `e`, counted against `client`.
-    fn refuse(&self, client: Option<IpAddr>, now: Now, e: &AuthError) -> Response {
+    /// 403 for `e` (the failure taken for the request stays spent).
+    fn refuse(e: &AuthError) -> Response {
         tracing::debug!(kind = ?e.kind(), "admin request refused");
-        if let Some(limit) = &self.failures {
-            limit.failed(client, now.mono_nanos);
-        }
         ApiError::forbidden(e.aws_type(), e.message()).into_response()
+    }
+
+    /// `client` authenticated: the failure taken for its request is given back.
+    fn authenticated(&self, client: Option<IpAddr>, now: Now) {
+        if let Some(limit) = &self.failures {
+            limit.succeeded(client, now.mono_nanos);
+        }
     }
 }
 
@@ -130,7 +134,7 @@ pub(crate) async fn authenticate(State(guard): State<Arc<Guard>>, request: Reque
     let client = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let now = guard.clock.now();
     if let Some(limit) = &guard.failures {
-        if let Err(secs) = limit.check(client, now.mono_nanos) {
+        if let Err(secs) = limit.take(client, now.mono_nanos) {
             tracing::debug!("admin request refused: too many failed authentications");
             return ApiError::too_many_requests(secs).into_response();
         }
@@ -140,8 +144,15 @@ pub(crate) async fn authenticate(State(guard): State<Arc<Guard>>, request: Reque
     let at = wall(now);
     let head = match guard.auth.verify_head(&uri, &parts.headers, at) {
         Ok(head) => head,
-        Err(e) => return guard.refuse(client, now, &e),
+        Err(e) => return Guard::refuse(&e),
     };
+    // A bearer token is settled here. A SigV4 caller is not authenticated until its signature
+    // is checked over the body: until then (and if the body never comes, is too large or
+    // finds the budget spent) its request counts as a failure of its address, so that callers
+    // that know an access key id but not its secret cannot hold body budget for free.
+    if head == Head::Accepted {
+        guard.authenticated(client, now);
+    }
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let mut held = Held { budget: &guard.buffered, bytes: 0 };
     if let Some(n) = declared {
@@ -164,8 +175,9 @@ pub(crate) async fn authenticate(State(guard): State<Arc<Guard>>, request: Reque
     };
     if head == Head::NeedsBody {
         if let Err(e) = guard.auth.verify_body(&parts.method, &uri, &parts.headers, &body, at) {
-            return guard.refuse(client, now, &e);
+            return Guard::refuse(&e);
         }
+        guard.authenticated(client, now);
     }
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     drop(held);

@@ -218,8 +218,12 @@ impl AdminRouter {
     /// (default 10, then 1 a second). While an address has none left, its requests get 429
     /// `TooManyRequestsException` (`{"message": "Too Many Requests"}`, with `Retry-After`)
     /// without their credentials being checked; a successful authentication costs nothing.
-    /// The last 4,096 addresses that failed are remembered (the one that failed least recently
-    /// is forgotten first).
+    /// Each request takes one failure up front and gives it back once authenticated: a bearer
+    /// token at once, a SigV4 request when its signature is checked over the body, so a SigV4
+    /// request whose body never comes (408), is too large or finds the byte budget spent stays
+    /// counted, and one address has at most `burst` unauthenticated bodies in flight. IPv4
+    /// addresses count one by one, IPv6 addresses by /64. The last 4,096 addresses are
+    /// remembered (the one that failed least recently is forgotten first).
     ///
     /// The address is the peer's, from axum's `ConnectInfo<SocketAddr>`: serve with
     /// `into_make_service_with_connect_info::<SocketAddr>()`. Without it, every caller shares

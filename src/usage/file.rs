@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 /// renamed over `path` (a link at `path` is replaced, not followed) and the directory synced, so
 /// a crash leaves either the old file or the new one. On error the temporary file is removed.
 ///
-/// Leftovers of a process killed mid-write are named `.NAME.*.tmp`; [`remove_leftovers`]
-/// removes them.
+/// Leftovers of a process killed mid-write are named `.NAME.<pid>-<random>.tmp`;
+/// [`remove_leftovers`] removes them.
 ///
 /// ```
 /// # fn main() -> std::io::Result<()> {
@@ -64,7 +64,7 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> std::io::Result<()>
 }
 
 /// Removes what [`write_atomic`] leaves behind when a process is killed mid-write to `path`:
-/// files named `.NAME.*.tmp` beside it. Call it only while no other process writes `path`
+/// files named `.NAME.<pid>-<random>.tmp` beside it. Call it only while no other process writes `path`
 /// (e.g. holding a lock). Returns how many were removed.
 pub fn remove_leftovers(path: impl AsRef<Path>) -> std::io::Result<usize> {
     let (dir, name) = split(path.as_ref())?;
@@ -74,12 +74,24 @@ pub fn remove_leftovers(path: impl AsRef<Path>) -> std::io::Result<usize> {
         let entry = entry?;
         let file = entry.file_name();
         let file = file.to_string_lossy();
-        if file.starts_with(&prefix) && file.ends_with(".tmp") && entry.file_type()?.is_file() {
+        let ours = file.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(".tmp")).is_some_and(is_tmp_tag);
+        if ours && entry.file_type()?.is_file() {
             std::fs::remove_file(entry.path())?;
             removed += 1;
         }
     }
     Ok(removed)
+}
+
+/// Whether `tag` is what [`write_atomic`] puts between the name and `.tmp`: `<pid>-<16 hex>`
+/// (so the temporary files of `usage.json.x` are not taken for those of `usage.json`).
+fn is_tmp_tag(tag: &str) -> bool {
+    tag.split_once('-').is_some_and(|(pid, random)| {
+        !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && random.len() == 16
+            && random.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// The directory (`.` for a bare name) and the file name of `path`.
@@ -135,13 +147,22 @@ mod tests {
     fn leftovers_of_a_killed_write_are_removed_and_nothing_else() {
         let dir = scratch("leftovers");
         let path = dir.join("state.json");
-        std::fs::write(dir.join(".state.json.123-00ff.tmp"), b"x").unwrap();
-        std::fs::write(dir.join(".other.json.123-00ff.tmp"), b"x").unwrap();
+        let tag = "123-00ff00ff00ff00ff";
+        std::fs::write(dir.join(format!(".state.json.{tag}.tmp")), b"x").unwrap();
+        // Not ours: another file's, the temporary file of `state.json.x`, and a name of our own.
+        let others = [
+            format!(".other.json.{tag}.tmp"),
+            format!(".state.json.x.{tag}.tmp"),
+            String::from(".state.json.mine.tmp"),
+        ];
+        for other in &others {
+            std::fs::write(dir.join(other), b"x").unwrap();
+        }
         write_atomic(&path, b"1").unwrap();
         assert_eq!(remove_leftovers(&path).unwrap(), 1);
         let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names.len(), 2, "{names:?}");
-        assert!(dir.join(".other.json.123-00ff.tmp").exists() && path.exists());
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert!(others.iter().all(|o| dir.join(o).exists()) && path.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

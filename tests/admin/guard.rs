@@ -275,3 +275,69 @@ async fn sigv4_with_an_unknown_access_key_id_is_refused_before_its_body_arrives(
     assert_eq!(reply.error_type.as_deref(), Some("UnrecognizedClientException"));
     assert_eq!(polls.load(Ordering::SeqCst), 0);
 }
+
+/// A caller that knows an access key id (not a secret: the quickstart prints it) but not its
+/// secret cannot hold body budget for free: until its signature is checked over the body, its
+/// request counts as a failure of its address, also when the body never comes.
+#[tokio::test(start_paused = true)]
+async fn sigv4_requests_count_as_failures_until_their_signature_is_checked() {
+    let start = std::time::SystemTime::now();
+    let clock = tower_usage_plans::ManualClock::new(start);
+    let store = tower_usage_plans::InMemoryKeyStore::from_toml_str(crate::CONFIG).unwrap();
+    let auth = tower_usage_plans::admin::AdminAuth::new().sigv4("AKIDKNOWN", "known-secret-access-key");
+    let admin = tower_usage_plans::admin::AdminRouter::new(store, auth)
+        .clock(clock.clone())
+        .body_timeout(Duration::from_secs(2))
+        .failed_auth_limit(3, 1.0)
+        .into_router();
+    let app = axum::Router::new().nest("/admin", admin);
+    let now = time::OffsetDateTime::from(start);
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    let request = |body: Body, ip: [u8; 4]| {
+        let mut request = Request::post("/admin/apikeys")
+            .header("host", "127.0.0.1:8080")
+            .header("x-amz-date", &stamp)
+            .header(
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=AKIDKNOWN/{}/us-east-1/apigateway/aws4_request, \
+                     SignedHeaders=host;x-amz-date, Signature={}",
+                    &stamp[..8],
+                    "0".repeat(64)
+                ),
+            )
+            .header("content-length", "1000")
+            .body(body)
+            .unwrap();
+        request.extensions_mut().insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((ip, 40_000))));
+        request
+    };
+    let a = [10, 0, 0, 7];
+    // Three requests are let in at once (the burst), and their bodies never come.
+    let waiting: Vec<_> = (0..3).map(|_| tokio::spawn(app.clone().oneshot(request(pending().0, a)))).collect();
+    tokio::task::yield_now().await;
+    // A fourth is not heard while the three are in flight, nor after they time out.
+    let (body, polls) = pending();
+    let fourth = app.clone().oneshot(request(body, a)).await.unwrap();
+    assert_eq!(fourth.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(polls.load(Ordering::SeqCst), 0);
+    for waiting in waiting {
+        assert_eq!(waiting.await.unwrap().unwrap().status(), StatusCode::REQUEST_TIMEOUT);
+    }
+    assert_eq!(app.clone().oneshot(request(pending().0, a)).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    // A body that comes, with a wrong signature, is a failure too.
+    let b = [10, 0, 0, 8];
+    for expected in [StatusCode::FORBIDDEN, StatusCode::FORBIDDEN, StatusCode::FORBIDDEN, StatusCode::TOO_MANY_REQUESTS]
+    {
+        let reply = app.clone().oneshot(request(Body::from(vec![b' '; 1000]), b)).await.unwrap();
+        assert_eq!(reply.status(), expected);
+    }
+}
