@@ -23,8 +23,9 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// to tell HTTP/1.1 from HTTP/2, without a timer of its own) and then each request head
 /// (HTTP/1.1); heads larger than [`MAX_HEAD_BYTES`] are refused with 431. HTTP/2 connections
 /// that stop answering pings for 20 s are closed. Connections still open at the drain deadline
-/// are cut before this returns, so nothing is counted after the state's last write. Handlers see the peer's address as axum's
-/// `ConnectInfo<SocketAddr>` (the admin API slows down failed logins per address with it).
+/// are cut before this returns, so nothing is counted after the state's last write. Handlers
+/// see the peer's address as axum's `ConnectInfo<SocketAddr>` (the admin API slows down failed
+/// logins per address with it).
 pub async fn serve(
     args: &Args,
     listener: tokio::net::TcpListener,
