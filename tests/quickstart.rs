@@ -447,3 +447,21 @@ fn admin_secrets_come_from_the_environment_or_a_file_and_are_never_printed() {
     assert!(short.output().join("\n").contains("at least 16 characters"), "{:#?}", short.output());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Durations are bounded (no deadline computed from one overflows) and refused naming the flag.
+#[test]
+fn a_duration_out_of_range_is_refused_naming_the_flag() {
+    if binary().is_none() {
+        return;
+    }
+    for (flag, value, says) in [
+        ("--state-lock-wait", "18000000000000000000", "at most 100 years"),
+        ("--drain-timeout", "-3s", "expected a duration"),
+        ("--header-read-timeout", "5x", "expected a duration"),
+    ] {
+        let mut q = Quickstart::spawn(&[flag, value], &[]).unwrap();
+        assert_eq!(q.exited(Duration::from_secs(20)), Some(2));
+        let said = q.output().join("\n");
+        assert!(said.contains(&format!("{flag} \"{value}\"")) && said.contains(says), "{said}");
+    }
+}

@@ -170,7 +170,7 @@ fn parse(name: &str, default_port: u16) -> Result<Args, String> {
 
 /// `10s`, `500ms`, `2m`, `1h`, or a number of seconds.
 fn duration(flag: &str, text: &str) -> Result<Duration, String> {
-    let bad = || format!("{flag} {text:?}: expected a duration such as 10s, 500ms or 2m");
+    let bad = || format!("{flag} {text:?}: expected a duration such as 10s, 500ms, 2m or 1h");
     let (number, unit) = text.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((text, ""), |i| text.split_at(i));
     let number: f64 = number.parse().map_err(|_| bad())?;
     let seconds = match unit {
@@ -180,6 +180,11 @@ fn duration(flag: &str, text: &str) -> Result<Duration, String> {
         "h" => number * 3600.0,
         _ => return Err(bad()),
     };
+    // Bounded, so that no deadline computed from it overflows.
+    const MAX_SECONDS: f64 = 100.0 * 365.0 * 86_400.0;
+    if seconds > MAX_SECONDS {
+        return Err(format!("{flag} {text:?}: at most 100 years"));
+    }
     Duration::try_from_secs_f64(seconds).map_err(|_| bad())
 }
 
