@@ -243,25 +243,36 @@ fn a_zero_burst_is_a_mistake() {
     .failed_auth_limit(0, 1.0);
 }
 
-#[tokio::test(start_paused = true)]
-async fn sigv4_with_an_unknown_access_key_id_is_refused_before_its_body_arrives() {
-    let h = Harness::with(Backend::Memory, |r| r).await;
-    let now = time::OffsetDateTime::now_utc();
-    let stamp = format!(
+/// `X-Amz-Date` for `at`.
+fn amz_date(at: std::time::SystemTime) -> String {
+    let t = time::OffsetDateTime::from(at);
+    let (date, clock) = (t.date(), t.time());
+    format!(
         "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
-    let authorization = format!(
-        "AWS4-HMAC-SHA256 Credential=AKIDNOBODY/{}/us-east-1/apigateway/aws4_request, \
+        date.year(),
+        u8::from(date.month()),
+        date.day(),
+        clock.hour(),
+        clock.minute(),
+        clock.second()
+    )
+}
+
+/// A SigV4 `Authorization` of `access_key_id` at `stamp` whose signature is wrong (zeros).
+fn wrongly_signed(access_key_id: &str, stamp: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential={access_key_id}/{}/us-east-1/apigateway/aws4_request, \
          SignedHeaders=host;x-amz-date, Signature={}",
         &stamp[..8],
         "0".repeat(64)
-    );
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn sigv4_with_an_unknown_access_key_id_is_refused_before_its_body_arrives() {
+    let h = Harness::with(Backend::Memory, |r| r).await;
+    let stamp = amz_date(std::time::SystemTime::now());
+    let authorization = wrongly_signed("AKIDNOBODY", &stamp);
     let (body, polls) = pending();
     let request = Request::post("/admin/apikeys")
         .header("host", "127.0.0.1:8080")
@@ -291,29 +302,12 @@ async fn sigv4_requests_count_as_failures_until_their_signature_is_checked() {
         .failed_auth_limit(3, 1.0)
         .into_router();
     let app = axum::Router::new().nest("/admin", admin);
-    let now = time::OffsetDateTime::from(start);
-    let stamp = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
+    let stamp = amz_date(start);
     let request = |body: Body, ip: [u8; 4]| {
         let mut request = Request::post("/admin/apikeys")
             .header("host", "127.0.0.1:8080")
             .header("x-amz-date", &stamp)
-            .header(
-                "authorization",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential=AKIDKNOWN/{}/us-east-1/apigateway/aws4_request, \
-                     SignedHeaders=host;x-amz-date, Signature={}",
-                    &stamp[..8],
-                    "0".repeat(64)
-                ),
-            )
+            .header("authorization", wrongly_signed("AKIDKNOWN", &stamp))
             .header("content-length", "1000")
             .body(body)
             .unwrap();
