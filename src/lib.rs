@@ -131,7 +131,7 @@ pub use crate::http::{
 };
 pub use crate::keycache::KeyCacheStats;
 pub use crate::model::{
-    ApiKey, Config, KeySecret, MethodKey, PlanStage, PreviousValue, Quota, QuotaPeriod, Stage, Throttle, UsagePlan,
+    ApiKey, Customer, QuotaAnchor, Config, KeySecret, MethodKey, PlanStage, PreviousValue, Quota, QuotaPeriod, Stage, Throttle, UsagePlan,
     MAX_KEY_LEN, MAX_METHODS_PER_STAGE, MAX_METHOD_THROTTLES, MAX_QUOTA_LIMIT, MIN_KEY_LEN,
 };
 pub use crate::rejection::{Rejection, RejectionKind, ThrottleScope};

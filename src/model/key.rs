@@ -1,6 +1,9 @@
 //! API keys: the record of a key (everything but its secret value).
 
+use crate::error::ConfigError;
 use crate::model::tags::Tags;
+use crate::model::{MethodKey, Overrides, Quota, QuotaAnchor, Throttle};
+use std::num::NonZeroU32;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -28,6 +31,8 @@ pub struct ApiKey {
     plans: Vec<Arc<str>>,
     /// Management metadata, rarely set and never read on the request path: one pointer when unset.
     meta: Option<Arc<Meta>>,
+    /// The key's own limits (replacing its plan's), rarely set: one pointer when unset.
+    overrides: Option<Arc<Overrides>>,
 }
 
 /// What API Gateway's management API shows of a key beyond what the layer needs.
@@ -53,6 +58,7 @@ impl ApiKey {
             expires: None,
             plans: Vec::new(),
             meta: None,
+            overrides: None,
         }
     }
 
@@ -111,6 +117,68 @@ impl ApiKey {
     pub fn tag(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.meta_mut().tags.insert(name.into(), value.into());
         self
+    }
+
+    /// Gives this key its own throttle, replacing its plan's for this key only (a custom deal
+    /// without a plan of its own). Exact like the plan's.
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.overrides_mut().throttle = Some(throttle);
+        self
+    }
+
+    /// Gives this key its own quota, replacing its plan's for this key only. The plan's `offset`
+    /// does not apply to it unless the override sets its own.
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.overrides_mut().quota = Some(quota);
+        self
+    }
+
+    /// Adds a method throttle of this key's own (e.g. `"/pets/GET"`). A key with method throttles
+    /// of its own uses them instead of its plan's method throttles (all of them, on the stage its
+    /// plan binds); [`without_method_throttles`](Self::without_method_throttles) removes the plan's
+    /// without adding any.
+    ///
+    /// # Errors
+    ///
+    /// A malformed method key, or one listed twice, naming the field `methods."<key>"`.
+    pub fn method_throttle(mut self, method: &str, throttle: Throttle) -> Result<Self, ConfigError> {
+        self.overrides_mut().push_method(method, throttle)?;
+        Ok(self)
+    }
+
+    /// Makes this key use no method throttles of its plan (and none of its own until
+    /// [`method_throttle`](Self::method_throttle) adds some).
+    pub fn without_method_throttles(mut self) -> Self {
+        self.overrides_mut().methods.get_or_insert_with(Vec::new);
+        self
+    }
+
+    /// At most `n` requests of this key in the inner service at once, replacing its plan's cap.
+    pub fn with_concurrency(mut self, n: NonZeroU32) -> Self {
+        self.overrides_mut().concurrency = Some(n);
+        self
+    }
+
+    /// Starts this key's quota periods at `anchor`'s time of day, weekday or day of month (its
+    /// billing day) instead of the calendar's.
+    pub fn with_quota_anchor(mut self, anchor: QuotaAnchor) -> Self {
+        self.overrides_mut().anchor = Some(anchor);
+        self
+    }
+
+    fn overrides_mut(&mut self) -> &mut Overrides {
+        Arc::make_mut(self.overrides.get_or_insert_with(Arc::default))
+    }
+
+    /// The key's own limits, if it has any.
+    pub(crate) fn overrides(&self) -> Option<&Arc<Overrides>> {
+        self.overrides.as_ref().filter(|o| !o.is_empty())
+    }
+
+    /// Replaces the key's own limits (the admin API and stores set them all at once).
+    #[cfg_attr(not(any(feature = "admin", feature = "sqlx")), allow(dead_code))]
+    pub(crate) fn set_overrides(&mut self, overrides: Option<Overrides>) {
+        self.overrides = overrides.filter(|o| !o.is_empty()).map(Arc::new);
     }
 
     fn meta_mut(&mut self) -> &mut Meta {
@@ -195,6 +263,36 @@ impl ApiKey {
     #[must_use]
     pub fn tags(&self) -> &BTreeMap<String, String> {
         self.meta.as_ref().map_or(&NO_TAGS, |m| &m.tags)
+    }
+
+    /// The key's own throttle (replacing its plan's), if any.
+    #[must_use]
+    pub fn throttle(&self) -> Option<Throttle> {
+        self.overrides.as_ref().and_then(|o| o.throttle)
+    }
+
+    /// The key's own quota (replacing its plan's), if any.
+    #[must_use]
+    pub fn quota(&self) -> Option<Quota> {
+        self.overrides.as_ref().and_then(|o| o.quota)
+    }
+
+    /// The key's own method throttles, if it has its own list (which replaces its plan's).
+    #[must_use]
+    pub fn method_throttles(&self) -> Option<&[(MethodKey, Throttle)]> {
+        self.overrides.as_ref().and_then(|o| o.methods.as_deref())
+    }
+
+    /// The key's own concurrency cap (replacing its plan's), if any.
+    #[must_use]
+    pub fn concurrency(&self) -> Option<NonZeroU32> {
+        self.overrides.as_ref().and_then(|o| o.concurrency)
+    }
+
+    /// The billing anchor of the key's quota periods, if any.
+    #[must_use]
+    pub fn quota_anchor(&self) -> Option<QuotaAnchor> {
+        self.overrides.as_ref().and_then(|o| o.anchor)
     }
 }
 

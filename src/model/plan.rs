@@ -31,6 +31,7 @@ pub struct UsagePlan {
     stages: Vec<PlanStage>,
     product_code: Option<String>,
     tags: Tags,
+    concurrency: Option<std::num::NonZeroU32>,
 }
 
 impl UsagePlan {
@@ -47,6 +48,7 @@ impl UsagePlan {
             stages: Vec::new(),
             product_code: None,
             tags: Tags::new(),
+            concurrency: None,
         }
     }
 
@@ -117,6 +119,40 @@ impl UsagePlan {
     #[cfg(feature = "admin")]
     pub(crate) fn set_stages(&mut self, stages: Vec<PlanStage>) {
         self.stages = stages;
+    }
+
+    /// At most `n` requests of each of the plan's keys in the inner service at once (per key,
+    /// like the plan's throttle and quota). The next gets 429 Too Many Requests with
+    /// `Retry-After: 1`.
+    pub fn with_concurrency(mut self, n: std::num::NonZeroU32) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// The per-key concurrency cap, if any.
+    #[must_use]
+    pub fn concurrency(&self) -> Option<std::num::NonZeroU32> {
+        self.concurrency
+    }
+
+    /// This plan with `key`'s own limits in place of its own (a key's custom deal).
+    pub(crate) fn overridden(&self, o: &crate::model::Overrides) -> UsagePlan {
+        let mut plan = self.clone();
+        if let Some(t) = o.throttle {
+            plan.throttle = Some(t);
+        }
+        if let Some(q) = o.quota {
+            plan.quota = Some(q);
+        }
+        if let Some(c) = o.concurrency {
+            plan.concurrency = Some(c);
+        }
+        if let Some(methods) = &o.methods {
+            for s in &mut plan.stages {
+                s.methods = methods.clone();
+            }
+        }
+        plan
     }
 
     /// The plan id.

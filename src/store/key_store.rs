@@ -2,7 +2,7 @@
 
 use super::error::StoreError;
 use super::invalidation::Invalidation;
-use crate::model::{ApiKey, Stage, UsagePlan};
+use crate::model::{ApiKey, Customer, Stage, UsagePlan};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,12 +13,28 @@ use std::sync::Arc;
 pub struct KeyRecord {
     key: ApiKey,
     plans: Vec<Arc<UsagePlan>>,
+    customer: Option<Arc<Customer>>,
 }
 
 impl KeyRecord {
     /// A key with the plans it belongs to.
     pub fn new(key: ApiKey, plans: Vec<Arc<UsagePlan>>) -> Self {
-        Self { key, plans }
+        Self { key, plans, customer: None }
+    }
+
+    /// The record with the customer its key's `customer_id` names (`None`: no shared limits).
+    /// A store that knows customers sets it; the layer checks the customer's limits for every
+    /// key that carries it.
+    #[must_use]
+    pub fn with_customer(mut self, customer: Option<Arc<Customer>>) -> Self {
+        self.customer = customer;
+        self
+    }
+
+    /// The key's customer, if the store gave one.
+    #[must_use]
+    pub fn customer(&self) -> Option<&Arc<Customer>> {
+        self.customer.as_ref()
     }
 
     /// The key's record.

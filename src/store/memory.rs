@@ -2,7 +2,7 @@
 
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::import::ImportedKey;
-use crate::model::{ApiKey, Config, KeySecret, PreviousValue, Stage, UsagePlan};
+use crate::model::{ApiKey, Config, Customer, KeySecret, PreviousValue, Stage, UsagePlan};
 use crate::store::{Invalidation, KeyRecord, KeyStore, StoreError};
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -50,13 +50,16 @@ struct Loaded {
 impl Loaded {
     fn new(config: Config) -> Self {
         let plans: HashMap<&str, &Arc<UsagePlan>> = config.plans().iter().map(|p| (p.id(), p)).collect();
+        let customers: HashMap<&str, &Arc<Customer>> = config.customers().iter().map(|c| (c.id(), c)).collect();
+        let customer = |key: &ApiKey| key.customer_id().and_then(|id| customers.get(id)).map(|c| Arc::clone(c));
         let mut by_value: HashMap<Box<str>, KeyRecord> = config
             .keys()
             .iter()
             .map(|(secret, key): &(_, ApiKey)| {
                 let key_plans =
                     key.plan_ids().iter().filter_map(|id| plans.get(&**id).map(|p| Arc::clone(p))).collect();
-                (secret.expose().into(), KeyRecord::new(key.clone(), key_plans))
+                let record = KeyRecord::new(key.clone(), key_plans).with_customer(customer(key));
+                (secret.expose().into(), record)
             })
             .collect();
         // A rotated key's old value: the same record, expiring at the end of the overlap.
@@ -68,7 +71,8 @@ impl Loaded {
                 let current = by_id.get(p.key_id())?;
                 let until = current.key().expires().map_or(p.until(), |e| e.min(p.until()));
                 let key = current.key().clone().with_expires(until);
-                Some((p.value().expose().into(), KeyRecord::new(key, current.plans().to_vec())))
+                let record = KeyRecord::new(key, current.plans().to_vec()).with_customer(current.customer().cloned());
+                Some((p.value().expose().into(), record))
             })
             .collect();
         drop(by_id);
@@ -94,12 +98,13 @@ struct Parts {
     plans: Vec<UsagePlan>,
     keys: Vec<(KeySecret, ApiKey)>,
     previous: Vec<PreviousValue>,
+    customers: Vec<Customer>,
 }
 
 impl Parts {
     /// The configuration of these parts, checked as a file is checked.
     fn assemble(self) -> Result<Config, ConfigError> {
-        let mut config = Config::new(self.stage, self.plans, self.keys)?;
+        let mut config = Config::new(self.stage, self.plans, self.keys)?.with_customers(self.customers)?;
         for p in self.previous {
             // Old values of a deleted key go with it.
             if config.keys().iter().any(|(_, k)| k.id() == p.key_id()) {
@@ -200,8 +205,10 @@ impl InMemoryKeyStore {
     /// on error.
     fn edit<T, E: From<ConfigError>>(&self, change: impl FnOnce(&mut Parts) -> Result<T, E>) -> Result<T, E> {
         let mut loaded = self.inner.loaded.write();
+        let customers = loaded.config.customers().iter().map(|c| Customer::clone(c)).collect();
         let (stage, plans, keys, previous) = loaded.config.clone().into_parts();
-        let mut parts = Parts { stage, plans: plans.into_iter().map(Arc::unwrap_or_clone).collect(), keys, previous };
+        let plans = plans.into_iter().map(Arc::unwrap_or_clone).collect();
+        let mut parts = Parts { stage, plans, keys, previous, customers };
         let out = change(&mut parts)?;
         *loaded = Loaded::new(parts.assemble()?);
         drop(loaded);
@@ -219,6 +226,36 @@ impl InMemoryKeyStore {
             }
             Ok(())
         })
+    }
+
+    /// Creates a customer, or replaces the one with its id (its limits). Its keys keep the
+    /// customer's counts of the current period.
+    pub fn put_customer(&self, customer: Customer) -> Result<(), ConfigError> {
+        self.edit(|p| {
+            match p.customers.iter_mut().find(|old| old.id() == customer.id()) {
+                Some(old) => *old = customer,
+                None => p.customers.push(customer),
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes a customer: its keys keep their `customer_id` and lose the shared limits.
+    pub fn delete_customer(&self, id: &str) -> Result<(), ConfigError> {
+        self.edit(|p| {
+            let before = p.customers.len();
+            p.customers.retain(|c| c.id() != id);
+            if p.customers.len() == before {
+                return Err(unknown("customer_id", "customer", id));
+            }
+            Ok(())
+        })
+    }
+
+    /// Customer `id`, if there is one.
+    #[must_use]
+    pub fn customer_by_id(&self, id: &str) -> Option<Arc<Customer>> {
+        self.inner.loaded.read().config.customer(id).cloned()
     }
 
     /// Deletes a plan; its keys leave it (and get 403 unless another plan of theirs is bound to
@@ -326,6 +363,7 @@ impl InMemoryKeyStore {
         let now = SystemTime::now();
         let mut loaded = self.inner.loaded.write();
         let existing = loaded.config.keys().len();
+        let customers = loaded.config.customers().iter().map(|c| Customer::clone(c)).collect();
         let (stage, plans, mut keys, previous) = loaded.config.clone().with_imported_keys(keys)?.into_parts();
         let ids = keys[existing..]
             .iter_mut()
@@ -334,7 +372,8 @@ impl InMemoryKeyStore {
                 key.id().to_owned()
             })
             .collect();
-        let parts = Parts { stage, plans: plans.into_iter().map(Arc::unwrap_or_clone).collect(), keys, previous };
+        let plans = plans.into_iter().map(Arc::unwrap_or_clone).collect();
+        let parts = Parts { stage, plans, keys, previous, customers };
         *loaded = Loaded::new(parts.assemble()?);
         drop(loaded);
         self.inner.invalidation.invalidate();

@@ -17,7 +17,7 @@ use self::raw::RawFile;
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::import::ImportedKey;
 use crate::model::tags::check_tags;
-use crate::model::{ApiKey, KeySecret, Stage, UsagePlan};
+use crate::model::{ApiKey, Customer, KeySecret, Stage, UsagePlan};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -58,6 +58,7 @@ pub struct Config {
     plans: Vec<Arc<UsagePlan>>,
     keys: Vec<(KeySecret, ApiKey)>,
     previous: Vec<PreviousValue>,
+    customers: Vec<Arc<Customer>>,
 }
 
 /// A rotated key's old value, accepted until a given time (see
@@ -111,6 +112,14 @@ impl Config {
                     .map_err(|e| ConfigError::new(e.kind(), format!("plans[{i}].stages[{j}].methods"), e.reason()))?;
             }
         }
+        for (i, (_, key)) in keys.iter().enumerate() {
+            if let Some(own) = key.method_throttles().filter(|m| !m.is_empty()) {
+                crate::engine::check_routes(
+                    own.iter().map(|(k, _)| k).chain(stage.methods().iter().map(|(k, _)| k)).chain(stage.public_methods()),
+                )
+                .map_err(|e| ConfigError::new(e.kind(), format!("keys[{i}].methods"), e.reason()))?;
+            }
+        }
         for (i, plan) in plans.iter().enumerate() {
             check_tags(plan.tags()).map_err(|e| e.under(&format!("plans[{i}]")))?;
         }
@@ -118,7 +127,51 @@ impl Config {
             check_tags(key.tags()).map_err(|e| e.under(&format!("keys[{i}]")))?;
         }
         check_cross_references(&plans, &keys)?;
-        Ok(Self { stage, plans, keys, previous: Vec::new() })
+        Ok(Self { stage, plans, keys, previous: Vec::new(), customers: Vec::new() })
+    }
+
+    /// Adds customers (`[[customers]]` in a file): limits shared by every key whose
+    /// `customer_id` names one. Replaces the customers the configuration had.
+    ///
+    /// # Errors
+    ///
+    /// An empty or repeated id, naming `customers[i].id`.
+    ///
+    /// ```
+    /// use tower_usage_plans::{Config, Customer, Quota, QuotaPeriod, Stage};
+    /// let acme = Customer::new("acme").with_quota(Quota::new(4, QuotaPeriod::Day).unwrap());
+    /// let config = Config::new(Stage::new("petstore", "prod"), vec![], vec![])?.with_customers(vec![acme])?;
+    /// assert_eq!(config.customer("acme").unwrap().quota().unwrap().limit(), 4);
+    /// let err = config.with_customers(vec![Customer::new("a"), Customer::new("a")]).unwrap_err();
+    /// assert_eq!(err.to_string(), r#"customers[1].id: "a" is already the id of customers[0]"#);
+    /// # Ok::<(), tower_usage_plans::ConfigError>(())
+    /// ```
+    pub fn with_customers(mut self, customers: Vec<Customer>) -> Result<Self, ConfigError> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, c) in customers.iter().enumerate() {
+            check::nonempty(&format!("customers[{i}].id"), c.id())?;
+            if let Some(first) = seen.insert(c.id(), i) {
+                return Err(ConfigError::new(
+                    ConfigErrorKind::Duplicate,
+                    format!("customers[{i}].id"),
+                    format!("{:?} is already the id of customers[{first}]", c.id()),
+                ));
+            }
+        }
+        self.customers = customers.into_iter().map(Arc::new).collect();
+        Ok(self)
+    }
+
+    /// The customers, in file order.
+    #[must_use]
+    pub fn customers(&self) -> &[Arc<Customer>] {
+        &self.customers
+    }
+
+    /// Customer `id`, if there is one.
+    #[must_use]
+    pub fn customer(&self, id: &str) -> Option<&Arc<Customer>> {
+        self.customers.iter().find(|c| c.id() == id)
     }
 
     /// Keeps accepting `value`, an old value of the key `key_id`, until `until`: rotation with an
@@ -355,6 +408,7 @@ impl Config {
     /// assert_eq!(config.keys()[0].1.name(), "alice");
     /// ```
     pub fn with_imported_keys(self, imported: Vec<ImportedKey>) -> Result<Self, ConfigError> {
+        let customers = self.customers.clone();
         let (stage, plans, mut keys, previous) = self.into_parts();
         let existing = keys.len();
         let mut ids: HashSet<String> = keys.iter().map(|(_, k)| k.id().to_owned()).collect();
@@ -391,6 +445,7 @@ impl Config {
                 .with_previous_value(&p.key_id, p.value, p.until)
                 .map_err(|e| ConfigError::new(e.kind(), format!("previous value {i}"), e.reason()))?;
         }
+        config.customers = customers;
         Ok(config)
     }
 

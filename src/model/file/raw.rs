@@ -19,6 +19,24 @@ pub(super) struct RawFile {
     pub(super) plans: Vec<RawPlan>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) keys: Vec<RawKey>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) customers: Vec<RawCustomer>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCustomer {
+    pub(super) id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) throttle: Option<RawThrottle>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) quota: Option<RawQuota>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wide_opt")]
+    pub(super) concurrency: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) quota_anchor: Option<RawTime>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -106,6 +124,11 @@ fn wide<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     deserializer.deserialize_any(Wide)
 }
 
+/// An optional [`wide`] integer.
+fn wide_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    wide(deserializer).map(Some)
+}
+
 /// `DAY`, `WEEK` or `MONTH`; any other name is refused naming the three.
 fn period<'de, D: Deserializer<'de>>(deserializer: D) -> Result<QuotaPeriod, D::Error> {
     struct Period;
@@ -150,6 +173,8 @@ pub(super) struct RawPlan {
     pub(super) product_code: Option<String>,
     #[serde(default, skip_serializing_if = "Tags::is_empty")]
     pub(super) tags: Tags,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wide_opt")]
+    pub(super) concurrency: Option<i64>,
     /// Last: the TOML writer puts these in `[[plans.stages]]` tables after the plan's own lines.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) stages: Vec<RawPlanStage>,
@@ -189,6 +214,18 @@ pub(super) struct RawKey {
     pub(super) tags: Tags,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) previous_values: Vec<RawPreviousValue>,
+    /// The key's own limits, replacing its plan's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) throttle: Option<RawThrottle>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) quota: Option<RawQuota>,
+    /// `Some` (even empty) replaces the plan's method throttles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) methods: Option<Methods>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wide_opt")]
+    pub(super) concurrency: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) quota_anchor: Option<RawTime>,
 }
 
 #[derive(Serialize, Deserialize)]

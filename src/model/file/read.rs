@@ -4,7 +4,9 @@ use super::check::nonempty;
 use super::raw::{Methods, RawFile, RawQuota, RawThrottle, RawTime};
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::model::plan::{too_many_in_all, too_many_methods};
-use crate::model::{ApiKey, Config, KeySecret, MethodKey, PlanStage, Quota, Stage, Throttle, UsagePlan};
+use crate::model::{ApiKey, Config, Customer, KeySecret, MethodKey, PlanStage, Quota, QuotaAnchor, Stage, Throttle};
+use crate::model::UsagePlan;
+use std::num::NonZeroU32;
 use crate::model::{MAX_METHODS_PER_STAGE, MAX_METHOD_THROTTLES};
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +27,16 @@ impl RawTime {
             ConfigError::invalid(field, format!("{text:?} is out of the range this system can represent"))
         })
     }
+}
+
+/// A concurrency cap: 1 to `u32::MAX`.
+fn concurrency(field: &str, n: i64) -> Result<NonZeroU32, ConfigError> {
+    u32::try_from(n).ok().and_then(NonZeroU32::new).ok_or_else(|| {
+        ConfigError::invalid(
+            field,
+            if n < 1 { "must be at least 1".to_owned() } else { format!("must be at most {}", u32::MAX) },
+        )
+    })
 }
 
 impl RawThrottle {
@@ -132,6 +144,9 @@ impl RawFile {
             if let Some(c) = &raw.created {
                 plan = plan.with_created(c.parse(&format!("{f}.created"))?);
             }
+            if let Some(n) = raw.concurrency {
+                plan = plan.with_concurrency(concurrency(&format!("{f}.concurrency"), n)?);
+            }
             let mut bound: HashSet<(String, String)> = HashSet::with_capacity(raw.stages.len());
             for (j, s) in raw.stages.into_iter().enumerate() {
                 let sf = format!("{f}.stages[{j}]");
@@ -180,6 +195,27 @@ impl RawFile {
             for p in raw.plans {
                 key = key.plan(p);
             }
+            if let Some(t) = &raw.throttle {
+                key = key.with_throttle(t.validate(&format!("{f}.throttle"))?);
+            }
+            if let Some(q) = &raw.quota {
+                key = key.with_quota(q.validate(&format!("{f}.quota"))?);
+            }
+            if let Some(m) = &raw.methods {
+                let mut list = Vec::new();
+                add_methods(&format!("{f}.methods"), m, &mut list, &mut total)?;
+                key = key.without_method_throttles();
+                for (k, t) in list {
+                    key = key.method_throttle(&k.to_string(), t).map_err(|e| e.under(&f))?;
+                }
+            }
+            if let Some(n) = raw.concurrency {
+                key = key.with_concurrency(concurrency(&format!("{f}.concurrency"), n)?);
+            }
+            if let Some(a) = &raw.quota_anchor {
+                let at = a.parse(&format!("{f}.quota_anchor"))?;
+                key = key.with_quota_anchor(QuotaAnchor::from_system_time(at));
+            }
             for (j, p) in raw.previous_values.into_iter().enumerate() {
                 let pf = format!("{f}.previous_values[{j}]");
                 let value = KeySecret::new(p.value).map_err(|e| e.under(&pf))?;
@@ -187,7 +223,29 @@ impl RawFile {
             }
             keys.push((secret, key));
         }
-        let mut config = Config::new(stage, plans, keys)?;
+        let mut customers = Vec::with_capacity(self.customers.len());
+        for (i, raw) in self.customers.into_iter().enumerate() {
+            let f = format!("customers[{i}]");
+            nonempty(&format!("{f}.id"), &raw.id)?;
+            let mut c = Customer::new(raw.id.as_str());
+            if let Some(n) = raw.name {
+                c = c.with_name(n);
+            }
+            if let Some(t) = &raw.throttle {
+                c = c.with_throttle(t.validate(&format!("{f}.throttle"))?);
+            }
+            if let Some(q) = &raw.quota {
+                c = c.with_quota(q.validate(&format!("{f}.quota"))?);
+            }
+            if let Some(n) = raw.concurrency {
+                c = c.with_concurrency(concurrency(&format!("{f}.concurrency"), n)?);
+            }
+            if let Some(a) = &raw.quota_anchor {
+                c = c.with_quota_anchor(QuotaAnchor::from_system_time(a.parse(&format!("{f}.quota_anchor"))?));
+            }
+            customers.push(c);
+        }
+        let mut config = Config::new(stage, plans, keys)?.with_customers(customers)?;
         for (field, key_id, value, until) in previous {
             config = config.with_previous_value(&key_id, value, until).map_err(|e| e.under(&field))?;
         }

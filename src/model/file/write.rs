@@ -2,7 +2,7 @@
 //! into an equal configuration.
 
 use super::raw::{
-    Methods, RawAccount, RawFile, RawKey, RawPlan, RawPlanStage, RawPreviousValue, RawQuota, RawStage, RawThrottle,
+    Methods, RawAccount, RawCustomer, RawFile, RawKey, RawPlan, RawPlanStage, RawPreviousValue, RawQuota, RawStage, RawThrottle,
     RawTime,
 };
 use crate::model::{Config, MethodKey, Quota, Throttle};
@@ -71,6 +71,7 @@ impl RawFile {
                 throttle: p.throttle().map(throttle),
                 quota: p.quota().map(quota),
                 created: time(p.created()),
+                concurrency: p.concurrency().map(|n| i64::from(n.get())),
                 product_code: p.product_code().map(str::to_owned),
                 tags: p.tags().clone(),
                 stages: p
@@ -108,9 +109,26 @@ impl RawFile {
                         until: RawTime::Text(rfc3339(p.until())),
                     })
                     .collect(),
+                throttle: k.throttle().map(throttle),
+                quota: k.quota().map(quota),
+                methods: k.method_throttles().map(methods),
+                concurrency: k.concurrency().map(|n| i64::from(n.get())),
+                quota_anchor: time(k.quota_anchor().map(|a| a.to_system_time())),
             })
             .collect();
-        RawFile { stage, account, plans, keys }
+        let customers = config
+            .customers()
+            .iter()
+            .map(|c| RawCustomer {
+                id: c.id().to_owned(),
+                name: c.name().map(str::to_owned),
+                throttle: c.throttle().map(throttle),
+                quota: c.quota().map(quota),
+                concurrency: c.concurrency().map(|n| i64::from(n.get())),
+                quota_anchor: time(c.quota_anchor().map(|a| a.to_system_time())),
+            })
+            .collect();
+        RawFile { stage, account, plans, keys, customers }
     }
 
     /// Pretty-printed JSON.
@@ -135,6 +153,9 @@ impl RawFile {
         }
         for key in &self.keys {
             table(&mut out, "[[keys]]", key, None)?;
+        }
+        for customer in &self.customers {
+            table(&mut out, "[[customers]]", customer, None)?;
         }
         Ok(out)
     }
