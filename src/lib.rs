@@ -105,6 +105,7 @@ struct ReadmeDoctests;
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
 mod backend;
+mod caller;
 mod engine;
 mod error;
 mod http;
@@ -123,6 +124,7 @@ mod wire;
 pub use crate::backend::redis::{
     FailurePolicy, RedisBackend, RedisBackendBuilder, RedisBackendError, RedisBackendErrorKind, RedisStats,
 };
+pub use crate::caller::Caller;
 pub use crate::engine::{Clock, ManualClock, Now, SystemClock};
 pub use crate::error::{ConfigError, ConfigErrorKind};
 pub use crate::http::{

@@ -36,14 +36,20 @@ pub enum RejectionKind {
 pub enum ThrottleScope {
     /// The plan's throttle for this method, per key.
     KeyMethod,
-    /// The plan's throttle, per key.
+    /// The plan's throttle, per key (or the key's own).
     Key,
+    /// The throttle of the key's customer, all its keys together.
+    Customer,
     /// The stage's throttle for this method, all clients together.
     StageMethod,
     /// The stage default throttle, all clients together.
     Stage,
     /// The account throttle.
     Account,
+    /// The key's concurrency cap (its plan's or its own): too many of its requests in flight.
+    KeyConcurrency,
+    /// The concurrency cap of the key's customer.
+    CustomerConcurrency,
 }
 
 /// A refused request. Found in the rejection response's extensions.

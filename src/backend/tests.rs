@@ -33,6 +33,15 @@ impl CounterBackend for Deferred {
         self.inner.key_state(id, plan, previous, now)
     }
 
+    fn customer_state(
+        &self,
+        rule: &Arc<crate::engine::CompiledCustomer>,
+        previous: Option<&crate::engine::CustomerState>,
+        now: crate::Now,
+    ) -> crate::engine::CustomerState {
+        self.inner.customer_state(rule, previous, now)
+    }
+
     fn check(&self, check: &Check<'_>) -> Verdict {
         if let Some(k) = check.key {
             *self.seen_key.lock() = Some(k.id.to_string());

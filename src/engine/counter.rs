@@ -14,6 +14,7 @@
 //! state of the same key and plan over, so revalidating a key loses no count.
 
 use super::clock::Now;
+use super::customer::{CompiledCustomer, CustomerBinding, CustomerState};
 use super::gcra::Gcra;
 use super::plan::CompiledPlan;
 use super::quota::QuotaRule;
@@ -23,6 +24,7 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 /// Which bucket a check names; the backend maps it to its own state.
@@ -32,6 +34,8 @@ pub(crate) enum BucketSlot {
     KeyMethod(u16),
     /// The key's plan bucket.
     Key,
+    /// The bucket of the key's customer, shared by its keys.
+    Customer,
     /// The stage's bucket for its method throttle number `n`.
     StageMethod(u16),
     /// The stage default bucket.
@@ -61,6 +65,9 @@ pub(crate) trait BackendKey: Any + Send + Sync + fmt::Debug {
     fn as_any(&self) -> &dyn Any;
     /// For the backend's downcasts of the shared pointer.
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// The key's requests in the inner service now, when its plan caps them (`None` otherwise).
+    /// Counted in this process, whatever the backend: concurrency caps are per replica.
+    fn inflight(&self) -> Option<&AtomicU32>;
 }
 
 /// The key side of a check.
@@ -73,12 +80,18 @@ pub(crate) struct KeyCheck<'a> {
     pub(crate) state: &'a KeyState,
 }
 
+/// How many buckets a check may name: key method, key, customer, stage method, stage, account.
+pub(crate) const BUCKETS: usize = 6;
+
 /// Everything one request must pass, most specific bucket first.
 #[derive(Debug)]
 pub(crate) struct Check<'a> {
     pub(crate) key: Option<KeyCheck<'a>>,
-    pub(crate) buckets: [Option<BucketRef<'a>>; 5],
+    pub(crate) buckets: [Option<BucketRef<'a>>; BUCKETS],
     pub(crate) quota: Option<&'a QuotaRule>,
+    /// The key's customer: its bucket is among `buckets` (slot [`BucketSlot::Customer`]); its
+    /// quota, if any, is counted after the key's, and a refusal gives the key's count back.
+    pub(crate) customer: Option<&'a CustomerBinding>,
     pub(crate) now: Now,
     /// Fill in per-key views (for rate-limit headers).
     pub(crate) views: bool,
@@ -130,6 +143,11 @@ pub(crate) trait CounterBackend: Send + Sync + fmt::Debug + 'static {
     /// must carry them over when it is for the same plan, so revalidation loses nothing.
     /// `now` lets a backend drop idle state of keys it no longer serves.
     fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>, now: Now) -> KeyState;
+
+    /// The state of a customer (shared by its keys), called when the customer is first seen or
+    /// has changed; `previous` is the state of its earlier version, whose counts a backend
+    /// carries over (it may also keep them by customer id).
+    fn customer_state(&self, rule: &Arc<CompiledCustomer>, previous: Option<&CustomerState>, now: Now) -> CustomerState;
 
     /// Decides one request.
     fn check(&self, check: &Check<'_>) -> Verdict;

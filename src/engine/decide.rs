@@ -1,14 +1,18 @@
 //! The decision for one request: which buckets it must pass, most specific first, and the
 //! backend's answer turned into the request's.
 
-use super::counter::{BucketRef, BucketSlot, Check, CounterBackend, KeyCheck, Outcome, Refused, Verdict};
+use super::counter::{BucketRef, BucketSlot, Check, CounterBackend, KeyCheck, KeyState, Outcome, Refused, Verdict};
+use super::counter::BUCKETS;
+use super::customer::{CustomerBinding, Customers};
+use super::inflight::{self, InFlight};
 use super::gcra::Gcra;
 use super::grant::Grant;
 use super::plan::{add_stage_routes, CompiledPlan, Plans};
 use super::routes::{RouteTable, RouteTableBuilder, Slots, NONE};
 use super::{clock::Now, counter::Refund};
 use crate::error::ConfigError;
-use crate::model::{Stage, UsagePlan};
+use crate::caller::{Caller, CallerProfile};
+use crate::model::{Customer, Overrides, Stage, UsagePlan};
 use crate::rejection::{Rejection, RejectionKind, ThrottleScope};
 use crate::view::Limits;
 use http::Method;
@@ -57,12 +61,28 @@ pub(crate) struct Admitted {
     pub(crate) limits: Option<Box<Limits>>,
     /// Gives the quota count back (only when the refund policy is on).
     pub(crate) refund: Option<Refund>,
+    /// Who is calling, for the request extensions (keyed requests, when the layer puts it there).
+    pub(crate) caller: Option<Caller>,
+    /// The concurrency slots the request holds until its response is over.
+    pub(crate) inflight: Option<InFlight>,
 }
 
 impl fmt::Debug for Admitted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Admitted").field("limits", &self.limits).field("refund", &self.refund.is_some()).finish()
+        f.debug_struct("Admitted")
+            .field("limits", &self.limits)
+            .field("refund", &self.refund.is_some())
+            .field("caller", &self.caller)
+            .field("inflight", &self.inflight)
+            .finish()
     }
+}
+
+/// What a keyed decision adds to the backend's outcome: the caller and the slots held.
+#[derive(Default)]
+struct Extras {
+    caller: Option<Arc<CallerProfile>>,
+    inflight: Option<InFlight>,
 }
 
 /// The one answer the engine gives the adapter: now, or (with a distributed backend) later.
@@ -98,10 +118,16 @@ impl fmt::Debug for Decision {
 
 /// Turns a backend's outcome into the request's answer.
 #[inline]
-fn conclude(outcome: Outcome, key: Option<&Arc<str>>) -> Result<Admitted, Rejection> {
+fn conclude(outcome: Outcome, key: Option<&Arc<str>>, extras: Extras) -> Result<Admitted, Rejection> {
     let Outcome { result, limits } = outcome;
     let rejection = match result {
-        Ok(refund) => return Ok(Admitted { limits, refund }),
+        Ok(refund) => {
+            let caller = extras.caller.map(|p| {
+                let l = limits.as_deref();
+                Caller::new(&p, l.and_then(|l| l.quota), l.and_then(|l| l.key))
+            });
+            return Ok(Admitted { limits, refund, caller, inflight: extras.inflight });
+        }
         Err(Refused::Throttled { scope, wait_nanos }) => Rejection::throttled(scope, wait_nanos),
         Err(Refused::Quota(view)) => Rejection::quota(view.resets_in_secs),
         Err(Refused::Unavailable) => Rejection::new(RejectionKind::StoreUnavailable),
@@ -113,15 +139,45 @@ fn conclude(outcome: Outcome, key: Option<&Arc<str>>) -> Result<Admitted, Reject
 }
 
 #[inline]
-fn decision(verdict: Verdict, key: Option<&Arc<str>>) -> Decision {
+fn decision(verdict: Verdict, key: Option<&Arc<str>>, extras: Extras) -> Decision {
     match verdict {
-        Verdict::Ready(outcome) => Decision::Ready(conclude(outcome, key)),
+        Verdict::Ready(outcome) => Decision::Ready(conclude(outcome, key, extras)),
         Verdict::Pending(fut) => {
             let key = key.cloned();
-            Decision::Pending(Box::pin(async move { conclude(fut.await, key.as_ref()) }))
+            Decision::Pending(Box::pin(async move { conclude(fut.await, key.as_ref(), extras) }))
         }
     }
 }
+
+/// Takes the concurrency slots a keyed request needs (the key's, then its customer's), or says
+/// which cap refused.
+#[inline]
+fn take_slots(plan: &CompiledPlan, state: &KeyState) -> Result<Option<InFlight>, ThrottleScope> {
+    let key = match (plan.concurrency, state.inflight()) {
+        (Some(cap), Some(count)) => {
+            if !inflight::take(count, cap) {
+                return Err(ThrottleScope::KeyConcurrency);
+            }
+            Some(Arc::clone(state))
+        }
+        _ => None,
+    };
+    let customer = match plan.customer.as_ref().and_then(|c| c.rule.concurrency.map(|cap| (c, cap))) {
+        Some((c, cap)) => {
+            if !inflight::take(c.state.inflight(), cap) {
+                // Gives the key's slot back.
+                drop(InFlight::new(key, None));
+                return Err(ThrottleScope::CustomerConcurrency);
+            }
+            Some(Arc::clone(&c.state))
+        }
+        None => None,
+    };
+    Ok(InFlight::new(key, customer))
+}
+
+/// What a client is told to wait after a concurrency cap refused: a second.
+const CONCURRENCY_WAIT_NANOS: u64 = 1_000_000_000;
 
 /// One stage's decision maker: its routes and limits, its compiled plans, and the counter
 /// backend that holds the buckets and quotas. Pure: time comes in with the [`Input`].
@@ -132,7 +188,10 @@ pub(crate) struct Engine {
     stage_default: Option<Gcra>,
     account: Option<Gcra>,
     plans: Plans,
+    customers: Customers,
     backend: Arc<dyn CounterBackend>,
+    /// The stage, shared with every caller profile.
+    shared_stage: Arc<Stage>,
 }
 
 impl fmt::Debug for Engine {
@@ -156,8 +215,10 @@ impl Engine {
             stage_methods: stage.methods().iter().map(|(_, t)| Gcra::new(*t)).collect(),
             stage_default: stage.throttle().map(Gcra::new),
             account: stage.account().map(Gcra::new),
+            shared_stage: Arc::new(stage.clone()),
             stage,
             plans: Plans::default(),
+            customers: Customers::default(),
             backend,
         }
     }
@@ -172,9 +233,32 @@ impl Engine {
         &*self.backend
     }
 
+    /// The stage, shared.
+    pub(crate) fn shared_stage(&self) -> &Arc<Stage> {
+        &self.shared_stage
+    }
+
     /// `plan` as this stage applies it.
     pub(crate) fn compile(&self, plan: &Arc<UsagePlan>, now: Now) -> Result<Arc<CompiledPlan>, ConfigError> {
         self.plans.compile(&self.stage, plan, now)
+    }
+
+    /// `plan` as this stage applies it to a key with its own limits (`overrides`) and/or a
+    /// customer; the shared compilation when it has neither.
+    pub(crate) fn compile_for(
+        &self,
+        plan: &Arc<UsagePlan>,
+        overrides: Option<&Overrides>,
+        customer: Option<&Arc<Customer>>,
+        now: Now,
+    ) -> Result<Arc<CompiledPlan>, ConfigError> {
+        let customer = customer.and_then(|c| self.customers.bind(c, &*self.backend, now));
+        self.plans.compile_for(&self.stage, plan, overrides, customer, now)
+    }
+
+    /// The customer `id` as this stage last saw it, if it limits anything.
+    pub(crate) fn customer(&self, id: &str) -> Option<CustomerBinding> {
+        self.customers.get(id)
     }
 
     /// Stage routing for a request (which stage method, public or not).
@@ -194,17 +278,25 @@ impl Engine {
             key: None,
             buckets: self.buckets(None, input.slots),
             quota: None,
+            customer: None,
             now: input.now,
             views: false,
             refund: false,
         };
-        decision(self.backend.check(&check), None)
+        decision(self.backend.check(&check), None, Extras::default())
     }
 
     /// Decides a keyed request with the key's grant; `expires` is the Unix second from which the
-    /// key is expired.
+    /// key is expired; `caller` is the key's part of the [`Caller`] (when the layer hands one to
+    /// the inner service).
     #[inline]
-    pub(crate) fn decide(&self, grant: &Grant, expires: u32, input: &Input<'_>) -> Decision {
+    pub(crate) fn decide(
+        &self,
+        grant: &Grant,
+        expires: u32,
+        caller: Option<&Arc<CallerProfile>>,
+        input: &Input<'_>,
+    ) -> Decision {
         let (plan, state) = match grant {
             Grant::Plan(p, s) => (p, s),
             Grant::Refused(r) => return Decision::reject(Rejection::new(r.kind).with_key(&r.id)),
@@ -216,23 +308,36 @@ impl Engine {
             Some(routes) => routes.lookup(input.req.method, input.req.path),
             None => input.slots,
         };
+        let inflight = if plan.concurrency.is_some() || plan.customer.is_some() {
+            match take_slots(plan, state) {
+                Ok(slots) => slots,
+                Err(scope) => {
+                    let r = Rejection::throttled(scope, CONCURRENCY_WAIT_NANOS).with_key(grant.id());
+                    return Decision::reject(r);
+                }
+            }
+        } else {
+            None
+        };
         let check = Check {
             key: Some(KeyCheck { id: grant.id(), plan, state }),
             buckets: self.buckets(Some(plan), slots),
             quota: plan.quota.as_ref(),
+            customer: plan.customer.as_ref(),
             now: input.now,
             views: input.want.views,
             refund: input.want.refund,
         };
-        decision(self.backend.check(&check), Some(grant.id()))
+        let extras = Extras { caller: caller.cloned(), inflight };
+        decision(self.backend.check(&check), Some(grant.id()), extras)
     }
 
     /// The buckets a request must pass, most specific first: per-key method, per-key plan,
-    /// stage method, stage default, account.
+    /// customer, stage method, stage default, account.
     #[inline]
-    fn buckets<'a>(&'a self, plan: Option<&'a CompiledPlan>, slots: Slots) -> [Option<BucketRef<'a>>; 5] {
+    fn buckets<'a>(&'a self, plan: Option<&'a CompiledPlan>, slots: Slots) -> [Option<BucketRef<'a>>; BUCKETS] {
         let bucket = |slot, scope, gcra| Some(BucketRef { slot, scope, gcra });
-        let mut out = [None; 5];
+        let mut out = [None; BUCKETS];
         if let Some(plan) = plan {
             if slots.plan != NONE {
                 out[0] = plan
@@ -241,15 +346,18 @@ impl Engine {
                     .and_then(|g| bucket(BucketSlot::KeyMethod(slots.plan), ThrottleScope::KeyMethod, g));
             }
             out[1] = plan.throttle.as_ref().and_then(|g| bucket(BucketSlot::Key, ThrottleScope::Key, g));
+            if let Some(c) = &plan.customer {
+                out[2] = c.rule.throttle.as_ref().and_then(|g| bucket(BucketSlot::Customer, ThrottleScope::Customer, g));
+            }
         }
         if slots.stage != NONE {
-            out[2] = self
+            out[3] = self
                 .stage_methods
                 .get(usize::from(slots.stage))
                 .and_then(|g| bucket(BucketSlot::StageMethod(slots.stage), ThrottleScope::StageMethod, g));
         }
-        out[3] = self.stage_default.as_ref().and_then(|g| bucket(BucketSlot::Stage, ThrottleScope::Stage, g));
-        out[4] = self.account.as_ref().and_then(|g| bucket(BucketSlot::Account, ThrottleScope::Account, g));
+        out[4] = self.stage_default.as_ref().and_then(|g| bucket(BucketSlot::Stage, ThrottleScope::Stage, g));
+        out[5] = self.account.as_ref().and_then(|g| bucket(BucketSlot::Account, ThrottleScope::Account, g));
         out
     }
 }

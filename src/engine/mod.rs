@@ -1,7 +1,9 @@
 //! The decision: pure, synchronous, time passed in.
 //!
-//! Order of checks for a keyed request: key grant → expiry → per-key method throttle → per-key
-//! plan throttle → stage method throttle → stage default throttle → account throttle → quota.
+//! Order of checks for a keyed request: key grant → expiry → concurrency caps (key, customer) →
+//! per-key method throttle → per-key plan throttle (or the key's override) → customer throttle →
+//! stage method throttle → stage default throttle → account throttle → quota (key) → quota
+//! (customer).
 //! Throttles are all-or-nothing: a request refused by a later bucket (or by the quota) gives back
 //! the tokens it took from earlier ones, so only forwarded requests consume anything.
 //!
@@ -13,8 +15,10 @@
 
 mod clock;
 pub(crate) mod counter;
+mod customer;
 mod decide;
 mod gcra;
+mod inflight;
 mod grant;
 pub(crate) mod ledger;
 mod plan;
@@ -24,10 +28,12 @@ mod routes;
 pub(crate) use clock::{nanos, unix_secs};
 pub use clock::{Clock, ManualClock, Now, SystemClock};
 pub(crate) use counter::{
-    bucket_view, BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict,
+    bucket_view, BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict, BUCKETS,
 };
+pub(crate) use customer::{BackendCustomer, CompiledCustomer, CustomerBinding, CustomerState};
 pub(crate) use decide::{Admitted, Decision, Engine, Input, Req, Want};
 pub(crate) use gcra::{Gcra, Undo};
+pub(crate) use inflight::InFlight;
 pub(crate) use grant::Grant;
 pub(crate) use plan::CompiledPlan;
 #[cfg(feature = "redis")]

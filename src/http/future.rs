@@ -2,6 +2,7 @@
 
 use super::body::UsagePlanBody;
 use super::post::Post;
+use crate::engine::InFlight;
 use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
@@ -13,7 +14,7 @@ use std::task::{ready, Context, Poll};
 /// The outcome of the slow path (a key lookup or a distributed check): forward (with the inner
 /// future already started) or refuse.
 pub(crate) enum Step<F> {
-    Forward(F, Option<Box<Post>>),
+    Forward(F, Option<Box<Post>>, Option<InFlight>),
     Reject(Response<Bytes>),
 }
 
@@ -30,7 +31,9 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
-        Inner { #[pin] fut: F, post: Option<Box<Post>> },
+        // `inflight`: the concurrency slots, held until the response body is over (dropped with
+        // the future if the request is cancelled or the inner service panics).
+        Inner { #[pin] fut: F, post: Option<Box<Post>>, inflight: Option<InFlight> },
         Lookup { fut: Lookup<F> },
         Reject { resp: Option<Response<Bytes>> },
     }
@@ -48,8 +51,8 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn inner(fut: F, post: Option<Box<Post>>) -> Self {
-        Self { state: State::Inner { fut, post } }
+    pub(crate) fn inner(fut: F, post: Option<Box<Post>>, inflight: Option<InFlight>) -> Self {
+        Self { state: State::Inner { fut, post, inflight } }
     }
 
     pub(crate) fn lookup(fut: Lookup<F>) -> Self {
@@ -70,17 +73,18 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             match self.as_mut().project().state.project() {
-                StateProj::Inner { fut, post } => {
+                StateProj::Inner { fut, post, inflight } => {
                     let mut resp = ready!(fut.poll(cx))?;
                     if let Some(post) = post {
                         let status = resp.status();
                         post.apply(status, resp.headers_mut());
                     }
-                    return Poll::Ready(Ok(resp.map(UsagePlanBody::inner)));
+                    let inflight = inflight.take();
+                    return Poll::Ready(Ok(resp.map(|body| UsagePlanBody::inner(body, inflight))));
                 }
                 StateProj::Lookup { fut } => {
                     let next = match ready!(fut.as_mut().poll(cx)) {
-                        Step::Forward(fut, post) => State::Inner { fut, post },
+                        Step::Forward(fut, post, inflight) => State::Inner { fut, post, inflight },
                         Step::Reject(resp) => State::Reject { resp: Some(resp) },
                     };
                     self.as_mut().project().state.set(next);

@@ -180,6 +180,16 @@ impl UsagePlanLayerBuilder {
         self
     }
 
+    /// Whether every admitted keyed request carries a [`Caller`](crate::Caller) in its extensions
+    /// (key id and name, plan, customer, stage, tags, what is left). On by default. It costs one
+    /// small box per request for the extension (and the extension map's first allocation when the
+    /// request has none yet), and a per-key profile made when a key is (re)validated; turn it off
+    /// for the allocation-free path when no handler reads it.
+    pub fn caller(mut self, on: bool) -> Self {
+        self.cache.caller = on;
+        self
+    }
+
     /// Forward requests when the store fails and the key is not cached, held only to the stage
     /// and account throttles (no per-key limit, no quota). Off by default (fail closed with 503).
     /// Logged at `warn` each time it happens. A key invalidated (e.g. disabled) while the store

@@ -39,7 +39,7 @@ impl Post {
         headers: RateLimitHeaders,
         policy: Option<&Arc<RefundPolicy>>,
     ) -> Option<Box<Post>> {
-        let Admitted { limits, refund } = admitted;
+        let Admitted { limits, refund, .. } = admitted;
         let limits = limits.filter(|_| headers != RateLimitHeaders::Off);
         let refund = refund.zip(policy.cloned());
         if limits.is_none() && refund.is_none() {

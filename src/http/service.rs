@@ -2,7 +2,7 @@
 
 use super::future::{ResponseFuture, Step};
 use super::shared::Shared;
-use crate::engine::{Decision, Input, Now, Req};
+use crate::engine::{Admitted, Decision, InFlight, Input, Now, Req};
 use crate::rejection::{Rejection, RejectionKind};
 use http::header::CONTENT_TYPE;
 use http::{Request, Response};
@@ -54,6 +54,16 @@ fn recheck(shared: &Shared, decided: Decision, then: Now, again: impl FnOnce(Now
     }
 }
 
+/// Puts the [`Caller`](crate::Caller) in the request's extensions and takes the concurrency slots
+/// out of the admission, for the response future to hold.
+#[inline]
+fn hand_over<B>(admitted: &mut Admitted, req: &mut Request<B>) -> Option<InFlight> {
+    if let Some(caller) = admitted.caller.take() {
+        req.extensions_mut().insert(caller);
+    }
+    admitted.inflight.take()
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for UsagePlanService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -68,7 +78,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
         let (engine, keys) = (&*shared.engine, &shared.keys);
         let r = Req { method: req.method(), path: req.uri().path() };
@@ -90,8 +100,9 @@ where
         };
         // The hot path: decided now.
         let pending = match first {
-            Ok(Decision::Ready(Ok(admitted))) => {
-                return ResponseFuture::inner(self.inner.call(req), shared.post(admitted))
+            Ok(Decision::Ready(Ok(mut admitted))) => {
+                let inflight = hand_over(&mut admitted, &mut req);
+                return ResponseFuture::inner(self.inner.call(req), shared.post(admitted), inflight);
             }
             Ok(Decision::Ready(Err(rejection))) => {
                 return ResponseFuture::reject(shared.render(rejection, grpc_type(&req)))
@@ -117,7 +128,10 @@ where
                 }
             };
             match decided {
-                Ok(admitted) => Step::Forward(inner.call(req), shared.post(admitted)),
+                Ok(mut admitted) => {
+                    let inflight = hand_over(&mut admitted, &mut req);
+                    Step::Forward(inner.call(req), shared.post(admitted), inflight)
+                }
                 Err(rejection) => Step::Reject(shared.render(rejection, grpc)),
             }
         }))

@@ -2,7 +2,9 @@
 //! of the key cache's TTL, generations, sweeping and stale-if-error window.
 
 use super::entry::{KeyBytes, KeyEntry};
+use crate::caller::CallerProfile;
 use crate::engine::{nanos, unix_secs, Decision, Engine, Grant, Input, Now};
+use std::sync::Arc;
 use crate::error::ConfigError;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::store::{Invalidation, KeyRecord};
@@ -20,11 +22,13 @@ pub(crate) struct CacheSettings {
     /// Forward (held to the stage and account throttles only) when the store fails and the key
     /// has no usable answer.
     pub(crate) fail_open: bool,
+    /// Make the key's part of a [`Caller`](crate::Caller) with each entry.
+    pub(crate) caller: bool,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        Self { ttl: Duration::from_secs(60), stale_if_error: Duration::from_secs(300), fail_open: false }
+        Self { ttl: Duration::from_secs(60), stale_if_error: Duration::from_secs(300), fail_open: false, caller: true }
     }
 }
 
@@ -152,7 +156,7 @@ impl KeyCache {
         let guard = self.entries.pin();
         let entry = guard.get(value)?;
         (entry.fresh_until > input.now.mono_nanos && self.valid(entry))
-            .then(|| engine.decide(&entry.grant, entry.expires, input))
+            .then(|| engine.decide(&entry.grant, entry.expires, entry.caller.as_ref(), input))
     }
 
     /// Decides with a cached entry that is past its TTL but within the stale-if-error window.
@@ -161,7 +165,7 @@ impl KeyCache {
         // An invalidated entry is not served stale: it may be a key that was just disabled.
         let entry = guard.get(value).filter(|e| self.valid(e))?;
         let stale_until = entry.fresh_until.saturating_add(nanos(self.settings.stale_if_error));
-        let decided = (stale_until > input.now.mono_nanos).then(|| engine.decide(&entry.grant, entry.expires, input));
+        let decided = (stale_until > input.now.mono_nanos).then(|| engine.decide(&entry.grant, entry.expires, entry.caller.as_ref(), input));
         if decided.is_some() {
             self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
         }
@@ -194,7 +198,7 @@ impl KeyCache {
                 return Decision::reject(Rejection::new(RejectionKind::StoreUnavailable));
             }
         };
-        let decide = |e: &KeyEntry| engine.decide(&e.grant, e.expires, input);
+        let decide = |e: &KeyEntry| engine.decide(&e.grant, e.expires, e.caller.as_ref(), input);
         // Insert unless a fresh entry asked at our generation or a later one is there (a racing
         // lookup, or the flight's leader before its followers): then decide with that one, so
         // that racing first requests of a key share one entry, and an answer asked before an
@@ -232,11 +236,15 @@ impl KeyCache {
         let key = record.key();
         let stage = engine.stage();
         let plan = record.plans().iter().find(|p| p.stage_binding(stage.api(), stage.stage_name()).is_some());
+        let mut caller = None;
         let grant = match plan {
             _ if !key.is_enabled() => Grant::refused(key.id_arc(), RejectionKind::DisabledKey),
             None => Grant::refused(key.id_arc(), RejectionKind::WrongStage),
             Some(plan) => {
-                let compiled = engine.compile(plan, now)?;
+                let compiled = engine.compile_for(plan, key.overrides().map(|o| &**o), record.customer(), now)?;
+                if self.settings.caller {
+                    caller = Some(Arc::new(CallerProfile::new(key, plan, engine.shared_stage())));
+                }
                 let previous = previous.and_then(|p| match &p.grant {
                     Grant::Plan(_, state) if **state.key_id() == *key.id() => Some(state),
                     _ => None,
@@ -248,6 +256,7 @@ impl KeyCache {
         let ttl = self.settings.ttl;
         Ok(KeyEntry {
             grant,
+            caller,
             expires: key.expires().map_or(u32::MAX, |t| u32::try_from(unix_secs(t).max(0)).unwrap_or(u32::MAX)),
             fresh_until: now.mono_nanos.saturating_add(nanos(ttl)),
             generation: AtomicU32::new(generation),

@@ -1,7 +1,9 @@
 //! One cached key: the store's answer for a presented value, as a grant on this stage, with
 //! how long it is fresh and the invalidation generation it was asked at.
 
+use crate::caller::CallerProfile;
 use crate::engine::Grant;
+use std::sync::Arc;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -9,6 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 #[derive(Debug)]
 pub(crate) struct KeyEntry {
     pub(crate) grant: Grant,
+    /// The key's part of the [`Caller`](crate::Caller) handed to the inner service (when the layer
+    /// hands one over and the key is granted).
+    pub(crate) caller: Option<Arc<CallerProfile>>,
     /// Unix seconds from which the key is expired (`u32::MAX`: never; an expiry after 2106 counts
     /// as never, so that this and `generation` fit in one word).
     pub(crate) expires: u32,
@@ -25,6 +30,7 @@ impl Clone for KeyEntry {
     fn clone(&self) -> Self {
         Self {
             grant: self.grant.clone(),
+            caller: self.caller.clone(),
             expires: self.expires,
             fresh_until: self.fresh_until,
             generation: AtomicU32::new(self.generation()),
@@ -94,4 +100,4 @@ impl fmt::Debug for KeyBytes {
 
 // A cache entry is per key value at 1M keys: its size is part of the memory goal.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<KeyEntry>() == 40 && std::mem::size_of::<Grant>() == 24);
+const _: () = assert!(std::mem::size_of::<KeyEntry>() == 48 && std::mem::size_of::<Grant>() == 24);

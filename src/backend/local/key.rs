@@ -1,10 +1,10 @@
 //! One key's counters in this process.
 
 use crate::engine::ledger::{DayCounter, Ledger, Owner};
-use crate::engine::{BackendKey, CompiledPlan, Now};
+use crate::engine::{BackendCustomer, BackendKey, CompiledPlan, Now};
 use crate::model::MethodKey;
 use std::any::Any;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::Arc;
 
 /// One key's state under one version of a plan: its plan bucket and quota count inline (one
@@ -33,6 +33,8 @@ pub(super) struct Extra {
     pub(super) origin: Option<Arc<LocalKey>>,
     /// The buckets of method throttles after the first.
     pub(super) more_methods: Box<[AtomicU64]>,
+    /// Requests in the inner service now, when the plan caps them.
+    pub(super) inflight: Option<AtomicU32>,
 }
 
 impl BackendKey for LocalKey {
@@ -45,6 +47,28 @@ impl BackendKey for LocalKey {
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+
+    fn inflight(&self) -> Option<&AtomicU32> {
+        self.extra.as_ref().and_then(|e| e.inflight.as_ref())
+    }
+}
+
+/// One customer's counters in this process: its bucket and quota count, shared by its keys.
+#[derive(Debug)]
+pub(super) struct LocalCustomer {
+    pub(super) bucket: AtomicU64,
+    pub(super) quota: AtomicU64,
+    pub(super) inflight: AtomicU32,
+}
+
+impl BackendCustomer for LocalCustomer {
+    fn inflight(&self) -> &AtomicU32 {
+        &self.inflight
+    }
+
+    fn as_any(&self) -> &dyn Any {
         self
     }
 }

@@ -7,13 +7,15 @@ mod usage;
 
 use crate::engine::ledger::{day_of, DayCounter, Ledger};
 use crate::engine::{bucket_view, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict};
+use crate::engine::{CompiledCustomer, CustomerState, BUCKETS};
 use crate::engine::{CompiledPlan, Gcra, Now, QuotaRule, Undo};
 use crate::model::Stage;
 use crate::view::{Limits, QuotaView};
 use index::KeyIndex;
-use key::{Extra, LocalKey};
+use key::{Extra, LocalCustomer, LocalKey};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Counters in this process. The key cache holds each key's state (so a request reaches it
@@ -25,6 +27,9 @@ pub(crate) struct InProcess {
     stage_default: AtomicU64,
     account: AtomicU64,
     keys: parking_lot::Mutex<KeyIndex>,
+    /// Every customer's counters, by id (customers are as many as the configuration names, and
+    /// their counts must outlive any one key's entry: they are never swept).
+    customers: parking_lot::Mutex<HashMap<Arc<str>, Arc<LocalCustomer>>>,
     /// Past days of every key's usage.
     ledger: Arc<Ledger>,
 }
@@ -42,14 +47,21 @@ impl InProcess {
             stage_default: AtomicU64::new(0),
             account: AtomicU64::new(0),
             keys: parking_lot::Mutex::new(KeyIndex::default()),
+            customers: parking_lot::Mutex::default(),
             ledger: Arc::new(Ledger::new(retention_days)),
         }
     }
 
-    fn bucket<'a>(&'a self, local: Option<&'a LocalKey>, slot: BucketSlot) -> Option<&'a AtomicU64> {
+    fn bucket<'a>(
+        &'a self,
+        local: Option<&'a LocalKey>,
+        customer: Option<&'a LocalCustomer>,
+        slot: BucketSlot,
+    ) -> Option<&'a AtomicU64> {
         match slot {
             BucketSlot::KeyMethod(i) => local.and_then(|l| l.method(usize::from(i))),
             BucketSlot::Key => local.map(|l| &l.core().key),
+            BucketSlot::Customer => customer.map(|c| &c.bucket),
             BucketSlot::StageMethod(i) => self.stage_methods.get(usize::from(i)),
             BucketSlot::Stage => Some(&self.stage_default),
             BucketSlot::Account => Some(&self.account),
@@ -74,6 +86,17 @@ impl InProcess {
         }))
     }
 
+    /// The customer's counters for a check, if it has a customer.
+    #[inline]
+    fn customer<'a>(check: &Check<'a>) -> Option<&'a LocalCustomer> {
+        check.customer.and_then(|c| c.state.as_any().downcast_ref::<LocalCustomer>())
+    }
+
+    /// Customer `id`'s quota count, if this backend has counted for it.
+    pub(crate) fn customer_quota(&self, id: &str) -> Option<u64> {
+        self.customers.lock().get(id).map(|c| c.quota.load(Ordering::Acquire))
+    }
+
     fn release(taken: &[Option<(&AtomicU64, Undo)>]) {
         for (state, undo) in taken.iter().flatten() {
             Gcra::undo(state, *undo);
@@ -94,7 +117,9 @@ impl CounterBackend for InProcess {
                 .filter(|p| p.plan.plan.id() == plan.plan.id() && p.id == *id)
         });
         if let Some(p) = &previous {
-            if p.method_keys() == &plan.method_keys[..] {
+            // A plan that gained a concurrency cap needs a state that counts requests in flight.
+            let counts_inflight = plan.concurrency.is_none() || p.extra.as_ref().is_some_and(|e| e.inflight.is_some());
+            if p.method_keys() == &plan.method_keys[..] && counts_inflight {
                 if keys.get(id, plan.plan.id()).is_none() {
                     keys.put(p);
                 }
@@ -119,8 +144,10 @@ impl CounterBackend for InProcess {
             quota: AtomicU64::new(seed),
             day: DayCounter::default(),
             methods: [start(0)],
-            extra: (origin.is_some() || n > 1)
-                .then(|| Box::new(Extra { origin, more_methods: (1..n).map(start).collect() })),
+            extra: (origin.is_some() || n > 1 || plan.concurrency.is_some()).then(|| {
+                let inflight = plan.concurrency.map(|_| AtomicU32::new(0));
+                Box::new(Extra { origin, more_methods: (1..n).map(start).collect(), inflight })
+            }),
             id: Arc::clone(id),
             plan: Arc::clone(plan),
         });
@@ -128,12 +155,21 @@ impl CounterBackend for InProcess {
         state
     }
 
+    fn customer_state(&self, rule: &Arc<CompiledCustomer>, _previous: Option<&CustomerState>, _now: Now) -> CustomerState {
+        let mut customers = self.customers.lock();
+        let state = customers.entry(Arc::clone(rule.customer.id_arc())).or_insert_with(|| {
+            Arc::new(LocalCustomer { bucket: AtomicU64::new(0), quota: AtomicU64::new(0), inflight: AtomicU32::new(0) })
+        });
+        Arc::clone(state) as CustomerState
+    }
+
     fn check(&self, check: &Check<'_>) -> Verdict {
         let local = check.key.and_then(|k| k.state.as_any().downcast_ref::<LocalKey>());
-        let mut taken: [Option<(&AtomicU64, Undo)>; 5] = [None; 5];
+        let customer = Self::customer(check);
+        let mut taken: [Option<(&AtomicU64, Undo)>; BUCKETS] = [None; BUCKETS];
         for (i, bucket) in check.buckets.iter().enumerate() {
             let Some(bucket) = bucket else { continue };
-            let Some(state) = self.bucket(local, bucket.slot) else { continue };
+            let Some(state) = self.bucket(local, customer, bucket.slot) else { continue };
             match bucket.gcra.acquire(state, check.now.mono_nanos) {
                 Ok(undo) => taken[i] = Some((state, undo)),
                 Err(wait_nanos) => {
@@ -165,18 +201,42 @@ impl CounterBackend for InProcess {
                 }
             }
         }
+        // The customer's quota, after the key's: a refusal gives the key's count back.
+        let mut customer_ticket = None;
+        if let (Some(rule), Some(state)) = (check.customer.and_then(|c| c.rule.quota.as_ref()), customer) {
+            match rule.acquire(&state.quota, check.now.unix_secs) {
+                Ok(counted) => customer_ticket = Some(counted.ticket),
+                Err(counted) => {
+                    Self::release(&taken);
+                    if let (Some(t), Some(local)) = (ticket, local) {
+                        QuotaRule::refund(&local.core().quota, t);
+                    }
+                    let view = rule.view_of(&counted, check.now.unix_secs);
+                    return Verdict::Ready(Outcome {
+                        result: Err(Refused::Quota(view)),
+                        limits: self.limits(check, local, quota_view),
+                    });
+                }
+            }
+        }
         let mut refund = None;
         if let (Some(key), Some(local)) = (check.key, local) {
             let day = day_of(check.now.unix_secs);
             local.core().day.add(day, local.owner(&self.ledger));
             if check.refund {
                 let (state, ledger) = (Arc::clone(key.state), Arc::clone(&self.ledger));
+                let customer = customer_ticket.and(check.customer).map(|c| Arc::clone(&c.state));
                 refund = Some(Box::new(move || {
                     if let Some(local) = state.as_any().downcast_ref::<LocalKey>() {
                         if let Some(ticket) = ticket {
                             QuotaRule::refund(&local.core().quota, ticket);
                         }
                         local.core().day.sub(day, local.owner(&ledger));
+                    }
+                    if let (Some(c), Some(t)) = (customer.as_ref(), customer_ticket) {
+                        if let Some(c) = c.as_any().downcast_ref::<LocalCustomer>() {
+                            QuotaRule::refund(&c.quota, t);
+                        }
                     }
                 }) as Refund);
             }

@@ -83,7 +83,7 @@ impl BoundInner {
             BucketSlot::StageMethod(i) => Some(usize::from(i)).filter(|i| *i < n),
             BucketSlot::Stage => Some(n),
             BucketSlot::Account => Some(n + 1),
-            BucketSlot::Key | BucketSlot::KeyMethod(_) => None,
+            BucketSlot::Key | BucketSlot::KeyMethod(_) | BucketSlot::Customer => None,
         }
     }
 
@@ -101,6 +101,7 @@ impl BoundInner {
             BucketSlot::Stage => self.stage_default.clone(),
             BucketSlot::Account => self.account.clone(),
             BucketSlot::Key => key?.key_bucket.clone(),
+            BucketSlot::Customer => names.customer(plan?.customer.as_ref()?.rule.customer.id()),
             BucketSlot::KeyMethod(i) => {
                 let (key, plan) = (key?, plan?);
                 let method = plan.method_keys.get(usize::from(i))?;
@@ -189,7 +190,32 @@ fn counted(
     })))
 }
 
+/// A customer's state in this replica: FIXME(issue 16) its bucket and quota in Redis.
+#[derive(Debug, Default)]
+pub(super) struct RedisCustomer {
+    inflight: std::sync::atomic::AtomicU32,
+}
+
+impl crate::engine::BackendCustomer for RedisCustomer {
+    fn inflight(&self) -> &std::sync::atomic::AtomicU32 {
+        &self.inflight
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 impl CounterBackend for Bound {
+    fn customer_state(
+        &self,
+        _rule: &Arc<crate::engine::CompiledCustomer>,
+        previous: Option<&crate::engine::CustomerState>,
+        _now: Now,
+    ) -> crate::engine::CustomerState {
+        previous.cloned().unwrap_or_else(|| Arc::new(RedisCustomer::default()))
+    }
+
     fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, _previous: Option<&KeyState>, _now: Now) -> KeyState {
         let key = self.inner.conn.key_state(id, plan);
         key.set_plan(plan);

@@ -12,7 +12,7 @@ use crate::engine::{CompiledPlan, Now};
 use crate::view::QuotaView;
 use std::any::Any;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Packs a period tag and a count into one word (the tag's 24 bits above a 40-bit count).
@@ -135,6 +135,8 @@ pub(super) struct RedisKey {
     revocations: AtomicU64,
     /// The id of the last of those updates.
     last_revocation: parking_lot::Mutex<Option<Arc<str>>>,
+    /// The key's requests in the inner service in this replica (concurrency caps are per replica).
+    inflight: AtomicU32,
 }
 
 impl fmt::Debug for RedisKey {
@@ -155,6 +157,10 @@ impl BackendKey for RedisKey {
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
+
+    fn inflight(&self) -> Option<&AtomicU32> {
+        Some(&self.inflight)
+    }
 }
 
 impl RedisKey {
@@ -173,6 +179,7 @@ impl RedisKey {
             quota_deny_until: AtomicU64::new(0),
             quota_deny: parking_lot::Mutex::new(None),
             touched: AtomicBool::new(true),
+            inflight: AtomicU32::new(0),
             outage: AtomicU64::new(0),
             outage_end: AtomicI64::new(0),
             fallback_used: AtomicU64::new(0),

@@ -250,6 +250,13 @@ impl Names {
         s
     }
 
+    /// A customer's bucket, shared by its keys (whatever their plans).
+    pub(super) fn customer(&self, id: &str) -> String {
+        let mut s = format!("{}:customer", self.tag);
+        part(&mut s, id);
+        s
+    }
+
     /// A key's bucket for a method throttle of its plan on a stage.
     pub(super) fn key_method(&self, id: &str, plan: &str, api: &str, stage: &str, method: &str) -> String {
         let mut s = format!("{}:key-method", self.tag);
