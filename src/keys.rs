@@ -1,4 +1,5 @@
-//! Key material: generating key values and hashing them for storage.
+//! Key material: generating key values (plain, or with a prefix and a checksum:
+//! [`generate_with_prefix`]) and hashing them for storage.
 //!
 //! A database should never hold API key values, only their [`KeyHash`] (SHA-256): a leaked table
 //! then gives an attacker nothing to present. A presented value is hashed once per store lookup
@@ -46,19 +47,195 @@ pub fn generate_len(len: usize) -> Result<KeySecret, ConfigError> {
         return Err(ConfigError::invalid("len", format!("must be {MIN_KEY_LEN} to {MAX_KEY_LEN}, got {len}")));
     }
     let mut out = String::with_capacity(len);
+    push_random(&mut out, len, "len")?;
+    KeySecret::new(out)
+}
+
+/// Appends `n` uniform base62 characters from the OS CSPRNG; a failing source is an error naming
+/// `field`.
+fn push_random(out: &mut String, n: usize, field: &str) -> Result<(), ConfigError> {
+    let end = out.len() + n;
     let mut buf = [0u8; 64];
-    while out.len() < len {
+    while out.len() < end {
         getrandom::fill(&mut buf)
-            .map_err(|e| ConfigError::invalid("len", format!("the OS random source failed: {e}")))?;
+            .map_err(|e| ConfigError::invalid(field, format!("the OS random source failed: {e}")))?;
         // 62 * 4 = 248: bytes below 248 map uniformly onto the alphabet.
         for b in buf.iter().filter(|b| **b < 248) {
-            if out.len() == len {
+            if out.len() == end {
                 break;
             }
             out.push(char::from(BASE62[usize::from(*b % 62)]));
         }
     }
+    Ok(())
+}
+
+/// Longest prefix of a key from [`generate_with_prefix`].
+pub const MAX_PREFIX_LEN: usize = 32;
+/// Random base62 characters between the prefix and the checksum of a key from
+/// [`generate_with_prefix`] (about 190 bits).
+pub const PREFIXED_RANDOM_LEN: usize = 32;
+/// Base62 characters of the checksum ending a prefixed key.
+pub const CHECKSUM_LEN: usize = 6;
+
+/// A new random key value that starts with `prefix` and ends with a checksum, so that a mistyped
+/// or truncated key is told apart from an unknown one without asking any store (see
+/// [`UsagePlanLayerBuilder::key_prefixes`](crate::UsagePlanLayerBuilder::key_prefixes)), and a
+/// leaked key is easy to recognize (secret scanners match the prefix).
+///
+/// The format, for other languages to make or verify such keys:
+///
+/// ```text
+/// value    = prefix random checksum
+/// prefix   = 1 to 32 characters of [A-Za-z0-9_-]
+/// random   = 32 characters of the base62 alphabet (generated; a verifier accepts 32 or more)
+/// checksum = 6 characters of the base62 alphabet
+/// base62   = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" (digit values 0 to 61)
+/// ```
+///
+/// `checksum` is the CRC-32 (IEEE 802.3, as zlib's `crc32`, Python's `zlib.crc32`, Go's
+/// `crc32.ChecksumIEEE`) of the ASCII bytes of `prefix random`, written in base62, most
+/// significant digit first, padded with `0` to 6 digits (62^6 > 2^32). CRC-32 catches every
+/// change of one character, and every swap of two neighbouring ones. It is a typo check, not a
+/// signature: anyone can make a value with a valid checksum, which the store then refuses.
+/// [`checksum_ok`] verifies it.
+///
+/// ```
+/// use tower_usage_plans::keys;
+///
+/// let secret = keys::generate_with_prefix("sk_live_")?;
+/// let value = secret.expose();
+/// assert!(value.starts_with("sk_live_"));
+/// assert_eq!(value.len(), 8 + keys::PREFIXED_RANDOM_LEN + keys::CHECKSUM_LEN); // 46
+/// assert!(keys::checksum_ok(value, "sk_live_"));
+///
+/// // One character mistyped: the checksum no longer matches.
+/// let mut typo = value.to_owned().into_bytes();
+/// typo[10] = if typo[10] == b'x' { b'y' } else { b'x' };
+/// assert!(!keys::checksum_ok(std::str::from_utf8(&typo).unwrap(), "sk_live_"));
+///
+/// assert_eq!(keys::generate_with_prefix("sk live").unwrap_err().field(), "prefix");
+/// # Ok::<(), tower_usage_plans::ConfigError>(())
+/// ```
+///
+/// # Errors
+///
+/// A [`ConfigError`] naming `prefix` when the prefix is empty, longer than [`MAX_PREFIX_LEN`]
+/// or has a character outside `[A-Za-z0-9_-]`, or when the OS random source fails.
+pub fn generate_with_prefix(prefix: &str) -> Result<KeySecret, ConfigError> {
+    check_prefix("prefix", prefix)?;
+    let mut out = String::with_capacity(prefix.len() + PREFIXED_RANDOM_LEN + CHECKSUM_LEN);
+    out.push_str(prefix);
+    push_random(&mut out, PREFIXED_RANDOM_LEN, "prefix")?;
+    let sum = checksum(out.as_bytes());
+    out.extend(sum.iter().map(|&b| char::from(b)));
     KeySecret::new(out)
+}
+
+/// Whether `value` is `prefix`, then 32 or more base62 characters, then their valid checksum
+/// (the format of [`generate_with_prefix`]). False for a value without that prefix, and for a
+/// prefix [`generate_with_prefix`] refuses. Allocates nothing.
+///
+/// ```
+/// use tower_usage_plans::keys;
+/// let value = keys::generate_with_prefix("acme_")?;
+/// assert!(keys::checksum_ok(value.expose(), "acme_"));
+/// assert!(!keys::checksum_ok(value.expose(), "other_"));
+/// assert!(!keys::checksum_ok("acme_0123456789abcdefghij0123456789ab000000", "acme_"));
+/// # Ok::<(), tower_usage_plans::ConfigError>(())
+/// ```
+#[must_use]
+pub fn checksum_ok(value: &str, prefix: &str) -> bool {
+    check_prefix("prefix", prefix).is_ok() && checksum_ok_after(value.as_bytes(), prefix.as_bytes())
+}
+
+/// [`checksum_ok`] for a prefix already checked.
+fn checksum_ok_after(value: &[u8], prefix: &[u8]) -> bool {
+    let Some(rest) = value.strip_prefix(prefix) else {
+        return false;
+    };
+    if rest.len() < PREFIXED_RANDOM_LEN + CHECKSUM_LEN || !rest.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    let (body, sum) = value.split_at(value.len() - CHECKSUM_LEN);
+    checksum(body) == sum
+}
+
+fn check_prefix(field: &str, prefix: &str) -> Result<(), ConfigError> {
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
+        return Err(ConfigError::invalid(
+            field,
+            format!("must be 1 to {MAX_PREFIX_LEN} characters long, got {}", prefix.len()),
+        ));
+    }
+    if !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(ConfigError::invalid(field, "must contain only A-Z, a-z, 0-9, '_' and '-'"));
+    }
+    Ok(())
+}
+
+/// The 6 base62 digits of the CRC-32 of `body`, most significant first.
+fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let mut crc = !body.iter().fold(!0u32, |c, &b| CRC32[usize::from(c.to_le_bytes()[0] ^ b)] ^ (c >> 8));
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for digit in out.iter_mut().rev() {
+        *digit = BASE62[(crc % 62) as usize];
+        crc /= 62;
+    }
+    out
+}
+
+/// The CRC-32 (IEEE, reflected polynomial 0xEDB88320) of every byte.
+const CRC32: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+/// The prefixes a layer checks presented values against
+/// ([`UsagePlanLayerBuilder::key_prefixes`](crate::UsagePlanLayerBuilder::key_prefixes)).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyPrefixes(Box<[Box<str>]>);
+
+impl KeyPrefixes {
+    /// Checks every prefix; an error names `field[i]`.
+    pub(crate) fn new(field: &str, prefixes: Vec<String>) -> Result<Self, ConfigError> {
+        for (i, p) in prefixes.iter().enumerate() {
+            check_prefix(&format!("{field}[{i}]"), p)?;
+        }
+        Ok(Self(prefixes.into_iter().map(String::into_boxed_str).collect()))
+    }
+
+    /// Whether no prefix is configured (then [`refuses`](Self::refuses) is never asked).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `value` starts with a configured prefix yet is valid for none of those it starts
+    /// with. A value without any of the prefixes is not refused. Allocates nothing.
+    pub(crate) fn refuses(&self, value: &[u8]) -> bool {
+        let mut claimed = false;
+        for p in self.0.iter().map(|p| p.as_bytes()) {
+            if value.starts_with(p) {
+                if checksum_ok_after(value, p) {
+                    return false;
+                }
+                claimed = true;
+            }
+        }
+        claimed
+    }
 }
 
 /// Length of ids from [`generate_id`] (API Gateway's API key ids have 10 characters).
@@ -183,6 +360,9 @@ impl fmt::Display for KeyHash {
         f.write_str(&self.to_hex())
     }
 }
+
+#[cfg(test)]
+mod prefixed_tests;
 
 #[cfg(test)]
 mod tests {

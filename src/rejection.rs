@@ -12,7 +12,9 @@ use std::time::Duration;
 pub enum RejectionKind {
     /// No key was presented.
     MissingKey,
-    /// The key was presented more than once, was too long, or had characters no key can have.
+    /// The key was presented more than once, was too long, had characters no key can have, or
+    /// started with one of the layer's [key prefixes](crate::UsagePlanLayerBuilder::key_prefixes)
+    /// without a valid checksum (a mistyped key).
     MalformedKey,
     /// No such key.
     UnknownKey,

@@ -47,15 +47,25 @@ methods = { "/pets/{petId}/GET" = { rate = 1000000.0, burst = 1000000 } }
 id = "k"
 value = "k-0123456789abcdefghij"
 plans = ["p"]
+[[keys]]
+id = "prefixed"
+value = "sk_live_0123456789abcdefghijABCDEFGHIJKL2rQEm4"
+plans = ["p"]
 "#;
 
 /// Allocations made by the layer for one allowed request: the request is built before counting
 /// and the response dropped after.
 fn per_request(style: RateLimitHeaders, path: &str) -> usize {
+    per_request_with(style, path, "k-0123456789abcdefghij", &[])
+}
+
+/// [`per_request`] with the key `key`, on a layer checking `prefixes`.
+fn per_request_with(style: RateLimitHeaders, path: &str, key: &'static str, prefixes: &[&str]) -> usize {
     let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
     let inner = service_fn(|_req: Request<()>| ready(Ok::<_, Infallible>(Response::new(()))));
-    let mut svc = UsagePlanLayer::builder(store).rate_limit_headers(style).build().unwrap().layer(inner);
-    let key = HeaderValue::from_static("k-0123456789abcdefghij");
+    let builder = UsagePlanLayer::builder(store).rate_limit_headers(style).key_prefixes(prefixes.iter().copied());
+    let mut svc = builder.build().unwrap().layer(inner);
+    let key = HeaderValue::from_static(key);
     let request = || {
         let mut req = Request::get(path).body(()).unwrap();
         req.headers_mut().insert("x-api-key", key.clone());
@@ -83,6 +93,9 @@ fn allowed_path_allocates_nothing_with_headers_off() {
     // quota: every check runs.
     assert_eq!(per_request(RateLimitHeaders::Off, "/pets/42"), 0);
     assert_eq!(per_request(RateLimitHeaders::Off, "/pets"), 0);
+    // With key prefixes: the checksum check allocates nothing either.
+    let prefixed = "sk_live_0123456789abcdefghijABCDEFGHIJKL2rQEm4";
+    assert_eq!(per_request_with(RateLimitHeaders::Off, "/pets/42", prefixed, &["sk_test_", "sk_live_"]), 0);
     let draft = per_request(RateLimitHeaders::Draft, "/pets/42");
     let legacy = per_request(RateLimitHeaders::Legacy, "/pets/42");
     eprintln!("allocations per allowed request: headers off 0, draft {draft}, legacy {legacy}");

@@ -10,6 +10,7 @@ use crate::backend::InProcess;
 use crate::engine::{Clock, CounterBackend, Engine, SystemClock};
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::keycache::{CacheSettings, KeyCache, KeyCacheStats};
+use crate::keys::KeyPrefixes;
 use crate::model::Stage;
 use crate::store::{DynKeyStore, Invalidation, KeyStore};
 use crate::usage::{Usage, UsageBackend};
@@ -70,6 +71,7 @@ impl UsagePlanLayer {
             store: Arc::new(store),
             clock: Arc::new(SystemClock::new()),
             source: KeySource::default(),
+            key_prefixes: Vec::new(),
             headers: RateLimitHeaders::default(),
             renderer: Renderer(Box::new(AwsRejection)),
             cache: CacheSettings::default(),
@@ -98,6 +100,7 @@ pub struct UsagePlanLayerBuilder {
     store: Arc<dyn DynKeyStore>,
     clock: Arc<dyn Clock>,
     source: KeySource,
+    key_prefixes: Vec<String>,
     headers: RateLimitHeaders,
     renderer: Renderer,
     cache: CacheSettings,
@@ -145,6 +148,19 @@ impl UsagePlanLayerBuilder {
     /// Where the key is read from; `x-api-key` by default.
     pub fn key_source(mut self, source: KeySource) -> Self {
         self.source = source;
+        self
+    }
+
+    /// Prefixes of the keys made with [`keys::generate_with_prefix`](crate::keys::generate_with_prefix)
+    /// (e.g. `["sk_live_"]`). A presented value that starts with one of them but has no valid
+    /// checksum for any it starts with (a mistyped, truncated or made-up key) is refused with
+    /// 403 Forbidden ([`RejectionKind::MalformedKey`](crate::RejectionKind::MalformedKey))
+    /// without asking the store or the key cache, so typos cost no lookup. Values without any of
+    /// the prefixes (keys imported from API Gateway, say) are looked up as before. None by
+    /// default; each call replaces the previous set. [`build`](Self::build) checks the prefixes
+    /// as [`generate_with_prefix`](crate::keys::generate_with_prefix) does.
+    pub fn key_prefixes(mut self, prefixes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.key_prefixes = prefixes.into_iter().map(Into::into).collect();
         self
     }
 
@@ -221,7 +237,10 @@ impl UsagePlanLayerBuilder {
     /// # Errors
     ///
     /// A [`ConfigError`] of kind [`Missing`](ConfigErrorKind::Missing) for the field `stage`
-    /// when neither [`stage`](Self::stage) nor the store named the stage to guard.
+    /// when neither [`stage`](Self::stage) nor the store named the stage to guard; one of kind
+    /// [`Invalid`](ConfigErrorKind::Invalid) for the field `key_prefixes[i]` when a prefix given
+    /// to [`key_prefixes`](Self::key_prefixes) is empty, longer than 32 characters or has a
+    /// character outside `[A-Za-z0-9_-]`.
     pub fn build(self) -> Result<UsagePlanLayer, ConfigError> {
         /// Where the counters live, and where their usage is read (if it can be).
         type Backends = (Arc<dyn CounterBackend>, Option<Arc<dyn UsageBackend>>);
@@ -232,6 +251,7 @@ impl UsagePlanLayerBuilder {
                 "the layer guards no stage: name it with UsagePlanLayerBuilder::stage (the store carries none)",
             )
         })?;
+        let prefixes = KeyPrefixes::new("key_prefixes", self.key_prefixes)?;
         // The builder picks where counters live: in Redis when given one, else in this process.
         #[cfg(feature = "redis")]
         let redis = self
@@ -255,6 +275,7 @@ impl UsagePlanLayerBuilder {
                 store: self.store,
                 clock: self.clock,
                 source: self.source,
+                prefixes,
                 headers: self.headers,
                 renderer: self.renderer,
                 refund: self.refund.map(Arc::new),

@@ -91,6 +91,9 @@ where
         } else {
             match shared.source.extract(&req) {
                 Err(kind) => Ok(Decision::reject(Rejection::new(kind))),
+                Ok(value) if shared.bad_checksum(&value) => {
+                    Ok(Decision::reject(Rejection::new(RejectionKind::MalformedKey)))
+                }
                 Ok(value) => match keys.decide_cached(engine, &value, &input) {
                     Some(d) => Ok(recheck(shared, d, now, |now| keys.decide_cached(engine, &value, &input.at(now)))),
                     // Extracted values are visible ASCII, hence UTF-8.

@@ -6,6 +6,7 @@ use super::post::{Post, RefundPolicy};
 use super::render::{self, Renderer};
 use crate::engine::{Admitted, Clock, Engine, Want};
 use crate::keycache::KeyCache;
+use crate::keys::KeyPrefixes;
 use crate::rejection::Rejection;
 use crate::store::DynKeyStore;
 use bytes::Bytes;
@@ -21,6 +22,7 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn DynKeyStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) source: KeySource,
+    pub(crate) prefixes: KeyPrefixes,
     pub(crate) headers: RateLimitHeaders,
     pub(crate) renderer: Renderer,
     pub(crate) refund: Option<Arc<RefundPolicy>>,
@@ -33,6 +35,13 @@ impl fmt::Debug for dyn DynKeyStore {
 }
 
 impl Shared {
+    /// Whether a presented value carries a configured prefix but not a valid checksum: refused
+    /// before the key cache and the store. One branch when no prefix is configured.
+    #[inline]
+    pub(crate) fn bad_checksum(&self, value: &[u8]) -> bool {
+        !self.prefixes.is_empty() && self.prefixes.refuses(value)
+    }
+
     #[inline]
     pub(crate) fn want(&self) -> Want {
         Want { views: self.headers != RateLimitHeaders::Off, refund: self.refund.is_some() }
