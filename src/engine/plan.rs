@@ -79,7 +79,7 @@ impl Plans {
             throttle: plan.throttle().map(Gcra::new),
             methods: methods.iter().map(|(_, t)| Gcra::new(*t)).collect(),
             method_keys: methods.iter().map(|(k, _)| k.clone()).collect(),
-            quota: plan.quota().map(|q| QuotaRule::new(q, Some(created))),
+            quota: plan.quota().map(|q| QuotaRule::new(q, Some(created), None)),
             created,
         });
         cache.insert(Arc::clone(plan.id_arc()), Arc::clone(&compiled));

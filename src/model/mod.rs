@@ -3,6 +3,8 @@
 //! Everything here is validated once, when it is built or loaded; the engine trusts it.
 //! No I/O beyond reading a config file, no async.
 
+mod anchor;
+mod calendar;
 mod file;
 mod key;
 mod limits;
@@ -12,6 +14,8 @@ mod route;
 mod secret;
 pub(crate) mod tags;
 
+pub use anchor::QuotaAnchor;
+pub(crate) use calendar::Calendar;
 pub use file::{Config, PreviousValue};
 pub use key::ApiKey;
 pub use limits::{Quota, QuotaPeriod, Throttle, MAX_QUOTA_LIMIT};
