@@ -133,8 +133,8 @@ pub use crate::http::{
 };
 pub use crate::keycache::KeyCacheStats;
 pub use crate::model::{
-    ApiKey, Customer, QuotaAnchor, Config, KeySecret, MethodKey, PlanStage, PreviousValue, Quota, QuotaPeriod, Stage, Throttle, UsagePlan,
-    MAX_KEY_LEN, MAX_METHODS_PER_STAGE, MAX_METHOD_THROTTLES, MAX_QUOTA_LIMIT, MIN_KEY_LEN,
+    ApiKey, Config, Customer, KeySecret, MethodKey, PlanStage, PreviousValue, Quota, QuotaAnchor, QuotaPeriod, Stage,
+    Throttle, UsagePlan, MAX_KEY_LEN, MAX_METHODS_PER_STAGE, MAX_METHOD_THROTTLES, MAX_QUOTA_LIMIT, MIN_KEY_LEN,
 };
 pub use crate::rejection::{Rejection, RejectionKind, ThrottleScope};
 pub use crate::store::{

@@ -36,8 +36,7 @@ pub(crate) struct CompiledPlan {
 /// A quota rule whose `offset` applies to the period containing `created`, with periods
 /// anchored at `anchor` if given.
 pub(crate) fn quota_rule(quota: Quota, created: Option<i64>, anchor: Option<QuotaAnchor>) -> QuotaRule {
-    let _ = anchor; // FIXME(issue 16): wired when the anchored period math lands.
-    QuotaRule::new(quota, created)
+    QuotaRule::new(quota, created, anchor)
 }
 
 /// Adds the stage's method throttles and public methods to a route table.

@@ -7,7 +7,7 @@
 //! (a plan changed from DAY to MONTH) is not comparable and starts over. Every change is one CAS, so no request is admitted over
 //! the limit under any concurrency, and a new period starts from zero without a reset job.
 
-use crate::model::{Quota, QuotaPeriod};
+use crate::model::{Calendar, Quota, QuotaAnchor, QuotaPeriod};
 use crate::view::QuotaView;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -33,10 +33,14 @@ fn count_bits(count: i64) -> u64 {
 #[derive(Debug)]
 pub(crate) struct QuotaRule {
     quota: Quota,
+    /// The quota's periods (anchored or not).
+    calendar: Calendar,
     /// Index of the period the plan was created in (the one `offset` applies to).
     initial: Option<i64>,
     /// The current period, so calendar math runs once per period, not per request:
-    /// `index` (24 bits) | first day since the epoch (24 bits) | length in days (16 bits); 0 = unset.
+    /// `index` (24 bits) | first day (24 bits) | length in days (16 bits); 0 = unset. Days are of
+    /// shifted time (`unix - calendar.time_of_day()`), in which every period starts at midnight;
+    /// without an anchor they are UTC days.
     current: AtomicU64,
 }
 
@@ -90,26 +94,39 @@ fn index_of_tag(tag: u64) -> i64 {
 
 impl QuotaRule {
     /// `created_unix`: when the plan was created; `offset` applies to that period (none if `None`).
-    pub(crate) fn new(quota: Quota, created_unix: Option<i64>) -> Self {
-        Self { quota, initial: created_unix.map(|c| quota.period().index_of(c)), current: AtomicU64::new(0) }
+    /// `anchor`: where periods start (UTC calendar periods if `None`).
+    pub(crate) fn new(quota: Quota, created_unix: Option<i64>, anchor: Option<QuotaAnchor>) -> Self {
+        let calendar = Calendar::new(quota.period(), anchor);
+        Self { quota, calendar, initial: created_unix.map(|c| calendar.index_of(c)), current: AtomicU64::new(0) }
+    }
+
+    /// The periods this rule counts in.
+    #[allow(dead_code)] // for the lead's wiring (views, reports)
+    pub(crate) fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
+    /// Period `index`: its bounds.
+    fn period_of_index(&self, index: i64) -> Period {
+        Period { index, start: self.calendar.start_of_index(index), end: self.calendar.start_of_index(index + 1) }
     }
 
     /// The period containing `unix`, from the one-atomic cache when it is the current one.
     fn period_at(&self, unix: i64) -> Period {
         const DAY: i64 = 86_400;
-        let day = unix.div_euclid(DAY);
+        let tod = self.calendar.time_of_day();
+        let day = unix.saturating_sub(tod).div_euclid(DAY);
         let packed = self.current.load(Ordering::Relaxed);
         if packed != 0 {
             let (index, start, len) =
                 ((packed >> 40) as i64, ((packed >> 16) & 0xFF_FFFF) as i64, (packed & 0xFFFF) as i64);
             if (start..start + len).contains(&day) {
-                return Period { index, start: start * DAY, end: (start + len) * DAY };
+                return Period { index, start: start * DAY + tod, end: (start + len) * DAY + tod };
             }
         }
-        let p = self.period();
-        let index = p.index_of(unix);
-        let period = Period { index, start: p.start_of_index(index), end: p.start_of_index(index + 1) };
-        let (start_day, len) = (period.start / DAY, (period.end - period.start) / DAY);
+        let period = self.period_of_index(self.calendar.index_of(unix));
+        let index = period.index;
+        let (start_day, len) = ((period.start - tod).div_euclid(DAY), (period.end - period.start) / DAY);
         if (0..1 << 24).contains(&index) && (0..1 << 24).contains(&start_day) && (1..1 << 16).contains(&len) {
             self.current.store(((index as u64) << 40) | ((start_day as u64) << 16) | len as u64, Ordering::Relaxed);
         }
@@ -157,9 +174,7 @@ impl QuotaRule {
             } else if stored_tag == current {
                 (stored_tag, count, now)
             } else {
-                let p = self.period();
-                let index = index_of_tag(stored_tag);
-                (stored_tag, count, Period { index, start: p.start_of_index(index), end: p.start_of_index(index + 1) })
+                (stored_tag, count, self.period_of_index(index_of_tag(stored_tag)))
             };
             if used >= i64::try_from(self.limit_for(period.index)).unwrap_or(i64::MAX) {
                 return Err(Counted { ticket: Ticket(t), period, used });
@@ -224,17 +239,22 @@ impl QuotaRule {
     }
 
     /// `[start, end)` of the period containing day `day` (days since the epoch), in days.
+    ///
+    /// With an anchored time of day, a day stands for the 24 hours from that time on it, and a
+    /// period for the days it starts on up to the day it ends on: the ledger's UTC day on which
+    /// a period starts (and its hours before the anchor) is counted in that period.
     pub(crate) fn days_of_period(&self, day: i32) -> (i32, i32) {
         const DAY: i64 = 86_400;
-        let p = self.period();
-        let index = p.index_of(i64::from(day) * DAY);
-        let days = |unix: i64| i32::try_from(unix.div_euclid(DAY)).unwrap_or(i32::MAX);
-        (days(p.start_of_index(index)), days(p.start_of_index(index + 1)))
+        let tod = self.calendar.time_of_day();
+        let period = self.period_of_index(self.calendar.index_of(i64::from(day) * DAY + tod));
+        let days = |unix: i64| i32::try_from((unix - tod).div_euclid(DAY)).unwrap_or(i32::MAX);
+        (days(period.start), days(period.end))
     }
 
-    /// The limit of the period containing day `day`.
+    /// The limit of the period containing day `day` (as [`days_of_period`](Self::days_of_period)
+    /// counts days).
     pub(crate) fn limit_on_day(&self, day: i32) -> u64 {
-        self.limit_for(self.period().index_of(i64::from(day) * 86_400))
+        self.limit_for(self.calendar.index_of(i64::from(day) * 86_400 + self.calendar.time_of_day()))
     }
 
     /// The quota at `unix` (read only).
@@ -277,7 +297,9 @@ pub(crate) fn merge_quota(cur: u64, restored: u64) -> u64 {
 }
 
 /// Whether raw count `raw` holds requests counted in a period that is not over at `unix` (judged
-/// by the period kind in its own tag, whatever plan reads it now).
+/// by the period kind in its own tag, whatever plan reads it now). A count of an anchored period
+/// is judged by the UTC calendar too: anchored periods are numbered so that this is never false
+/// while the period runs, and true at most one period longer (see `model/calendar.rs`).
 pub(crate) fn quota_holds_count(raw: u64, unix: i64) -> bool {
     decode(raw).is_some_and(|(period, index, count)| count != 0 && index >= period.index_of(unix))
 }
@@ -301,12 +323,15 @@ pub(crate) fn tag_of(raw: u64) -> u64 {
 }
 
 #[cfg(test)]
+mod anchored;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
 
     fn rule(limit: u64, period: QuotaPeriod, offset: u64, created: Option<i64>) -> QuotaRule {
-        QuotaRule::new(Quota::new(limit, period).unwrap().with_offset(offset).unwrap(), created)
+        QuotaRule::new(Quota::new(limit, period).unwrap().with_offset(offset).unwrap(), created, None)
     }
 
     #[test]

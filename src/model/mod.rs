@@ -3,7 +3,8 @@
 //! Everything here is validated once, when it is built or loaded; the engine trusts it.
 //! No I/O beyond reading a config file, no async.
 
-mod anchor_stub;
+mod anchor;
+mod calendar;
 mod customer;
 mod file;
 mod key;
@@ -14,9 +15,10 @@ mod route;
 mod secret;
 pub(crate) mod tags;
 
-pub use anchor_stub::QuotaAnchor;
-pub(crate) use customer::Overrides;
+pub use anchor::QuotaAnchor;
+pub(crate) use calendar::Calendar;
 pub use customer::Customer;
+pub(crate) use customer::Overrides;
 pub use file::{Config, PreviousValue};
 pub use key::ApiKey;
 pub use limits::{Quota, QuotaPeriod, Throttle, MAX_QUOTA_LIMIT};

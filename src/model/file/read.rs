@@ -214,7 +214,7 @@ impl RawFile {
             }
             if let Some(a) = &raw.quota_anchor {
                 let at = a.parse(&format!("{f}.quota_anchor"))?;
-                key = key.with_quota_anchor(QuotaAnchor::from_system_time(at));
+                key = key.with_quota_anchor(QuotaAnchor::from_system_time(at).map_err(|e| e.under(&f))?);
             }
             for (j, p) in raw.previous_values.into_iter().enumerate() {
                 let pf = format!("{f}.previous_values[{j}]");
@@ -241,7 +241,8 @@ impl RawFile {
                 c = c.with_concurrency(concurrency(&format!("{f}.concurrency"), n)?);
             }
             if let Some(a) = &raw.quota_anchor {
-                c = c.with_quota_anchor(QuotaAnchor::from_system_time(a.parse(&format!("{f}.quota_anchor"))?));
+                let at = a.parse(&format!("{f}.quota_anchor"))?;
+                c = c.with_quota_anchor(QuotaAnchor::from_system_time(at).map_err(|e| e.under(&f))?);
             }
             customers.push(c);
         }
