@@ -151,6 +151,12 @@ pub(crate) trait CounterBackend: Send + Sync + fmt::Debug + 'static {
 
     /// Decides one request.
     fn check(&self, check: &Check<'_>) -> Verdict;
+
+    /// How many processes share each concurrency cap: a replica admits `ceil(N / replicas)` of a
+    /// cap of `N` (concurrency is counted in each process). 1 in process.
+    fn concurrency_replicas(&self) -> u32 {
+        1
+    }
 }
 
 /// A bucket's view for [`Limits`], when views were asked for.

@@ -152,10 +152,10 @@ fn decision(verdict: Verdict, key: Option<&Arc<str>>, extras: Extras) -> Decisio
 /// Takes the concurrency slots a keyed request needs (the key's, then its customer's), or says
 /// which cap refused.
 #[inline]
-fn take_slots(plan: &CompiledPlan, state: &KeyState) -> Result<Option<InFlight>, ThrottleScope> {
+fn take_slots(plan: &CompiledPlan, state: &KeyState, replicas: u32) -> Result<Option<InFlight>, ThrottleScope> {
     let key = match (plan.concurrency, state.inflight()) {
         (Some(cap), Some(count)) => {
-            if !inflight::take(count, cap) {
+            if !inflight::take(count, inflight::share(cap, replicas)) {
                 return Err(ThrottleScope::KeyConcurrency);
             }
             Some(Arc::clone(state))
@@ -164,7 +164,7 @@ fn take_slots(plan: &CompiledPlan, state: &KeyState) -> Result<Option<InFlight>,
     };
     let customer = match plan.customer.as_ref().and_then(|c| c.rule.concurrency.map(|cap| (c, cap))) {
         Some((c, cap)) => {
-            if !inflight::take(c.state.inflight(), cap) {
+            if !inflight::take(c.state.inflight(), inflight::share(cap, replicas)) {
                 // Gives the key's slot back.
                 drop(InFlight::new(key, None));
                 return Err(ThrottleScope::CustomerConcurrency);
@@ -192,6 +192,8 @@ pub(crate) struct Engine {
     backend: Arc<dyn CounterBackend>,
     /// The stage, shared with every caller profile.
     shared_stage: Arc<Stage>,
+    /// Processes sharing each concurrency cap ([`CounterBackend::concurrency_replicas`]).
+    replicas: u32,
 }
 
 impl fmt::Debug for Engine {
@@ -219,6 +221,7 @@ impl Engine {
             stage,
             plans: Plans::default(),
             customers: Customers::default(),
+            replicas: backend.concurrency_replicas().max(1),
             backend,
         }
     }
@@ -309,7 +312,7 @@ impl Engine {
             None => input.slots,
         };
         let inflight = if plan.concurrency.is_some() || plan.customer.is_some() {
-            match take_slots(plan, state) {
+            match take_slots(plan, state, self.replicas) {
                 Ok(slots) => slots,
                 Err(scope) => {
                     let r = Rejection::throttled(scope, CONCURRENCY_WAIT_NANOS).with_key(grant.id());

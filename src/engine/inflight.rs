@@ -14,6 +14,17 @@ pub(crate) fn take(count: &AtomicU32, cap: NonZeroU32) -> bool {
     count.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap.get()).then_some(n + 1)).is_ok()
 }
 
+/// This process's share of a cap of `cap` shared by `replicas` processes: `ceil(cap / replicas)`,
+/// so that together they admit at most `replicas * ceil(cap / replicas)`, below `cap + replicas`.
+#[inline]
+pub(crate) fn share(cap: NonZeroU32, replicas: u32) -> NonZeroU32 {
+    if replicas <= 1 {
+        cap
+    } else {
+        NonZeroU32::new(cap.get().div_ceil(replicas)).unwrap_or(NonZeroU32::MIN)
+    }
+}
+
 /// The slots one request holds; dropping it gives them back.
 pub(crate) struct InFlight {
     key: Option<KeyState>,
