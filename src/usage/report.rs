@@ -5,7 +5,7 @@ use super::error::UsageError;
 use super::handle::Usage;
 use crate::engine::ledger::day_of;
 use crate::engine::QuotaRule;
-use crate::model::UsagePlan;
+use crate::model::{ApiKey, Overrides, UsagePlan};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -76,17 +76,42 @@ impl Usage {
         date_of_day(day_of(self.now().unix_secs))
     }
 
-    fn plan_rule(&self, plan: &UsagePlan) -> Result<Option<Arc<crate::engine::CompiledPlan>>, UsageError> {
+    /// The plan as it applies to a key with `overrides` (its own quota or billing anchor), or to
+    /// every key of the plan; `None` when that has no quota.
+    fn plan_rule_for(
+        &self,
+        plan: &UsagePlan,
+        overrides: Option<&Overrides>,
+    ) -> Result<Option<Arc<crate::engine::CompiledPlan>>, UsageError> {
         let plan = Arc::new(plan.clone());
-        let compiled = self.engine.compile(&plan, self.now())?;
+        let compiled = self.engine.compile_for(&plan, overrides, None, self.now())?;
         Ok(compiled.quota.is_some().then_some(compiled))
     }
 
+    fn plan_rule(&self, plan: &UsagePlan) -> Result<Option<Arc<crate::engine::CompiledPlan>>, UsageError> {
+        self.plan_rule_for(plan, None)
+    }
+
     /// The quota of `key_id` under `plan` in the current period; `None` when the plan has no
-    /// quota.
+    /// quota. For a key with a quota or billing anchor of its own, use [`Usage::key_quota`].
     pub async fn quota(&self, plan: &UsagePlan, key_id: &str) -> Result<Option<QuotaUsage>, UsageError> {
+        self.quota_with(plan, key_id, None).await
+    }
+
+    /// The quota of `key` under `plan` in the current period, with the key's own quota and
+    /// billing anchor if it has them; `None` when neither the key nor the plan has a quota.
+    pub async fn key_quota(&self, plan: &UsagePlan, key: &ApiKey) -> Result<Option<QuotaUsage>, UsageError> {
+        self.quota_with(plan, key.id(), key.overrides().map(|o| &**o)).await
+    }
+
+    async fn quota_with(
+        &self,
+        plan: &UsagePlan,
+        key_id: &str,
+        overrides: Option<&Overrides>,
+    ) -> Result<Option<QuotaUsage>, UsageError> {
         let backend = self.backend()?;
-        let Some(compiled) = self.plan_rule(plan)? else { return Ok(None) };
+        let Some(compiled) = self.plan_rule_for(plan, overrides)? else { return Ok(None) };
         let Some(rule) = compiled.quota.as_ref() else { return Ok(None) };
         let unix = self.now().unix_secs;
         Ok(Some(quota_usage(rule, unix, backend.quota_used(key_id, plan.id(), rule, unix).await?)))
@@ -103,9 +128,29 @@ impl Usage {
         key_id: &str,
         remaining: u64,
     ) -> Result<QuotaUsage, UsageError> {
+        self.set_remaining_with(plan, key_id, None, remaining).await
+    }
+
+    /// [`Usage::set_remaining`] for `key`, with its own quota and billing anchor if it has them.
+    pub async fn set_key_remaining(
+        &self,
+        plan: &UsagePlan,
+        key: &ApiKey,
+        remaining: u64,
+    ) -> Result<QuotaUsage, UsageError> {
+        self.set_remaining_with(plan, key.id(), key.overrides().map(|o| &**o), remaining).await
+    }
+
+    async fn set_remaining_with(
+        &self,
+        plan: &UsagePlan,
+        key_id: &str,
+        overrides: Option<&Overrides>,
+        remaining: u64,
+    ) -> Result<QuotaUsage, UsageError> {
         let backend = self.backend()?;
         let no_quota = || UsageError::no_quota(plan.id());
-        let compiled = self.plan_rule(plan)?.ok_or_else(no_quota)?;
+        let compiled = self.plan_rule_for(plan, overrides)?.ok_or_else(no_quota)?;
         let rule = compiled.quota.as_ref().ok_or_else(no_quota)?;
         let unix = self.now().unix_secs;
         let limit = rule.limit_at(unix);
@@ -149,11 +194,36 @@ impl Usage {
         self.report_keys(plan, &all, start, end).await
     }
 
-    /// Like [`Usage::report`], for exactly the keys in `keys`.
+    /// Like [`Usage::report`], for exactly the keys in `keys`. A key with a quota or billing
+    /// anchor of its own is reported under the plan's: use [`Usage::report_api_keys`] for those.
     pub async fn report_keys(
         &self,
         plan: &UsagePlan,
         keys: &[&str],
+        start: Date,
+        end: Date,
+    ) -> Result<UsageReport, UsageError> {
+        let keys: Vec<(&str, Option<&Overrides>)> = keys.iter().map(|k| (*k, None)).collect();
+        self.report_with(plan, &keys, start, end).await
+    }
+
+    /// Like [`Usage::report_keys`], for these key records: each key's `remaining` follows its own
+    /// quota and billing anchor when it has them.
+    pub async fn report_api_keys(
+        &self,
+        plan: &UsagePlan,
+        keys: &[&ApiKey],
+        start: Date,
+        end: Date,
+    ) -> Result<UsageReport, UsageError> {
+        let keys: Vec<(&str, Option<&Overrides>)> = keys.iter().map(|k| (k.id(), k.overrides().map(|o| &**o))).collect();
+        self.report_with(plan, &keys, start, end).await
+    }
+
+    async fn report_with(
+        &self,
+        plan: &UsagePlan,
+        keys: &[(&str, Option<&Overrides>)],
         start: Date,
         end: Date,
     ) -> Result<UsageReport, UsageError> {
@@ -168,12 +238,17 @@ impl Usage {
         if last - first >= MAX_REPORT_DAYS {
             return Err(UsageError::invalid("endDate", format!("a report covers at most {MAX_REPORT_DAYS} days")));
         }
-        let compiled = self.plan_rule(plan)?;
-        let rule = compiled.as_ref().and_then(|c| c.quota.as_ref());
+        let shared = self.plan_rule(plan)?;
         let unix = self.now().unix_secs;
         let today = day_of(unix);
         let mut out = BTreeMap::new();
-        for key in keys {
+        for (key, overrides) in keys {
+            let own = match overrides {
+                Some(o) => self.plan_rule_for(plan, Some(o))?,
+                None => None,
+            };
+            let compiled = if overrides.is_some() { own.as_ref() } else { shared.as_ref() };
+            let rule = compiled.and_then(|c| c.quota.as_ref());
             let from = rule.map_or(first, |r| r.days_of_period(first).0.min(first));
             let totals = backend.days(key, plan.id(), from, last.max(today)).await?;
             let by_day: BTreeMap<i32, DayTotal> = totals.into_iter().map(|t| (t.day, t)).collect();
@@ -196,13 +271,14 @@ impl Usage {
 
 fn quota_usage(rule: &QuotaRule, unix: i64, used: i64) -> QuotaUsage {
     let limit = rule.limit_at(unix);
-    let (start, end) = rule.days_of_period(day_of(unix));
+    let (start, _) = rule.days_of_period(day_of(unix));
+    let end = rule.current(unix).end;
     QuotaUsage {
         limit,
         used,
         remaining: left(limit, used),
         period_start: date_of_day(start),
-        resets_at: UNIX_EPOCH + Duration::from_secs(u64::try_from(i64::from(end) * 86_400).unwrap_or(0)),
+        resets_at: UNIX_EPOCH + Duration::from_secs(u64::try_from(end).unwrap_or(0)),
     }
 }
 
