@@ -196,8 +196,7 @@ impl QuotaRule {
     }
 
     /// The current period at `unix`: its tag (kind and index, unique per period), limit and end
-    /// (unix seconds). For backends that count elsewhere.
-
+    /// (unix seconds). For backends that count elsewhere, and for usage queries.
     pub(crate) fn current(&self, unix: i64) -> PeriodInfo {
         let p = self.period_at(unix);
         PeriodInfo { tag: tag(self.period(), p.index), limit: self.limit_for(p.index), end: p.end }
