@@ -224,3 +224,32 @@ async fn the_grpc_example_serves_the_greeter_behind_the_layer() {
     child.kill().await.unwrap();
     let _ = std::fs::remove_file(config);
 }
+
+/// A greeter that answers with who called, read from the request's extensions (issue 16).
+#[derive(Debug, Default)]
+struct WhoGreeter;
+
+#[tonic::async_trait]
+impl Greeter for WhoGreeter {
+    async fn say_hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
+        let caller = request.extensions().get::<tower_usage_plans::Caller>().ok_or_else(|| Status::internal("no caller"))?;
+        Ok(Response::new(HelloReply {
+            message: format!("{} {} {}/{}", caller.key_id(), caller.plan_id(), caller.api(), caller.stage()),
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_tonic_handler_reads_the_caller_from_the_extensions() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(layer())
+            .add_service(GreeterServer::new(WhoGreeter))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    assert_eq!(code(say(addr, Some("method-0123456789abcdefghij")).await), (Code::Ok, "k-method per-method greeter/prod".to_owned()));
+}

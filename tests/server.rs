@@ -247,3 +247,32 @@ async fn quickstart_keeps_every_counted_request_across_sigterm_and_restart() {
     assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 429], "6 left of the 10");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A handler reads the `Caller` through the axum extractor (issue 16), on a real server; a route
+/// without a key (a public method) gets `None` from `Option<Caller>`.
+#[tokio::test]
+async fn an_axum_handler_reads_the_caller_through_the_extractor() {
+    use tower_usage_plans::Caller;
+    let store = InMemoryKeyStore::from_toml_str(&CONFIG.replace("id = \"k\"\n", "id = \"k\"\nname = \"Build bot\"\ncustomer_id = \"acme\"\n")).unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/pets",
+            axum::routing::get(|caller: Caller| async move {
+                format!("{}|{}|{}|{:?}|{}|{:?}", caller.key_id(), caller.key_name(), caller.plan_id(), caller.customer_id(), caller.stage(), caller.quota_remaining())
+            }),
+        )
+        .route(
+            "/health",
+            axum::routing::get(|caller: Option<Caller>| async move { format!("{}", caller.is_some()) }),
+        )
+        .layer(UsagePlanLayer::new(store).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{addr}");
+    let (status, _, body) = fetch(&format!("{base}/pets"), Some("k-0123456789abcdefghij")).await;
+    assert_eq!((status, body.as_str()), (200, r#"k|Build bot|p|Some("acme")|prod|Some(999)"#));
+    let (status, _, body) = fetch(&format!("{base}/health"), None).await;
+    assert_eq!((status, body.as_str()), (200, "false"));
+    server.abort();
+}
