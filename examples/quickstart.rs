@@ -33,7 +33,7 @@
 //! over 64 KiB (431), and at Ctrl-C or SIGTERM writes the state first, then lets open requests
 //! finish for at most `--drain-timeout` (10 s).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
 use tower_usage_plans::admin::{AdminAuth, AdminRouter};
 use tower_usage_plans::usage::Usage;
-use tower_usage_plans::ManagedKeyStore;
+use tower_usage_plans::{Caller, ManagedKeyStore};
 
 mod common;
 
@@ -51,6 +51,42 @@ const TRIAL_KEY: &str = "trial-0123456789abcdefghij";
 const GOLD_KEY: &str = "acme-0123456789abcdefghij";
 const FREE_KEY: &str = "free-0123456789abcdefghij";
 const STAGING_KEY: &str = "staging-0123456789abcdefghij";
+const ACME_CI_KEY: &str = "acme-ci-0123456789abcdefghij";
+
+/// The longest wait `GET /slow?ms=N` accepts.
+const MAX_SLOW_MS: u64 = 10_000;
+
+#[derive(Deserialize)]
+struct Slow {
+    ms: Option<u64>,
+}
+
+/// `GET /whoami`: the `Caller` the layer put in the request, as JSON (never the key value).
+async fn whoami(caller: Caller) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "keyId": caller.key_id(),
+        "keyName": caller.key_name(),
+        "planId": caller.plan_id(),
+        "planName": caller.plan_name(),
+        "customerId": caller.customer_id(),
+        "api": caller.api(),
+        "stage": caller.stage(),
+        "tags": caller.tags(),
+        "quotaRemaining": caller.quota_remaining(),
+        "bucketRemaining": caller.bucket_remaining(),
+    }))
+}
+
+/// `GET /slow?ms=N`: answers 200 after N milliseconds (at most 10,000), to show a concurrency cap.
+async fn slow(Query(slow): Query<Slow>) -> Result<Json<serde_json::Value>, (StatusCode, Json<serde_json::Value>)> {
+    let ms = slow.ms.unwrap_or(1000);
+    if ms > MAX_SLOW_MS {
+        let message = format!("ms must be at most {MAX_SLOW_MS}, got {ms}");
+        return Err((StatusCode::BAD_REQUEST, Json(serde_json::json!({ "message": message }))));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    Ok(Json(serde_json::json!({ "sleptMs": ms })))
+}
 
 #[derive(Clone, Serialize, Deserialize)]
 struct Pet {
@@ -69,6 +105,8 @@ fn app(pets: Pets) -> Router {
     Router::new()
         .route("/", get(|| async { Json(serde_json::json!({ "service": "petstore", "stage": "prod" })) }))
         .route("/health", get(|| async { "ok" }))
+        .route("/whoami", get(whoami))
+        .route("/slow", get(slow))
         .route(
             "/pets",
             get(|State(pets): State<Pets>| async move { Json(pets.lock().unwrap().values().cloned().collect::<Vec<_>>()) }).post(
@@ -188,7 +226,10 @@ where
 fn banner(args: &common::Args, base: &str) {
     println!("Demo usage plans for stage petstore/prod (see examples/plans.toml):");
     println!("  acme     (silver: 50 req/s, burst 100, 5000/month)  x-api-key: {GOLD_KEY}");
+    println!("  acme-ci  (silver, its own 1 req/s, burst 2, 20000/month from the 15th; customer acme)");
+    println!("                                                       x-api-key: {ACME_CI_KEY}");
     println!("  free     (free: 1 req/s, burst 3, 100/day)           x-api-key: {FREE_KEY}");
+    println!("  customer acme: 100000/month and 2 requests in flight, shared by acme and acme-ci");
     println!("  trial    (trial: 1 request/day, already used)        x-api-key: {TRIAL_KEY}");
     println!("  staging  (bound to petstore/staging only)            x-api-key: {STAGING_KEY}");
     println!();
@@ -204,6 +245,16 @@ fn banner(args: &common::Args, base: &str) {
     println!("  # 403: key bound to another stage; 200 without a key on the public health check");
     println!("  curl -i -H 'x-api-key: {STAGING_KEY}' {base}/pets");
     println!("  curl -i {base}/health");
+    println!("  # 200: who is calling (key, plan, customer, stage), as the handler sees it");
+    println!("  curl -s -H 'x-api-key: {GOLD_KEY}' {base}/whoami");
+    println!("  # acme-ci's own burst of 2 (not silver's 100); its RateLimit header counts to the 15th");
+    println!("  for i in 1 2 3; do curl -s -o /dev/null -w '%{{http_code}}\\n' -H 'x-api-key: {ACME_CI_KEY}' {base}/pets; done");
+    println!("  # 429 Too Many Requests (Retry-After: 1): customer acme allows 2 requests in flight");
+    let slow = format!("curl -s -o /dev/null -H 'x-api-key: {GOLD_KEY}' '{base}/slow?ms=2000' &");
+    println!(
+        "  ({slow}); ({slow}); sleep 0.5; \\\n    \
+         curl -s -o /dev/null -w '%{{http_code}}\\n' -H 'x-api-key: {GOLD_KEY}' '{base}/slow?ms=10'"
+    );
     println!();
     if args.admin_token.is_some() {
         // The token itself is never printed.

@@ -55,15 +55,18 @@ plans = ["p"]
 
 /// Allocations made by the layer for one allowed request: the request is built before counting
 /// and the response dropped after.
+/// Without a `Caller` in the request extensions (`caller(false)`): the allocation-free path.
 fn per_request(style: RateLimitHeaders, path: &str) -> usize {
-    per_request_with(style, path, "k-0123456789abcdefghij", &[])
+    per_request_with(style, path, "k-0123456789abcdefghij", &[], false)
 }
 
-/// [`per_request`] with the key `key`, on a layer checking `prefixes`.
-fn per_request_with(style: RateLimitHeaders, path: &str, key: &'static str, prefixes: &[&str]) -> usize {
+/// [`per_request`] with the key `key`, on a layer checking `prefixes`, with or without the
+/// `Caller` extension.
+fn per_request_with(style: RateLimitHeaders, path: &str, key: &'static str, prefixes: &[&str], caller: bool) -> usize {
     let store = InMemoryKeyStore::from_toml_str(CONFIG).unwrap();
     let inner = service_fn(|_req: Request<()>| ready(Ok::<_, Infallible>(Response::new(()))));
-    let builder = UsagePlanLayer::builder(store).rate_limit_headers(style).key_prefixes(prefixes.iter().copied());
+    let builder =
+        UsagePlanLayer::builder(store).rate_limit_headers(style).key_prefixes(prefixes.iter().copied()).caller(caller);
     let mut svc = builder.build().unwrap().layer(inner);
     let key = HeaderValue::from_static(key);
     let request = || {
@@ -95,9 +98,17 @@ fn allowed_path_allocates_nothing_with_headers_off() {
     assert_eq!(per_request(RateLimitHeaders::Off, "/pets"), 0);
     // With key prefixes: the checksum check allocates nothing either.
     let prefixed = "sk_live_0123456789abcdefghijABCDEFGHIJKL2rQEm4";
-    assert_eq!(per_request_with(RateLimitHeaders::Off, "/pets/42", prefixed, &["sk_test_", "sk_live_"]), 0);
+    assert_eq!(per_request_with(RateLimitHeaders::Off, "/pets/42", prefixed, &["sk_test_", "sk_live_"], false), 0);
+    // The `Caller` (on by default): its box, and the request's extension map (a box and its
+    // table) when the request has none yet; nothing per request for the key's part.
+    let caller = per_request_with(RateLimitHeaders::Off, "/pets/42", "k-0123456789abcdefghij", &[], true);
+    assert!((1..=3).contains(&caller), "{caller} allocations with the Caller");
     let draft = per_request(RateLimitHeaders::Draft, "/pets/42");
     let legacy = per_request(RateLimitHeaders::Legacy, "/pets/42");
-    eprintln!("allocations per allowed request: headers off 0, draft {draft}, legacy {legacy}");
+    let default = per_request_with(RateLimitHeaders::Draft, "/pets/42", "k-0123456789abcdefghij", &[], true);
+    eprintln!(
+        "allocations per allowed request: headers off 0, with the Caller {caller}, draft {draft}, legacy {legacy}, \
+         draft with the Caller (the default) {default}"
+    );
     assert!(draft > 0 && legacy > 0, "headers on must actually add headers");
 }

@@ -124,6 +124,24 @@ fn quickstart_prints_curl_lines_that_answer_as_printed() {
     let out = Command::new("sh").arg("-c").arg(looped).output().unwrap();
     let codes: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(codes, ["200", "200", "200", "429", "429"]);
+    // Issue 16: a key's own burst of 2 (its plan's is 100), and a cap of one request in flight.
+    let own = lines.iter().filter(|l| l.starts_with("for i in")).nth(1).expect("the override loop");
+    let out = Command::new("sh").arg("-c").arg(own).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().collect::<Vec<_>>(), ["200", "200", "429"], "{own}");
+    let at = lines.iter().position(|l| l.starts_with("(curl") && l.contains("/slow")).expect("the concurrency line");
+    let cmd = format!("{} {}", lines[at].trim_end_matches('\\'), lines[at + 1]);
+    let out = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "429", "{cmd}");
+    // /whoami answers the Caller as JSON.
+    let who = lines.iter().find(|l| l.starts_with("curl") && l.contains("/whoami")).expect("the whoami line");
+    let out = Command::new("sh").arg("-c").arg(who).output().unwrap();
+    let caller: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&caller["keyId"], &caller["keyName"], &caller["planId"], &caller["customerId"], &caller["stage"]),
+        (&"k-acme".into(), &"acme".into(), &"silver".into(), &"acme".into(), &"prod".into()),
+        "{caller}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("0123456789abcdefghij"), "no key value in /whoami");
 }
 
 /// Starts the quickstart with `args` and returns it once it listens, with its base URL.
