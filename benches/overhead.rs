@@ -9,6 +9,9 @@
 //! - `usage_plans/headers_off`, `usage_plans/headers_draft`: this crate's layer on the allowed
 //!   path, with a plan throttle, a per-key method throttle on `/pets/{petId}/GET` (so the route
 //!   matcher runs) and a monthly quota.
+//! - `usage_plans/headers_off_no_caller`: headers off and no `Caller` in the extensions
+//!   (`caller(false)`): none of issue 16's features used. `usage_plans/customer_no_caller`: the
+//!   same with every key in one of 100 customers with a throttle and a quota (the customer check).
 //! - `tower_governor`: tower_governor 0.8 keyed by the `x-api-key` header (one keyed token bucket).
 //! - `axum_governor`: axum-governor 2.1 with its `Header` extractor (one keyed token bucket).
 //! - `rejected/*`: this crate's 403 (unknown key), 429 (throttle), 429 (quota), 1 key.
@@ -28,7 +31,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tower::{service_fn, Layer, Service};
 use tower_usage_plans::{
-    ApiKey, Config, InMemoryKeyStore, KeySecret, PlanStage, Quota, QuotaPeriod, RateLimitHeaders, Stage, Throttle,
+    ApiKey, Config, Customer, InMemoryKeyStore, KeySecret, PlanStage, Quota, QuotaPeriod, RateLimitHeaders, Stage, Throttle,
     UsagePlan, UsagePlanLayer, MAX_QUOTA_LIMIT,
 };
 
@@ -47,6 +50,29 @@ fn store(keys: usize, throttle: Throttle, quota: Quota) -> InMemoryKeyStore {
     let keys =
         (0..keys).map(|i| (KeySecret::new(key(i)).unwrap(), ApiKey::new(format!("k{i}")).plan("bench"))).collect();
     InMemoryKeyStore::from_config(Config::new(Stage::new("petstore", "prod"), vec![plan], keys).unwrap())
+}
+
+/// [`open_store`] with every key in one of 100 customers, each with a throttle and a quota as
+/// open as the plan's: the customer check (a fourth bucket and a second quota count) on every
+/// request.
+fn customer_store(keys: usize) -> InMemoryKeyStore {
+    let config = open_store(keys).config();
+    let customers = (0..100)
+        .map(|c| {
+            Customer::new(format!("c{c}"))
+                .with_throttle(Throttle::new(1e9, 1_000_000).unwrap())
+                .with_quota(Quota::new(MAX_QUOTA_LIMIT, QuotaPeriod::Month).unwrap())
+        })
+        .collect();
+    let keys = config
+        .keys()
+        .iter()
+        .enumerate()
+        .map(|(i, (v, k))| (v.clone(), k.clone().with_customer_id(format!("c{}", i % 100))))
+        .collect();
+    let plans = config.plans().iter().map(|p| UsagePlan::clone(p)).collect();
+    let config = Config::new(config.stage().clone(), plans, keys).unwrap().with_customers(customers).unwrap();
+    InMemoryKeyStore::from_config(config)
 }
 
 fn open_store(keys: usize) -> InMemoryKeyStore {
@@ -129,6 +155,13 @@ fn allowed(c: &mut Criterion) {
             let layer = UsagePlanLayer::builder(open_store(keys)).rate_limit_headers(style).build().unwrap();
             run(&mut group, name, &values, layer.layer(inner()));
         }
+        // Without the `Caller` extension (what the layer did before it had one), and with a
+        // customer check on top of that.
+        let off = RateLimitHeaders::Off;
+        let layer = UsagePlanLayer::builder(open_store(keys)).rate_limit_headers(off).caller(false).build().unwrap();
+        run(&mut group, "usage_plans/headers_off_no_caller", &values, layer.layer(inner()));
+        let layer = UsagePlanLayer::builder(customer_store(keys)).rate_limit_headers(off).caller(false).build().unwrap();
+        run(&mut group, "usage_plans/customer_no_caller", &values, layer.layer(inner()));
 
         let config = tower_governor::governor::GovernorConfigBuilder::default()
             .per_nanosecond(1)
