@@ -141,9 +141,9 @@ pub use crate::model::{
 };
 pub use crate::rejection::{Rejection, RejectionKind, ThrottleScope};
 pub use crate::store::{
-    CacheStats, CachedKeyStore, CachedKeyStoreBuilder, InMemoryKeyStore, Invalidation, KeyChange, KeyQuery, KeyRecord,
-    KeyStore, Listing, LookupBudgetExhausted, ManageError, ManageErrorKind, ManagedKeyStore, PlanChange, PlanQuery,
-    StoreError, StoreErrorKind, StoredKey,
+    CacheStats, CachedKeyStore, CachedKeyStoreBuilder, CustomerQuery, InMemoryKeyStore, Invalidation, KeyChange,
+    KeyQuery, KeyRecord, KeyStore, Listing, LookupBudgetExhausted, ManageError, ManageErrorKind, ManagedKeyStore,
+    PlanChange, PlanQuery, StoreError, StoreErrorKind, StoredKey,
 };
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]

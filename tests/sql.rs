@@ -6,6 +6,8 @@
 #![cfg(feature = "sqlx")]
 
 mod common;
+#[path = "sql_cases/customers.rs"]
+mod customers;
 #[path = "sql_cases/feed.rs"]
 mod feed;
 #[path = "sql_cases/manage.rs"]

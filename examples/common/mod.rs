@@ -315,6 +315,9 @@ async fn set_up(store: &tower_usage_plans::SqlKeyStore, config: &tower_usage_pla
         for plan in config.plans() {
             store.put_plan(plan).await.unwrap_or_else(|e| fail("load the configuration", &e));
         }
+        for customer in config.customers() {
+            store.put_customer(customer).await.unwrap_or_else(|e| fail("load the configuration", &e));
+        }
         for (value, key) in config.keys() {
             store.insert_key(key.clone(), value).await.unwrap_or_else(|e| fail("load the configuration", &e));
         }

@@ -8,7 +8,7 @@ use crate::admin::{accepted, json, patch, Admin, AwsPath};
 use crate::import::parse_api_keys_csv;
 use crate::model::tags::check_tags;
 use crate::model::ApiKey;
-use crate::wire::{ApiKeyIds, ApiKeyOut, ApiKeyShape, Object, Page, Source};
+use crate::wire::{ApiKeyIds, ApiKeyOut, ApiKeyShape, LimitsShape, Object, Page, Source};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -55,6 +55,8 @@ async fn create(admin: &Admin, body: &[u8]) -> ApiResult<Response> {
     for (name, value) in shape.tags {
         key = key.tag(name, value);
     }
+    // Members beyond API Gateway's: the key's own limits.
+    key.set_overrides(Some(LimitsShape::read(&o, true)?.build()?));
     let key = admin.store.create_api_key(key, secret.clone()).await?;
     Ok(json(StatusCode::CREATED, &ApiKeyOut::new(&key, Some(&secret))))
 }

@@ -68,6 +68,47 @@
 //!   (statuses, errors, shapes, order, pages) is the same over both stores; `tests/admin` runs
 //!   every scenario against both.
 //!
+//! # Members and routes beyond API Gateway's
+//!
+//! The crate's own limits travel in the same wire format, as members API Gateway does not
+//! have (its SDKs ignore them), each omitted from answers when unset:
+//!
+//! - **A key's own limits** (replacing its plan's for that key only) on CreateApiKey's body and
+//!   in every `ApiKey` answer (CreateApiKey, GetApiKey, GetApiKeys, UpdateApiKey):
+//!   `"throttle": {"rateLimit": 5.0, "burstLimit": 2}`,
+//!   `"quota": {"limit": 100, "period": "MONTH", "offset": 0}` (the shapes of a usage plan's),
+//!   `"methodThrottles": {"/pets/GET": {"rateLimit": 1.0, "burstLimit": 2}}` (keyed
+//!   `"<resourcePath>/<METHOD>"`; present, even `{}`, it replaces all the plan's method
+//!   throttles), `"concurrency": 3` (at most 3 requests of the key in the inner service at
+//!   once) and `"quotaAnchor": "2026-01-31T09:30:00Z"` (RFC 3339; the key's DAY, WEEK or MONTH
+//!   periods start at its time of day, weekday or day of month). UpdateApiKey changes them
+//!   with patch operations (`{"op": "replace", "path": "/throttle/burstLimit", "value": "2"}`;
+//!   the paths are listed in the `patch` table: `replace` (or `add`) `/throttle/rateLimit`,
+//!   `/throttle/burstLimit`, `/quota/limit`, `/quota/period`, `/quota/offset`,
+//!   `/methodThrottles/{resourcePath}/{httpMethod}/rateLimit|burstLimit`; `replace`
+//!   `/concurrency`, `/quotaAnchor`; `remove` `/throttle`, `/quota`, `/concurrency`,
+//!   `/quotaAnchor`, `/methodThrottles` (back to the plan's) and
+//!   `/methodThrottles/{resourcePath}/{httpMethod}`).
+//! - **A plan's `"concurrency": N`** (per key of the plan) on CreateUsagePlan and in every
+//!   `UsagePlan` answer; UpdateUsagePlan: `replace /concurrency` (value `"N"`),
+//!   `remove /concurrency`.
+//! - **Customers**, whose throttle, quota and concurrency cap every key whose `customerId`
+//!   names them shares: `POST /customers` (201; `id` required, 409 `ConflictException` if
+//!   taken), `GET /customers` (a page `{"item": [...], "position": ...}` in id order, with
+//!   `limit` and `position` as elsewhere), `GET /customers/{id}` (200, or 404
+//!   `NotFoundException`), `PUT /customers/{id}` (200: creates or replaces it whole, a member
+//!   left out is unset; an `id` in the body must be the path's) and `DELETE /customers/{id}`
+//!   (202; its keys keep their `customerId` and lose the shared limits). The shape:
+//!   `{"id": "acme", "name": "Acme Corp", "throttle": {...}, "quota": {...},
+//!   "concurrency": 20, "quotaAnchor": "2026-01-31T09:30:00Z"}`. The same authentication and
+//!   limits as every route. A store that keeps no customers (a [`ManagedKeyStore`] of your
+//!   own without the customer methods) lists none and refuses to create one (400).
+//!
+//! A member that does not fit is refused as the others are: 400 `BadRequestException` naming
+//! it (`throttle.burstLimit: must be at least 1`, `concurrency: must be at least 1, got 0`,
+//! `quotaAnchor: must be an RFC 3339 time, e.g. 2026-01-31T09:30:00Z`,
+//! `methodThrottles."/pets/GET".rateLimit: is required in a throttle`).
+//!
 //! ```
 //! use axum::body::Body;
 //! use http::Request;
@@ -96,6 +137,7 @@
 //! ```
 
 mod auth;
+mod customers;
 mod error;
 mod failures;
 mod guard;
@@ -274,7 +316,9 @@ impl AdminRouter {
             .route("/usageplans", get(plans::list).post(plans::create))
             .route("/usageplans/{usageplanId}", get(plans::get).patch(plans::update).delete(plans::delete))
             .route("/usageplans/{usageplanId}/keys", get(plan_keys::list).post(plan_keys::create))
-            .route("/usageplans/{usageplanId}/keys/{keyId}", get(plan_keys::get).delete(plan_keys::delete));
+            .route("/usageplans/{usageplanId}/keys/{keyId}", get(plan_keys::get).delete(plan_keys::delete))
+            .route("/customers", get(customers::list).post(customers::create))
+            .route("/customers/{customerId}", get(customers::get).put(customers::put).delete(customers::delete));
         usage::routes(router)
             .fallback(unsupported_path)
             .method_not_allowed_fallback(unsupported_method)
@@ -378,7 +422,7 @@ async fn unsupported_path(method: Method, uri: Uri) -> ApiError {
     };
     ApiError::not_found(format!(
         "Unsupported operation: {what} is not one of the API Gateway operations served here \
-         (API keys under /apikeys, usage plans and their keys under /usageplans)"
+         (API keys under /apikeys, usage plans and their keys under /usageplans, customers under /customers)"
     ))
 }
 

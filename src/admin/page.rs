@@ -3,7 +3,7 @@
 
 use crate::admin::error::{ApiError, ApiResult};
 use crate::admin::input::Query;
-use crate::store::{KeyQuery, PlanQuery};
+use crate::store::{CustomerQuery, KeyQuery, PlanQuery};
 use crate::wire::Page;
 
 /// Items per page when `limit` is not given.
@@ -43,6 +43,15 @@ impl Paging {
     /// The store query for plans of this page.
     pub(crate) fn plan_query(&self) -> PlanQuery {
         let q = PlanQuery::new().with_limit(self.limit);
+        match &self.position {
+            Some(p) => q.with_position(p.clone()),
+            None => q,
+        }
+    }
+
+    /// The store query for customers of this page.
+    pub(crate) fn customer_query(&self) -> CustomerQuery {
+        let q = CustomerQuery::new().with_limit(self.limit);
         match &self.position {
             Some(p) => q.with_position(p.clone()),
             None => q,

@@ -4,11 +4,21 @@
 //! |---|---|---|---|
 //! | API key | replace | `/name`, `/description`, `/customerId` | the text (empty: none, except the name) |
 //! | API key | replace | `/enabled` | `true` or `false` |
+//! | API key | replace (or add) | `/throttle/rateLimit`, `/throttle/burstLimit` | a number (the key's own throttle) |
+//! | API key | replace (or add) | `/quota/limit`, `/quota/offset` | a whole number (the key's own quota) |
+//! | API key | replace (or add) | `/quota/period` | `DAY`, `WEEK` or `MONTH` |
+//! | API key | replace (or add) | `/methodThrottles/{resourcePath}/{httpMethod}/rateLimit` (or `burstLimit`) | a number |
+//! | API key | replace | `/concurrency` | a whole number, at least 1 |
+//! | API key | replace | `/quotaAnchor` | an RFC 3339 time, e.g. `2026-01-31T09:30:00Z` |
+//! | API key | remove | `/throttle`, `/quota`, `/concurrency`, `/quotaAnchor` | (back to the plan's; no anchor) |
+//! | API key | remove | `/methodThrottles/{resourcePath}/{httpMethod}` | (one of the key's own) |
+//! | API key | remove | `/methodThrottles` | (back to the plan's method throttles) |
 //! | usage plan | replace | `/name`, `/description`, `/productCode` | the text |
 //! | usage plan | replace (or add) | `/throttle/rateLimit`, `/throttle/burstLimit` | a number |
 //! | usage plan | replace (or add) | `/quota/limit`, `/quota/offset` | a whole number |
 //! | usage plan | replace (or add) | `/quota/period` | `DAY`, `WEEK` or `MONTH` |
-//! | usage plan | remove | `/throttle`, `/quota` | |
+//! | usage plan | replace | `/concurrency` | a whole number, at least 1 (per key) |
+//! | usage plan | remove | `/throttle`, `/quota`, `/concurrency` | |
 //! | usage plan | add, remove | `/apiStages` | `apiId:stage` |
 //! | usage plan | replace (or add) | `/apiStages/{apiId}:{stage}/throttle/{resourcePath}/{httpMethod}/rateLimit` (or `burstLimit`) | a number |
 //! | usage plan | remove | `/apiStages/{apiId}:{stage}/throttle/{resourcePath}/{httpMethod}` or `/apiStages/{apiId}:{stage}/throttle` | |
@@ -17,21 +27,27 @@
 //! `/apiStages/a1b2:prod/throttle/~1pets~1{petId}/DELETE/rateLimit`. The whole list applies or
 //! nothing does; a throttle or quota is checked once all operations are applied, so setting
 //! `rateLimit` and `burstLimit` of a new method throttle takes two operations in one request.
+//! A key's own method throttles, once it has a list, replace all of its plan's: removing the
+//! last one leaves the key with none (`"methodThrottles": {}`), `remove /methodThrottles` gives
+//! it its plan's again.
 
 use crate::admin::error::{ApiError, ApiResult};
 use crate::import::MAX_NAME_LEN;
 use crate::model::{ApiKey, MethodKey, UsagePlan};
-use crate::wire::{ApiStageShape, Object, PlanLimits, ThrottleShape};
+use crate::wire::{concurrency, ApiStageShape, LimitsShape, Object, PlanLimits, ThrottleShape};
 
 /// The operations API Gateway has; only the first three change usage plans and keys.
 const OPS: [&str; 6] = ["add", "remove", "replace", "move", "copy", "test"];
 
-const KEY_PATHS: &str = "replace /name, /description, /enabled, /customerId";
+const KEY_PATHS: &str = "replace /name, /description, /enabled, /customerId, /throttle/rateLimit, \
+    /throttle/burstLimit, /quota/limit, /quota/period, /quota/offset, \
+    /methodThrottles/{resourcePath}/{httpMethod}/rateLimit|burstLimit, /concurrency, /quotaAnchor; \
+    remove /throttle, /quota, /methodThrottles[/{resourcePath}/{httpMethod}], /concurrency, /quotaAnchor";
 const PLAN_PATHS: &str = "replace /name, /description, /productCode, /throttle/rateLimit, /throttle/burstLimit, \
-    /quota/limit, /quota/period, /quota/offset, \
+    /quota/limit, /quota/period, /quota/offset, /concurrency, \
     /apiStages/{apiId}:{stage}/throttle/{resourcePath}/{httpMethod}/rateLimit|burstLimit; \
     add /apiStages (value apiId:stage); \
-    remove /throttle, /quota, /apiStages (value apiId:stage), /apiStages/{apiId}:{stage}/throttle[/{resourcePath}/{httpMethod}]";
+    remove /throttle, /quota, /concurrency, /apiStages (value apiId:stage), /apiStages/{apiId}:{stage}/throttle[/{resourcePath}/{httpMethod}]";
 
 /// One `PatchOperation`, its path split into unescaped segments.
 #[derive(Debug)]
@@ -103,9 +119,15 @@ pub(crate) fn parse(body: &Object<'_>) -> ApiResult<Vec<PatchOp>> {
     Ok(ops)
 }
 
-/// Applies `ops` to an API key.
+/// Applies `ops` to an API key; its own limits are checked once all are applied.
 pub(crate) fn patch_key(mut key: ApiKey, ops: &[PatchOp]) -> ApiResult<ApiKey> {
+    let mut limits = LimitsShape::of_key(&key);
+    let mut touched = false;
     for op in ops {
+        if key_limits_op(&mut limits, op)? {
+            touched = true;
+            continue;
+        }
         key = match (op.op, op.segments().as_slice()) {
             ("replace", ["name"]) => {
                 let name = op.value()?;
@@ -127,7 +149,53 @@ pub(crate) fn patch_key(mut key: ApiKey, ops: &[PatchOp]) -> ApiResult<ApiKey> {
             _ => return Err(op.invalid_path(KEY_PATHS)),
         };
     }
+    if touched {
+        key.set_overrides(Some(limits.build()?));
+    }
     Ok(key)
+}
+
+/// Applies `op` to a key's own limits if it is about them (`false`: it is not).
+fn key_limits_op(limits: &mut LimitsShape, op: &PatchOp) -> ApiResult<bool> {
+    let set = matches!(op.op, "replace" | "add");
+    match (op.op, op.segments().as_slice()) {
+        ("remove", ["throttle"]) => limits.throttle = None,
+        ("remove", ["quota"]) => limits.quota = None,
+        ("remove", ["concurrency"]) => limits.concurrency = None,
+        ("remove", ["quotaAnchor"]) => limits.quota_anchor = None,
+        ("remove", ["methodThrottles"]) => limits.method_throttles = None,
+        (_, ["throttle", leaf]) if set => set_throttle(limits.throttle.get_or_insert_default(), leaf, op, KEY_PATHS)?,
+        (_, ["quota", "limit"]) if set => limits.quota.get_or_insert_default().limit = Some(op.whole()?),
+        (_, ["quota", "offset"]) if set => limits.quota.get_or_insert_default().offset = Some(op.whole()?),
+        (_, ["quota", "period"]) if set => limits.quota.get_or_insert_default().period = Some(op.value()?.to_owned()),
+        ("replace", ["concurrency"]) => limits.concurrency = Some(op.whole()?),
+        ("replace", ["quotaAnchor"]) => limits.quota_anchor = Some(op.value()?.to_owned()),
+        (_, ["methodThrottles", method @ .., leaf]) if set && !method.is_empty() => {
+            let list = limits.method_throttles.get_or_insert_default();
+            let key = method.join("/");
+            let i = match find_method(list, &key) {
+                Some(i) => i,
+                None => {
+                    list.push((key, ThrottleShape::default()));
+                    list.len() - 1
+                }
+            };
+            set_throttle(&mut list[i].1, leaf, op, KEY_PATHS)?;
+        }
+        ("remove", ["methodThrottles", method @ ..]) if !method.is_empty() => {
+            let key = method.join("/");
+            let list = limits.method_throttles.as_mut();
+            let i = list.as_deref().and_then(|l| find_method(l, &key));
+            match (list, i) {
+                (Some(list), Some(i)) => drop(list.remove(i)),
+                _ => {
+                    return Err(ApiError::not_found(format!("The API key has no method throttle of its own for {key}")))
+                }
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// Checks a key name's length (API Gateway's limit, as in CSV imports).
@@ -163,7 +231,9 @@ fn plan_op(mut plan: UsagePlan, limits: &mut PlanLimits, op: &PatchOp) -> ApiRes
         ("replace", ["productCode"]) => plan.set_product_code(op.text()),
         ("remove", ["throttle"]) => limits.throttle = None,
         ("remove", ["quota"]) => limits.quota = None,
-        (_, ["throttle", leaf]) if set => set_throttle(limits.throttle.get_or_insert_default(), leaf, op)?,
+        ("remove", ["concurrency"]) => plan.set_concurrency(None),
+        ("replace", ["concurrency"]) => plan.set_concurrency(Some(concurrency("concurrency", op.whole()?)?)),
+        (_, ["throttle", leaf]) if set => set_throttle(limits.throttle.get_or_insert_default(), leaf, op, PLAN_PATHS)?,
         (_, ["quota", "limit"]) if set => limits.quota.get_or_insert_default().limit = Some(op.whole()?),
         (_, ["quota", "offset"]) if set => {
             limits.quota.get_or_insert_default().offset = Some(op.whole()?);
@@ -192,21 +262,21 @@ fn plan_op(mut plan: UsagePlan, limits: &mut PlanLimits, op: &PatchOp) -> ApiRes
             let i = stage_index(limits, api, stage)?;
             let s = &mut limits.api_stages[i];
             let key = method.join("/");
-            let i = match find_method(s, &key) {
+            let i = match find_method(&s.throttle, &key) {
                 Some(i) => i,
                 None => {
                     s.throttle.push((key, ThrottleShape::default()));
                     s.throttle.len() - 1
                 }
             };
-            set_throttle(&mut s.throttle[i].1, leaf, op)?;
+            set_throttle(&mut s.throttle[i].1, leaf, op, PLAN_PATHS)?;
         }
         ("remove", ["apiStages", label, "throttle", method @ ..]) if !method.is_empty() => {
             let (api, stage) = split_stage(label, op)?;
             let i = stage_index(limits, api, stage)?;
             let s = &mut limits.api_stages[i];
             let key = method.join("/");
-            let i = find_method(s, &key).ok_or_else(|| {
+            let i = find_method(&s.throttle, &key).ok_or_else(|| {
                 ApiError::not_found(format!("API stage {} has no method throttle for {key}", s.label()))
             })?;
             s.throttle.remove(i);
@@ -216,11 +286,11 @@ fn plan_op(mut plan: UsagePlan, limits: &mut PlanLimits, op: &PatchOp) -> ApiRes
     Ok(plan)
 }
 
-fn set_throttle(t: &mut ThrottleShape, leaf: &str, op: &PatchOp) -> ApiResult<()> {
+fn set_throttle(t: &mut ThrottleShape, leaf: &str, op: &PatchOp, paths: &str) -> ApiResult<()> {
     match leaf {
         "rateLimit" => t.rate_limit = Some(op.parsed("a number")?),
         "burstLimit" => t.burst_limit = Some(op.whole()?),
-        _ => return Err(op.invalid_path(PLAN_PATHS)),
+        _ => return Err(op.invalid_path(paths)),
     }
     Ok(())
 }
@@ -247,9 +317,9 @@ fn stage_index(limits: &PlanLimits, api: &str, stage: &str) -> ApiResult<usize> 
 
 /// The method throttle for `key`: the same text, or the same method on the same path up to
 /// parameter names (`/pets/{id}/GET` is `/pets/{petId}/GET`).
-fn find_method(stage: &ApiStageShape, key: &str) -> Option<usize> {
+fn find_method(list: &[(String, ThrottleShape)], key: &str) -> Option<usize> {
     let wanted = key.parse::<MethodKey>().ok();
-    stage.throttle.iter().position(|(k, _)| {
+    list.iter().position(|(k, _)| {
         k == key
             || wanted
                 .as_ref()

@@ -7,7 +7,7 @@ use crate::admin::page::Paging;
 use crate::admin::{accepted, json, patch, Admin, AwsPath};
 use crate::model::tags::check_tags;
 use crate::model::UsagePlan;
-use crate::wire::{Object, Page, PlanLimits, Source, UsagePlanOut};
+use crate::wire::{concurrency, Object, Page, PlanLimits, Source, UsagePlanOut};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
@@ -34,6 +34,10 @@ pub(crate) async fn create(State(admin): State<Admin>, body: Bytes) -> ApiResult
         return Err(ApiError::invalid(&format!("apiStages[{i}].stage"), reason));
     }
     limits.apply(&mut plan)?;
+    // Beyond API Gateway's members: the per-key concurrency cap.
+    if let Some(n) = o.whole("concurrency")? {
+        plan = plan.with_concurrency(concurrency("concurrency", n)?);
+    }
     let plan = admin.store.create_usage_plan(plan).await?;
     Ok(json(StatusCode::CREATED, &UsagePlanOut::new(&plan)))
 }

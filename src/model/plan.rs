@@ -129,6 +129,12 @@ impl UsagePlan {
         self
     }
 
+    /// Sets or clears the per-key concurrency cap (the admin API's patches).
+    #[cfg(feature = "admin")]
+    pub(crate) fn set_concurrency(&mut self, n: Option<std::num::NonZeroU32>) {
+        self.concurrency = n;
+    }
+
     /// The per-key concurrency cap, if any.
     #[must_use]
     pub fn concurrency(&self) -> Option<std::num::NonZeroU32> {

@@ -6,15 +6,19 @@ mod error;
 mod query;
 
 pub use error::{ManageError, ManageErrorKind};
-pub use query::{KeyQuery, Listing, PlanQuery, StoredKey};
+pub use query::{CustomerQuery, KeyQuery, Listing, PlanQuery, StoredKey};
 
 use crate::import::ImportedKey;
-use crate::model::{ApiKey, KeySecret, UsagePlan};
+use crate::model::{ApiKey, Customer, KeySecret, UsagePlan};
 use std::future::Future;
 use std::pin::Pin;
 
 /// A change of a key: gets the key as stored, returns it as it should be (same id). The store
-/// applies it atomically (nothing changes when it fails or the result is refused).
+/// applies it atomically (nothing changes when it fails or the result is refused). The key's
+/// own limits ([`ApiKey::with_throttle`], [`with_quota`](ApiKey::with_quota), method
+/// throttles, [`with_concurrency`](ApiKey::with_concurrency),
+/// [`with_quota_anchor`](ApiKey::with_quota_anchor)) are part of the key: the store keeps
+/// what the change returns.
 pub type KeyChange = Box<dyn FnOnce(ApiKey) -> Result<ApiKey, ManageError> + Send>;
 
 /// A change of a plan, as [`KeyChange`] is of a key.
@@ -41,6 +45,13 @@ pub type PlanChange = Box<dyn FnOnce(UsagePlan) -> Result<UsagePlan, ManageError
 ///   value is shown once, in the answer to the call that created it.
 /// - [`update_api_key`](Self::update_api_key) sets the key's `last_updated` time.
 /// - Errors name keys and plans by id (an admin API caller knows no other name for them).
+/// - A key's own limits (throttle, quota, method throttles, concurrency, quota anchor) are
+///   stored with it and come back as they were given.
+///
+/// Customers (not an API Gateway resource: the admin API's `/customers` routes) have default
+/// implementations for a store that does not keep them: none are found, and creating one is
+/// refused as [`Invalid`](ManageErrorKind::Invalid) (field `customers`). A store that keeps
+/// them overrides all five; a change of a customer must reach every key that names it.
 pub trait ManagedKeyStore: Send + Sync + 'static {
     /// CreateUsagePlan: stores a new plan; [`Conflict`](ManageErrorKind::Conflict) if its id is
     /// taken. Returns the plan as stored.
@@ -103,6 +114,52 @@ pub trait ManagedKeyStore: Send + Sync + 'static {
         plan_id: &str,
         key_id: &str,
     ) -> impl Future<Output = Result<(), ManageError>> + Send;
+
+    /// Stores a new customer; [`Conflict`](ManageErrorKind::Conflict) (field `id`) if its id is
+    /// taken. Returns the customer as stored. Default: refused, the store keeps no customers.
+    fn create_customer(&self, customer: Customer) -> impl Future<Output = Result<Customer, ManageError>> + Send {
+        drop(customer);
+        std::future::ready(Err(no_customers()))
+    }
+
+    /// Stores a customer, replacing the one with its id (its keys keep the counts of the
+    /// current period). Returns the customer as stored. Default: refused.
+    fn put_customer(&self, customer: Customer) -> impl Future<Output = Result<Customer, ManageError>> + Send {
+        drop(customer);
+        std::future::ready(Err(no_customers()))
+    }
+
+    /// Customer `id`, `None` if there is none. Default: none.
+    fn get_customer(&self, id: &str) -> impl Future<Output = Result<Option<Customer>, ManageError>> + Send {
+        let _ = id;
+        std::future::ready(Ok(None))
+    }
+
+    /// A page of customers, in id order. Default: none.
+    fn get_customers(
+        &self,
+        query: CustomerQuery,
+    ) -> impl Future<Output = Result<Listing<Customer>, ManageError>> + Send {
+        drop(query);
+        std::future::ready(Ok(Listing::new(Vec::new(), None)))
+    }
+
+    /// Deletes customer `id` (its keys keep their `customer_id` and lose the shared limits);
+    /// [`NotFound`](ManageErrorKind::NotFound) (field `customerId`) if there is none. Default:
+    /// not found.
+    fn delete_customer(&self, id: &str) -> impl Future<Output = Result<(), ManageError>> + Send {
+        std::future::ready(Err(no_customer(id)))
+    }
+}
+
+/// What a store that keeps no customers answers to a change of one.
+fn no_customers() -> ManageError {
+    ManageError::invalid("customers", "this store does not keep customers")
+}
+
+/// The error for an unknown customer id, as every store words it.
+pub(crate) fn no_customer(id: &str) -> ManageError {
+    ManageError::not_found("customerId", format!("no customer has the id {id:?}"))
 }
 
 // The object-safe form of `ManagedKeyStore`, so that the admin router does not name the store.
@@ -129,6 +186,11 @@ pub(crate) trait DynManagedKeyStore: Send + Sync + 'static {
     fn delete_api_key<'a>(&'a self, id: &'a str) -> Fut<'a, ()>;
     fn create_usage_plan_key<'a>(&'a self, plan_id: &'a str, key_id: &'a str) -> Fut<'a, ()>;
     fn delete_usage_plan_key<'a>(&'a self, plan_id: &'a str, key_id: &'a str) -> Fut<'a, ()>;
+    fn create_customer(&self, customer: Customer) -> Fut<'_, Customer>;
+    fn put_customer(&self, customer: Customer) -> Fut<'_, Customer>;
+    fn get_customer<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Customer>>;
+    fn get_customers(&self, query: CustomerQuery) -> Fut<'_, Listing<Customer>>;
+    fn delete_customer<'a>(&'a self, id: &'a str) -> Fut<'a, ()>;
 }
 
 impl<T: ManagedKeyStore> DynManagedKeyStore for T {
@@ -170,5 +232,20 @@ impl<T: ManagedKeyStore> DynManagedKeyStore for T {
     }
     fn delete_usage_plan_key<'a>(&'a self, plan_id: &'a str, key_id: &'a str) -> Fut<'a, ()> {
         Box::pin(ManagedKeyStore::delete_usage_plan_key(self, plan_id, key_id))
+    }
+    fn create_customer(&self, customer: Customer) -> Fut<'_, Customer> {
+        Box::pin(ManagedKeyStore::create_customer(self, customer))
+    }
+    fn put_customer(&self, customer: Customer) -> Fut<'_, Customer> {
+        Box::pin(ManagedKeyStore::put_customer(self, customer))
+    }
+    fn get_customer<'a>(&'a self, id: &'a str) -> Fut<'a, Option<Customer>> {
+        Box::pin(ManagedKeyStore::get_customer(self, id))
+    }
+    fn get_customers(&self, query: CustomerQuery) -> Fut<'_, Listing<Customer>> {
+        Box::pin(ManagedKeyStore::get_customers(self, query))
+    }
+    fn delete_customer<'a>(&'a self, id: &'a str) -> Fut<'a, ()> {
+        Box::pin(ManagedKeyStore::delete_customer(self, id))
     }
 }

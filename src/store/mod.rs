@@ -24,7 +24,8 @@ pub use key_store::{KeyRecord, KeyStore};
 #[allow(unused_imports)]
 pub(crate) use manage::DynManagedKeyStore;
 pub use manage::{
-    KeyChange, KeyQuery, Listing, ManageError, ManageErrorKind, ManagedKeyStore, PlanChange, PlanQuery, StoredKey,
+    CustomerQuery, KeyChange, KeyQuery, Listing, ManageError, ManageErrorKind, ManagedKeyStore, PlanChange, PlanQuery,
+    StoredKey,
 };
 pub use memory::InMemoryKeyStore;
 #[cfg(feature = "sqlx")]

@@ -1,19 +1,20 @@
 //! [`SqlKeyStore`]: keys and plans in PostgreSQL or SQLite (feature `sqlx`). The schema and an
 //! example are in the type's documentation (this module is private).
 
-/// Columns 0-15 of a plan row: the plan, one of its stages, one of that stage's method
-/// throttles, then the plan's product code and tags.
+/// Columns 0-16 of a plan row: the plan, one of its stages, one of that stage's method
+/// throttles, then the plan's product code, tags and concurrency cap.
 macro_rules! plan_columns {
     () => {
         "p.id, p.name, p.description, p.throttle_rate, p.throttle_burst, p.quota_limit, p.quota_period, \
-         p.quota_offset, p.created_at, s.api, s.stage, m.method, m.rate, m.burst, p.product_code, p.tags"
+         p.quota_offset, p.created_at, s.api, s.stage, m.method, m.rate, m.burst, p.product_code, p.tags, \
+         p.concurrency"
     };
 }
-/// Columns 0-8 of a key row `k` (read by `key_from_row`).
+/// Columns 0-9 of a key row `k` (read by `key_from_row`).
 macro_rules! key_columns {
     () => {
         "k.id, k.name, k.description, CASE WHEN k.enabled THEN 1 ELSE 0 END, k.customer_id, k.expires_at, \
-         k.created_at, k.last_updated_at, k.tags"
+         k.created_at, k.last_updated_at, k.tags, k.limits"
     };
 }
 /// Joins a plan `p` to its stages `s` and method throttles `m`.
@@ -41,8 +42,10 @@ macro_rules! channel_sql {
 }
 
 mod admin;
+mod customers;
 mod error;
 mod feed;
+mod limits;
 mod manage;
 mod migrate;
 mod write;
@@ -89,17 +92,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 ///
 /// | table | columns | key |
 /// |---|---|---|
-/// | `usage_plans_plans` | `id`, `name`, `description`?, `throttle_rate`?, `throttle_burst`?, `quota_limit`?, `quota_period`? (`'DAY'`, `'WEEK'`, `'MONTH'`), `quota_offset`?, `created_at`, `product_code`?², `tags`?² | `id` |
+/// | `usage_plans_plans` | `id`, `name`, `description`?, `throttle_rate`?, `throttle_burst`?, `quota_limit`?, `quota_period`? (`'DAY'`, `'WEEK'`, `'MONTH'`), `quota_offset`?, `created_at`, `product_code`?², `tags`?², `concurrency`?³ | `id` |
 /// | `usage_plans_plan_stages` | `plan_id`, `api`, `stage`, `position` | `plan_id, api, stage` |
 /// | `usage_plans_method_throttles` | `plan_id`, `api`, `stage`, `method` (e.g. `/pets/GET`), `rate`, `burst`, `position` | `plan_id, api, stage, method` |
-/// | `usage_plans_keys` | `id`, `name`, `description`?, `enabled`, `customer_id`?, `expires_at`?, `created_at`, `last_updated_at`?², `tags`?² | `id` |
+/// | `usage_plans_keys` | `id`, `name`, `description`?, `enabled`, `customer_id`?, `expires_at`?, `created_at`, `last_updated_at`?², `tags`?², `limits`?³ | `id` |
+/// | `usage_plans_customers`³ | `id`, `name`?, `throttle_rate`?, `throttle_burst`?, `quota_limit`?, `quota_period`?, `quota_offset`?, `concurrency`?, `quota_anchor`? (unix seconds) | `id` |
 /// | `usage_plans_key_values` | `hash` (lowercase hex SHA-256 of the value), `key_id`, `expires_at`?, `created_at` | `hash` |
 /// | `usage_plans_plan_keys` | `plan_id`, `key_id` | `plan_id, key_id` |
 /// | `usage_plans_schema` | `version`, `name`, `applied_at` | `version` |
 ///
-/// (`?`: nullable; ²: since schema version 2.) `tags` is a JSON object of tag names to values
-/// (`{"team":"billing"}`), NULL for none; rows written by version 1 read back with no tags, no
-/// product code and no last-updated time. A key may have several values (rows in `usage_plans_key_values`): that is
+/// (`?`: nullable; ²: since schema version 2; ³: since version 3.) `tags` is a JSON object of
+/// tag names to values (`{"team":"billing"}`), NULL for none; rows written by version 1 read
+/// back with no tags, no product code and no last-updated time, rows of version 2 with no
+/// limits of their own, no concurrency cap and no customer. A key's `limits` (its own limits,
+/// replacing its plan's) is a JSON object whose members are all optional:
+/// `{"throttle":{"rate":5.0,"burst":2}, "quota":{"limit":100,"period":"MONTH","offset":0},
+/// "methods":[{"method":"/pets/GET","rate":1.0,"burst":2}], "concurrency":3,
+/// "quota_anchor":1769851800}` (`methods` present, even empty, replaces the plan's method
+/// throttles; `quota_anchor` in unix seconds); NULL for none. A lookup returns the key with
+/// the customer its `customer_id` names in `usage_plans_customers`, if any
+/// ([`KeyRecord::customer`]); a change of a customer revalidates every key. A key may have several values (rows in `usage_plans_key_values`): that is
 /// how [`rotate_key`](SqlKeyStore::rotate_key) lets old and new values work side by side for a
 /// while. A value's effective expiry is the earlier of its own `expires_at` and its key's.
 /// `position` keeps the order of a plan's stages and method throttles. `enabled` is a `BOOLEAN`
@@ -226,7 +238,10 @@ impl SqlKeyStore {
             key_columns!(),
             ", v.expires_at, ",
             plan_columns!(),
+            ", ",
+            limits::customer_columns!(),
             " FROM usage_plans_key_values v JOIN usage_plans_keys k ON k.id = v.key_id",
+            " LEFT JOIN usage_plans_customers c ON c.id = k.customer_id",
             " LEFT JOIN usage_plans_plan_keys pk ON pk.key_id = k.id",
             " LEFT JOIN usage_plans_plans p ON p.id = pk.plan_id ",
             plan_joins!(),
@@ -239,14 +254,16 @@ impl SqlKeyStore {
             .await
             .map_err(|e| SqlStoreError::db("look up a key value", e))?;
         let Some(first) = rows.first() else { return Ok(None) };
-        let value_expires: Option<i64> = get(first, 9)?;
+        let value_expires: Option<i64> = get(first, 10)?;
         let mut plans = PlanRows::default();
         for row in &rows {
-            plans.push(row, 10)?;
+            plans.push(row, 11)?;
         }
         let plans = plans.finish();
         let key = key_from_row(first, value_expires, plans.iter().map(|p| p.id()))?;
-        Ok(Some(KeyRecord::new(key, plans.into_iter().map(Arc::new).collect())))
+        // Columns: the key 0-9, the value 10, the plan 11-27, then the customer.
+        let customer = limits::customer_from_row(first, 28)?.map(Arc::new);
+        Ok(Some(KeyRecord::new(key, plans.into_iter().map(Arc::new).collect()).with_customer(customer)))
     }
 }
 
@@ -381,6 +398,9 @@ fn plan_head(row: &AnyRow, at: usize, id: &str) -> Result<UsagePlan, SqlStoreErr
     if let Some(code) = get::<Option<String>>(row, at + 14)? {
         plan = plan.with_product_code(code);
     }
+    if let Some(n) = limits::concurrency(get(row, at + 16)?).map_err(|e| bad("concurrency", e))? {
+        plan = plan.with_concurrency(n);
+    }
     let tags = read_tags(get(row, at + 15)?).map_err(|e| bad("tags", e))?;
     Ok(tags.into_iter().fold(plan.with_created(created), |p, (n, v)| p.tag(n, v)))
 }
@@ -438,7 +458,8 @@ fn key_from_row<'a>(
         key = key.with_last_updated(time(at).map_err(bad("last_updated_at"))?);
     }
     let tags = read_tags(get(row, 8)?).map_err(bad("tags"))?;
-    let key = tags.into_iter().fold(key, |k, (n, v)| k.tag(n, v));
+    let mut key = tags.into_iter().fold(key, |k, (n, v)| k.tag(n, v));
+    key.set_overrides(limits::read_limits(get(row, 9)?).map_err(bad("limits"))?);
     Ok(plan_ids.fold(key, |k, p| k.plan(p.to_owned())))
 }
 

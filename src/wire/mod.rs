@@ -15,7 +15,8 @@
 //!   import puts the document and item in front of it.
 //! - [`Source`] says where the JSON comes from (an admin request or an exported document),
 //!   which words the errors as each has always worded them.
-//! - With feature `admin`, the answers' shapes (`write`: `ApiKey`, `UsagePlan`, `UsagePlanKey`,
+//! - With feature `admin`, the members beyond API Gateway's (`overrides`: a key's own limits,
+//!   a plan's `concurrency`, the `Customer` shape) and the answers' shapes (`write`: `ApiKey`, `UsagePlan`, `UsagePlanKey`,
 //!   pages).
 //!
 //! Direction: `admin` → `wire` ← `import`; `wire` → `model` and `error` (the model's
@@ -24,6 +25,8 @@
 mod error;
 mod key;
 mod limits;
+#[cfg(feature = "admin")]
+mod overrides;
 mod plan;
 mod read;
 #[cfg(feature = "admin")]
@@ -40,9 +43,11 @@ pub(crate) use read::{json_type, Object, Source};
 #[cfg(any(feature = "admin", test))]
 pub(crate) use error::ShapeErrorKind;
 #[cfg(feature = "admin")]
+pub(crate) use overrides::{concurrency, CustomerShape, LimitsShape};
+#[cfg(feature = "admin")]
 pub(crate) use plan::ApiStageShape;
 #[cfg(feature = "admin")]
-pub(crate) use write::{ApiKeyIds, ApiKeyOut, Page, UsagePlanKeyOut, UsagePlanOut};
+pub(crate) use write::{ApiKeyIds, ApiKeyOut, CustomerOut, Page, UsagePlanKeyOut, UsagePlanOut};
 
 #[cfg(test)]
 mod tests;

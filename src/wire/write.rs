@@ -1,9 +1,10 @@
 //! Writing the shapes the admin API answers with (restJson1): member names as in the service
 //! model, camelCase, absent optional members omitted (never `null`), timestamps as epoch seconds.
 
-use crate::model::{ApiKey, KeySecret, PlanStage, Quota, Throttle, UsagePlan};
+use crate::model::{ApiKey, Customer, KeySecret, MethodKey, PlanStage, Quota, Throttle, UsagePlan};
 use crate::wire::key::API_KEY_TYPE;
 use crate::wire::limits::period_name;
+use crate::wire::overrides::anchor_text;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +29,23 @@ pub(crate) struct ApiKeyOut<'a> {
     last_updated_date: Option<i64>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     tags: &'a BTreeMap<String, String>,
+    /// The key's own limits (members beyond API Gateway's), each omitted when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    throttle: Option<ThrottleOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota: Option<QuotaOut>,
+    /// Present (even `{}`) when the key's own list replaces its plan's method throttles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method_throttles: Option<BTreeMap<String, ThrottleOut>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_anchor: Option<String>,
+}
+
+/// A method throttle list keyed `"<resourcePath>/<METHOD>"`.
+fn methods(list: &[(MethodKey, Throttle)]) -> BTreeMap<String, ThrottleOut> {
+    list.iter().map(|(k, t)| (k.to_string(), ThrottleOut::new(*t))).collect()
 }
 
 impl<'a> ApiKeyOut<'a> {
@@ -43,6 +61,11 @@ impl<'a> ApiKeyOut<'a> {
             created_date: key.created().map(epoch_seconds),
             last_updated_date: key.last_updated().map(epoch_seconds),
             tags: key.tags(),
+            throttle: key.throttle().map(ThrottleOut::new),
+            quota: key.quota().map(QuotaOut::new),
+            method_throttles: key.method_throttles().map(methods),
+            concurrency: key.concurrency().map(|n| n.get()),
+            quota_anchor: key.quota_anchor().map(anchor_text),
         }
     }
 }
@@ -73,6 +96,9 @@ pub(crate) struct UsagePlanOut<'a> {
     product_code: Option<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     tags: &'a BTreeMap<String, String>,
+    /// Beyond API Gateway's members: the per-key concurrency cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<u32>,
 }
 
 impl<'a> UsagePlanOut<'a> {
@@ -87,6 +113,7 @@ impl<'a> UsagePlanOut<'a> {
             quota: plan.quota().map(QuotaOut::new),
             product_code: plan.product_code(),
             tags: plan.tags(),
+            concurrency: plan.concurrency().map(|n| n.get()),
         }
     }
 }
@@ -103,11 +130,7 @@ struct ApiStageOut<'a> {
 
 impl<'a> ApiStageOut<'a> {
     fn new(s: &'a PlanStage) -> Self {
-        Self {
-            api_id: s.api(),
-            stage: s.stage_name(),
-            throttle: s.methods().iter().map(|(k, t)| (k.to_string(), ThrottleOut::new(*t))).collect(),
-        }
+        Self { api_id: s.api(), stage: s.stage_name(), throttle: methods(s.methods()) }
     }
 }
 
@@ -136,6 +159,38 @@ struct QuotaOut {
 impl QuotaOut {
     fn new(q: Quota) -> Self {
         Self { limit: q.limit(), offset: q.offset(), period: period_name(q.period()) }
+    }
+}
+
+/// `Customer` (not an API Gateway shape): `{"id", "name", "throttle", "quota", "concurrency",
+/// "quotaAnchor"}`, unset members omitted.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CustomerOut<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    throttle: Option<ThrottleOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota: Option<QuotaOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quota_anchor: Option<String>,
+}
+
+impl<'a> CustomerOut<'a> {
+    /// The customer.
+    pub(crate) fn new(c: &'a Customer) -> Self {
+        Self {
+            id: c.id(),
+            name: c.name(),
+            throttle: c.throttle().map(ThrottleOut::new),
+            quota: c.quota().map(QuotaOut::new),
+            concurrency: c.concurrency().map(|n| n.get()),
+            quota_anchor: c.quota_anchor().map(anchor_text),
+        }
     }
 }
 

@@ -32,6 +32,7 @@ macro_rules! per_store {
     )+};
 }
 
+mod customers;
 mod errors;
 mod guard;
 mod keys;

@@ -10,8 +10,8 @@ use tower_usage_plans::admin::{AdminAuth, AdminRouter};
 #[cfg(feature = "sqlx")]
 use tower_usage_plans::SqlKeyStore;
 use tower_usage_plans::{
-    ApiKey, InMemoryKeyStore, KeyQuery, KeyRecord, KeyStore, ManagedKeyStore, PlanQuery, Stage, StoredKey, UsagePlan,
-    UsagePlanLayer,
+    ApiKey, Customer, CustomerQuery, InMemoryKeyStore, KeyQuery, KeyRecord, KeyStore, ManagedKeyStore, PlanQuery,
+    Stage, StoredKey, UsagePlan, UsagePlanLayer,
 };
 
 /// Which store a scenario runs against.
@@ -64,6 +64,7 @@ macro_rules! each {
 pub(crate) struct Snapshot {
     plans: Vec<UsagePlan>,
     keys: Vec<StoredKey>,
+    customers: Vec<Customer>,
     generation: Option<u64>,
 }
 
@@ -97,6 +98,9 @@ impl Store {
         let config = config.config();
         for plan in config.plans() {
             store.put_plan(plan).await.unwrap();
+        }
+        for customer in config.customers() {
+            store.put_customer(customer).await.unwrap();
         }
         for (value, key) in config.keys() {
             store.insert_key(key.clone(), value).await.unwrap();
@@ -188,6 +192,13 @@ impl Store {
             #[cfg(feature = "sqlx")]
             Self::Sql(_) => None,
         };
-        Snapshot { plans: self.plans().await, keys: self.keys().await, generation }
+        let customers = self.customers().await;
+        Snapshot { plans: self.plans().await, keys: self.keys().await, customers, generation }
+    }
+
+    /// Every customer, in id order.
+    pub(crate) async fn customers(&self) -> Vec<Customer> {
+        let query = CustomerQuery::new().with_limit(500);
+        each!(self, s => s.get_customers(query).await.unwrap()).into_parts().0
     }
 }

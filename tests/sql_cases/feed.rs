@@ -6,8 +6,8 @@ use crate::sql_support::{databases, Db};
 use sqlx::{Connection, PgConnection};
 use std::time::{Duration, Instant};
 use tower_usage_plans::{
-    ApiKey, CachedKeyStore, Invalidation, KeyStore, ManagedKeyStore, PlanStage, Quota, QuotaPeriod, SqlKeyStore, Stage,
-    UsagePlan, UsagePlanLayer,
+    ApiKey, CachedKeyStore, Customer, Invalidation, KeyStore, ManagedKeyStore, PlanStage, Quota, QuotaPeriod,
+    SqlKeyStore, Stage, UsagePlan, UsagePlanLayer,
 };
 
 /// Waits (polling, at most `within`) until `done` holds; panics saying `what` otherwise.
@@ -93,6 +93,23 @@ async fn a_change_at_one_replica_reaches_the_other_within_a_second() {
     a.delete_plan("q").await.unwrap();
     eventually(second, "deleting q reaches B", || inv.outdates(g, "other")).await;
     assert!(inv.outdates(g, "never-seen"));
+}
+
+#[tokio::test]
+async fn a_customer_change_at_one_replica_revalidates_its_keys_at_the_other() {
+    let Some((db, b, _)) = replicas("a_customer_change_at_one_replica_revalidates_its_keys").await else { return };
+    let a = &db.store;
+    a.put_plan(&plan("p")).await.unwrap();
+    a.create_key(ApiKey::new("k").with_customer_id("acme").plan("p")).await.unwrap();
+    let inv = handle(&b);
+    caught_up(a, &inv).await;
+    let acme = Customer::new("acme").with_quota(Quota::new(4, QuotaPeriod::Day).unwrap());
+    let g = inv.generation();
+    a.put_customer(&acme).await.unwrap();
+    eventually(Duration::from_secs(1), "putting acme reaches B", || inv.outdates(g, "k")).await;
+    let g = inv.generation();
+    a.delete_customer("acme").await.unwrap();
+    eventually(Duration::from_secs(1), "deleting acme reaches B", || inv.outdates(g, "k")).await;
 }
 
 #[tokio::test]

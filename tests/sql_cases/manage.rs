@@ -1,5 +1,5 @@
 //! `ManagedKeyStore` for the SQL store (SQLite and PostgreSQL): the operations, their errors as
-//! `InMemoryKeyStore` gives them, paging in SQL, precise invalidation; and schema version 2.
+//! `InMemoryKeyStore` gives them, paging in SQL, precise invalidation; and schema upgrades from version 1.
 
 use crate::sql_support::{databases, fresh_databases};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -183,9 +183,9 @@ async fn imports_are_all_or_nothing_and_name_the_csv_line() {
 }
 
 #[tokio::test]
-async fn a_version_1_database_migrates_to_version_2_keeping_its_rows() {
+async fn a_version_1_database_migrates_to_the_latest_keeping_its_rows() {
     const V1: &str = include_str!("../../src/store/sql/migrations/0001_initial.sql");
-    for db in fresh_databases("a_version_1_database_migrates_to_version_2_keeping_its_rows").await {
+    for db in fresh_databases("a_version_1_database_migrates_to_the_latest_keeping_its_rows").await {
         let pool = db.store.pool();
         sqlx::raw_sql(V1).execute(pool).await.unwrap();
         for sql in [
@@ -210,7 +210,7 @@ async fn a_version_1_database_migrates_to_version_2_keeping_its_rows() {
             .fetch_all(pool)
             .await
             .unwrap();
-        assert_eq!(versions, [1, 2], "{}", db.name);
+        assert_eq!(versions, [1, 2, 3], "{}", db.name);
         let at = |s| UNIX_EPOCH + Duration::from_secs(s);
         let key = ApiKey::new("k").with_name("K").with_customer_id("c").with_created(at(2000)).plan("p");
         assert_eq!(db.store.get_key("k").await.unwrap(), Some(key.clone()), "{}: no tags, no last-updated", db.name);

@@ -201,6 +201,52 @@ impl PlanQuery {
     }
 }
 
+/// Which customers a [`get_customers`](super::ManagedKeyStore::get_customers) call lists: a
+/// page of all of them, in id order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct CustomerQuery {
+    position: Option<String>,
+    limit: usize,
+}
+
+impl Default for CustomerQuery {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CustomerQuery {
+    /// Every customer, the first 25.
+    pub fn new() -> Self {
+        Self { position: None, limit: DEFAULT_LIMIT }
+    }
+
+    /// Starts at the customer with this id (or the next one after it).
+    pub fn with_position(mut self, position: impl Into<String>) -> Self {
+        self.position = Some(position.into());
+        self
+    }
+
+    /// At most `limit` customers (at least 1).
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit.max(1);
+        self
+    }
+
+    /// Where the page starts.
+    #[must_use]
+    pub fn position(&self) -> Option<&str> {
+        self.position.as_deref()
+    }
+
+    /// The page's length.
+    #[must_use]
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
 /// A key as a store holds it: its record and, when the store keeps it, its value. `Debug` never
 /// shows the value.
 #[derive(Clone, PartialEq, Eq)]

@@ -7,9 +7,11 @@
 
 use super::InMemoryKeyStore;
 use crate::import::ImportedKey;
-use crate::model::{ApiKey, KeySecret, PlanStage, UsagePlan};
+use crate::model::{ApiKey, Customer, KeySecret, PlanStage, UsagePlan};
+use crate::store::manage::no_customer;
 use crate::store::{
-    KeyChange, KeyQuery, Listing, ManageError, ManageErrorKind, ManagedKeyStore, PlanChange, PlanQuery, StoredKey,
+    CustomerQuery, KeyChange, KeyQuery, Listing, ManageError, ManageErrorKind, ManagedKeyStore, PlanChange, PlanQuery,
+    StoredKey,
 };
 use std::sync::{Arc, Mutex};
 
@@ -189,5 +191,36 @@ impl ManagedKeyStore for InMemoryKeyStore {
             return Err(ManageError::not_found("keyId", "the API key is not in the usage plan"));
         }
         Ok(self.remove_key_from_plan(key_id, plan_id)?)
+    }
+
+    async fn create_customer(&self, customer: Customer) -> Result<Customer, ManageError> {
+        if self.customer_by_id(customer.id()).is_some() {
+            return Err(ManageError::conflict("id", format!("a customer already has the id {:?}", customer.id())));
+        }
+        ManagedKeyStore::put_customer(self, customer).await
+    }
+
+    async fn put_customer(&self, customer: Customer) -> Result<Customer, ManageError> {
+        if customer.id().trim().is_empty() {
+            return Err(ManageError::invalid("id", "must not be empty"));
+        }
+        InMemoryKeyStore::put_customer(self, customer.clone())?;
+        Ok(customer)
+    }
+
+    async fn get_customer(&self, id: &str) -> Result<Option<Customer>, ManageError> {
+        Ok(self.customer_by_id(id).map(Arc::unwrap_or_clone))
+    }
+
+    async fn get_customers(&self, query: CustomerQuery) -> Result<Listing<Customer>, ManageError> {
+        let all = self.config().customers().iter().map(|c| Customer::clone(c)).collect();
+        Ok(Listing::page_of(all, Customer::id, query.position(), query.limit()))
+    }
+
+    async fn delete_customer(&self, id: &str) -> Result<(), ManageError> {
+        if self.customer_by_id(id).is_none() {
+            return Err(no_customer(id));
+        }
+        Ok(InMemoryKeyStore::delete_customer(self, id)?)
     }
 }

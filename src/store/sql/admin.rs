@@ -1,13 +1,16 @@
 //! [`ManagedKeyStore`] for [`SqlKeyStore`]: the admin API's operations, each one transaction,
 //! with the semantics and errors of [`InMemoryKeyStore`](crate::InMemoryKeyStore)'s.
 
+use super::customers::{read_customer, CustomerWrite};
+use super::limits::customer_columns;
 use super::write::{self, Changed, PlanWrite, Tx};
 use super::{get, key_from_row, unix_now, Backend, PlanRows, SqlKeyStore, SqlStoreError, SqlStoreErrorKind};
 use crate::import::ImportedKey;
 use crate::keys::KeyHash;
-use crate::model::{ApiKey, KeySecret, UsagePlan};
+use crate::model::{ApiKey, Customer, KeySecret, UsagePlan};
 use crate::store::manage::{
-    KeyChange, KeyQuery, Listing, ManageError, ManagedKeyStore, PlanChange, PlanQuery, StoredKey,
+    no_customer, CustomerQuery, KeyChange, KeyQuery, Listing, ManageError, ManagedKeyStore, PlanChange, PlanQuery,
+    StoredKey,
 };
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
@@ -370,6 +373,51 @@ impl ManagedKeyStore for SqlKeyStore {
         }
         changed.notify(&mut tx).await?;
         tx.commit().await.map_err(db("delete_usage_plan_key"))
+    }
+
+    async fn create_customer(&self, customer: Customer) -> Result<Customer, ManageError> {
+        self.change_customer(&customer, CustomerWrite::Create).await?;
+        Ok(customer)
+    }
+
+    async fn put_customer(&self, customer: Customer) -> Result<Customer, ManageError> {
+        self.change_customer(&customer, CustomerWrite::Put).await?;
+        Ok(customer)
+    }
+
+    async fn get_customer(&self, id: &str) -> Result<Option<Customer>, ManageError> {
+        let mut conn = self.pool.acquire().await.map_err(db("get_customer"))?;
+        Ok(read_customer(&mut conn, id).await?)
+    }
+
+    async fn get_customers(&self, query: CustomerQuery) -> Result<Listing<Customer>, ManageError> {
+        let mut tx = self.pool.begin().await.map_err(db("get_customers"))?;
+        let c = bytewise(&mut tx);
+        let mut binds = Vec::new();
+        let select = concat!("SELECT ", customer_columns!(), " FROM usage_plans_customers c");
+        let sql = page_sql(select, "c.id", c, Vec::new(), &mut binds, query.position(), query.limit());
+        let mut q = sqlx::query(&sql).persistent(false);
+        for b in &binds {
+            q = q.bind(b.as_str());
+        }
+        let rows = q.fetch_all(&mut *tx).await.map_err(db("get_customers"))?;
+        tx.commit().await.map_err(db("get_customers"))?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            items.extend(super::limits::customer_from_row(row, 0)?);
+        }
+        let position = match items.len() > query.limit() {
+            true => items.pop().map(|c| c.id().to_owned()),
+            false => None,
+        };
+        Ok(Listing::new(items, position))
+    }
+
+    async fn delete_customer(&self, id: &str) -> Result<(), ManageError> {
+        match SqlKeyStore::delete_customer(self, id).await {
+            Err(e) if e.kind() == SqlStoreErrorKind::NotFound => Err(no_customer(id)),
+            other => Ok(other?),
+        }
     }
 }
 

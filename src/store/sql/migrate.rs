@@ -14,6 +14,11 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "initial", sql: include_str!("migrations/0001_initial.sql") },
     Migration { version: 2, name: "tags_and_dates", sql: include_str!("migrations/0002_tags_and_dates.sql") },
+    Migration {
+        version: 3,
+        name: "overrides_and_customers",
+        sql: include_str!("migrations/0003_overrides_and_customers.sql"),
+    },
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS usage_plans_schema (\
@@ -25,7 +30,7 @@ const PG_LOCK: i64 = 0x7475_7073_716c_7631;
 impl SqlKeyStore {
     /// The schema version this build creates and reads (the highest `version` it writes to
     /// `usage_plans_schema`).
-    pub const SCHEMA_VERSION: i64 = 2;
+    pub const SCHEMA_VERSION: i64 = 3;
 
     /// Creates or upgrades the `usage_plans_*` tables to this build's schema; does nothing if
     /// they are up to date. Call it at start-up, before serving.

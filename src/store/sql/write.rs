@@ -3,6 +3,7 @@
 //! one-plan-per-stage rule, and the change notice (the local [`Invalidation`] and, on
 //! PostgreSQL, the notification the other replicas' change feeds receive).
 
+use super::limits::{check_methods, write_limits};
 use super::{get, key_from_row, unix_now, unix_secs, write_tags, Backend, PlanRows, SqlStoreError, SqlStoreErrorKind};
 use crate::keys::KeyHash;
 use crate::model::{ApiKey, KeySecret, QuotaPeriod, UsagePlan};
@@ -117,14 +118,15 @@ pub(super) async fn write_plan(tx: &mut Tx<'_>, plan: &UsagePlan, mode: PlanWrit
              throttle_rate = excluded.throttle_rate, throttle_burst = excluded.throttle_burst, \
              quota_limit = excluded.quota_limit, quota_period = excluded.quota_period, \
              quota_offset = excluded.quota_offset, product_code = excluded.product_code, tags = excluded.tags, \
-             created_at = CASE WHEN $12 THEN excluded.created_at ELSE usage_plans_plans.created_at END"
+             concurrency = excluded.concurrency, \
+             created_at = CASE WHEN $13 THEN excluded.created_at ELSE usage_plans_plans.created_at END"
         }
         PlanWrite::Create => " ON CONFLICT DO NOTHING",
     };
     let sql = format!(
         "INSERT INTO usage_plans_plans (id, name, description, throttle_rate, throttle_burst, quota_limit, \
-         quota_period, quota_offset, created_at, product_code, tags) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11){upsert}"
+         quota_period, quota_offset, created_at, product_code, tags, concurrency) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12){upsert}"
     );
     let query = sqlx::query(&sql)
         // Not a prepared statement kept per connection: through sqlx's `Any` driver, a NULL and a
@@ -141,7 +143,8 @@ pub(super) async fn write_plan(tx: &mut Tx<'_>, plan: &UsagePlan, mode: PlanWrit
         .bind(quota.map(|q| q.offset() as i64))
         .bind(plan.created().map_or_else(unix_now, unix_secs))
         .bind(plan.product_code())
-        .bind(write_tags(plan.tags()));
+        .bind(write_tags(plan.tags()))
+        .bind(plan.concurrency().map(|n| i64::from(n.get())));
     let query = match mode {
         PlanWrite::Put => query.bind(plan.created().is_some()),
         PlanWrite::Create => query,
@@ -201,7 +204,7 @@ pub(super) async fn insert_key_row(tx: &mut Tx<'_>, key: &ApiKey) -> Result<(), 
     let id = key.id();
     sqlx::query(
         "INSERT INTO usage_plans_keys (id, name, description, enabled, customer_id, expires_at, created_at, \
-         last_updated_at, tags) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         last_updated_at, tags, limits) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .persistent(false) // optional values, see write_plan
     .bind(id)
@@ -213,6 +216,7 @@ pub(super) async fn insert_key_row(tx: &mut Tx<'_>, key: &ApiKey) -> Result<(), 
     .bind(key.created().map_or_else(unix_now, unix_secs))
     .bind(key.last_updated().map(unix_secs))
     .bind(write_tags(key.tags()))
+    .bind(write_limits(key))
     .execute(&mut **tx)
     .await
     .map_err(|e| match SqlStoreError::is_unique_violation(&e) {
@@ -228,7 +232,7 @@ pub(super) async fn update_key_row(tx: &mut Tx<'_>, key: &ApiKey) -> Result<(), 
     let db = |e| SqlStoreError::db(format!("update key {id:?}"), e);
     sqlx::query(
         "UPDATE usage_plans_keys SET name = $2, description = $3, enabled = $4, customer_id = $5, expires_at = $6, \
-         created_at = COALESCE($7, created_at), last_updated_at = $8, tags = $9 WHERE id = $1",
+         created_at = COALESCE($7, created_at), last_updated_at = $8, tags = $9, limits = $10 WHERE id = $1",
     )
     .persistent(false) // optional values, see write_plan
     .bind(id)
@@ -240,6 +244,7 @@ pub(super) async fn update_key_row(tx: &mut Tx<'_>, key: &ApiKey) -> Result<(), 
     .bind(key.created().map(unix_secs))
     .bind(key.last_updated().map(unix_secs))
     .bind(write_tags(key.tags()))
+    .bind(write_limits(key))
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -250,9 +255,10 @@ pub(super) async fn update_key_row(tx: &mut Tx<'_>, key: &ApiKey) -> Result<(), 
     Ok(())
 }
 
-/// Checks `key`'s tags as a file's are checked.
+/// Checks `key`'s tags and its own method throttles as a file's are checked.
 pub(super) fn check_key(key: &ApiKey) -> Result<(), SqlStoreError> {
     crate::model::tags::check_tags(key.tags())
+        .and_then(|()| check_methods(key))
         .map_err(|e| SqlStoreError::new(SqlStoreErrorKind::Invalid, e.field(), e.reason().to_owned()))
 }
 
