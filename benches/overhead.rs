@@ -31,8 +31,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tower::{service_fn, Layer, Service};
 use tower_usage_plans::{
-    ApiKey, Config, Customer, InMemoryKeyStore, KeySecret, PlanStage, Quota, QuotaPeriod, RateLimitHeaders, Stage, Throttle,
-    UsagePlan, UsagePlanLayer, MAX_QUOTA_LIMIT,
+    ApiKey, Config, Customer, InMemoryKeyStore, KeySecret, PlanStage, Quota, QuotaPeriod, RateLimitHeaders, Stage,
+    Throttle, UsagePlan, UsagePlanLayer, MAX_QUOTA_LIMIT,
 };
 
 static API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -160,7 +160,8 @@ fn allowed(c: &mut Criterion) {
         let off = RateLimitHeaders::Off;
         let layer = UsagePlanLayer::builder(open_store(keys)).rate_limit_headers(off).caller(false).build().unwrap();
         run(&mut group, "usage_plans/headers_off_no_caller", &values, layer.layer(inner()));
-        let layer = UsagePlanLayer::builder(customer_store(keys)).rate_limit_headers(off).caller(false).build().unwrap();
+        let layer =
+            UsagePlanLayer::builder(customer_store(keys)).rate_limit_headers(off).caller(false).build().unwrap();
         run(&mut group, "usage_plans/customer_no_caller", &values, layer.layer(inner()));
 
         let config = tower_governor::governor::GovernorConfigBuilder::default()

@@ -127,13 +127,13 @@ pub use crate::backend::redis::{
 pub use crate::caller::Caller;
 pub use crate::engine::{Clock, ManualClock, Now, SystemClock};
 pub use crate::error::{ConfigError, ConfigErrorKind};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use crate::http::MissingCaller;
 pub use crate::http::{
     AuthorizerKey, AwsRejection, KeySource, RateLimitHeaders, RenderRejection, ResponseFuture, UsagePlanBody,
     UsagePlanLayer, UsagePlanLayerBuilder, UsagePlanService, MAX_PRESENTED_KEY_LEN,
 };
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use crate::http::MissingCaller;
 pub use crate::keycache::KeyCacheStats;
 pub use crate::model::{
     ApiKey, Config, Customer, KeySecret, MethodKey, PlanStage, PreviousValue, Quota, QuotaAnchor, QuotaPeriod, Stage,

@@ -82,7 +82,9 @@ impl Inner {
         Self { entered: Arc::default(), gate: Arc::new(Semaphore::new(0)), bodies: Arc::default() }
     }
 
-    fn layer(&self) -> impl Service<Request<String>, Response = Resp, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    fn layer(
+        &self,
+    ) -> impl Service<Request<String>, Response = Resp, Error = Infallible, Future: Send> + Clone + Send + 'static {
         let me = self.clone();
         let inner = service_fn(move |req: Request<String>| {
             let me = me.clone();
@@ -151,14 +153,11 @@ async fn a_cap_of_3_admits_exactly_3_concurrent_requests_and_frees_a_slot_on_com
     assert_eq!(inner.entered.load(Ordering::SeqCst), 3, "no fourth request reached the inner service");
     // One completes: one more may go in, and only one.
     inner.gate.add_permits(1);
-    let mut done = 0;
-    for t in admitted {
-        if t.is_finished() || done == 0 {
-            let (status, _) = t.await.unwrap();
-            assert_eq!(status, 200);
-            done += 1;
-            break;
-        }
+    until("one request done", || admitted.iter().any(|t| t.is_finished())).await;
+    let (finished, mut waiting): (Vec<_>, Vec<_>) = admitted.into_iter().partition(|t| t.is_finished());
+    assert_eq!(finished.len(), 1);
+    for t in finished {
+        assert_eq!(t.await.unwrap().0, 200);
     }
     let next = spawn(&svc, "/slow", &key("k"));
     until("the next request inside", || inner.entered.load(Ordering::SeqCst) == 4).await;
@@ -166,6 +165,9 @@ async fn a_cap_of_3_admits_exactly_3_concurrent_requests_and_frees_a_slot_on_com
     assert_cap_refusal(status, &headers);
     inner.gate.add_permits(10);
     assert_eq!(next.await.unwrap().0, 200);
+    for t in waiting.drain(..) {
+        assert_eq!(t.await.unwrap().0, 200);
+    }
 }
 
 #[tokio::test]
@@ -174,15 +176,21 @@ async fn a_cancelled_request_frees_its_slot() {
     let svc = inner.layer();
     let held: Vec<_> = (0..3).map(|_| spawn(&svc, "/slow", &key("k"))).collect();
     until("3 requests inside", || inner.entered.load(Ordering::SeqCst) == 3).await;
-    assert_cap_refusal(spawn(&svc, "/slow", &key("k")).await.unwrap().0, &spawn(&svc, "/slow", &key("k")).await.unwrap().1);
+    assert_cap_refusal(
+        spawn(&svc, "/slow", &key("k")).await.unwrap().0,
+        &spawn(&svc, "/slow", &key("k")).await.unwrap().1,
+    );
     held[0].abort();
-    assert!(held[0].is_finished() || tokio::time::timeout(Duration::from_secs(5), async {
-        while !held[0].is_finished() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .is_ok());
+    assert!(
+        held[0].is_finished()
+            || tokio::time::timeout(Duration::from_secs(5), async {
+                while !held[0].is_finished() {
+                    tokio::task::yield_now().await;
+                }
+            })
+            .await
+            .is_ok()
+    );
     let next = spawn(&svc, "/slow", &key("k"));
     until("a request in the cancelled one's slot", || inner.entered.load(Ordering::SeqCst) == 4).await;
     inner.gate.add_permits(10);

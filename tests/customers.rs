@@ -168,19 +168,21 @@ async fn the_caller_is_in_the_extensions_of_admitted_keyed_requests_and_never_sh
     let inner = service_fn(|req: Request<String>| async move {
         let c = req.extensions().get::<Caller>().cloned();
         let text = match c {
-            Some(c) => format!(
-                "{}|{}|{}|{}|{:?}|{}/{}|{:?}|{:?}|{:?}",
-                c.key_id(),
-                c.key_name(),
-                c.plan_id(),
-                c.plan_name(),
-                c.customer_id(),
-                c.api(),
-                c.stage(),
-                c.tags().get("team"),
-                c.quota_remaining(),
-                c.bucket_remaining()
-            ) + &format!("|{c:?}"),
+            Some(c) => {
+                format!(
+                    "{}|{}|{}|{}|{:?}|{}/{}|{:?}|{:?}|{:?}",
+                    c.key_id(),
+                    c.key_name(),
+                    c.plan_id(),
+                    c.plan_name(),
+                    c.customer_id(),
+                    c.api(),
+                    c.stage(),
+                    c.tags().get("team"),
+                    c.quota_remaining(),
+                    c.bucket_remaining()
+                ) + &format!("|{c:?}")
+            }
             None => "none".to_owned(),
         };
         Ok::<_, Infallible>(Response::new(text))
@@ -191,7 +193,11 @@ async fn the_caller_is_in_the_extensions_of_admitted_keyed_requests_and_never_sh
     assert_eq!(fields, r#"k-acme-1|Acme CI|open|open|Some("acme")|petstore/prod|Some("billing")|None|Some(999)"#);
     assert!(!debug.contains("acme1-0123456789abcdefghij"), "{debug}");
     let r = get(&svc, "/pets", Some(&key("plain"))).await;
-    assert!(r.body.starts_with("k-plain|k-plain|burst10|Burst ten|None|petstore/prod|None|Some(999)|Some(9)"), "{}", r.body);
+    assert!(
+        r.body.starts_with("k-plain|k-plain|burst10|Burst ten|None|petstore/prod|None|Some(999)|Some(9)"),
+        "{}",
+        r.body
+    );
     // Off: no Caller.
     let layer = builder(PLANS, &clock).caller(false).build().unwrap();
     let inner = service_fn(|req: Request<String>| async move {
@@ -212,10 +218,19 @@ fn customers_and_overrides_read_back_from_what_is_written_and_errors_name_the_fi
     assert_eq!(key.quota_anchor().unwrap().to_string(), "2026-01-31T00:00:00Z");
     assert_eq!(key.quota().unwrap().limit(), 2);
     for (bad, message) in [
-        ("[[keys]]\nid = \"x\"\nvalue = \"x-0123456789abcdefghij\"\nconcurrency = 0\n", "keys[0].concurrency: must be at least 1"),
-        ("[[keys]]\nid = \"x\"\nvalue = \"x-0123456789abcdefghij\"\nthrottle = { rate = 1.0, burst = 0 }\n", "keys[0].throttle.burst: must be at least 1"),
+        (
+            "[[keys]]\nid = \"x\"\nvalue = \"x-0123456789abcdefghij\"\nconcurrency = 0\n",
+            "keys[0].concurrency: must be at least 1",
+        ),
+        (
+            "[[keys]]\nid = \"x\"\nvalue = \"x-0123456789abcdefghij\"\nthrottle = { rate = 1.0, burst = 0 }\n",
+            "keys[0].throttle.burst: must be at least 1",
+        ),
         ("[[keys]]\nid = \"x\"\nvalue = \"x-0123456789abcdefghij\"\nquota_anchor = \"soon\"\n", "keys[0].quota_anchor"),
-        ("[[customers]]\nid = \"a\"\n[[customers]]\nid = \"a\"\n", "customers[1].id: \"a\" is already the id of customers[0]"),
+        (
+            "[[customers]]\nid = \"a\"\n[[customers]]\nid = \"a\"\n",
+            "customers[1].id: \"a\" is already the id of customers[0]",
+        ),
         ("[[customers]]\nid = \"a\"\nquota = { limit = 0, period = \"DAY\" }\n", "customers[0].quota.limit"),
         ("[[customers]]\nid = \"\"\n", "customers[0].id"),
         ("[[plans]]\nid = \"p\"\nconcurrency = -1\n", "plans[0].concurrency: must be at least 1"),
@@ -231,10 +246,12 @@ fn customers_and_overrides_read_back_from_what_is_written_and_errors_name_the_fi
 async fn a_public_method_carries_no_caller() {
     let clock = clock();
     let config = format!("{PLANS}");
-    let layer = UsagePlanLayer::builder(tower_usage_plans::InMemoryKeyStore::from_toml_str(&format!(
-        "[stage]\napi = \"petstore\"\nname = \"prod\"\npublic_methods = [\"/health/GET\"]\n{config}"
-    ))
-    .unwrap())
+    let layer = UsagePlanLayer::builder(
+        tower_usage_plans::InMemoryKeyStore::from_toml_str(&format!(
+            "[stage]\napi = \"petstore\"\nname = \"prod\"\npublic_methods = [\"/health/GET\"]\n{config}"
+        ))
+        .unwrap(),
+    )
     .clock(clock.clone())
     .build()
     .unwrap();

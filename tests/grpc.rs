@@ -232,7 +232,8 @@ struct WhoGreeter;
 #[tonic::async_trait]
 impl Greeter for WhoGreeter {
     async fn say_hello(&self, request: Request<HelloRequest>) -> Result<Response<HelloReply>, Status> {
-        let caller = request.extensions().get::<tower_usage_plans::Caller>().ok_or_else(|| Status::internal("no caller"))?;
+        let caller =
+            request.extensions().get::<tower_usage_plans::Caller>().ok_or_else(|| Status::internal("no caller"))?;
         Ok(Response::new(HelloReply {
             message: format!("{} {} {}/{}", caller.key_id(), caller.plan_id(), caller.api(), caller.stage()),
         }))
@@ -251,5 +252,8 @@ async fn a_tonic_handler_reads_the_caller_from_the_extensions() {
             .await
             .unwrap();
     });
-    assert_eq!(code(say(addr, Some("method-0123456789abcdefghij")).await), (Code::Ok, "k-method per-method greeter/prod".to_owned()));
+    assert_eq!(
+        code(say(addr, Some("method-0123456789abcdefghij")).await),
+        (Code::Ok, "k-method per-method greeter/prod".to_owned())
+    );
 }

@@ -271,18 +271,26 @@ async fn quickstart_keeps_every_counted_request_across_sigterm_and_restart() {
 #[tokio::test]
 async fn an_axum_handler_reads_the_caller_through_the_extractor() {
     use tower_usage_plans::Caller;
-    let store = InMemoryKeyStore::from_toml_str(&CONFIG.replace("id = \"k\"\n", "id = \"k\"\nname = \"Build bot\"\ncustomer_id = \"acme\"\n")).unwrap();
+    let store = InMemoryKeyStore::from_toml_str(
+        &CONFIG.replace("id = \"k\"\n", "id = \"k\"\nname = \"Build bot\"\ncustomer_id = \"acme\"\n"),
+    )
+    .unwrap();
     let app = axum::Router::new()
         .route(
             "/pets",
             axum::routing::get(|caller: Caller| async move {
-                format!("{}|{}|{}|{:?}|{}|{:?}", caller.key_id(), caller.key_name(), caller.plan_id(), caller.customer_id(), caller.stage(), caller.quota_remaining())
+                format!(
+                    "{}|{}|{}|{:?}|{}|{:?}",
+                    caller.key_id(),
+                    caller.key_name(),
+                    caller.plan_id(),
+                    caller.customer_id(),
+                    caller.stage(),
+                    caller.quota_remaining()
+                )
             }),
         )
-        .route(
-            "/health",
-            axum::routing::get(|caller: Option<Caller>| async move { format!("{}", caller.is_some()) }),
-        )
+        .route("/health", axum::routing::get(|caller: Option<Caller>| async move { format!("{}", caller.is_some()) }))
         .layer(UsagePlanLayer::new(store).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -147,7 +147,8 @@ pub(crate) trait CounterBackend: Send + Sync + fmt::Debug + 'static {
     /// The state of a customer (shared by its keys), called when the customer is first seen or
     /// has changed; `previous` is the state of its earlier version, whose counts a backend
     /// carries over (it may also keep them by customer id).
-    fn customer_state(&self, rule: &Arc<CompiledCustomer>, previous: Option<&CustomerState>, now: Now) -> CustomerState;
+    fn customer_state(&self, rule: &Arc<CompiledCustomer>, previous: Option<&CustomerState>, now: Now)
+        -> CustomerState;
 
     /// Decides one request.
     fn check(&self, check: &Check<'_>) -> Verdict;

@@ -1,13 +1,11 @@
 //! Customers as this stage applies them: the throttle, quota and concurrency cap shared by every
-//! key of one customer, compiled once per customer version, and the backend's state for them.
+//! key of one customer, and the backend's state for them (plain types: `customers.rs` compiles
+//! and caches them).
 
-use super::clock::Now;
-use super::counter::CounterBackend;
 use super::gcra::Gcra;
 use super::quota::QuotaRule;
 use crate::model::Customer;
 use std::any::Any;
-use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::atomic::AtomicU32;
@@ -41,47 +39,4 @@ pub(crate) trait BackendCustomer: Any + Send + Sync + fmt::Debug {
 pub(crate) struct CustomerBinding {
     pub(crate) rule: Arc<CompiledCustomer>,
     pub(crate) state: CustomerState,
-}
-
-/// The compiled customers of one stage, by id (the newest version of each).
-#[derive(Debug, Default)]
-pub(crate) struct Customers {
-    by_id: parking_lot::Mutex<HashMap<Arc<str>, CustomerBinding>>,
-}
-
-impl Customers {
-    /// `customer`'s binding: its compiled rule and the backend's state (which carries the counts
-    /// of an earlier version of the customer over). `None` when the customer limits nothing.
-    pub(crate) fn bind(
-        &self,
-        customer: &Arc<Customer>,
-        backend: &dyn CounterBackend,
-        now: Now,
-    ) -> Option<CustomerBinding> {
-        if !customer.limits_anything() {
-            return None;
-        }
-        let mut cache = self.by_id.lock();
-        if let Some(b) = cache.get(customer.id()) {
-            if Arc::ptr_eq(&b.rule.customer, customer) || *b.rule.customer == **customer {
-                return Some(b.clone());
-            }
-        }
-        let rule = Arc::new(CompiledCustomer {
-            customer: Arc::clone(customer),
-            throttle: customer.throttle().map(Gcra::new),
-            quota: customer.quota().map(|q| super::plan::quota_rule(q, None, customer.quota_anchor())),
-            concurrency: customer.concurrency(),
-        });
-        let previous = cache.get(customer.id()).map(|b| &b.state);
-        let state = backend.customer_state(&rule, previous, now);
-        let binding = CustomerBinding { rule, state };
-        cache.insert(Arc::clone(customer.id_arc()), binding.clone());
-        Some(binding)
-    }
-
-    /// The binding of customer `id` this stage has seen, if any (for usage queries).
-    pub(crate) fn get(&self, id: &str) -> Option<CustomerBinding> {
-        self.by_id.lock().get(id).cloned()
-    }
 }

@@ -1,17 +1,18 @@
 //! The decision for one request: which buckets it must pass, most specific first, and the
 //! backend's answer turned into the request's.
 
-use super::counter::{BucketRef, BucketSlot, Check, CounterBackend, KeyCheck, KeyState, Outcome, Refused, Verdict};
 use super::counter::BUCKETS;
-use super::customer::{CustomerBinding, Customers};
-use super::inflight::{self, InFlight};
+use super::counter::{BucketRef, BucketSlot, Check, CounterBackend, KeyCheck, KeyState, Outcome, Refused, Verdict};
+use super::customer::CustomerBinding;
+use super::customers::Customers;
 use super::gcra::Gcra;
 use super::grant::Grant;
+use super::inflight::{self, InFlight};
 use super::plan::{add_stage_routes, CompiledPlan, Plans};
 use super::routes::{RouteTable, RouteTableBuilder, Slots, NONE};
 use super::{clock::Now, counter::Refund};
-use crate::error::ConfigError;
 use crate::caller::{Caller, CallerProfile};
+use crate::error::ConfigError;
 use crate::model::{Customer, Overrides, Stage, UsagePlan};
 use crate::rejection::{Rejection, RejectionKind, ThrottleScope};
 use crate::view::Limits;
@@ -241,11 +242,6 @@ impl Engine {
         &self.shared_stage
     }
 
-    /// `plan` as this stage applies it.
-    pub(crate) fn compile(&self, plan: &Arc<UsagePlan>, now: Now) -> Result<Arc<CompiledPlan>, ConfigError> {
-        self.plans.compile(&self.stage, plan, now)
-    }
-
     /// `plan` as this stage applies it to a key with its own limits (`overrides`) and/or a
     /// customer; the shared compilation when it has neither.
     pub(crate) fn compile_for(
@@ -350,7 +346,8 @@ impl Engine {
             }
             out[1] = plan.throttle.as_ref().and_then(|g| bucket(BucketSlot::Key, ThrottleScope::Key, g));
             if let Some(c) = &plan.customer {
-                out[2] = c.rule.throttle.as_ref().and_then(|g| bucket(BucketSlot::Customer, ThrottleScope::Customer, g));
+                out[2] =
+                    c.rule.throttle.as_ref().and_then(|g| bucket(BucketSlot::Customer, ThrottleScope::Customer, g));
             }
         }
         if slots.stage != NONE {

@@ -51,6 +51,9 @@ impl Drop for InFlight {
 
 impl fmt::Debug for InFlight {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InFlight").field("key", &self.key.is_some()).field("customer", &self.customer.is_some()).finish()
+        f.debug_struct("InFlight")
+            .field("key", &self.key.is_some())
+            .field("customer", &self.customer.is_some())
+            .finish()
     }
 }

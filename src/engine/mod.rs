@@ -16,10 +16,11 @@
 mod clock;
 pub(crate) mod counter;
 mod customer;
+mod customers;
 mod decide;
 mod gcra;
-mod inflight;
 mod grant;
+mod inflight;
 pub(crate) mod ledger;
 mod plan;
 mod quota;
@@ -33,8 +34,8 @@ pub(crate) use counter::{
 pub(crate) use customer::{BackendCustomer, CompiledCustomer, CustomerBinding, CustomerState};
 pub(crate) use decide::{Admitted, Decision, Engine, Input, Req, Want};
 pub(crate) use gcra::{Gcra, Undo};
-pub(crate) use inflight::InFlight;
 pub(crate) use grant::Grant;
+pub(crate) use inflight::InFlight;
 pub(crate) use plan::CompiledPlan;
 #[cfg(feature = "redis")]
 pub(crate) use quota::PeriodInfo;

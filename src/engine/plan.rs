@@ -8,8 +8,8 @@ use super::quota::QuotaRule;
 use super::routes::{slot, RouteTable, RouteTableBuilder};
 use crate::error::ConfigError;
 use crate::model::{MethodKey, Overrides, Quota, QuotaAnchor, Stage, UsagePlan};
-use std::num::NonZeroU32;
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 /// A plan as this stage applies it.
@@ -112,7 +112,7 @@ impl Plans {
             cache.insert(id, Arc::clone(&compiled));
             return Ok(compiled);
         };
-        let own = Arc::new(plan.overridden(o));
+        let own = Arc::new(o.apply_to(plan));
         Ok(Arc::new(build(stage, &own, shared.created, o.anchor, customer)?))
     }
 }

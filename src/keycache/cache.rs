@@ -4,12 +4,12 @@
 use super::entry::{KeyBytes, KeyEntry};
 use crate::caller::CallerProfile;
 use crate::engine::{nanos, unix_secs, Decision, Engine, Grant, Input, Now};
-use std::sync::Arc;
 use crate::error::ConfigError;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::store::{Invalidation, KeyRecord};
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 type Map<K, V> = papaya::HashMap<K, V, foldhash::fast::RandomState>;
@@ -165,7 +165,8 @@ impl KeyCache {
         // An invalidated entry is not served stale: it may be a key that was just disabled.
         let entry = guard.get(value).filter(|e| self.valid(e))?;
         let stale_until = entry.fresh_until.saturating_add(nanos(self.settings.stale_if_error));
-        let decided = (stale_until > input.now.mono_nanos).then(|| engine.decide(&entry.grant, entry.expires, entry.caller.as_ref(), input));
+        let decided = (stale_until > input.now.mono_nanos)
+            .then(|| engine.decide(&entry.grant, entry.expires, entry.caller.as_ref(), input));
         if decided.is_some() {
             self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
         }

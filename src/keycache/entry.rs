@@ -3,9 +3,9 @@
 
 use crate::caller::CallerProfile;
 use crate::engine::Grant;
-use std::sync::Arc;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// One cached key.
 #[derive(Debug)]

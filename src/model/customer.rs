@@ -1,9 +1,6 @@
-//! Customers: limits shared by every key whose `customer_id` names them, and the per-key
-//! overrides a key may carry instead of its plan's limits.
+//! Customers: limits shared by every key whose `customer_id` names them.
 
-use crate::error::ConfigError;
-use crate::model::plan::push_method;
-use crate::model::{MethodKey, Quota, Throttle};
+use crate::model::{Quota, Throttle};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -117,31 +114,5 @@ impl Customer {
     /// Whether the customer limits anything (a customer without limits is not checked).
     pub(crate) fn limits_anything(&self) -> bool {
         self.throttle.is_some() || self.quota.is_some() || self.concurrency.is_some()
-    }
-}
-
-/// A key's own limits, each replacing its plan's for this key only (see
-/// [`ApiKey::with_throttle`](crate::ApiKey::with_throttle)). One pointer in the key when unset.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Overrides {
-    pub(crate) throttle: Option<Throttle>,
-    pub(crate) quota: Option<Quota>,
-    /// `Some` replaces the plan's method throttles on every stage (an empty list removes them).
-    pub(crate) methods: Option<Vec<(MethodKey, Throttle)>>,
-    pub(crate) concurrency: Option<NonZeroU32>,
-    pub(crate) anchor: Option<crate::model::QuotaAnchor>,
-}
-
-// Throttles hold finite rates only (checked when built), so equality is an equivalence.
-impl Eq for Overrides {}
-
-impl Overrides {
-    /// Adds a method throttle (starting the override list if there was none).
-    pub(crate) fn push_method(&mut self, method: &str, throttle: Throttle) -> Result<(), ConfigError> {
-        push_method(self.methods.get_or_insert_with(Vec::new), method, throttle)
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        *self == Self::default()
     }
 }

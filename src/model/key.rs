@@ -3,8 +3,8 @@
 use crate::error::ConfigError;
 use crate::model::tags::Tags;
 use crate::model::{MethodKey, Overrides, Quota, QuotaAnchor, Throttle};
-use std::num::NonZeroU32;
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::SystemTime;
 

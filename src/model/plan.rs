@@ -141,24 +141,8 @@ impl UsagePlan {
         self.concurrency
     }
 
-    /// This plan with `key`'s own limits in place of its own (a key's custom deal).
-    pub(crate) fn overridden(&self, o: &crate::model::Overrides) -> UsagePlan {
-        let mut plan = self.clone();
-        if let Some(t) = o.throttle {
-            plan.throttle = Some(t);
-        }
-        if let Some(q) = o.quota {
-            plan.quota = Some(q);
-        }
-        if let Some(c) = o.concurrency {
-            plan.concurrency = Some(c);
-        }
-        if let Some(methods) = &o.methods {
-            for s in &mut plan.stages {
-                s.methods = methods.clone();
-            }
-        }
-        plan
+    pub(crate) fn stages_mut(&mut self) -> &mut Vec<PlanStage> {
+        &mut self.stages
     }
 
     /// The plan id.

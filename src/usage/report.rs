@@ -216,7 +216,8 @@ impl Usage {
         start: Date,
         end: Date,
     ) -> Result<UsageReport, UsageError> {
-        let keys: Vec<(&str, Option<&Overrides>)> = keys.iter().map(|k| (k.id(), k.overrides().map(|o| &**o))).collect();
+        let keys: Vec<(&str, Option<&Overrides>)> =
+            keys.iter().map(|k| (k.id(), k.overrides().map(|o| &**o))).collect();
         self.report_with(plan, &keys, start, end).await
     }
 

@@ -155,7 +155,12 @@ impl CounterBackend for InProcess {
         state
     }
 
-    fn customer_state(&self, rule: &Arc<CompiledCustomer>, _previous: Option<&CustomerState>, _now: Now) -> CustomerState {
+    fn customer_state(
+        &self,
+        rule: &Arc<CompiledCustomer>,
+        _previous: Option<&CustomerState>,
+        _now: Now,
+    ) -> CustomerState {
         let mut customers = self.customers.lock();
         let state = customers.entry(Arc::clone(rule.customer.id_arc())).or_insert_with(|| {
             Arc::new(LocalCustomer { bucket: AtomicU64::new(0), quota: AtomicU64::new(0), inflight: AtomicU32::new(0) })

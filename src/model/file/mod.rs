@@ -115,7 +115,10 @@ impl Config {
         for (i, (_, key)) in keys.iter().enumerate() {
             if let Some(own) = key.method_throttles().filter(|m| !m.is_empty()) {
                 crate::engine::check_routes(
-                    own.iter().map(|(k, _)| k).chain(stage.methods().iter().map(|(k, _)| k)).chain(stage.public_methods()),
+                    own.iter()
+                        .map(|(k, _)| k)
+                        .chain(stage.methods().iter().map(|(k, _)| k))
+                        .chain(stage.public_methods()),
                 )
                 .map_err(|e| ConfigError::new(e.kind(), format!("keys[{i}].methods"), e.reason()))?;
             }

@@ -4,11 +4,11 @@ use super::check::nonempty;
 use super::raw::{Methods, RawFile, RawQuota, RawThrottle, RawTime};
 use crate::error::{ConfigError, ConfigErrorKind};
 use crate::model::plan::{too_many_in_all, too_many_methods};
-use crate::model::{ApiKey, Config, Customer, KeySecret, MethodKey, PlanStage, Quota, QuotaAnchor, Stage, Throttle};
 use crate::model::UsagePlan;
-use std::num::NonZeroU32;
+use crate::model::{ApiKey, Config, Customer, KeySecret, MethodKey, PlanStage, Quota, QuotaAnchor, Stage, Throttle};
 use crate::model::{MAX_METHODS_PER_STAGE, MAX_METHOD_THROTTLES};
 use std::collections::HashSet;
+use std::num::NonZeroU32;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 impl RawTime {

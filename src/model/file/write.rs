@@ -2,8 +2,8 @@
 //! into an equal configuration.
 
 use super::raw::{
-    Methods, RawAccount, RawCustomer, RawFile, RawKey, RawPlan, RawPlanStage, RawPreviousValue, RawQuota, RawStage, RawThrottle,
-    RawTime,
+    Methods, RawAccount, RawCustomer, RawFile, RawKey, RawPlan, RawPlanStage, RawPreviousValue, RawQuota, RawStage,
+    RawThrottle, RawTime,
 };
 use crate::model::{Config, MethodKey, Quota, Throttle};
 use serde::Serialize;
