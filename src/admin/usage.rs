@@ -13,6 +13,7 @@ use crate::admin::error::{ApiError, ApiResult};
 use crate::admin::input::{parse_body, Query};
 use crate::admin::page::{Paging, MAX_LIMIT};
 use crate::admin::{json, Admin, AwsPath};
+use crate::model::ApiKey;
 use crate::store::KeyQuery;
 use crate::usage::{DayUsage, UsageError, UsageErrorKind, UsageReport};
 use crate::wire::{Object, Source};
@@ -80,13 +81,13 @@ fn usage_of(admin: &Admin) -> ApiResult<&crate::usage::Usage> {
     })
 }
 
-/// The ids of every key in plan `plan_id`, page by page from the store.
-async fn plan_key_ids(admin: &Admin, plan_id: &str) -> ApiResult<Vec<String>> {
+/// Every key in plan `plan_id`, page by page from the store.
+async fn plan_keys(admin: &Admin, plan_id: &str) -> ApiResult<Vec<ApiKey>> {
     let mut ids = Vec::new();
     let mut query = KeyQuery::new().with_plan_id(plan_id).with_limit(MAX_LIMIT);
     loop {
         let (items, position) = admin.store.get_api_keys(query.clone()).await?.into_parts();
-        ids.extend(items.into_iter().map(|k| k.key().id().to_owned()));
+        ids.extend(items.into_iter().map(|k| k.key().clone()));
         match position {
             Some(p) => query = query.with_position(p),
             None => return Ok(ids),
@@ -103,22 +104,29 @@ async fn get_usage(State(admin): State<Admin>, AwsPath(plan_id): AwsPath<String>
     let usage = usage_of(&admin)?;
     // The page's keys first (the plan's keys and every key with usage under it, in id order),
     // then the figures of those keys only.
-    let keys: Vec<String> = match query.get("keyId") {
+    // Keys are reported with their own quota and billing anchor; a key with usage under the plan
+    // that is gone from it (or from the store) under the plan's.
+    let keys: Vec<(String, Option<ApiKey>)> = match query.get("keyId") {
         Some(key) => {
-            let _key = admin.key(key).await?;
-            vec![key.to_owned()]
+            let stored = admin.key(key).await?;
+            vec![(key.to_owned(), Some(stored.key().clone()))]
         }
         None => {
-            let mut keys = plan_key_ids(&admin, &plan_id).await?;
-            keys.extend(usage.keys_with_usage(&plan).await.map_err(usage_error)?);
-            keys.sort_unstable();
-            keys.dedup();
+            let mut keys: Vec<(String, Option<ApiKey>)> =
+                plan_keys(&admin, &plan_id).await?.into_iter().map(|k| (k.id().to_owned(), Some(k))).collect();
+            let known: std::collections::HashSet<String> = keys.iter().map(|(id, _)| id.clone()).collect();
+            let gone = usage.keys_with_usage(&plan).await.map_err(usage_error)?;
+            keys.extend(gone.into_iter().filter(|id| !known.contains(id)).map(|id| (id, None)));
+            keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            keys.dedup_by(|a, b| a.0 == b.0);
             keys
         }
     };
-    let page = paging.page(keys.into_iter().map(|k| (k.clone(), k)).collect());
-    let ids: Vec<&str> = page.item.iter().map(String::as_str).collect();
-    let report: UsageReport = usage.report_keys(&plan, &ids, start, end).await.map_err(usage_error)?;
+    let page = paging.page(keys.into_iter().map(|(id, k)| (id.clone(), (id, k))).collect());
+    let records: Vec<ApiKey> =
+        page.item.iter().map(|(id, k)| k.clone().unwrap_or_else(|| ApiKey::new(id.as_str()))).collect();
+    let refs: Vec<&ApiKey> = records.iter().collect();
+    let report: UsageReport = usage.report_api_keys(&plan, &refs, start, end).await.map_err(usage_error)?;
     let out = UsageOut {
         usage_plan_id: plan_id,
         start_date: format_date(start),
@@ -159,9 +167,9 @@ async fn update_usage(
         ));
     }
     let usage = usage_of(&admin)?;
-    usage.set_remaining(&plan, &key_id, remaining).await.map_err(usage_error)?;
+    usage.set_key_remaining(&plan, stored.key(), remaining).await.map_err(usage_error)?;
     let today = usage.today();
-    let report = usage.report_keys(&plan, &[&key_id], today, today).await.map_err(usage_error)?;
+    let report = usage.report_api_keys(&plan, &[stored.key()], today, today).await.map_err(usage_error)?;
     let out = UsageOut {
         usage_plan_id: plan_id,
         start_date: format_date(today),

@@ -11,6 +11,7 @@ per_store!(
     update_usage_sets_what_the_next_requests_get,
     bad_usage_requests_change_nothing,
     usage_without_a_layer_is_a_clear_400,
+    get_and_update_usage_follow_a_keys_own_quota,
 );
 
 struct Metered {
@@ -242,4 +243,25 @@ async fn usage_without_a_layer_is_a_clear_400(b: Backend) {
         "Usage is not available here",
     )
     .await;
+}
+
+/// A key with its own quota (issue 16): GetUsage's `remaining` and UpdateUsage follow it, not
+/// the plan's 1000 a day.
+async fn get_and_update_usage_follow_a_keys_own_quota(b: Backend) {
+    let m = metered(b).await;
+    let body = r#"{"name": "Own", "enabled": true, "value": "own-0123456789abcdefghij",
+        "quota": {"limit": 10, "period": "DAY"}}"#;
+    let created = m.h.call("POST", "/apikeys", body).await.expect(201);
+    let id = created["id"].as_str().unwrap().to_owned();
+    m.h.call("POST", "/usageplans/gold/keys", &format!(r#"{{"keyId": "{id}", "keyType": "API_KEY"}}"#)).await.expect(201);
+    assert_eq!(m.call("own-0123456789abcdefghij", 3).await, [200, 200, 200]);
+    let today = day(0);
+    let body = m.h.get(&format!("/usageplans/gold/usage?keyId={id}&startDate={today}&endDate={today}")).await;
+    assert_eq!(body["values"][&id], json!([[3, 7]]), "{body}");
+    let all = m.h.get(&format!("/usageplans/gold/usage?startDate={today}&endDate={today}")).await;
+    assert_eq!(all["values"][&id], json!([[3, 7]]), "{all}");
+    let patch = r#"{"patchOperations": [{"op": "replace", "path": "/remaining", "value": "2"}]}"#;
+    let body = m.h.call("PATCH", &format!("/usageplans/gold/keys/{id}/usage"), patch).await.expect(200);
+    assert_eq!(body["values"][&id], json!([[3, 2]]), "{body}");
+    assert_eq!(m.call("own-0123456789abcdefghij", 3).await, [200, 200, 429]);
 }
