@@ -79,8 +79,8 @@ const _: () = assert!(std::mem::size_of::<CallerProfile>() == 40);
 
 impl Caller {
     #[inline]
-    pub(crate) fn new(profile: &Arc<CallerProfile>, quota: Option<QuotaView>, bucket: Option<BucketView>) -> Self {
-        Self { profile: Arc::clone(profile), quota, bucket }
+    pub(crate) fn new(profile: Arc<CallerProfile>, quota: Option<QuotaView>, bucket: Option<BucketView>) -> Self {
+        Self { profile, quota, bucket }
     }
 
     /// The key id (never the value).

@@ -11,7 +11,7 @@ use super::inflight::{self, InFlight};
 use super::plan::{add_stage_routes, CompiledPlan, Plans};
 use super::routes::{RouteTable, RouteTableBuilder, Slots, NONE};
 use super::{clock::Now, counter::Refund};
-use crate::caller::{Caller, CallerProfile};
+use crate::caller::CallerProfile;
 use crate::error::ConfigError;
 use crate::model::{Customer, Overrides, Stage, UsagePlan};
 use crate::rejection::{Rejection, RejectionKind, ThrottleScope};
@@ -62,8 +62,10 @@ pub(crate) struct Admitted {
     pub(crate) limits: Option<Box<Limits>>,
     /// Gives the quota count back (only when the refund policy is on).
     pub(crate) refund: Option<Refund>,
-    /// Who is calling, for the request extensions (keyed requests, when the layer puts it there).
-    pub(crate) caller: Option<Caller>,
+    /// The key's part of who is calling, for the request extensions (keyed requests, when the
+    /// layer puts it there); the live part comes from `limits`. A pointer, so that an admission
+    /// stays small to move.
+    pub(crate) caller: Option<Arc<CallerProfile>>,
     /// The concurrency slots the request holds until its response is over.
     pub(crate) inflight: Option<InFlight>,
 }
@@ -122,13 +124,7 @@ impl fmt::Debug for Decision {
 fn conclude(outcome: Outcome, key: Option<&Arc<str>>, extras: Extras) -> Result<Admitted, Rejection> {
     let Outcome { result, limits } = outcome;
     let rejection = match result {
-        Ok(refund) => {
-            let caller = extras.caller.map(|p| {
-                let l = limits.as_deref();
-                Caller::new(&p, l.and_then(|l| l.quota), l.and_then(|l| l.key))
-            });
-            return Ok(Admitted { limits, refund, caller, inflight: extras.inflight });
-        }
+        Ok(refund) => return Ok(Admitted { limits, refund, caller: extras.caller, inflight: extras.inflight }),
         Err(Refused::Throttled { scope, wait_nanos }) => Rejection::throttled(scope, wait_nanos),
         Err(Refused::Quota(view)) => Rejection::quota(view.resets_in_secs),
         Err(Refused::Unavailable) => Rejection::new(RejectionKind::StoreUnavailable),

@@ -2,6 +2,7 @@
 
 use super::future::{ResponseFuture, Step};
 use super::shared::Shared;
+use crate::caller::Caller;
 use crate::engine::{Admitted, Decision, InFlight, Input, Now, Req};
 use crate::rejection::{Rejection, RejectionKind};
 use http::header::CONTENT_TYPE;
@@ -58,7 +59,9 @@ fn recheck(shared: &Shared, decided: Decision, then: Now, again: impl FnOnce(Now
 /// out of the admission, for the response future to hold.
 #[inline]
 fn hand_over<B>(admitted: &mut Admitted, req: &mut Request<B>) -> Option<InFlight> {
-    if let Some(caller) = admitted.caller.take() {
+    if let Some(profile) = admitted.caller.take() {
+        let limits = admitted.limits.as_deref();
+        let caller = Caller::new(profile, limits.and_then(|l| l.quota), limits.and_then(|l| l.key));
         req.extensions_mut().insert(caller);
     }
     admitted.inflight.take()
