@@ -45,9 +45,4 @@ impl Customers {
         cache.insert(Arc::clone(customer.id_arc()), binding.clone());
         Some(binding)
     }
-
-    /// The binding of customer `id` this stage has seen, if any (for usage queries).
-    pub(crate) fn get(&self, id: &str) -> Option<CustomerBinding> {
-        self.by_id.lock().get(id).cloned()
-    }
 }

@@ -3,7 +3,6 @@
 
 use super::counter::BUCKETS;
 use super::counter::{BucketRef, BucketSlot, Check, CounterBackend, KeyCheck, KeyState, Outcome, Refused, Verdict};
-use super::customer::CustomerBinding;
 use super::customers::Customers;
 use super::gcra::Gcra;
 use super::grant::Grant;
@@ -249,11 +248,6 @@ impl Engine {
     ) -> Result<Arc<CompiledPlan>, ConfigError> {
         let customer = customer.and_then(|c| self.customers.bind(c, &*self.backend, now));
         self.plans.compile_for(&self.stage, plan, overrides, customer, now)
-    }
-
-    /// The customer `id` as this stage last saw it, if it limits anything.
-    pub(crate) fn customer(&self, id: &str) -> Option<CustomerBinding> {
-        self.customers.get(id)
     }
 
     /// Stage routing for a request (which stage method, public or not).

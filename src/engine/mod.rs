@@ -31,7 +31,7 @@ pub use clock::{Clock, ManualClock, Now, SystemClock};
 pub(crate) use counter::{
     bucket_view, BackendKey, BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict, BUCKETS,
 };
-pub(crate) use customer::{BackendCustomer, CompiledCustomer, CustomerBinding, CustomerState};
+pub(crate) use customer::{BackendCustomer, CompiledCustomer, CustomerState};
 pub(crate) use decide::{Admitted, Decision, Engine, Input, Req, Want};
 pub(crate) use gcra::{Gcra, Undo};
 pub(crate) use grant::Grant;

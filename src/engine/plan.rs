@@ -49,12 +49,15 @@ pub(super) fn add_stage_routes(b: &mut RouteTableBuilder, stage: &Stage) {
     }
 }
 
+/// A plan id and a customer id.
+type PlanAndCustomer = (Arc<str>, Arc<str>);
+
 /// The compiled plans of one stage, by plan id (the newest version of each), and by plan and
 /// customer id for keys whose customer limits something.
 #[derive(Debug, Default)]
 pub(crate) struct Plans {
     by_id: parking_lot::Mutex<HashMap<Arc<str>, Arc<CompiledPlan>>>,
-    by_customer: parking_lot::Mutex<HashMap<(Arc<str>, Arc<str>), Arc<CompiledPlan>>>,
+    by_customer: parking_lot::Mutex<HashMap<PlanAndCustomer, Arc<CompiledPlan>>>,
 }
 
 impl Plans {

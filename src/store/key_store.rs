@@ -25,7 +25,6 @@ impl KeyRecord {
     /// The record with the customer its key's `customer_id` names (`None`: no shared limits).
     /// A store that knows customers sets it; the layer checks the customer's limits for every
     /// key that carries it.
-    #[must_use]
     pub fn with_customer(mut self, customer: Option<Arc<Customer>>) -> Self {
         self.customer = customer;
         self

@@ -270,7 +270,7 @@ impl Usage {
     }
 }
 
-fn quota_usage(rule: &QuotaRule, unix: i64, used: i64) -> QuotaUsage {
+pub(super) fn quota_usage(rule: &QuotaRule, unix: i64, used: i64) -> QuotaUsage {
     let limit = rule.limit_at(unix);
     let (start, _) = rule.days_of_period(day_of(unix));
     let end = rule.current(unix).end;
