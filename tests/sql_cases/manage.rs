@@ -198,18 +198,7 @@ async fn a_version_1_database_migrates_to_the_latest_keeping_its_rows() {
         ] {
             sqlx::query(sql).execute(pool).await.unwrap_or_else(|e| panic!("{}: {sql}: {e}", db.name));
         }
-        let hash = tower_usage_plans::keys::KeyHash::of("v1-value-0123456789abcdef").to_hex();
-        sqlx::query("INSERT INTO usage_plans_key_values (hash, key_id, created_at) VALUES ($1, 'k', 2000)")
-            .bind(hash)
-            .execute(pool)
-            .await
-            .unwrap();
-
-        db.store.migrate().await.unwrap();
-        let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM usage_plans_schema ORDER BY version")
-            .fetch_all(pool)
-            .await
-            .unwrap();
+        let versions = db.add_value_and_migrate("v1-value-0123456789abcdef").await;
         assert_eq!(versions, [1, 2, 3], "{}", db.name);
         let at = |s| UNIX_EPOCH + Duration::from_secs(s);
         let key = ApiKey::new("k").with_name("K").with_customer_id("c").with_created(at(2000)).plan("p");

@@ -85,6 +85,20 @@ pub async fn postgres(admin_url: &str) -> Db {
 }
 
 impl Db {
+    /// Stores `value` (hashed) as key `k`'s value, migrates the schema to the latest version, and
+    /// returns the versions the schema table then lists (for the migration tests).
+    pub async fn add_value_and_migrate(&self, value: &str) -> Vec<i64> {
+        let pool = self.store.pool();
+        let hash = tower_usage_plans::keys::KeyHash::of(value).to_hex();
+        sqlx::query("INSERT INTO usage_plans_key_values (hash, key_id, created_at) VALUES ($1, 'k', 2000)")
+            .bind(hash)
+            .execute(pool)
+            .await
+            .unwrap();
+        self.store.migrate().await.unwrap();
+        sqlx::query_scalar("SELECT version FROM usage_plans_schema ORDER BY version").fetch_all(pool).await.unwrap()
+    }
+
     /// Every value of every text column of every `usage_plans_` table, as "table.column" and value.
     pub async fn text_values(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
