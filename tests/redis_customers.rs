@@ -384,3 +384,19 @@ async fn while_redis_is_paused_a_customer_quota_follows_the_failure_policy_and_i
     }
     assert_eq!(server.counters("customer-quota"), vec![5], "replayed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anchored_customer_quota_rolls_over_at_its_anchor() {
+    let Some(server) = Server::spawn("anchored_customer") else { return };
+    let clock = common::clock(); // 2026-11-23T12:00:00Z
+    let anchor = QuotaAnchor::parse("2026-01-05T15:30:00Z").unwrap();
+    let acme = Customer::new("acme").with_quota(Quota::new(2, QuotaPeriod::Day).unwrap()).with_quota_anchor(anchor);
+    let store = store(UsagePlan::new("p"), Some(acme), acme_keys());
+    let (_backends, svcs) = two_replicas(&server, &store, &clock).await;
+    assert_eq!(hammer(&svcs, 1, 3, &["k1", "k2"]).await, (2, 4), "the customer's 2 since 15:30 yesterday");
+    clock.advance(Duration::from_secs(3 * 3600 + 29 * 60 + 59)); // 15:29:59
+    assert_eq!(hammer(&svcs, 1, 1, &["k1", "k2"]).await, (0, 2), "the same period");
+    clock.advance(Duration::from_secs(1)); // 15:30:00
+    assert_eq!(hammer(&svcs, 1, 3, &["k1", "k2"]).await, (2, 4), "a new period at the anchored instant");
+    assert_eq!(server.counters("customer-quota"), vec![2, 2], "one counter per period");
+}

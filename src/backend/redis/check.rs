@@ -8,7 +8,7 @@ use super::conn::{Conn, Connection};
 use super::customer::{CustomerQuota, RedisCustomer};
 use super::fallback::QuotaAsk;
 use super::lease::{unpack, RedisKey, Refilling};
-use super::refund::{both, counted, refund_to};
+use super::refund::{both, counted, customer_refund, refund_to};
 use super::reply::{MalformedReply, Reply};
 use super::script::{check_call, quota_key, ttl_secs, QuotaArgs, Spec};
 use super::stats::Counters;
@@ -104,7 +104,10 @@ impl BoundInner {
             BucketSlot::Stage => self.stage_default.clone(),
             BucketSlot::Account => self.account.clone(),
             BucketSlot::Key => key?.key_bucket.clone(),
-            BucketSlot::Customer => RedisCustomer::bucket_of(plan?.customer.as_ref()?, names),
+            BucketSlot::Customer => {
+                let c = plan?.customer.as_ref()?;
+                RedisCustomer::bucket_of(&c.rule, &c.state, names)
+            }
             BucketSlot::KeyMethod(i) => {
                 let (key, plan) = (key?, plan?);
                 let method = plan.method_keys.get(usize::from(i))?;
@@ -205,7 +208,8 @@ impl CounterBackend for Bound {
         // The quota: from the lease when it has some, else leased (or counted) by the script;
         // never leased with a customer quota (counted with the key's in the script).
         let quota = check.quota.map(|rule| (rule, rule.current(now.unix_secs)));
-        let customer = if key.is_some() { CustomerQuota::of(check.customer, &conn.names, now) } else { None };
+        let customer = check.customer.filter(|_| key.is_some());
+        let customer = customer.and_then(|c| CustomerQuota::of(&c.rule, &c.state, &conn.names, now));
         let leasing = conn.settings.leasing && customer.is_none();
         // Usage updates so far: what this request puts back after one came is not put back.
         let seen = key.as_ref().map_or(0, |k| k.revocations());
@@ -386,7 +390,7 @@ impl Asked {
             Reply::Admitted { granted, used, customer_used } => {
                 let customer = self.customer.as_ref().and_then(|c| {
                     c.seen(customer_used);
-                    self.refund.then(|| c.refund(conn))
+                    self.refund.then(|| customer_refund(c, conn))
                 });
                 let (Some(k), Some((_, period))) = (&self.key, quota) else { return Ok(customer) };
                 if self.want > 0 {

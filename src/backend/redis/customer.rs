@@ -8,12 +8,11 @@
 //! or cached: a refusal by the customer's quota or throttle is not kept in any deny cache, so the
 //! key is admitted again as soon as the customer has room.
 
-use super::conn::Conn;
 use super::lease::{pack, unpack, WriteQueue};
 use super::script::{quota_key, ttl_secs, CustomerArgs, Names};
 use super::settings::{FailurePolicy, Settings};
-use crate::engine::{BackendCustomer, CompiledCustomer, CustomerBinding, CustomerState, Now, PeriodInfo, QuotaRule};
-use crate::engine::{Refund, Refused};
+use crate::engine::Refused;
+use crate::engine::{BackendCustomer, CompiledCustomer, CustomerState, Now, PeriodInfo, QuotaRule};
 use std::any::Any;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,43 +63,44 @@ impl RedisCustomer {
         })
     }
 
-    /// The customer's bucket name (computed when the state is not this backend's).
-    pub(super) fn bucket_of(binding: &CustomerBinding, names: &Names) -> String {
-        match binding.state.as_any().downcast_ref::<Self>() {
+    /// The bucket name of the customer `rule` compiles, whose state is `state` (computed when
+    /// the state is not this backend's).
+    pub(super) fn bucket_of(rule: &CompiledCustomer, state: &CustomerState, names: &Names) -> String {
+        match state.as_any().downcast_ref::<Self>() {
             Some(c) => c.bucket.clone(),
-            None => names.customer(binding.rule.customer.id()),
+            None => names.customer(rule.customer.id()),
         }
     }
 }
 
 /// The customer's quota of one request: the customer, its current period and counter.
 pub(super) struct CustomerQuota {
-    binding: CustomerBinding,
+    rule: Arc<CompiledCustomer>,
+    state: CustomerState,
     pub(super) period: PeriodInfo,
     /// The counter of the current period.
     pub(super) counter: String,
 }
 
 impl CustomerQuota {
-    /// The customer quota a request of `binding`'s customer counts in at `now`, if it has one.
-    pub(super) fn of(binding: Option<&CustomerBinding>, names: &Names, now: Now) -> Option<Self> {
-        let binding = binding?;
-        let rule = binding.rule.quota.as_ref()?;
-        let period = rule.current(now.unix_secs);
-        let stem = match binding.state.as_any().downcast_ref::<RedisCustomer>() {
+    /// The customer quota a request of the customer `rule` compiles (its state `state`) counts
+    /// in at `now`, if it has one.
+    pub(super) fn of(rule: &Arc<CompiledCustomer>, state: &CustomerState, names: &Names, now: Now) -> Option<Self> {
+        let period = rule.quota.as_ref()?.current(now.unix_secs);
+        let counter = match state.as_any().downcast_ref::<RedisCustomer>() {
             Some(c) => quota_key(&c.quota_stem, period.tag),
-            None => quota_key(&names.customer_quota_stem(binding.rule.customer.id()), period.tag),
+            None => quota_key(&names.customer_quota_stem(rule.customer.id()), period.tag),
         };
-        Some(Self { binding: binding.clone(), period, counter: stem })
+        Some(Self { rule: Arc::clone(rule), state: Arc::clone(state), period, counter })
     }
 
     /// The customer's quota rule.
     pub(super) fn rule(&self) -> Option<&QuotaRule> {
-        self.binding.rule.quota.as_ref()
+        self.rule.quota.as_ref()
     }
 
     fn state(&self) -> Option<&RedisCustomer> {
-        self.binding.state.as_any().downcast_ref::<RedisCustomer>()
+        self.state.as_any().downcast_ref::<RedisCustomer>()
     }
 
     /// The script's arguments for it.
@@ -126,13 +126,6 @@ impl CustomerQuota {
             Some(rule) => Refused::Quota(rule.view_used(now.unix_secs, used)),
             None => Refused::Unavailable,
         }
-    }
-
-    /// Gives the request counted in Redis back (queued, written with the next maintenance round;
-    /// never below 0).
-    pub(super) fn refund(&self, conn: &Arc<Conn>) -> Refund {
-        let (counter, conn) = (self.counter.clone(), Arc::clone(conn));
-        Box::new(move || conn.returns.push(counter, -1, 0))
     }
 
     /// The failure policy's answer for the customer's quota while Redis cannot be reached:

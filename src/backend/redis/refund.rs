@@ -2,6 +2,7 @@
 //! lease, or to Redis), of its customer's quota (to Redis), and of the usage ledger.
 
 use super::conn::Conn;
+use super::customer::CustomerQuota;
 use super::lease::RedisKey;
 use crate::engine::{Now, Refund, Refused};
 use std::sync::Arc;
@@ -18,6 +19,13 @@ pub(super) fn refund_to(k: &Arc<RedisKey>, conn: &Arc<Conn>, tag: u64, seen: u64
             k.give_back_one_since(seen, &conn.returns, tag);
         }
     })
+}
+
+/// Gives the request counted in the customer's quota back to Redis (queued, written with the
+/// next maintenance round; never below 0).
+pub(super) fn customer_refund(c: &CustomerQuota, conn: &Arc<Conn>) -> Refund {
+    let (counter, conn) = (c.counter.clone(), Arc::clone(conn));
+    Box::new(move || conn.returns.push(counter, -1, 0))
 }
 
 /// Both refunds, in one.
