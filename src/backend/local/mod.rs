@@ -354,6 +354,39 @@ mod tests {
         assert!(swept > 1000, "the test sweeps ({swept} swept)");
     }
 
+    /// A customer's quota count, as the usage seam reads it: its keys' requests of the period.
+    #[tokio::test]
+    async fn the_usage_seam_reads_a_customers_quota_count() {
+        use crate::usage::UsageBackend;
+        let stage = Stage::new("a", "b");
+        let quota = Quota::new(5, QuotaPeriod::Day).unwrap();
+        let keys = (1..3)
+            .map(|i| {
+                (KeySecret::new(value(i)).unwrap(), ApiKey::new(format!("k{i}")).plan("p").with_customer_id("acme"))
+            })
+            .collect();
+        let config = Config::new(stage.clone(), vec![UsagePlan::new("p").stage(PlanStage::new("a", "b"))], keys)
+            .and_then(|c| c.with_customers(vec![crate::Customer::new("acme").with_quota(quota)]))
+            .unwrap();
+        let backend = Arc::new(InProcess::new(&stage, 90));
+        let noon = 1_795_435_200;
+        let layer = UsagePlanLayer::builder(InMemoryKeyStore::from_config(config))
+            .clock(ManualClock::new(UNIX_EPOCH + Duration::from_secs(noon as u64)))
+            .backend(Arc::clone(&backend) as Arc<dyn CounterBackend>)
+            .build()
+            .unwrap();
+        let ok: Answer = |_r| std::future::ready(Ok(Response::new(())));
+        let svc = layer.layer(tower::service_fn(ok));
+        for i in [1, 2, 1] {
+            let req = Request::get("/").header("x-api-key", value(i)).body(()).unwrap();
+            assert_eq!(svc.clone().oneshot(req).await.unwrap().status(), 200);
+        }
+        let rule = crate::engine::QuotaRule::new(quota, None, None);
+        assert_eq!(backend.customer_used("acme", &rule, noon).await.unwrap(), 3, "both keys' requests");
+        assert_eq!(backend.customer_used("acme", &rule, noon + 86_400).await.unwrap(), 0, "the next day");
+        assert_eq!(backend.customer_used("other", &rule, noon).await.unwrap(), 0, "a customer never counted");
+    }
+
     /// A plan that gains a quota keeps its keys' states (same method list), made for the plan
     /// without quota: the sweep must still see their counts (found by review).
     #[tokio::test]

@@ -184,6 +184,11 @@ impl UsageBackend for InProcess {
         ready(self.local_quota_used(key, plan, rule, unix))
     }
 
+    fn customer_used<'a>(&'a self, customer: &'a str, rule: &'a QuotaRule, unix: i64) -> Answer<'a, i64> {
+        let raw = self.customer_quota(customer).unwrap_or(0);
+        ready(rule.used(&AtomicU64::new(raw), unix))
+    }
+
     fn set_quota_used<'a>(
         &'a self,
         key: &'a Arc<str>,

@@ -91,7 +91,9 @@ impl RedisBackendBuilder {
     }
 
     /// How many replicas share the limits (1 by default): sizes leases and the local fallback's
-    /// share of each limit.
+    /// share of each limit, and shares concurrency caps (counted in each process): each replica
+    /// admits `ceil(N / replicas)` of a cap of `N`, so the deployment admits at most
+    /// `replicas * ceil(N / replicas)` at once (below `N + replicas`).
     pub fn replicas(mut self, n: u32) -> Self {
         self.settings.replicas = n.max(1);
         self

@@ -5,11 +5,14 @@
 //! [`ManualClock`](crate::ManualClock) drives the deny cache and the circuit breaker in tests.
 
 use super::conn::{Conn, Connection};
+use super::customer::{CustomerQuota, RedisCustomer};
+use super::fallback::QuotaAsk;
 use super::lease::{unpack, RedisKey, Refilling};
+use super::refund::{both, counted, customer_refund, refund_to};
 use super::reply::{MalformedReply, Reply};
 use super::script::{check_call, quota_key, ttl_secs, QuotaArgs, Spec};
 use super::stats::Counters;
-use crate::engine::{nanos, Clock, CompiledPlan, Gcra, Now, PeriodInfo, QuotaRule};
+use crate::engine::{nanos, Clock, CompiledCustomer, CompiledPlan, CustomerState, Gcra, Now, PeriodInfo, QuotaRule};
 use crate::engine::{BucketSlot, Check, CounterBackend, KeyState, Outcome, Refund, Refused, Verdict};
 use crate::model::Stage;
 use crate::rejection::ThrottleScope;
@@ -101,7 +104,10 @@ impl BoundInner {
             BucketSlot::Stage => self.stage_default.clone(),
             BucketSlot::Account => self.account.clone(),
             BucketSlot::Key => key?.key_bucket.clone(),
-            BucketSlot::Customer => names.customer(plan?.customer.as_ref()?.rule.customer.id()),
+            BucketSlot::Customer => {
+                let c = plan?.customer.as_ref()?;
+                RedisCustomer::bucket_of(&c.rule, &c.state, names)
+            }
             BucketSlot::KeyMethod(i) => {
                 let (key, plan) = (key?, plan?);
                 let method = plan.method_keys.get(usize::from(i))?;
@@ -136,92 +142,48 @@ impl BoundInner {
         &self,
         specs: &[Spec],
         key: Option<&RedisKey>,
-        quota: Option<(&QuotaRule, PeriodInfo)>,
-        from_lease: bool,
+        ask: QuotaAsk<'_>,
         now: Now,
         seen: u64,
     ) -> Result<Option<Refund>, Refused> {
         let conn = &self.conn;
         Counters::bump(&conn.counters.fallback_decisions);
-        let result = conn.fallback.decide(&conn.settings, specs, key, quota, from_lease, now);
-        if let (Err(_), true, Some(k), Some((_, p))) = (&result, from_lease, key, quota) {
+        let result = conn.fallback.decide(&conn.settings, specs, key, ask, now, &conn.returns);
+        if let (Err(_), true, Some(k), Some((_, p))) = (&result, ask.from_lease, key, ask.key) {
             k.add_lease_since(seen, &conn.returns, p.tag, 1);
         }
         result
     }
 }
 
-/// Gives one counted request back: to the lease when leasing (it is counted in Redis already),
-/// to Redis itself otherwise; not at all if a usage update came since the request was counted
-/// (its count of updates `seen`): the update set the counter without it.
-fn refund_to(k: &Arc<RedisKey>, conn: &Arc<Conn>, tag: u64, seen: u64) -> Refund {
-    let (k, conn) = (Arc::clone(k), Arc::clone(conn));
-    Box::new(move || {
-        if conn.settings.leasing {
-            k.add_lease_since(seen, &conn.returns, tag, 1);
-        } else {
-            k.give_back_one_since(seen, &conn.returns, tag);
-        }
-    })
-}
-
-/// Counts an admitted request of a key in the ledger (its day by the request's clock), and makes
-/// its refund take it back from the ledger too.
-fn counted(
-    conn: &Arc<Conn>,
-    key: Option<&Arc<RedisKey>>,
-    now: Now,
-    want_refund: bool,
-    result: Result<Option<Refund>, Refused>,
-) -> Result<Option<Refund>, Refused> {
-    let Some(k) = key else { return result };
-    let inner = result?;
-    let day = crate::engine::ledger::day_of(now.unix_secs);
-    k.count_day(day, &conn.ledger);
-    if !want_refund {
-        return Ok(inner);
-    }
-    let (k, conn) = (Arc::clone(k), Arc::clone(conn));
-    Ok(Some(Box::new(move || {
-        if let Some(inner) = inner {
-            inner();
-        }
-        k.uncount_day(day, &conn.ledger);
-    })))
-}
-
-/// A customer's state in this replica: FIXME(issue 16) its bucket and quota in Redis.
-#[derive(Debug, Default)]
-pub(super) struct RedisCustomer {
-    inflight: std::sync::atomic::AtomicU32,
-}
-
-impl crate::engine::BackendCustomer for RedisCustomer {
-    fn inflight(&self) -> &std::sync::atomic::AtomicU32 {
-        &self.inflight
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
-
 impl CounterBackend for Bound {
     fn customer_state(
         &self,
-        _rule: &Arc<crate::engine::CompiledCustomer>,
-        previous: Option<&crate::engine::CustomerState>,
+        rule: &Arc<CompiledCustomer>,
+        previous: Option<&CustomerState>,
         _now: Now,
-    ) -> crate::engine::CustomerState {
-        previous.cloned().unwrap_or_else(|| Arc::new(RedisCustomer::default()))
+    ) -> CustomerState {
+        RedisCustomer::state(&self.inner.conn.names, rule, previous)
     }
 
-    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, _previous: Option<&KeyState>, _now: Now) -> KeyState {
-        let key = self.inner.conn.key_state(id, plan);
-        key.set_plan(plan);
+    fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, _previous: Option<&KeyState>, now: Now) -> KeyState {
+        let conn = &self.inner.conn;
+        let key = conn.key_state(id, plan);
+        key.set_plan(plan, now.unix_secs, &conn.returns);
         key
     }
 
+    /// The backend's `replicas` setting
+    /// ([`RedisBackendBuilder::replicas`](super::RedisBackendBuilder::replicas)): concurrency is
+    /// counted in each process, so each replica admits `ceil(N / replicas)` of a cap of `N`, and
+    /// the deployment at most `replicas * ceil(N / replicas)`.
+    fn concurrency_replicas(&self) -> u32 {
+        self.inner.conn.settings.replicas.max(1)
+    }
+
+    /// Decides one request. With a customer quota, the request goes to the script, which counts
+    /// the key's quota (one request, not from a lease) and the customer's together (exact across
+    /// replicas; see `customer.rs`).
     fn check(&self, check: &Check<'_>) -> Verdict {
         let b = &self.inner;
         let conn = &b.conn;
@@ -243,23 +205,25 @@ impl CounterBackend for Bound {
             .flatten()
             .filter_map(|bk| b.spec(bk.slot, bk.scope, *bk.gcra, key.as_deref(), plan.as_deref()))
             .collect();
-        // The quota: from the lease when it has some, else leased (or counted) by the script.
+        // The quota: from the lease when it has some, else leased (or counted) by the script;
+        // never leased with a customer quota (counted with the key's in the script).
         let quota = check.quota.map(|rule| (rule, rule.current(now.unix_secs)));
+        let customer = check.customer.filter(|_| key.is_some());
+        let customer = customer.and_then(|c| CustomerQuota::of(&c.rule, &c.state, &conn.names, now));
+        let leasing = conn.settings.leasing && customer.is_none();
         // Usage updates so far: what this request puts back after one came is not put back.
         let seen = key.as_ref().map_or(0, |k| k.revocations());
         let (mut from_lease, mut want) = (false, 0);
         // Set when this request refills the lease; cleared however the request ends.
         let mut refill = Refilling(None);
         if let (Some((_, period)), Some(k)) = (quota, &key) {
-            if conn.settings.leasing && k.take_lease(&conn.returns, period.tag) {
+            if leasing && k.take_lease(&conn.returns, period.tag) {
                 from_lease = true;
                 Counters::bump(&conn.counters.lease_hits);
             } else if let Some(refused) = k.quota_denied(now) {
                 Counters::bump(&conn.counters.deny_cache_hits);
                 return Verdict::Ready(Outcome { result: Err(refused), limits: None });
-            } else if conn.settings.leasing
-                && conn.in_deployment.load(Ordering::Acquire)
-                && !k.refilling.swap(true, Ordering::AcqRel)
+            } else if leasing && conn.in_deployment.load(Ordering::Acquire) && !k.refilling.swap(true, Ordering::AcqRel)
             {
                 let left = period.limit.saturating_sub(k.last_used.load(Ordering::Acquire));
                 want = (left / (4 * u64::from(conn.settings.replicas))).clamp(1, conn.settings.max_lease);
@@ -268,9 +232,9 @@ impl CounterBackend for Bound {
                 want = 1;
             }
         }
-        if specs.is_empty() && want == 0 {
+        if specs.is_empty() && want == 0 && customer.is_none() {
             let result = match (&key, quota) {
-                (Some(k), Some((_, period))) => Ok(check.refund.then(|| refund_to(k, conn, period.tag, seen))),
+                (Some(k), Some((_, period))) => Ok(check.refund.then(|| refund_to(k, conn, period.tag, seen, true))),
                 _ => Ok(None),
             };
             let result = counted(conn, key.as_ref(), now, check.refund, result);
@@ -278,7 +242,8 @@ impl CounterBackend for Bound {
         }
         let stale_probe = nanos(conn.settings.timeout).saturating_mul(4);
         if !conn.breaker.allow(now, stale_probe) {
-            let result = b.fall_back(&specs, key.as_deref(), quota, from_lease, now, seen);
+            let ask = QuotaAsk { key: quota, from_lease, customer: customer.as_ref() };
+            let result = b.fall_back(&specs, key.as_deref(), ask, now, seen);
             let result = counted(conn, key.as_ref(), now, check.refund, result);
             return Verdict::Ready(Outcome { result, limits: None });
         }
@@ -293,7 +258,7 @@ impl CounterBackend for Bound {
             }),
             _ => None,
         };
-        let (names, args) = check_call(&specs, quota_args);
+        let (names, args) = check_call(&specs, quota_args, customer.as_ref().map(|c| c.args(now)));
         let asked = Asked {
             bound: Arc::clone(&self.inner),
             manager: conn.manager.clone(),
@@ -301,6 +266,7 @@ impl CounterBackend for Bound {
             plan,
             specs,
             period: quota.map(|(_, p)| p),
+            customer,
             from_lease,
             want,
             refund: check.refund,
@@ -334,6 +300,8 @@ struct Asked {
     specs: Vec<Spec>,
     /// The quota's current period, if the request has a quota.
     period: Option<PeriodInfo>,
+    /// The customer's quota, if the key's customer has one (sent with the key's).
+    customer: Option<CustomerQuota>,
     /// The quota was taken from the lease already.
     from_lease: bool,
     /// Requests asked of the quota (0: none).
@@ -389,7 +357,8 @@ impl Asked {
                     Failure::Malformed(e) => tracing::error!(error = %e, "malformed reply from the check script"),
                     Failure::Outage => conn.breaker.failure(now, s.breaker_failures, s.breaker_cooldown),
                 }
-                self.bound.fall_back(&self.specs, key, quota, self.from_lease, now, self.revocations)
+                let ask = QuotaAsk { key: quota, from_lease: self.from_lease, customer: self.customer.as_ref() };
+                self.bound.fall_back(&self.specs, key, ask, now, self.revocations)
             }
         };
         let result = counted(conn, self.key.as_ref(), now, self.refund, result);
@@ -418,8 +387,12 @@ impl Asked {
         let (bound, now) = (&self.bound, self.now);
         let conn = &bound.conn;
         match reply {
-            Reply::Admitted { granted, used } => {
-                let (Some(k), Some((_, period))) = (&self.key, quota) else { return Ok(None) };
+            Reply::Admitted { granted, used, customer_used } => {
+                let customer = self.customer.as_ref().and_then(|c| {
+                    c.seen(customer_used);
+                    self.refund.then(|| customer_refund(c, conn))
+                });
+                let (Some(k), Some((_, period))) = (&self.key, quota) else { return Ok(customer) };
                 if self.want > 0 {
                     // Redis answered for this key's quota: the fallback starts over from this
                     // count (unless usage of an outage is still unwritten).
@@ -433,7 +406,11 @@ impl Asked {
                 if granted > 1 && !k.add_lease_since(self.revocations, &conn.returns, period.tag, granted - 1) {
                     *stale = Some((quota_key(&k.quota_stem, period.tag), granted - 1));
                 }
-                Ok(self.refund.then(|| refund_to(k, conn, period.tag, self.revocations)))
+                // Counted in the script with the customer's: given back to Redis, not to a lease
+                // that no request of this key spends.
+                let to_lease = conn.settings.leasing && self.customer.is_none();
+                let key_refund = self.refund.then(|| refund_to(k, conn, period.tag, self.revocations, to_lease));
+                Ok(both(key_refund, customer))
             }
             Reply::Throttled { bucket, wait_micros } => {
                 let wait_nanos = wait_micros.saturating_mul(1000);
@@ -472,6 +449,16 @@ impl Asked {
                     k.deny_quota_since(self.revocations, until, view);
                 }
                 Err(Refused::Quota(view))
+            }
+            Reply::CustomerQuotaSpent { used } => {
+                if let (true, Some(k), Some((_, p))) = (self.from_lease, &self.key, quota) {
+                    k.add_lease_since(self.revocations, &conn.returns, p.tag, 1);
+                }
+                let Some(c) = &self.customer else { return Err(Refused::Unavailable) };
+                c.seen(used);
+                // Not cached: the customer's other keys may give counts back (refunds), and the
+                // key's own limits are not what refused.
+                Err(c.refused(now, used))
             }
         }
     }

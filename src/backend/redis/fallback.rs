@@ -3,7 +3,8 @@
 //! ([`FailurePolicy::FailOpen`]), or decide on local counters holding this replica's share
 //! ([`FailurePolicy::LocalFallback`]). Quota usage admitted is recorded on the key for replay.
 
-use super::lease::{pack, unpack, RedisKey};
+use super::customer::CustomerQuota;
+use super::lease::{pack, unpack, RedisKey, WriteQueue};
 use super::script::Spec;
 use super::settings::{FailurePolicy, Settings};
 use crate::engine::{Gcra, Now, PeriodInfo, QuotaRule, Undo};
@@ -11,6 +12,17 @@ use crate::engine::{Refund, Refused};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// What a request asks of the quotas, for the failure policy.
+#[derive(Clone, Copy)]
+pub(super) struct QuotaAsk<'a> {
+    /// The key's quota and its current period.
+    pub(super) key: Option<(&'a QuotaRule, PeriodInfo)>,
+    /// The key's quota was taken from the lease already.
+    pub(super) from_lease: bool,
+    /// The customer's quota.
+    pub(super) customer: Option<&'a CustomerQuota>,
+}
 
 /// The local buckets standing in for Redis's during outages, by bucket name (made during
 /// outages only).
@@ -37,15 +49,17 @@ impl Fallback {
     }
 
     /// The failure policy's answer for a request with buckets `specs` and, with a `key`, the
-    /// `quota` (already taken from the lease when `from_lease`).
+    /// quotas of `ask` (the key's taken from the lease already when `ask.from_lease`); a request
+    /// admitted without Redis is recorded for replay (the key's on the key, the customer's in
+    /// `returns`).
     pub(super) fn decide(
         &self,
         s: &Settings,
         specs: &[Spec],
         key: Option<&RedisKey>,
-        quota: Option<(&QuotaRule, PeriodInfo)>,
-        from_lease: bool,
+        ask: QuotaAsk<'_>,
         now: Now,
+        returns: &WriteQueue,
     ) -> Result<Option<Refund>, Refused> {
         let mut taken: Vec<(Arc<AtomicU64>, Undo)> = Vec::new();
         let release = |taken: &[(Arc<AtomicU64>, Undo)]| {
@@ -69,34 +83,34 @@ impl Fallback {
             }
             _ => {}
         }
-        let (Some((rule, period)), Some(key)) = (quota, key) else { return Ok(None) };
-        if from_lease {
-            return Ok(None);
-        }
-        let admit = match s.quota_policy {
-            FailurePolicy::FailClosed => false,
-            FailurePolicy::FailOpen => true,
-            FailurePolicy::LocalFallback => {
-                // This replica's share of what was left when Redis was last seen.
-                let left = period.limit.saturating_sub(key.last_used.load(Ordering::Acquire));
-                let share = left / u64::from(s.replicas);
-                let mut admit = false;
-                let _ = key.fallback_used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                    let (t, n) = unpack(v);
-                    let n = if t == period.tag { n } else { 0 };
-                    admit = n < share;
-                    admit.then(|| pack(period.tag, n + 1))
-                });
-                admit
-            }
+        let key_quota = match (ask.key, key) {
+            (Some((rule, period)), Some(key)) if !ask.from_lease => Some((rule, period, key)),
+            _ => None,
         };
-        if !admit {
-            release(&taken);
-            return Err(match s.quota_policy {
-                FailurePolicy::FailClosed => Refused::Unavailable,
-                _ => Refused::Quota(rule.view_used(now.unix_secs, period.limit)),
-            });
+        if let Some((rule, period, key)) = key_quota {
+            if !Self::key_admits(s, key, period) {
+                release(&taken);
+                return Err(match s.quota_policy {
+                    FailurePolicy::FailClosed => Refused::Unavailable,
+                    _ => Refused::Quota(rule.view_used(now.unix_secs, period.limit)),
+                });
+            }
         }
+        // The customer's quota, after the key's: a refusal takes the key's count back.
+        if let Some(c) = ask.customer {
+            if let Err(refused) = c.fallback_take(s, now) {
+                release(&taken);
+                if let (Some((_, period, key)), FailurePolicy::LocalFallback) = (key_quota, s.quota_policy) {
+                    let _ = key.fallback_used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                        let (t, n) = unpack(v);
+                        (t == period.tag && n > 0).then(|| pack(t, n - 1))
+                    });
+                }
+                return Err(refused);
+            }
+            c.replay(returns);
+        }
+        let Some((_, period, key)) = key_quota else { return Ok(None) };
         // Recorded for replay when Redis is back.
         key.outage_end.store(period.end, Ordering::Release);
         let _ = key.outage.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
@@ -104,5 +118,26 @@ impl Fallback {
             Some(if t == period.tag { pack(t, n + 1) } else { pack(period.tag, 1) })
         });
         Ok(None)
+    }
+
+    /// Whether the key's quota policy admits one more request of `period` (counted on the key
+    /// under [`FailurePolicy::LocalFallback`]).
+    fn key_admits(s: &Settings, key: &RedisKey, period: PeriodInfo) -> bool {
+        match s.quota_policy {
+            FailurePolicy::FailClosed => false,
+            FailurePolicy::FailOpen => true,
+            FailurePolicy::LocalFallback => {
+                // This replica's share of what was left when Redis was last seen.
+                let left = period.limit.saturating_sub(key.last_used.load(Ordering::Acquire));
+                let share = left / u64::from(s.replicas);
+                key.fallback_used
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                        let (t, n) = unpack(v);
+                        let n = if t == period.tag { n } else { 0 };
+                        (n < share).then(|| pack(period.tag, n + 1))
+                    })
+                    .is_ok()
+            }
+        }
     }
 }

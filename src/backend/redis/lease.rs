@@ -190,14 +190,29 @@ impl RedisKey {
         }
     }
 
-    /// Records that the key is now served under `plan`; a new version clears the deny cache
-    /// (what was refused under the old limits may pass now).
-    pub(super) fn set_plan(&self, plan: &Arc<CompiledPlan>) {
+    /// Records that the key is now served under `plan` (at unix time `unix`). A key with limits
+    /// of its own (or a customer) gets a new compilation at every revalidation: what the deny
+    /// cache and the lease depend on is compared, not the pointer. Other limits (the key's
+    /// throttle, its quota's limit or period: an override, an anchor) clear the deny cache, as
+    /// what was refused under the old ones may pass now; another quota, or a customer quota
+    /// (counted with the key's in Redis, never from a lease), gives the lease back, so that no
+    /// request is admitted from a lease over a lowered limit.
+    pub(super) fn set_plan(&self, plan: &Arc<CompiledPlan>, unix: i64, returns: &WriteQueue) {
         let mut p = self.plan.lock();
-        if !Arc::ptr_eq(&p, plan) {
-            *p = Arc::clone(plan);
+        if Arc::ptr_eq(&p, plan) {
+            return;
+        }
+        let limits = |c: &CompiledPlan| (c.throttle.map(|g| g.params()), c.quota.as_ref().map(|q| q.current(unix)));
+        let (old, new) = (limits(&p), limits(plan));
+        *p = Arc::clone(plan);
+        drop(p);
+        if old != new {
             self.deny_until.store(0, Ordering::Release);
             self.quota_deny_until.store(0, Ordering::Release);
+        }
+        let customer_quota = plan.customer.as_ref().is_some_and(|c| c.rule.quota.is_some());
+        if old.1 != new.1 || customer_quota {
+            self.give_back_lease(returns);
         }
     }
 

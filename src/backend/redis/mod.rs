@@ -1,13 +1,18 @@
 //! Counters in Redis (feature `redis`): limits shared by every replica of an app.
 //!
 //! - **Throttles**: one Lua script per request checks every bucket (per-key method, per-key plan,
-//!   stage method, stage default, account) all-or-nothing on the server's clock. Exact across
-//!   replicas.
+//!   customer, stage method, stage default, account) all-or-nothing on the server's clock. Exact
+//!   across replicas.
 //! - **Quotas**: leases. A replica reserves a batch of a key's remaining quota in the same script
 //!   (`INCRBY` on the period's counter, never past the limit) and spends it locally; the batch
 //!   shrinks as the quota nears its end. Unused leases go back on idle, at period rollover and at
 //!   [`RedisBackend::shutdown`]. A request of a plan without throttles that finds a lease makes no
 //!   round trip at all.
+//! - **Customers**: a customer's quota is counted in the same script call as the key's (one
+//!   request of each, no lease), so it is exact across replicas; a request of a key whose
+//!   customer has a quota always makes one round trip. Customer refusals are not cached.
+//! - **Concurrency caps** are counted in each process: each of the `replicas`
+//!   ([`RedisBackendBuilder::replicas`]) admits `ceil(N / replicas)` of a cap of `N`.
 //! - **Deny cache**: a refused key (or stage bucket) stays refused locally until its retry time.
 //! - **Failures**: a timeout per call, a circuit breaker, and a [`FailurePolicy`] per limit class;
 //!   usage admitted while Redis was unreachable is replayed to it when it is back.
@@ -26,6 +31,8 @@
 //! | `conn.rs` | the shared state, the connection, maintenance (write-back, idle returns) |
 //! | `fallback.rs` | the [`FailurePolicy`]'s answer, local fallback buckets |
 //! | `lease.rs` | a key's state: quota lease, deny cache, outage usage; the write-back queue |
+//! | `customer.rs` | a customer's state, and its quota's part of a check (never leased nor cached) |
+//! | `refund.rs` | refunds (the key's and the customer's quota counts), the ledger count of a request |
 //! | `breaker.rs` | the circuit breaker |
 //! | `reply.rs` | the script's reply, decoded |
 //! | `revoke.rs` | UpdateUsage across replicas: leases given back, heartbeats, the update feed |
@@ -39,15 +46,19 @@ mod breaker;
 mod builder;
 mod check;
 mod conn;
+mod customer;
 mod error;
 mod fallback;
 mod lease;
+mod refund;
 mod reply;
 mod revoke;
 mod script;
 mod settings;
 mod snapshot;
 mod stats;
+#[cfg(test)]
+mod tests;
 mod usage;
 
 pub use builder::RedisBackendBuilder;

@@ -9,18 +9,20 @@ use crate::engine::Gcra;
 use crate::rejection::ThrottleScope;
 
 /// Checks every bucket of a request, all-or-nothing, on the server's clock, and optionally takes
-/// `want` requests from the quota.
+/// `want` requests from the key's quota and one from its customer's.
 ///
-/// `KEYS[1..nb]`: buckets; with a quota, `KEYS[nb+1]`: the quota counter of the current period
-/// and `KEYS[nb+2]`: the key's usage-update hold (see `revoke.rs`: while it exists, one request
-/// is granted at a time, no lease). `ARGV[1]` = nb; then per bucket its emission interval and
-/// tolerance in whole microseconds; then (with a quota) limit, want, and the counter's time to
-/// live in seconds (from the deciding request's clock, [`ttl_secs`], so that it expires alike
-/// whatever the server's own time).
+/// `KEYS[1..nb]`: buckets; with a key quota, then the quota counter of the current period and
+/// the key's usage-update hold (see `revoke.rs`: while it exists, one request is granted at a
+/// time, no lease); with a customer quota, then the customer's counter of its current period.
+/// `ARGV[1]` = nb; then per bucket its emission interval and tolerance in whole microseconds;
+/// then two flags (1: a key quota, 1: a customer quota); then (key quota) limit, want, and the
+/// counter's time to live in seconds (from the deciding request's clock, [`ttl_secs`], so that it
+/// expires alike whatever the server's own time); then (customer quota) limit and time to live.
 ///
-/// Returns `{1, granted, used}` when admitted (`used` after the grant), `{0, bucket, wait_us}`
-/// when bucket number `bucket` (1-based) refused, `{2, used, held}` when the quota has no room
-/// (`held` 1: during a usage update, a refusal not to cache).
+/// Returns `{1, granted, used, customer_used}` when admitted (counts after the grant),
+/// `{0, bucket, wait_us, 0}` when bucket number `bucket` (1-based) refused, `{2, used, held, 0}`
+/// when the key's quota has no room (`held` 1: during a usage update, a refusal not to cache),
+/// `{3, customer_used, 0, 0}` when the customer's has none. Nothing is written unless admitted.
 /// A bucket's state is its theoretical arrival time in microseconds since the epoch (exact in a
 /// Lua double until the year 2255), set to expire once the bucket is full again.
 pub(super) const CHECK: &str = r#"
@@ -34,18 +36,18 @@ for i = 1, nb do
   local tat = tonumber(redis.call('GET', KEYS[i]) or now)
   if tat < now then tat = now end
   if tat - now > tau then
-    return {0, i, tat - now - tau}
+    return {0, i, tat - now - tau, 0}
   end
   new[i] = tat + period
 end
-local granted = 0
-local used = 0
-if #KEYS > nb then
-  local q = KEYS[nb + 1]
-  local base = 2 * nb + 2
+local kq = tonumber(ARGV[2 * nb + 2])
+local cq = tonumber(ARGV[2 * nb + 3])
+local base = 2 * nb + 4
+local granted, used, cused = 0, 0, 0
+if kq == 1 then
   local limit = tonumber(ARGV[base])
   local want = tonumber(ARGV[base + 1])
-  used = tonumber(redis.call('GET', q) or 0)
+  used = tonumber(redis.call('GET', KEYS[nb + 1]) or 0)
   local held = 0
   if want > 0 and redis.call('EXISTS', KEYS[nb + 2]) == 1 then
     want = 1
@@ -54,17 +56,30 @@ if #KEYS > nb then
   if want > 0 then
     granted = math.min(want, limit - used)
     if granted <= 0 then
-      return {2, used, held}
+      return {2, used, held, 0}
     end
-    used = redis.call('INCRBY', q, granted)
-    redis.call('EXPIRE', q, ARGV[base + 2])
   end
+end
+local c = KEYS[nb + 2 * kq + 1]
+if cq == 1 then
+  cused = tonumber(redis.call('GET', c) or 0)
+  if cused >= tonumber(ARGV[base + 3 * kq]) then
+    return {3, cused, 0, 0}
+  end
+end
+if granted > 0 then
+  used = redis.call('INCRBY', KEYS[nb + 1], granted)
+  redis.call('EXPIRE', KEYS[nb + 1], ARGV[base + 2])
+end
+if cq == 1 then
+  cused = redis.call('INCR', c)
+  redis.call('EXPIRE', c, ARGV[base + 3 * kq + 1])
 end
 for i = 1, nb do
   local ttl = math.floor((new[i] - now) / 1000) + 1000
   redis.call('SET', KEYS[i], string.format('%d', new[i]), 'PX', ttl)
 end
-return {1, granted, used}
+return {1, granted, used, cused}
 "#;
 
 /// Writes a count back. `ARGV[1]` > 0: usage admitted during an outage, added, and the counter
@@ -169,10 +184,24 @@ pub(super) struct QuotaArgs {
     pub(super) ttl_secs: i64,
 }
 
-/// The keys and arguments of a [`CHECK`] call for `specs`, and the quota if any.
-pub(super) fn check_call(specs: &[Spec], quota: Option<QuotaArgs>) -> (Vec<String>, Vec<i64>) {
+/// The customer quota part of a [`CHECK`] call: one request taken from it.
+#[derive(Debug, Clone)]
+pub(super) struct CustomerArgs {
+    /// The customer's counter of its current period ([`quota_key`] of
+    /// [`Names::customer_quota_stem`]).
+    pub(super) counter: String,
+    pub(super) limit: u64,
+    pub(super) ttl_secs: i64,
+}
+
+/// The keys and arguments of a [`CHECK`] call for `specs`, and the quotas if any.
+pub(super) fn check_call(
+    specs: &[Spec],
+    quota: Option<QuotaArgs>,
+    customer: Option<CustomerArgs>,
+) -> (Vec<String>, Vec<i64>) {
     let mut names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    let mut args: Vec<i64> = Vec::with_capacity(2 * specs.len() + 4);
+    let mut args: Vec<i64> = Vec::with_capacity(2 * specs.len() + 8);
     args.push(specs.len() as i64);
     for spec in specs {
         // Whole microseconds, the interval rounded up and the tolerance kept at (burst - 1)
@@ -182,10 +211,15 @@ pub(super) fn check_call(specs: &[Spec], quota: Option<QuotaArgs>) -> (Vec<Strin
         args.push(t_us as i64);
         args.push(((tau / t.max(1)).saturating_mul(t_us)) as i64);
     }
+    args.extend([i64::from(quota.is_some()), i64::from(customer.is_some())]);
     if let Some(q) = quota {
         names.push(q.counter);
         names.push(q.hold);
         args.extend([q.limit as i64, q.want as i64, q.ttl_secs]);
+    }
+    if let Some(c) = customer {
+        names.push(c.counter);
+        args.extend([c.limit as i64, c.ttl_secs]);
     }
     (names, args)
 }
@@ -253,6 +287,14 @@ impl Names {
     /// A customer's bucket, shared by its keys (whatever their plans).
     pub(super) fn customer(&self, id: &str) -> String {
         let mut s = format!("{}:customer", self.tag);
+        part(&mut s, id);
+        s
+    }
+
+    /// The stem of a customer's quota counters (whatever its keys' plans); the period's tag
+    /// follows (`{stem}:{tag}`). Not under `:quota:`, so snapshots of keys' counts skip it.
+    pub(super) fn customer_quota_stem(&self, id: &str) -> String {
+        let mut s = format!("{}:customer-quota", self.tag);
         part(&mut s, id);
         s
     }
@@ -410,6 +452,10 @@ mod tests {
         assert_eq!(Names::new("tup").parse_quota(&quota_key(&Names::new("tu").quota_stem("k", "p"), 1)), None);
         assert_eq!(n.parse_quota("{tup}:quota:99:k:1:p:1"), None, "a length past the end");
         assert_eq!(Names::new("a*[b]").quota_pattern(), "{a\\*\\[b\\]}:quota:*");
+        // A customer's counter is none of a key's (snapshots and usage updates skip it).
+        let customer = quota_key(&n.customer_quota_stem("k"), 7);
+        assert_eq!((n.parse_quota(&customer), customer.starts_with("{tup}:quota:")), (None, false));
+        assert_ne!(n.customer_quota_stem("a:1"), n.customer_quota_stem("a"));
     }
 
     #[test]

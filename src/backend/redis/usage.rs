@@ -259,6 +259,18 @@ impl UsageBackend for RedisUsage {
         Box::pin(self.conn.maintained(move || self.period_used(key, plan, rule, unix)))
     }
 
+    /// The customer's counter of the period, read after this replica's queued refunds and
+    /// replays are written (it counts exactly: no lease is ever taken from it).
+    fn customer_used<'a>(&'a self, customer: &'a str, rule: &'a QuotaRule, unix: i64) -> Answer<'a, i64> {
+        let counter = quota_key(&self.conn.names.customer_quota_stem(customer), rule.current(unix).tag);
+        Box::pin(self.conn.maintained(move || async move {
+            let mut pipe = redis::pipe();
+            pipe.get(&counter);
+            let (used,): (Option<i64>,) = self.query(&pipe, "reading a customer's quota").await?;
+            Ok(used.unwrap_or(0))
+        }))
+    }
+
     fn set_quota_used<'a>(
         &'a self,
         key: &'a Arc<str>,
