@@ -7,7 +7,7 @@ use common::*;
 use http::{Request, Response};
 use std::convert::Infallible;
 use std::time::{Duration, UNIX_EPOCH};
-use tower::{service_fn, Layer, ServiceExt};
+use tower::{service_fn, Layer};
 use tower_usage_plans::{Caller, Config, ManualClock, Rejection, ThrottleScope, UsagePlanLayer};
 
 const PLANS: &str = r#"
@@ -91,7 +91,9 @@ async fn an_override_of_burst_2_on_a_plan_of_burst_10_admits_exactly_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_keys_of_one_customer_share_its_quota_of_4_under_8_way_concurrency() {
     let clock = clock();
-    let svc = svc(&clock);
+    let store = store(PLANS);
+    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
+    let svc = service(&layer);
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let svc = svc.clone();
@@ -99,9 +101,13 @@ async fn two_keys_of_one_customer_share_its_quota_of_4_under_8_way_concurrency()
             tokio::spawn(async move { statuses(&svc, "GET", "/pets", Some(&k), 5).await })
         })
         .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
+    let (mut all, mut acme2) = (Vec::new(), 0);
+    for (i, t) in tasks.into_iter().enumerate() {
+        let got = t.await.unwrap();
+        if i % 2 == 1 {
+            acme2 += count(&got, 200);
+        }
+        all.extend(got);
     }
     assert_eq!(count(&all, 200), 4, "{all:?}");
     assert_eq!(count(&all, 429), 36);
@@ -109,10 +115,11 @@ async fn two_keys_of_one_customer_share_its_quota_of_4_under_8_way_concurrency()
     limit_exceeded(&r);
     // The customer's day ends at midnight: 12 hours.
     assert_eq!(r.headers["retry-after"], "43200");
-    // A refusal by the customer's quota gave the key's own count back: acme2's plan quota of 1000
-    // counted only what was forwarded.
-    let usage = builder(PLANS, &clock).build().unwrap().usage();
-    drop(usage);
+    // Every refusal by the customer's quota gave the key's own count back: k-acme-2's plan quota
+    // counted only its forwarded requests.
+    let plan = store.plan_by_id("burst10").unwrap();
+    let own = layer.usage().quota(&plan, "k-acme-2").await.unwrap().unwrap();
+    assert_eq!(own.used, acme2 as i64, "k-acme-2 forwarded {acme2}");
     clock.advance(Duration::from_secs(12 * 3600));
     assert_eq!(get(&svc, "/pets", Some(&key("acme2"))).await.status, 200, "a new day for the customer");
 }
@@ -245,20 +252,29 @@ fn customers_and_overrides_read_back_from_what_is_written_and_errors_name_the_fi
 #[tokio::test]
 async fn a_public_method_carries_no_caller() {
     let clock = clock();
-    let config = format!("{PLANS}");
-    let layer = UsagePlanLayer::builder(
-        tower_usage_plans::InMemoryKeyStore::from_toml_str(&format!(
-            "[stage]\napi = \"petstore\"\nname = \"prod\"\npublic_methods = [\"/health/GET\"]\n{config}"
-        ))
-        .unwrap(),
-    )
-    .clock(clock.clone())
-    .build()
-    .unwrap();
+    let config = format!("[stage]\napi = \"petstore\"\nname = \"prod\"\npublic_methods = [\"/health/GET\"]\n{PLANS}");
+    let store = tower_usage_plans::InMemoryKeyStore::from_toml_str(&config).unwrap();
+    let layer = UsagePlanLayer::builder(store).clock(clock.clone()).build().unwrap();
     let inner = service_fn(|req: Request<String>| async move {
         Ok::<_, Infallible>(Response::new(req.extensions().get::<Caller>().is_some().to_string()))
     });
     let svc: Svc = tower::util::BoxCloneSyncService::new(layer.layer(inner));
     assert_eq!(get(&svc, "/health", None).await.body, "false");
-    let _ = svc.clone().oneshot(Request::new(String::new())).await;
+    assert_eq!(get(&svc, "/pets", Some(&key("plain"))).await.body, "true");
+}
+
+#[tokio::test]
+async fn the_customer_usage_query_counts_all_its_keys() {
+    let clock = clock();
+    let store = store(PLANS);
+    let layer = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
+    let svc = service(&layer);
+    assert_eq!(statuses(&svc, "GET", "/pets", Some(&key("acme1")), 2).await, [200, 200]);
+    assert_eq!(statuses(&svc, "GET", "/pets", Some(&key("acme2")), 1).await, [200]);
+    let acme = store.customer_by_id("acme").unwrap();
+    let q = layer.usage().customer_quota(&acme).await.unwrap().unwrap();
+    assert_eq!((q.limit, q.used, q.remaining), (4, 3, 1));
+    assert_eq!(q.resets_at, UNIX_EPOCH + Duration::from_secs(NOON + 12 * 3600));
+    let globex = store.customer_by_id("globex").unwrap();
+    assert!(layer.usage().customer_quota(&globex).await.unwrap().is_none(), "globex has no quota");
 }

@@ -63,7 +63,6 @@ pub(crate) trait UsageBackend: Send + Sync {
     fn quota_used<'a>(&'a self, key: &'a str, plan: &'a str, rule: &'a QuotaRule, unix: i64) -> Answer<'a, i64>;
     /// Requests counted against customer `customer`'s quota (its `rule`) in the period
     /// containing `unix`, by all its keys (0 when nothing was counted in that period).
-    #[cfg_attr(not(test), allow(dead_code))] // for `Usage::customer_quota` (the lead's)
     fn customer_used<'a>(&'a self, customer: &'a str, rule: &'a QuotaRule, unix: i64) -> Answer<'a, i64>;
     /// Sets that count to `used`, records the change in the ledger, and returns the old count.
     fn set_quota_used<'a>(

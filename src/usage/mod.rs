@@ -50,6 +50,7 @@
 //! [`UsagePlanLayerBuilder::usage_retention_days`]: crate::UsagePlanLayerBuilder::usage_retention_days
 
 mod backend;
+mod customer;
 mod error;
 mod file;
 mod handle;

@@ -253,7 +253,9 @@ async fn get_and_update_usage_follow_a_keys_own_quota(b: Backend) {
         "quota": {"limit": 10, "period": "DAY"}}"#;
     let created = m.h.call("POST", "/apikeys", body).await.expect(201);
     let id = created["id"].as_str().unwrap().to_owned();
-    m.h.call("POST", "/usageplans/gold/keys", &format!(r#"{{"keyId": "{id}", "keyType": "API_KEY"}}"#)).await.expect(201);
+    m.h.call("POST", "/usageplans/gold/keys", &format!(r#"{{"keyId": "{id}", "keyType": "API_KEY"}}"#))
+        .await
+        .expect(201);
     assert_eq!(m.call("own-0123456789abcdefghij", 3).await, [200, 200, 200]);
     let today = day(0);
     let body = m.h.get(&format!("/usageplans/gold/usage?keyId={id}&startDate={today}&endDate={today}")).await;
