@@ -33,8 +33,9 @@ pub(super) struct Extra {
     pub(super) origin: Option<Arc<LocalKey>>,
     /// The buckets of method throttles after the first.
     pub(super) more_methods: Box<[AtomicU64]>,
-    /// Requests in the inner service now, when the plan caps them.
-    pub(super) inflight: Option<AtomicU32>,
+    /// Requests in the inner service now, when the plan caps them; shared with the key's earlier
+    /// state when a plan change replaced it (its requests still in flight count).
+    pub(super) inflight: Option<Arc<AtomicU32>>,
 }
 
 impl BackendKey for LocalKey {
@@ -51,7 +52,7 @@ impl BackendKey for LocalKey {
     }
 
     fn inflight(&self) -> Option<&AtomicU32> {
-        self.extra.as_ref().and_then(|e| e.inflight.as_ref())
+        self.extra.as_ref().and_then(|e| e.inflight.as_deref())
     }
 }
 

@@ -108,6 +108,12 @@ impl CounterBackend for InProcess {
     fn key_state(&self, id: &Arc<str>, plan: &Arc<CompiledPlan>, previous: Option<&KeyState>, now: Now) -> KeyState {
         let mut keys = self.keys.lock();
         keys.sweep(now, &self.ledger);
+        // The requests in flight of this key's last state (under this plan or the one it had):
+        // a new state keeps counting them, so a cap holds across a plan change.
+        let cached_inflight = previous
+            .and_then(|p| p.as_any().downcast_ref::<LocalKey>())
+            .filter(|p| p.id == *id)
+            .and_then(|p| p.extra.as_ref().and_then(|e| e.inflight.clone()));
         // The index is the authority; `previous` (this value's last state) only matters for a
         // state made before the index knew the key, which cannot happen here but keeps the
         // contract of the seam.
@@ -139,13 +145,15 @@ impl CounterBackend for InProcess {
         let seed = if previous.is_none() { keys.take_seed(id, plan.plan.id()).unwrap_or(0) } else { 0 };
         let origin =
             previous.as_ref().map(|p| p.extra.as_ref().and_then(|e| e.origin.clone()).unwrap_or_else(|| Arc::clone(p)));
+        let inflight =
+            previous.as_ref().and_then(|p| p.extra.as_ref().and_then(|e| e.inflight.clone())).or(cached_inflight);
         let state = Arc::new(LocalKey {
             key: AtomicU64::new(0),
             quota: AtomicU64::new(seed),
             day: DayCounter::default(),
             methods: [start(0)],
             extra: (origin.is_some() || n > 1 || plan.concurrency.is_some()).then(|| {
-                let inflight = plan.concurrency.map(|_| AtomicU32::new(0));
+                let inflight = plan.concurrency.map(|_| inflight.unwrap_or_else(|| Arc::new(AtomicU32::new(0))));
                 Box::new(Extra { origin, more_methods: (1..n).map(start).collect(), inflight })
             }),
             id: Arc::clone(id),
