@@ -119,7 +119,7 @@ async fn cap_survives_a_key_override_of_method_throttles() {
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    st.update_key("k", |k| k.method_throttle("/y/GET", Throttle::new(100.0, 100).unwrap())).unwrap();
+    let _updated = st.update_key("k", |k| k.method_throttle("/y/GET", Throttle::new(100.0, 100).unwrap())).unwrap();
     let c = tokio::spawn(svc.clone().oneshot(req()));
     for _ in 0..100 {
         tokio::task::yield_now().await;
