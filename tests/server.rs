@@ -268,6 +268,7 @@ async fn quickstart_keeps_every_counted_request_across_sigterm_and_restart() {
 
 /// A handler reads the `Caller` through the axum extractor (issue 16), on a real server; a route
 /// without a key (a public method) gets `None` from `Option<Caller>`.
+#[cfg(feature = "axum")]
 #[tokio::test]
 async fn an_axum_handler_reads_the_caller_through_the_extractor() {
     use tower_usage_plans::Caller;
