@@ -278,3 +278,20 @@ async fn the_customer_usage_query_counts_all_its_keys() {
     let globex = store.customer_by_id("globex").unwrap();
     assert!(layer.usage().customer_quota(&globex).await.unwrap().is_none(), "globex has no quota");
 }
+
+#[tokio::test]
+async fn a_customers_quota_count_survives_a_snapshot_and_restore() {
+    let clock = clock();
+    let before = UsagePlanLayer::builder(store(PLANS)).clock(clock.clone()).build().unwrap();
+    let svc = service(&before);
+    assert_eq!(statuses(&svc, "GET", "/pets", Some(&key("acme1")), 3).await, [200, 200, 200]);
+    let snapshot = before.usage().snapshot().await.unwrap();
+    let json = serde_json::to_string(&snapshot).unwrap();
+    assert!(json.contains(r#""customers":[{"customer":"acme","period":"DAY""#), "{json}");
+    // The next process: the customer has 1 left of 4, whichever of its keys asks.
+    let after = UsagePlanLayer::builder(store(PLANS)).clock(clock.clone()).build().unwrap();
+    after.usage().restore(serde_json::from_str(&json).unwrap()).await.unwrap();
+    let svc = service(&after);
+    assert_eq!(statuses(&svc, "GET", "/pets", Some(&key("acme2")), 2).await, [200, 429]);
+    assert_eq!(after.usage().snapshot().await.unwrap().len(), snapshot.len() + 2, "acme2's own count and day");
+}

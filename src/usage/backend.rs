@@ -40,6 +40,9 @@ pub(crate) struct Counts {
     pub(crate) quotas: Vec<(Arc<str>, Arc<str>, u64)>,
     /// Day rows by key and plan: (day, used, adjust, reported).
     pub(crate) days: Vec<(Arc<str>, Arc<str>, i32, Row)>,
+    /// Raw quota counts of customers, by customer id (in process; in Redis mode they stay in
+    /// Redis, like the keys' between restarts of a replica).
+    pub(crate) customers: Vec<(Arc<str>, u64)>,
 }
 
 /// An answer of a backend that may have to ask elsewhere (Redis): a boxed future, so that the

@@ -21,6 +21,18 @@ pub struct UsageSnapshot {
     version: u32,
     quotas: Vec<QuotaEntry>,
     days: Vec<DayEntry>,
+    /// Customers' quota counts (a later addition to version 1: absent in older files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    customers: Vec<CustomerEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct CustomerEntry {
+    customer: String,
+    period: QuotaPeriod,
+    /// First day of the (calendar) period the count's tag names.
+    period_start: String,
+    used: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +80,7 @@ impl UsageSnapshot {
     /// Number of quota counts and ledger days held.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.quotas.len() + self.days.len()
+        self.quotas.len() + self.days.len() + self.customers.len()
     }
 
     /// Whether it holds no counts.
@@ -105,7 +117,21 @@ impl UsageSnapshot {
                 reported: r.reported,
             })
             .collect();
-        Self { version: VERSION, quotas, days }
+        let customers = counts
+            .customers
+            .into_iter()
+            .filter_map(|(id, raw)| {
+                let (period, index, used) = decode_quota(raw)?;
+                let start = period.start_of_index(index).div_euclid(86_400);
+                Some(CustomerEntry {
+                    customer: id.to_string(),
+                    period,
+                    period_start: format_date(date_of_day(i32::try_from(start).ok()?)),
+                    used,
+                })
+            })
+            .collect();
+        Self { version: VERSION, quotas, days, customers }
     }
 
     fn into_counts(self) -> Result<Counts, String> {
@@ -118,6 +144,11 @@ impl UsageSnapshot {
             let start = date(&q.period_start, &format!("quotas[{i}].period_start"))?;
             let index = q.period.index_of(i64::from(day_of_date(start)) * 86_400);
             counts.quotas.push((Arc::from(q.key), Arc::from(q.plan), encode_quota(q.period, index, q.used)));
+        }
+        for (i, c) in self.customers.into_iter().enumerate() {
+            let start = date(&c.period_start, &format!("customers[{i}].period_start"))?;
+            let index = c.period.index_of(i64::from(day_of_date(start)) * 86_400);
+            counts.customers.push((Arc::from(c.customer), encode_quota(c.period, index, c.used)));
         }
         for (i, d) in self.days.into_iter().enumerate() {
             let day = day_of_date(date(&d.date, &format!("days[{i}].date"))?);

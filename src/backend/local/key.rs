@@ -64,6 +64,13 @@ pub(super) struct LocalCustomer {
     pub(super) inflight: AtomicU32,
 }
 
+impl LocalCustomer {
+    /// A customer nothing was counted for yet.
+    pub(super) fn new() -> Arc<Self> {
+        Arc::new(Self { bucket: AtomicU64::new(0), quota: AtomicU64::new(0), inflight: AtomicU32::new(0) })
+    }
+}
+
 impl BackendCustomer for LocalCustomer {
     fn inflight(&self) -> &AtomicU32 {
         &self.inflight

@@ -170,9 +170,7 @@ impl CounterBackend for InProcess {
         _now: Now,
     ) -> CustomerState {
         let mut customers = self.customers.lock();
-        let state = customers.entry(Arc::clone(rule.customer.id_arc())).or_insert_with(|| {
-            Arc::new(LocalCustomer { bucket: AtomicU64::new(0), quota: AtomicU64::new(0), inflight: AtomicU32::new(0) })
-        });
+        let state = customers.entry(Arc::clone(rule.customer.id_arc())).or_insert_with(LocalCustomer::new);
         Arc::clone(state) as CustomerState
     }
 

@@ -113,7 +113,14 @@ impl InProcess {
             .into_iter()
             .flat_map(|((k, p), days)| days.into_iter().map(move |(d, r)| (Arc::clone(&k), Arc::clone(&p), d, r)))
             .collect();
-        Counts { quotas, days }
+        let customers = self
+            .customers
+            .lock()
+            .iter()
+            .map(|(id, c)| (Arc::clone(id), c.quota.load(Ordering::Acquire)))
+            .filter(|(_, raw)| *raw != 0)
+            .collect();
+        Counts { quotas, days, customers }
     }
 
     pub(super) fn local_restore(&self, counts: Counts) {
@@ -130,6 +137,15 @@ impl InProcess {
                 }
             }
         }
+        drop(keys);
+        let mut customers = self.customers.lock();
+        for (id, raw) in counts.customers {
+            let c = customers.entry(id).or_insert_with(super::key::LocalCustomer::new);
+            let _ = c
+                .quota
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| Some(crate::engine::merge_quota(cur, raw)));
+        }
+        drop(customers);
         let mut book = self.ledger.book.lock();
         for (key, plan, day, r) in counts.days {
             let row = book.row(&key, &plan, day);
