@@ -400,3 +400,31 @@ async fn an_anchored_customer_quota_rolls_over_at_its_anchor() {
     assert_eq!(hammer(&svcs, 1, 3, &["k1", "k2"]).await, (2, 4), "a new period at the anchored instant");
     assert_eq!(server.counters("customer-quota"), vec![2, 2], "one counter per period");
 }
+
+/// A snapshot of the in-process backend restored into Redis (a move to several replicas) keeps
+/// the customers' quota counts, and `Usage::customer_quota` reads them back from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customers_count_moves_from_a_process_into_redis_with_a_snapshot() {
+    let Some(server) = Server::spawn("customer_snapshot") else { return };
+    let clock = common::clock();
+    let acme = Customer::new("acme").with_quota(Quota::new(4, QuotaPeriod::Day).unwrap());
+    let store = store(UsagePlan::new("p"), Some(acme.clone()), acme_keys());
+    let local = UsagePlanLayer::builder(store.clone()).clock(clock.clone()).build().unwrap();
+    let svc = service(&local);
+    for k in ["k1", "k1", "k2"] {
+        assert_eq!(get(&svc, "/pets", Some(&value(k))).await.status, 200);
+    }
+    let snapshot = local.usage().snapshot().await.unwrap();
+    let backend = server.backend(1, &clock).await;
+    let shared = layer(&store, &backend, &clock);
+    shared.usage().restore(snapshot).await.unwrap();
+    let q = shared.usage().customer_quota(&acme).await.unwrap().unwrap();
+    assert_eq!((q.used, q.remaining), (3, 1), "read back from Redis");
+    let svc = service(&shared);
+    let got: Vec<u16> = [get(&svc, "/pets", Some(&value("k2"))).await, get(&svc, "/pets", Some(&value("k1"))).await]
+        .iter()
+        .map(|r| r.status.as_u16())
+        .collect();
+    assert_eq!(got, [200, 429]);
+    assert_eq!(backend.shutdown().await, 0);
+}

@@ -167,6 +167,24 @@ impl RedisUsage {
             }
             self.query::<()>(&pipe, "restoring the quota counters").await?;
         }
+        // Customers' counts of an in-process snapshot (a move to Redis): added to the customers'
+        // counters of the same period, as the keys' are.
+        let customers: Vec<_> = counts
+            .customers
+            .into_iter()
+            .filter(|(_, raw)| quota_holds_count(*raw, now))
+            .filter_map(|(id, raw)| Some((id, raw, decode_quota(raw)?)))
+            .collect();
+        for chunk in customers.chunks(CHUNK) {
+            let mut pipe = redis::pipe();
+            for (id, raw, (period, index, used)) in chunk {
+                let name = quota_key(&conn.names.customer_quota_stem(id), quota_tag_of(*raw));
+                let end = period.start_of_index(index.saturating_add(1));
+                pipe.incr(&name, *used).ignore();
+                pipe.expire(&name, ttl_secs(end.saturating_add(86_400), now)).ignore();
+            }
+            self.query::<()>(&pipe, "restoring the customers' quota counters").await?;
+        }
         Ok(())
     }
 }
