@@ -17,6 +17,14 @@
 //! Limits are exact within one process: no request over burst, none over quota, under any
 //! concurrency.
 //!
+//! Beyond API Gateway: a handler learns who is calling from the [`Caller`] in the request
+//! extensions (an axum extractor with feature `axum`); a key may carry its own limits instead of
+//! its plan's ([`ApiKey::with_throttle`], [`ApiKey::with_quota`]); a [`Customer`] shares a
+//! throttle, a quota and a concurrency cap among its keys; a [`QuotaAnchor`] starts quota periods
+//! on a billing day; concurrency caps bound the requests in flight
+//! ([`UsagePlan::with_concurrency`]); [`keys::generate_with_prefix`] makes keys whose typos are
+//! refused without asking the store.
+//!
 //! # Example
 //!
 //! ```
