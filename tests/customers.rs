@@ -295,3 +295,41 @@ async fn a_customers_quota_count_survives_a_snapshot_and_restore() {
     assert_eq!(statuses(&svc, "GET", "/pets", Some(&key("acme2")), 2).await, [200, 429]);
     assert_eq!(after.usage().snapshot().await.unwrap().len(), snapshot.len() + 2, "acme2's own count and day");
 }
+
+/// Of concurrent creations of one customer id through the management trait, exactly one wins
+/// (the check and the insert happen under the store's write lock; found by review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creations_of_one_customer_id_let_exactly_one_win() {
+    use tower_usage_plans::{Customer, ManagedKeyStore};
+    for round in 0..100 {
+        let store = store(PLANS);
+        let tasks: Vec<_> = (0..4)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let c = Customer::new(format!("new-{round}")).with_name(format!("creator {i}"));
+                    ManagedKeyStore::create_customer(&store, c).await.is_ok()
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for t in tasks {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1, "round {round}");
+        let deletes: Vec<_> = (0..2)
+            .map(|_| {
+                let store = store.clone();
+                let id = format!("new-{round}");
+                tokio::spawn(
+                    async move { ManagedKeyStore::delete_customer(&store, &id).await.map_err(|e| e.to_string()) },
+                )
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in deletes {
+            results.push(t.await.unwrap());
+        }
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "round {round}: {results:?}");
+    }
+}

@@ -112,11 +112,14 @@ impl CustomerQuota {
         }
     }
 
-    /// Redis answered: the customer's quota counts `used`, and the fallback starts over.
+    /// Redis answered: the customer's quota counts `used`. What the fallback admitted in this
+    /// period is not forgotten: those requests may still be queued for replay (not in `used`
+    /// yet), and forgetting them would let a second outage of the period admit them again (over
+    /// the limit, found by review). Counting them twice once they are written under-admits,
+    /// which the backend allows; a new period starts the fallback over.
     pub(super) fn seen(&self, used: u64) {
         if let Some(c) = self.state() {
             c.last_used.store(used, Ordering::Release);
-            c.fallback_used.store(0, Ordering::Release);
         }
     }
 

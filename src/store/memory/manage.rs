@@ -194,10 +194,18 @@ impl ManagedKeyStore for InMemoryKeyStore {
     }
 
     async fn create_customer(&self, customer: Customer) -> Result<Customer, ManageError> {
-        if self.customer_by_id(customer.id()).is_some() {
-            return Err(ManageError::conflict("id", format!("a customer already has the id {:?}", customer.id())));
+        if customer.id().trim().is_empty() {
+            return Err(ManageError::invalid("id", "must not be empty"));
         }
-        ManagedKeyStore::put_customer(self, customer).await
+        // Checked and added under the store's write lock: of two creations of one id, one wins.
+        self.edit(|p| {
+            if p.customers.iter().any(|c| c.id() == customer.id()) {
+                return Err(ManageError::conflict("id", format!("a customer already has the id {:?}", customer.id())));
+            }
+            p.customers.push(customer.clone());
+            Ok(())
+        })?;
+        Ok(customer)
     }
 
     async fn put_customer(&self, customer: Customer) -> Result<Customer, ManageError> {
@@ -218,9 +226,13 @@ impl ManagedKeyStore for InMemoryKeyStore {
     }
 
     async fn delete_customer(&self, id: &str) -> Result<(), ManageError> {
-        if self.customer_by_id(id).is_none() {
-            return Err(no_customer(id));
-        }
-        Ok(InMemoryKeyStore::delete_customer(self, id)?)
+        self.edit(|p| {
+            let before = p.customers.len();
+            p.customers.retain(|c| c.id() != id);
+            if p.customers.len() == before {
+                return Err(no_customer(id));
+            }
+            Ok(())
+        })
     }
 }
