@@ -26,8 +26,15 @@ fn req() -> Request<String> {
     Request::get("/x").header("x-api-key", "k-0123456789abcdefghij").body(String::new()).unwrap()
 }
 
-#[tokio::test]
-async fn cap_survives_a_method_throttle_change() {
+async fn yield_a_while() {
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A request A of the cap-1 key held in the inner service; `change` applied to the store; then
+/// a request C of the same key must still be refused.
+async fn cap_holds_across(change: impl FnOnce(&tower_usage_plans::InMemoryKeyStore)) {
     let clock = clock();
     let st = store(CFG);
     let gate = Arc::new(Semaphore::new(0));
@@ -40,28 +47,39 @@ async fn cap_survives_a_method_throttle_change() {
         }
     });
     let svc = UsagePlanLayer::builder(st.clone()).clock(clock.clone()).build().unwrap().layer(inner);
-    // A: admitted, held in the inner service.
     let a = tokio::spawn(svc.clone().oneshot(req()));
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
+    yield_a_while().await;
     // B while A is in: refused (cap 1).
     assert_eq!(svc.clone().oneshot(req()).await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
-    // The plan gains a method throttle (cap unchanged).
-    let plan = UsagePlan::new("p").with_concurrency(NonZeroU32::new(1).unwrap()).stage(
-        PlanStage::new("petstore", "prod").method_throttle("/y/GET", Throttle::new(100.0, 100).unwrap()).unwrap(),
-    );
-    st.put_plan(plan).unwrap();
-    // C while A is still in: must be refused too.
+    change(&st);
+    // C while A is still in: refused too.
     let c = tokio::spawn(svc.clone().oneshot(req()));
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
+    yield_a_while().await;
     let c_refused = c.is_finished();
     gate.add_permits(2);
     let _ = a.await;
     let status = c.await.unwrap().unwrap().status();
     assert!(c_refused && status == StatusCode::TOO_MANY_REQUESTS, "C got {status}: 2 in flight with a cap of 1");
+}
+
+#[tokio::test]
+async fn cap_survives_a_method_throttle_change() {
+    // The plan gains a method throttle (cap unchanged): the key gets a new state.
+    cap_holds_across(|st| {
+        let plan = UsagePlan::new("p").with_concurrency(NonZeroU32::new(1).unwrap()).stage(
+            PlanStage::new("petstore", "prod").method_throttle("/y/GET", Throttle::new(100.0, 100).unwrap()).unwrap(),
+        );
+        st.put_plan(plan).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cap_survives_a_key_override_of_method_throttles() {
+    cap_holds_across(|st| {
+        let _updated = st.update_key("k", |k| k.method_throttle("/y/GET", Throttle::new(100.0, 100).unwrap())).unwrap();
+    })
+    .await;
 }
 
 const CUST: &str = r#"
@@ -99,34 +117,4 @@ async fn a_customer_quota_refusal_gives_the_key_count_and_buckets_back() {
     .unwrap();
     // Key count 2 of 3: one more.
     assert_eq!(statuses(&svc, "GET", "/x", k, 2).await, vec![200, 429]);
-}
-
-#[tokio::test]
-async fn cap_survives_a_key_override_of_method_throttles() {
-    let clock = clock();
-    let st = store(CFG);
-    let gate = Arc::new(Semaphore::new(0));
-    let g = Arc::clone(&gate);
-    let inner = service_fn(move |_r: Request<String>| {
-        let g = Arc::clone(&g);
-        async move {
-            g.acquire().await.unwrap().forget();
-            Ok::<_, Infallible>(Response::new(String::from("ok")))
-        }
-    });
-    let svc = UsagePlanLayer::builder(st.clone()).clock(clock.clone()).build().unwrap().layer(inner);
-    let a = tokio::spawn(svc.clone().oneshot(req()));
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
-    let _updated = st.update_key("k", |k| k.method_throttle("/y/GET", Throttle::new(100.0, 100).unwrap())).unwrap();
-    let c = tokio::spawn(svc.clone().oneshot(req()));
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
-    let c_refused = c.is_finished();
-    gate.add_permits(2);
-    let _ = a.await;
-    let status = c.await.unwrap().unwrap().status();
-    assert!(c_refused && status == StatusCode::TOO_MANY_REQUESTS, "C got {status}: 2 in flight with a cap of 1");
 }
