@@ -22,7 +22,7 @@ pub use customer::Customer;
 pub use file::{Config, PreviousValue};
 pub use key::ApiKey;
 pub use limits::{Quota, QuotaPeriod, Throttle, MAX_QUOTA_LIMIT};
-pub(crate) use overrides::Overrides;
+pub(crate) use overrides::{concurrency_cap, Overrides};
 pub use plan::{PlanStage, Stage, UsagePlan, MAX_METHODS_PER_STAGE, MAX_METHOD_THROTTLES};
 pub use route::MethodKey;
 pub use secret::{KeySecret, MAX_KEY_LEN, MIN_KEY_LEN};

@@ -5,6 +5,16 @@ use crate::model::plan::push_method;
 use crate::model::{MethodKey, Quota, Throttle, UsagePlan};
 use std::num::NonZeroU32;
 
+/// A concurrency cap `n` given at `field` (a file, a SQL column, an admin member): 1 to
+/// `u32::MAX`, or an error naming the field.
+pub(crate) fn concurrency_cap(field: &str, n: i128) -> Result<NonZeroU32, ConfigError> {
+    u32::try_from(n).ok().and_then(NonZeroU32::new).ok_or_else(|| {
+        let reason =
+            if n < 1 { format!("must be at least 1, got {n}") } else { format!("must be at most {}", u32::MAX) };
+        ConfigError::invalid(field, reason)
+    })
+}
+
 /// A key's own limits, each replacing its plan's for this key only (see
 /// [`ApiKey::with_throttle`](crate::ApiKey::with_throttle)). One pointer in the key when unset.
 #[derive(Debug, Clone, Default, PartialEq)]

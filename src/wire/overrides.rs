@@ -9,11 +9,7 @@ use std::num::NonZeroU32;
 
 /// A concurrency cap at `path`: 1 to `u32::MAX`.
 pub(crate) fn concurrency(path: &str, n: i128) -> Result<NonZeroU32, ShapeError> {
-    u32::try_from(n).ok().and_then(NonZeroU32::new).ok_or_else(|| {
-        let reason =
-            if n < 1 { format!("must be at least 1, got {n}") } else { format!("must be at most {}", u32::MAX) };
-        ShapeError::invalid(path, reason)
-    })
+    crate::model::concurrency_cap(path, n).map_err(|e| ShapeError::invalid(path, e.reason()))
 }
 
 /// A billing anchor at `path`: RFC 3339 text.

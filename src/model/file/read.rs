@@ -31,12 +31,7 @@ impl RawTime {
 
 /// A concurrency cap: 1 to `u32::MAX`.
 fn concurrency(field: &str, n: i64) -> Result<NonZeroU32, ConfigError> {
-    u32::try_from(n).ok().and_then(NonZeroU32::new).ok_or_else(|| {
-        ConfigError::invalid(
-            field,
-            if n < 1 { "must be at least 1".to_owned() } else { format!("must be at most {}", u32::MAX) },
-        )
-    })
+    crate::model::concurrency_cap(field, i128::from(n))
 }
 
 impl RawThrottle {

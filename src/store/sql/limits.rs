@@ -120,13 +120,7 @@ pub(super) fn quota(
 
 /// A concurrency cap from its column: 1 to `u32::MAX`, or NULL for none.
 pub(super) fn concurrency(n: Option<i64>) -> Result<Option<NonZeroU32>, ConfigError> {
-    n.map(|n| {
-        u32::try_from(n)
-            .ok()
-            .and_then(NonZeroU32::new)
-            .ok_or_else(|| ConfigError::invalid("concurrency", "out of range"))
-    })
-    .transpose()
+    n.map(|n| crate::model::concurrency_cap("concurrency", i128::from(n))).transpose()
 }
 
 /// A billing anchor from unix seconds.
