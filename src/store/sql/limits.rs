@@ -120,7 +120,12 @@ pub(super) fn quota(
 
 /// A concurrency cap from its column: 1 to `u32::MAX`, or NULL for none.
 pub(super) fn concurrency(n: Option<i64>) -> Result<Option<NonZeroU32>, ConfigError> {
-    n.map(|n| crate::model::concurrency_cap("concurrency", i128::from(n))).transpose()
+    // A stored row holds what a write checked: a bad value is a damaged row, said briefly.
+    n.map(|n| {
+        crate::model::concurrency_cap("concurrency", i128::from(n))
+            .map_err(|_| ConfigError::invalid("concurrency", "out of range"))
+    })
+    .transpose()
 }
 
 /// A billing anchor from unix seconds.
