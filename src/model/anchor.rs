@@ -111,17 +111,8 @@ impl QuotaAnchor {
 impl fmt::Display for QuotaAnchor {
     /// RFC 3339 in UTC, to the second: `2026-01-31T09:30:00Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.utc();
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )
+        // Whole seconds of the years 1 to 9999 (checked when made): always formattable.
+        f.write_str(&self.utc().format(&Rfc3339).map_err(|_| fmt::Error)?)
     }
 }
 
